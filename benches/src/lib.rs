@@ -1,0 +1,140 @@
+//! Floors and reporting shared by the benchmark binaries.
+//!
+//! These machines are noisy, so no figure stands alone: each benchmark measures a floor (a
+//! Unix-socket ping-pong between two processes, a `memcpy`) or a peer (pynng, Python's
+//! `ProcessPoolExecutor`) in the same run and reports the ratio. [`record`] prints one line and,
+//! when `MIRAI_BENCH_RECORDS` names a file (as `cargo xtask bench` does), appends it there as a
+//! JSON record `{name, value, unit, peer, peer_value, ratio}`.
+//!
+//! A benchmark binary that uses [`uds_pingpong_floor`] must call [`serve_floor_child`] first
+//! thing in `main`: the floor re-executes the binary as its echo process.
+//!
+//! ```no_run
+//! mirai_benches::serve_floor_child();
+//! let floor = mirai_benches::uds_pingpong_floor(64, 1_000, 20_000);
+//! mirai_benches::record("floor p50", floor.p50_us(), "us", "self", floor.p50_us());
+//! ```
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHILD_ENV: &str = "MIRAI_BENCH_FLOOR_ECHO";
+
+/// Sorted round-trip samples with percentile accessors.
+#[derive(Debug, Clone)]
+pub struct Samples(Vec<Duration>);
+
+impl Samples {
+    /// Wrap and sort raw samples.
+    pub fn new(mut v: Vec<Duration>) -> Self {
+        v.sort_unstable();
+        Self(v)
+    }
+
+    /// The `q` quantile (0.0..=1.0) in microseconds.
+    pub fn quantile_us(&self, q: f64) -> f64 {
+        if self.0.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.0.len() - 1) as f64 * q).round() as usize;
+        self.0[i].as_secs_f64() * 1e6
+    }
+
+    /// Median in microseconds.
+    pub fn p50_us(&self) -> f64 {
+        self.quantile_us(0.5)
+    }
+
+    /// 99th percentile in microseconds.
+    pub fn p99_us(&self) -> f64 {
+        self.quantile_us(0.99)
+    }
+}
+
+/// If this process was started as the floor's echo child, echo until EOF and exit.
+pub fn serve_floor_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (path, size) = spec
+        .rsplit_once(':')
+        .expect("floor child spec is PATH:SIZE");
+    let size: usize = size.parse().expect("floor child size");
+    let mut s = UnixStream::connect(path).expect("floor child connect");
+    let mut buf = vec![0u8; size];
+    while s.read_exact(&mut buf).is_ok() {
+        if s.write_all(&buf).is_err() {
+            break;
+        }
+    }
+    std::process::exit(0);
+}
+
+/// Blocking ping-pong of `size` bytes over a Unix stream socket with a child process: the
+/// floor every round-trip figure is compared with (`anchors.md`: 20,000 timed after 1,000 warm-up).
+pub fn uds_pingpong_floor(size: usize, warmup: usize, rounds: usize) -> Samples {
+    let dir = std::env::temp_dir().join(format!("mirai-floor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("floor temp dir");
+    let path = dir.join("floor.sock");
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).expect("floor bind");
+    let mut child = Command::new(std::env::current_exe().expect("current exe"))
+        .env(CHILD_ENV, format!("{}:{size}", path.display()))
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn floor child");
+    let (mut s, _) = listener.accept().expect("floor accept");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut buf = vec![7u8; size];
+    let mut samples = Vec::with_capacity(rounds);
+    for i in 0..warmup + rounds {
+        let t = Instant::now();
+        s.write_all(&buf).expect("floor write");
+        s.read_exact(&mut buf).expect("floor read");
+        if i >= warmup {
+            samples.push(t.elapsed());
+        }
+    }
+    drop(s);
+    let _ = child.wait();
+    Samples::new(samples)
+}
+
+/// Best time of 5 copies of `bytes` bytes into freshly allocated memory (page faults included,
+/// as they are for a write into a fresh shared region), in seconds.
+pub fn memcpy_fresh_floor(bytes: usize) -> f64 {
+    let src = vec![1u8; bytes];
+    (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            let mut dst: Vec<u8> = Vec::with_capacity(bytes);
+            dst.extend_from_slice(&src);
+            std::hint::black_box(&dst);
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// Print one figure beside its peer or floor and append it to `$MIRAI_BENCH_RECORDS`.
+///
+/// `ratio` is `value / peer_value`; whether lower is better depends on the unit.
+pub fn record(name: &str, value: f64, unit: &str, peer: &str, peer_value: f64) {
+    let ratio = value / peer_value;
+    println!(
+        "{name:<48} {value:>12.3} {unit:<6} vs {peer:<28} {peer_value:>12.3}  ratio {ratio:.2}"
+    );
+    if let Ok(path) = std::env::var("MIRAI_BENCH_RECORDS") {
+        let rec = serde_json::json!({
+            "name": name, "value": value, "unit": unit,
+            "peer": peer, "peer_value": peer_value, "ratio": ratio,
+        });
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open bench records");
+        writeln!(f, "{rec}").expect("write bench record");
+    }
+}
