@@ -181,7 +181,7 @@ fn compact_sequences_are_expanded_only_within_the_limit() {
         decode_value(&b),
         Err(RserError::SequenceTooLong {
             len: 1_000_000_000,
-            limit: 1 << 24
+            limit: 1 << 20
         })
     );
 }
@@ -288,4 +288,50 @@ fn a_top_level_serialized_value_is_written_as_is() {
         &mut out,
     );
     assert_eq!(out, blob);
+}
+
+/// R's ALTREP `compact_intseq` for `1:n`; `first` says whether its class symbols are new or
+/// back-references 1 and 2.
+fn compact_intseq(out: &mut Vec<u8>, n: f64, first: bool) {
+    let word = |out: &mut Vec<u8>, w: i32| out.extend_from_slice(&w.to_le_bytes());
+    word(out, 238);
+    for (i, name) in [b"compact_intseq".as_slice(), b"base"].iter().enumerate() {
+        word(out, 2);
+        if first {
+            for w in [SYMSXP, ASCII_CHAR, name.len() as i32] {
+                word(out, w);
+            }
+            out.extend_from_slice(name);
+        } else {
+            word(out, ((i as i32 + 1) << 8) | 255);
+        }
+    }
+    for w in [2, INTSXP, 1, 13, NIL, 14, 3] {
+        word(out, w);
+    }
+    for x in [n, 1.0, 1.0] {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    word(out, NIL);
+}
+
+#[test]
+fn the_expansion_limit_covers_all_sequences_of_a_blob_together() {
+    let mut b = blob(&[VECSXP, 2]);
+    compact_intseq(&mut b, 600_000.0, true);
+    compact_intseq(&mut b, 600_000.0, false);
+    assert_eq!(
+        decode_value(&b),
+        Err(RserError::SequenceTooLong {
+            len: 600_000,
+            limit: (1 << 20) - 600_000
+        })
+    );
+    let mut small = blob(&[VECSXP, 2]);
+    compact_intseq(&mut small, 3.0, true);
+    compact_intseq(&mut small, 2.0, false);
+    assert_eq!(
+        decode_value(&small).unwrap(),
+        Value::list([Value::integer([1, 2, 3]), Value::integer([1, 2])])
+    );
 }

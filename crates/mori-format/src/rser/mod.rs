@@ -35,7 +35,7 @@ mod sexp;
 mod writer;
 
 use crate::value::{Attributes, Data, NA_INTEGER, RString, Value};
-use reader::{Item, Reader, push_unique};
+use reader::{Budget, Item, Reader, push_unique};
 use writer::{OnError, Writer};
 
 /// How an attribute blob encodes the attribute set; it depends on the R that will read it.
@@ -84,8 +84,9 @@ pub struct Limits {
     pub max_depth: usize,
     /// Most distinct symbols in one blob (default 65 536).
     pub max_refs: usize,
-    /// Longest compact integer sequence expanded into a vector (default 2^24 elements); a
-    /// compact `row.names` is never expanded.
+    /// Most elements that compact integer sequences (ALTREP `compact_intseq`, a few bytes for
+    /// any length) may expand to, in total per blob (default 2^20); compact `row.names` are
+    /// never expanded.
     pub max_seq_len: usize,
 }
 
@@ -95,7 +96,7 @@ impl Default for Limits {
             max_blob: i32::MAX as usize,
             max_depth: 128,
             max_refs: 1 << 16,
-            max_seq_len: 1 << 24,
+            max_seq_len: 1 << 20,
         }
     }
 }
@@ -162,12 +163,12 @@ pub enum RserError {
         /// The limit.
         limit: usize,
     },
-    /// A compact sequence longer than [`Limits::max_seq_len`] would have to be expanded.
-    #[error("compact sequence of {len} elements exceeds the limit of {limit}")]
+    /// Compact sequences would expand to more than [`Limits::max_seq_len`] elements in total.
+    #[error("compact sequence of {len} elements exceeds the {limit} left to expand")]
     SequenceTooLong {
         /// Its length.
         len: usize,
-        /// The limit.
+        /// How many elements were left to expand.
         limit: usize,
     },
     /// A symbol name that is not valid UTF-8.
@@ -232,9 +233,12 @@ pub fn decode_attributes_with_limits(
     if blob.is_empty() {
         return Ok(Attributes::new());
     }
-    match Reader::new(blob, limits)?.read_blob()? {
-        item @ (Item::Null | Item::Pairlist(_)) => reader::pairlist_to_attributes(item, limits),
-        Item::List(items, list_attrs) => named_list_to_attributes(items, list_attrs, limits),
+    let (item, mut budget) = Reader::new(blob, limits)?.read_blob()?;
+    match item {
+        item @ (Item::Null | Item::Pairlist(_)) => {
+            reader::pairlist_to_attributes(item, &mut budget)
+        }
+        Item::List(items, list_attrs) => named_list_to_attributes(items, list_attrs, &mut budget),
         _ => Err(RserError::InvalidAttributeForm(
             "neither a pairlist nor a named list",
         )),
@@ -245,7 +249,7 @@ pub fn decode_attributes_with_limits(
 fn named_list_to_attributes(
     items: Vec<Item>,
     list_attrs: Attributes,
-    limits: &Limits,
+    budget: &mut Budget,
 ) -> Result<Attributes, RserError> {
     let names: Vec<String> = match list_attrs.0.as_slice() {
         [] if items.is_empty() => Vec::new(),
@@ -271,9 +275,9 @@ fn named_list_to_attributes(
     let mut attrs = Attributes::new();
     for (name, item) in names.into_iter().zip(items) {
         let value = if name == "row.names" {
-            fold_row_names(item, limits)?
+            fold_row_names(item, budget)?
         } else {
-            item.into_value(limits)?
+            item.into_value(budget)?
         };
         push_unique(&mut attrs, name, value)?;
     }
@@ -281,7 +285,7 @@ fn named_list_to_attributes(
 }
 
 /// Expanded automatic row names (`1:n`, `n >= 1`) back to the compact `c(NA_integer_, -n)`.
-fn fold_row_names(item: Item, limits: &Limits) -> Result<Value, RserError> {
+fn fold_row_names(item: Item, budget: &mut Budget) -> Result<Value, RserError> {
     let n = match &item {
         Item::IntSeq {
             len,
@@ -299,7 +303,7 @@ fn fold_row_names(item: Item, limits: &Limits) -> Result<Value, RserError> {
     };
     match n {
         Some(n) => Ok(Value::integer([NA_INTEGER, -n])),
-        None => item.into_value(limits),
+        None => item.into_value(budget),
     }
 }
 
@@ -437,7 +441,8 @@ pub fn decode_value(blob: &[u8]) -> Result<Value, RserError> {
 /// assert!(matches!(err, RserError::BadHeader(_)));
 /// ```
 pub fn decode_value_with_limits(blob: &[u8], limits: &Limits) -> Result<Value, RserError> {
-    Reader::new(blob, limits)?.read_blob()?.into_value(limits)
+    let (item, mut budget) = Reader::new(blob, limits)?.read_blob()?;
+    item.into_value(&mut budget)
 }
 
 /// Append the serialized form of `value` (used for `NULL` list elements) to `out`.

@@ -41,16 +41,45 @@ pub(super) enum Item {
     },
 }
 
+/// How many elements compact sequences may still expand to: the one place where a few bytes of
+/// a blob legitimately stand for many, so the total per blob is capped by
+/// [`Limits::max_seq_len`].
+#[derive(Debug)]
+pub(super) struct Budget {
+    left: usize,
+}
+
+impl Budget {
+    /// The budget `limits` allow one blob.
+    pub(super) fn new(limits: &Limits) -> Self {
+        Self {
+            left: limits.max_seq_len,
+        }
+    }
+
+    /// Spend `len` elements, or fail without spending.
+    fn spend(&mut self, len: usize) -> Result<(), RserError> {
+        if len > self.left {
+            return Err(RserError::SequenceTooLong {
+                len,
+                limit: self.left,
+            });
+        }
+        self.left -= len;
+        Ok(())
+    }
+}
+
 impl Item {
-    /// Turn the item into a value, expanding compact sequences up to `limits.max_seq_len`.
-    pub(super) fn into_value(self, limits: &Limits) -> Result<Value, RserError> {
+    /// Turn the item into a value, expanding compact sequences within `budget`.
+    pub(super) fn into_value(self, budget: &mut Budget) -> Result<Value, RserError> {
         match self {
             Self::Null => Ok(Value::new(Data::Null)),
             Self::Value(v) => Ok(v),
             Self::List(items, attrs) => {
                 let items = items
                     .into_iter()
-                    .map(|i| i.into_value(limits))
+                    .map(|i| i.into_value(budget))
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(Value {
                     data: Data::List(items),
@@ -63,12 +92,7 @@ impl Item {
                 step,
                 attrs,
             } => {
-                if len > limits.max_seq_len {
-                    return Err(RserError::SequenceTooLong {
-                        len,
-                        limit: limits.max_seq_len,
-                    });
-                }
+                budget.spend(len)?;
                 let data = (0..len)
                     .map(|i| {
                         // In range: checked when the sequence was read.
@@ -93,6 +117,7 @@ pub(super) struct Reader<'a> {
     /// The reference table: symbols in order of first appearance (REFSXP index 1 is `refs[0]`).
     refs: Vec<String>,
     limits: &'a Limits,
+    budget: Budget,
 }
 
 impl<'a> Reader<'a> {
@@ -109,11 +134,13 @@ impl<'a> Reader<'a> {
             pos: 0,
             refs: Vec::new(),
             limits,
+            budget: Budget::new(limits),
         })
     }
 
-    /// Read the whole blob: header, one item, and nothing after it.
-    pub(super) fn read_blob(mut self) -> Result<Item, RserError> {
+    /// Read the whole blob: header, one item, and nothing after it. The budget that is left
+    /// is for the caller's conversion of the item.
+    pub(super) fn read_blob(mut self) -> Result<(Item, Budget), RserError> {
         self.header()?;
         let item = self.item(0)?;
         if self.pos != self.buf.len() {
@@ -122,7 +149,7 @@ impl<'a> Reader<'a> {
                 len: self.buf.len(),
             });
         }
-        Ok(item)
+        Ok((item, self.budget))
     }
 
     fn remaining(&self) -> usize {
@@ -272,7 +299,7 @@ impl<'a> Reader<'a> {
     fn trailing_attributes(&mut self, flags: Flags, depth: usize) -> Result<Attributes, RserError> {
         if flags.attr {
             let item = self.item(depth + 1)?;
-            pairlist_to_attributes(item, self.limits)
+            pairlist_to_attributes(item, &mut self.budget)
         } else {
             Ok(Attributes::new())
         }
@@ -394,7 +421,7 @@ impl<'a> Reader<'a> {
             len: len as usize,
             start: start as i32,
             step: step as i32,
-            attrs: pairlist_to_attributes(attr, self.limits)?,
+            attrs: pairlist_to_attributes(attr, &mut self.budget)?,
         })
     }
 
@@ -450,7 +477,10 @@ fn f64_le(c: &[u8]) -> f64 {
 }
 
 /// The attributes a pairlist holds; `NULL` is the empty set.
-pub(super) fn pairlist_to_attributes(item: Item, limits: &Limits) -> Result<Attributes, RserError> {
+pub(super) fn pairlist_to_attributes(
+    item: Item,
+    budget: &mut Budget,
+) -> Result<Attributes, RserError> {
     let cells = match item {
         Item::Null => return Ok(Attributes::new()),
         Item::Pairlist(cells) => cells,
@@ -463,7 +493,7 @@ pub(super) fn pairlist_to_attributes(item: Item, limits: &Limits) -> Result<Attr
     let mut attrs = Attributes::new();
     for (tag, value) in cells {
         let name = tag.ok_or(RserError::InvalidAttributeForm("attribute without a name"))?;
-        push_unique(&mut attrs, name, value.into_value(limits)?)?;
+        push_unique(&mut attrs, name, value.into_value(budget)?)?;
     }
     Ok(attrs)
 }

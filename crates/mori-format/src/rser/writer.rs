@@ -219,8 +219,8 @@ impl<'a> Writer<'a> {
     /// A nested opaque blob: re-encoded through the decoder, so its symbols join our table.
     fn spliced(&mut self, blob: &[u8]) -> Result<(), RserError> {
         let limits = Limits::default();
-        let item = Reader::new(blob, &limits)?.read_blob()?;
-        self.value(&item.into_value(&limits)?)
+        let (item, mut budget) = Reader::new(blob, &limits)?.read_blob()?;
+        self.value(&item.into_value(&mut budget)?)
     }
 
     /// The attribute pairlist: one tagged cell per attribute, then `NULL`.
