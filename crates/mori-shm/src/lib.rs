@@ -1,0 +1,116 @@
+//! Shared-memory regions by name, byte-compatible with R's mori.
+//!
+//! A value shared here is written once into a region under `/dev/shm`, named like
+//! `/mori_4d1b_1`, and any process of the same user (Rust with this crate, or R with
+//! `mori::map_shared()`) maps it read-only by that name and reads it in place: no copy, no
+//! serialization, one physical copy of the data however many processes read it.
+//!
+//! ```
+//! use mori_shm::Source;
+//!
+//! // Creator: one copy, from our slices straight into the new region.
+//! let x: Vec<f64> = (0..1000).map(f64::from).collect();
+//! let shared = mori_shm::share_data_frame(vec![
+//!     ("x", Source::Double(&x)),
+//!     ("label", Source::Strings(&["a"; 1000])),
+//! ])?;
+//!
+//! // Consumer (usually another process): attach by name, at the root or at a path.
+//! let name = format!("{}[1]", shared.name()); // R's 1-based path: column x
+//! let column = mori_shm::map_shared(&name)?;
+//! assert_eq!(column.as_f64().unwrap()[999], 999.0); // a slice of the mapping
+//! assert_eq!(mori_shm::shared_name(&column).as_deref(), Some(name.as_str()));
+//!
+//! drop(shared); // unlinks the name; existing mappings stay valid
+//! assert_eq!(column.as_f64().unwrap().len(), 1000);
+//! # Ok::<(), mori_shm::Error>(())
+//! ```
+//!
+//! # Creating
+//! [`share_f64`], [`share_i32`], [`share_raw`], [`share_strings`], [`share_list`] and
+//! [`share_data_frame`] borrow the caller's data through `mori-format`'s [`Source`] and write
+//! it straight into the mapping: no intermediate owned value, one copy in all. [`share`] takes
+//! an owned [`Value`](mori_format::value::Value), [`share_source_with`] any source and writer
+//! options (such as the attribute form for R >= 4.6).
+//!
+//! Creation opens `/dev/shm/mori_<pid hex>_<counter hex>` with `O_CREAT|O_EXCL`, mode 0600 (the
+//! counter starts at a per-process random value, as R's mori 0.2.2 does), then `ftruncate` and
+//! `fallocate` reserve the space, so a full `/dev/shm` is an [`Error::OutOfSpace`] naming the
+//! size asked and the space free rather than a `SIGBUS` later. The mapping is read-write and
+//! pre-faulted while the creator writes, asks for huge pages from 2 MiB, and is sealed
+//! read-only afterwards. Any failure after the file exists unlinks it.
+//!
+//! # Attaching
+//! [`map_shared`] parses the identifier with R's grammar, maps the file read-only and lazily
+//! (no pre-faulting: attaching costs the same for 1 KB and 1 GB), validates the region with
+//! `mori-format` (work proportional to its number of elements, not its bytes), resolves the
+//! bracketed path and returns a [`SharedView`]. Views of elements ([`SharedView::get`]) keep
+//! the whole mapping alive through an `Arc`, so they may outlive the list they came from.
+//!
+//! # Lifetime and prune
+//! The creator's [`Shared`] owns the name and unlinks it when dropped. Mappings made before
+//! that (in any process) stay valid; new [`map_shared`] calls fail with [`Error::NotFound`].
+//! Consumers never unlink. Keep the [`Shared`] alive until consumers have attached.
+//!
+//! A creator that dies without dropping its handles (killed, crashed) leaves an orphan.
+//! [`prune`] removes the regions whose creator is dead, and [`list_regions`] reports each
+//! region's [`Status`]. Unlike R's rule (the pid in the name exists), pid reuse cannot protect
+//! an orphan or expose a live region: each region records its creator's start time in an
+//! extended attribute beside the bytes, and a live pid with another start time is not the
+//! creator. Regions without the record (R's, or on kernels before 6.6 without tmpfs user
+//! extended attributes) fall back to R's rule. The caveat R has remains: pids belong to a PID
+//! namespace, so a process in another namespace that shares `/dev/shm` (a container run with
+//! `--ipc=host`) looks dead here, and `prune` would remove its live regions. Do not prune a
+//! `/dev/shm` shared across PID namespaces.
+//!
+//! # Passing handles to other processes
+//! With serde, a [`Shared`] or [`SharedView`] serializes as its identifier, a few dozen bytes
+//! whatever the size of the value, and a [`SharedView`] deserializes by attaching. A task
+//! argument holding a shared handle therefore sends only the name.
+//!
+//! # Safety
+//! Mapping a file is `unsafe` in Rust because another process could change or truncate it. The
+//! crate's only `unsafe` code sits in one small module that explains why it holds here: regions
+//! are write-once before their name escapes, consumers map read-only, mode 0600 keeps other
+//! users out, and every view is bounds-checked against the mapping. The residual risk is a
+//! process of the same user that truncates a region file while it is mapped: reads of the lost
+//! pages then fault with `SIGBUS`, as they would in R.
+//!
+//! Linux only: regions live in the tmpfs at `/dev/shm`.
+//!
+//! # The `mori` command
+//! `mori ls`, `mori show NAME[path]`, `mori cat NAME[path]`, `mori prune` and
+//! `mori share FILE.json`; see `mori --help` for their output and exit codes.
+#![deny(unsafe_code)]
+
+mod error;
+mod name;
+mod owner;
+mod prune;
+mod region;
+mod shared;
+mod sys;
+mod wire;
+
+pub use error::{Error, Result};
+pub use mori_format::{self, Source, View, WriteOptions};
+pub use owner::Status;
+pub use prune::{RegionInfo, list_regions, prune};
+pub use shared::{
+    Shared, SharedView, is_shared, map_shared, share, share_data_frame, share_f64, share_i32,
+    share_list, share_raw, share_source, share_source_with, share_strings, shared_name,
+};
+
+/// Entry points for fuzz targets: they take arbitrary bytes and must never panic.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decode `data` as everything this crate reads from the system: an owner record, a
+    /// `/proc/<pid>/stat` line and a region file name.
+    pub fn system_records(data: &[u8]) {
+        let _ = crate::owner::decode_record(data);
+        if let Ok(text) = std::str::from_utf8(data) {
+            let _ = crate::sys::proc::parse_start_time(text);
+            let _ = crate::name::creator_pid(text);
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Regions as mapped bytes: create one (write-once, then read-only), attach to one by name.
+//!
+//! This layer knows nothing of the value format: creation takes a closure that fills the
+//! mapping, attaching returns the mapped bytes. The handles above it add the format.
+
+use std::fmt;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::error::Error;
+use crate::name;
+use crate::owner;
+use crate::sys::map::{self, Mapping};
+use crate::sys::{file, proc};
+
+/// Ownership of a region's name: unlinks the file when dropped. Mappings stay valid; new
+/// attaches fail with `NotFound`.
+pub(crate) struct NameOwner {
+    path: PathBuf,
+}
+
+impl Drop for NameOwner {
+    fn drop(&mut self) {
+        // Someone may have pruned it already; nothing useful to do about other failures in drop.
+        let _ = file::unlink(&self.path);
+    }
+}
+
+impl fmt::Debug for NameOwner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NameOwner")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// Take ownership of the file at `path`: it is unlinked when the guard drops.
+#[cfg(test)]
+pub(crate) fn name_owner(path: PathBuf) -> NameOwner {
+    NameOwner { path }
+}
+
+/// The region name (`/mori_...`) of a region file name (`mori_...`).
+fn region_name(file_name: &str) -> String {
+    format!("/{file_name}")
+}
+
+/// Create a new region of exactly `len` bytes, let `fill` write all of it, and seal it
+/// read-only. On any failure the file is unlinked before returning.
+pub(crate) fn create(
+    len: usize,
+    fill: impl FnOnce(&mut [u8]) -> Result<(), Error>,
+) -> Result<(Arc<Mapping>, NameOwner), Error> {
+    create_named(&name::next_file_name(), len, fill)
+}
+
+/// [`create`] under a given file name (`mori_<pid>_<counter>`).
+pub(crate) fn create_named(
+    file_name: &str,
+    len: usize,
+    fill: impl FnOnce(&mut [u8]) -> Result<(), Error>,
+) -> Result<(Arc<Mapping>, NameOwner), Error> {
+    let name = region_name(file_name);
+    let path = file::region_path(file_name);
+    let io_err = |op: &'static str, source| Error::Io {
+        name: name.clone(),
+        op,
+        source,
+    };
+    let f = match file::create_exclusive(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::NameInUse { name });
+        }
+        Err(e) => return Err(io_err("create", e)),
+    };
+    // From here on the name is ours: unlink it on every failure.
+    let owner = NameOwner { path };
+    if let Ok(start) = proc::own_start_time() {
+        // Best effort (see `owner`): without a record, prune falls back to R's rule.
+        let _ = file::set_owner_record(&f, &owner::encode_record(start));
+    }
+    reserve(&f, &name, len)?;
+    let mut writable = map::map_new_region(&f, len).map_err(|e| io_err("map", e))?;
+    drop(f);
+    fill(&mut writable)?;
+    let mapping = Mapping::seal(name.clone(), writable).map_err(|e| io_err("seal", e))?;
+    Ok((Arc::new(mapping), owner))
+}
+
+/// Size the file and reserve its pages, reporting a full `/dev/shm` with both sizes.
+fn reserve(f: &File, name: &str, len: usize) -> Result<(), Error> {
+    let asked = len as u64;
+    let dir = std::path::Path::new(file::SHM_DIR);
+    let out_of_space = |free| Error::OutOfSpace {
+        name: name.to_owned(),
+        asked,
+        free,
+    };
+    // Fail before touching any page when the request cannot fit: fallocate would otherwise fill
+    // /dev/shm (pushing other memory out) before giving up.
+    if let Ok(free) = file::free_space(dir)
+        && asked > free
+    {
+        return Err(out_of_space(free));
+    }
+    match file::reserve(f, asked) {
+        Ok(()) => Ok(()),
+        Err(file::ReserveError::NoSpace) => Err(out_of_space(file::free_space(dir).unwrap_or(0))),
+        Err(file::ReserveError::Io(source)) => Err(Error::Io {
+            name: name.to_owned(),
+            op: "reserve",
+            source,
+        }),
+    }
+}
+
+/// Map region `name` (`/mori_<pid>_<counter>`) read-only and lazily.
+pub(crate) fn attach(name: &str) -> Result<Arc<Mapping>, Error> {
+    let file_name = name
+        .strip_prefix('/')
+        .filter(|f| name::creator_pid(f).is_some())
+        .ok_or_else(|| Error::MalformedName {
+            name: name.to_owned(),
+        })?;
+    let path = file::region_path(file_name);
+    let io_err = |op: &'static str, source| Error::Io {
+        name: name.to_owned(),
+        op,
+        source,
+    };
+    let f = match file::open_read_only(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::NotFound {
+                name: name.to_owned(),
+            });
+        }
+        Err(e) => return Err(io_err("open", e)),
+    };
+    let len = f.metadata().map_err(|e| io_err("stat", e))?.len();
+    let len = usize::try_from(len).map_err(|_| Error::Io {
+        name: name.to_owned(),
+        op: "map",
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "region larger than memory"),
+    })?;
+    let mapping = Mapping::open(name.to_owned(), &f, len).map_err(|e| io_err("map", e))?;
+    Ok(Arc::new(mapping))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_region_is_written_once_and_read_by_name_until_its_owner_drops() {
+        let (mapping, owner) = create(100, |b| {
+            b.copy_from_slice(&[7u8; 100]);
+            Ok(())
+        })
+        .unwrap();
+        let other = attach(mapping.name()).unwrap();
+        assert_eq!(other.bytes(), &[7u8; 100][..]);
+        drop(owner);
+        assert!(matches!(
+            attach(mapping.name()),
+            Err(Error::NotFound { .. })
+        ));
+        assert_eq!(other.bytes()[99], 7, "mappings outlive the name");
+    }
+
+    #[test]
+    fn a_failed_fill_unlinks_the_name() {
+        let file_name = name::next_file_name();
+        let err = create_named(&file_name, 64, |_| {
+            Err(Error::NotAList {
+                name: "test".into(),
+            })
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::NotAList { .. }));
+        assert!(!file::region_path(&file_name).exists());
+    }
+
+    #[test]
+    fn an_existing_name_is_in_use() {
+        let file_name = name::next_file_name();
+        let (_m, _owner) = create_named(&file_name, 64, |_| Ok(())).unwrap();
+        let err = create_named(&file_name, 64, |_| Ok(())).unwrap_err();
+        assert!(matches!(err, Error::NameInUse { ref name } if name == &format!("/{file_name}")));
+        assert!(
+            file::region_path(&file_name).exists(),
+            "the first owner keeps it"
+        );
+    }
+
+    #[test]
+    fn regions_carry_an_owner_record_with_our_start_time() {
+        let (m, _owner) = create(64, |_| Ok(())).unwrap();
+        let path = file::region_path(&m.name()[1..]);
+        let record = file::owner_record(&path)
+            .unwrap()
+            .expect("tmpfs keeps user xattrs");
+        assert_eq!(
+            owner::decode_record(&record),
+            Some(proc::own_start_time().unwrap())
+        );
+    }
+
+    #[test]
+    fn bad_names_are_malformed_not_io_errors() {
+        for bad in [
+            "",
+            "/",
+            "mori_1_2",
+            "/mori_1",
+            "/../etc/passwd",
+            "/mori_1_2/x",
+        ] {
+            assert!(
+                matches!(attach(bad), Err(Error::MalformedName { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn asking_for_more_than_dev_shm_has_is_out_of_space_with_both_sizes() {
+        let free = file::free_space(std::path::Path::new(file::SHM_DIR)).unwrap();
+        let asked = usize::try_from(free.saturating_mul(2)).unwrap_or(usize::MAX);
+        let file_name = name::next_file_name();
+        let err = create_named(&file_name, asked, |_| Ok(())).unwrap_err();
+        match err {
+            Error::OutOfSpace {
+                name,
+                asked: a,
+                free: f,
+            } => {
+                assert_eq!(name, format!("/{file_name}"));
+                assert_eq!(a, asked as u64);
+                assert!(f < a, "free {f} must be below asked {a}");
+                let msg = Error::OutOfSpace {
+                    name,
+                    asked: a,
+                    free: f,
+                }
+                .to_string();
+                assert!(
+                    msg.contains(&a.to_string()) && msg.contains(&f.to_string()),
+                    "{msg}"
+                );
+            }
+            other => panic!("expected OutOfSpace, got {other:?}"),
+        }
+        assert!(!file::region_path(&file_name).exists());
+    }
+
+    #[test]
+    fn fallocate_reports_a_full_file_system_as_no_space() {
+        // Bypass the free-space pre-check: the kernel itself must refuse.
+        let file_name = name::next_file_name();
+        let path = file::region_path(&file_name);
+        let f = file::create_exclusive(&path).unwrap();
+        let _owner = NameOwner { path: path.clone() };
+        let free = file::free_space(std::path::Path::new(file::SHM_DIR)).unwrap();
+        assert!(matches!(
+            file::reserve(&f, free.saturating_mul(2)),
+            Err(file::ReserveError::NoSpace)
+        ));
+    }
+
+    /// Runs every other unit test in a child process, then checks by its pid that nothing of
+    /// its own was left in /dev/shm, whatever the outcome of its tests. The prune tests are
+    /// skipped there: a second prune at the same time would race their assertions.
+    #[test]
+    fn the_unit_tests_leave_no_regions_behind() {
+        let this = "region::tests::the_unit_tests_leave_no_regions_behind";
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--skip", this, "--skip", "prune", "--test-threads=2", "-q"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let status = child.wait().unwrap();
+        let prefix = format!("mori_{pid:x}_");
+        let left: Vec<_> = std::fs::read_dir(file::SHM_DIR)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect();
+        for f in &left {
+            let _ = std::fs::remove_file(f);
+        }
+        assert!(left.is_empty(), "unit tests left regions behind: {left:?}");
+        assert!(status.success(), "unit tests failed in the child: {status}");
+    }
+}

@@ -1,0 +1,631 @@
+//! The handles: [`Shared`] (the creator's, owns the name) and [`SharedView`] (anyone's view of a
+//! value in a region, root or element), with the functions that make them.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use mori_format::layout::SexpType;
+use mori_format::path::MAX_PATH;
+use mori_format::value::{RString, Value};
+use mori_format::{Identifier, ReadError, Region, Source, Strings, View, WriteOptions};
+
+use crate::error::{Error, Result};
+use crate::region::{self, NameOwner};
+use crate::sys::map::{Anchored, Mapping};
+
+/// A value in a shared region, viewed without copying: the root of a region or any element or
+/// sub-list of it.
+///
+/// Cloning is cheap (an `Arc` and a short path). A view keeps the whole mapping alive, so
+/// elements taken from a list outlive the list view and the [`Shared`] handle they came from;
+/// the region's *name* lives only as long as its creator's [`Shared`].
+///
+/// ```
+/// let shared = mori_shm::share_f64(&[1.0, 2.0, 3.0])?;
+/// let view = mori_shm::map_shared(shared.name())?;
+/// assert_eq!(view.as_f64(), Some(&[1.0, 2.0, 3.0][..]));
+/// # Ok::<(), mori_shm::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct SharedView {
+    anchored: Anchored,
+    /// 0-based list indices from the root to this value.
+    path: Vec<u32>,
+}
+
+impl std::fmt::Debug for SharedView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedView")
+            .field("region", &self.name())
+            .field("path", &self.path)
+            .field("sexptype", &self.sexptype())
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+/// R's form of an identifier: the region name, then the 1-based path in brackets; `None` past
+/// R's 64 indices.
+fn format_identifier(region: &str, path: &[u32]) -> Option<String> {
+    if path.len() > MAX_PATH {
+        return None;
+    }
+    let mut s = region.to_owned();
+    for (i, index) in path.iter().enumerate() {
+        s.push(if i == 0 { '[' } else { ',' });
+        s.push_str(&(u64::from(*index) + 1).to_string());
+    }
+    if !path.is_empty() {
+        s.push(']');
+    }
+    Some(s)
+}
+
+impl SharedView {
+    /// The OS name of the region, `/mori_<pid>_<counter>`.
+    pub fn name(&self) -> &str {
+        self.anchored.mapping().name()
+    }
+
+    /// The 0-based list indices from the region's root to this value (empty for the root).
+    pub fn path(&self) -> &[u32] {
+        &self.path
+    }
+
+    /// The identifier that [`map_shared`] (here or in R) turns back into this value:
+    /// `/mori_<pid>_<counter>` for a root, with a 1-based path such as `[2,1]` for an element.
+    /// `None` when the value is nested deeper than the 64 indices R's identifiers can hold.
+    ///
+    /// ```
+    /// use mori_shm::Source;
+    /// let shared = mori_shm::share_list(vec![(Some("a"), Source::Double(&[1.0]))])?;
+    /// let a = shared.get(0)?;
+    /// assert_eq!(a.identifier().unwrap(), format!("{}[1]", shared.name()));
+    /// # Ok::<(), mori_shm::Error>(())
+    /// ```
+    pub fn identifier(&self) -> Option<String> {
+        format_identifier(self.name(), &self.path)
+    }
+
+    /// The identifier for error messages: exact when R can name it, else the region name.
+    fn label(&self) -> String {
+        self.identifier().unwrap_or_else(|| self.name().to_owned())
+    }
+
+    /// The zero-copy view of the value, from `mori-format`, borrowing the mapping.
+    pub fn view(&self) -> View<'_> {
+        self.anchored.view()
+    }
+
+    /// The value's R type.
+    pub fn sexptype(&self) -> SexpType {
+        self.view().sexptype()
+    }
+
+    /// Number of elements (0 for an element R could only store serialized).
+    pub fn len(&self) -> usize {
+        self.view().len()
+    }
+
+    /// True if [`len`](Self::len) is 0.
+    pub fn is_empty(&self) -> bool {
+        self.view().is_empty()
+    }
+
+    /// The doubles of a double vector, borrowed from the mapping.
+    pub fn as_f64(&self) -> Option<&[f64]> {
+        match self.view() {
+            View::Double(v) => Some(v.data()),
+            _ => None,
+        }
+    }
+
+    /// The integers of an integer vector (`i32::MIN` is NA), borrowed from the mapping.
+    pub fn as_i32(&self) -> Option<&[i32]> {
+        match self.view() {
+            View::Integer(v) => Some(v.data()),
+            _ => None,
+        }
+    }
+
+    /// The values of a logical vector (1 TRUE, 0 FALSE, `i32::MIN` NA), borrowed from the mapping.
+    pub fn as_logical(&self) -> Option<&[i32]> {
+        match self.view() {
+            View::Logical(v) => Some(v.data()),
+            _ => None,
+        }
+    }
+
+    /// The bytes of a raw vector, borrowed from the mapping.
+    pub fn as_raw(&self) -> Option<&[u8]> {
+        match self.view() {
+            View::Raw(v) => Some(v.data()),
+            _ => None,
+        }
+    }
+
+    /// The `[re, im]` pairs of a complex vector, borrowed from the mapping.
+    pub fn as_complex(&self) -> Option<&[[f64; 2]]> {
+        match self.view() {
+            View::Complex(v) => Some(v.data()),
+            _ => None,
+        }
+    }
+
+    /// The strings of a character vector, borrowed from the mapping.
+    ///
+    /// ```
+    /// let shared = mori_shm::share_strings(&["x", "y"])?;
+    /// let s = shared.as_strings().unwrap();
+    /// assert_eq!(s.get(1).and_then(|s| s.as_str()), Some("y"));
+    /// # Ok::<(), mori_shm::Error>(())
+    /// ```
+    pub fn as_strings(&self) -> Option<Strings<'_>> {
+        match self.view() {
+            View::Character(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Element `index` (0-based) of a list, as a view that keeps the mapping alive.
+    ///
+    /// ```
+    /// use mori_shm::{Error, Source};
+    /// let shared = mori_shm::share_list(vec![(None, Source::Integer(&[7]))])?;
+    /// assert_eq!(shared.get(0)?.as_i32(), Some(&[7][..]));
+    /// assert!(matches!(shared.get(1), Err(Error::IndexOutOfRange { index: 1, len: 1, .. })));
+    /// # Ok::<(), mori_shm::Error>(())
+    /// ```
+    pub fn get(&self, index: usize) -> Result<Self> {
+        let View::List(list) = self.view() else {
+            return Err(Error::NotAList { name: self.label() });
+        };
+        if index >= list.len() {
+            return Err(Error::IndexOutOfRange {
+                name: self.label(),
+                index,
+                len: list.len(),
+            });
+        }
+        let step = u32::try_from(index).map_err(|_| Error::IndexOutOfRange {
+            name: self.label(),
+            index,
+            len: list.len(),
+        })?;
+        let anchored = self
+            .anchored
+            .project(|v| match v {
+                View::List(l) => l.get(index),
+                // Checked above; kept as an error rather than a panic.
+                _ => Err(ReadError::BadCount {
+                    what: "list index",
+                    value: index as i64,
+                }),
+            })
+            .map_err(|source| Error::Corrupt {
+                name: self.label(),
+                source,
+            })?;
+        let mut path = self.path.clone();
+        path.push(step);
+        Ok(Self { anchored, path })
+    }
+
+    /// The `names` attribute of a list (`None` if it has none).
+    pub fn names(&self) -> Result<Option<Vec<RString>>> {
+        let View::List(list) = self.view() else {
+            return Err(Error::NotAList { name: self.label() });
+        };
+        list.names().map_err(|source| Error::Corrupt {
+            name: self.label(),
+            source,
+        })
+    }
+
+    /// The element of a list named `name`, if there is one (the first, if several are).
+    ///
+    /// ```
+    /// use mori_shm::Source;
+    /// let df = mori_shm::share_data_frame(vec![("x", Source::Double(&[1.0])), ("y", Source::Integer(&[2]))])?;
+    /// assert_eq!(df.get_named("y")?.unwrap().as_i32(), Some(&[2][..]));
+    /// assert!(df.get_named("z")?.is_none());
+    /// # Ok::<(), mori_shm::Error>(())
+    /// ```
+    pub fn get_named(&self, name: &str) -> Result<Option<Self>> {
+        let Some(names) = self.names()? else {
+            return Ok(None);
+        };
+        match names.iter().position(|n| n.as_str() == Some(name)) {
+            Some(i) => self.get(i).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Copy the value out of the region into the owned model (attributes decoded).
+    pub fn to_value(&self) -> Result<Value> {
+        self.view().to_value().map_err(|source| Error::Corrupt {
+            name: self.label(),
+            source,
+        })
+    }
+}
+
+/// The creator's handle of a region: a view of its root that also owns its name.
+///
+/// Dropping it unlinks the name, as R's mori does when the last reference to a shared object is
+/// collected: mappings that exist (in this or other processes, views taken from this handle
+/// included) stay valid, and new [`map_shared`] calls fail with [`Error::NotFound`]. Keep it
+/// alive until every consumer has mapped the region.
+///
+/// It dereferences to the [`SharedView`] of the root.
+///
+/// ```
+/// let shared = mori_shm::share_f64(&[1.0, 2.0])?;
+/// let name = shared.name().to_owned();
+/// let consumer = mori_shm::map_shared(&name)?;
+/// drop(shared);
+/// assert!(matches!(mori_shm::map_shared(&name), Err(mori_shm::Error::NotFound { .. })));
+/// assert_eq!(consumer.as_f64(), Some(&[1.0, 2.0][..])); // the mapping outlives the name
+/// # Ok::<(), mori_shm::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Shared {
+    root: SharedView,
+    _owner: NameOwner,
+}
+
+impl Shared {
+    /// A view of the root that does not own the name.
+    pub fn view(&self) -> SharedView {
+        self.root.clone()
+    }
+}
+
+impl Deref for Shared {
+    type Target = SharedView;
+
+    fn deref(&self) -> &SharedView {
+        &self.root
+    }
+}
+
+/// Validate a region's bytes and resolve `path` in them, with R's error cases.
+fn resolve_in(mapping: Arc<Mapping>, identifier: &str, path: &[u32]) -> Result<Anchored> {
+    let region = mapping.name().to_owned();
+    // The identifier of the list reached after `depth` steps, for error messages.
+    let at =
+        |depth: usize| format_identifier(&region, &path[..depth]).unwrap_or_else(|| region.clone());
+    Anchored::new(mapping, |bytes| {
+        let corrupt = |source| Error::Corrupt {
+            name: identifier.to_owned(),
+            source,
+        };
+        let mut view = Region::new(bytes).map_err(corrupt)?.root();
+        for (depth, &index) in path.iter().enumerate() {
+            let View::List(list) = view else {
+                return Err(Error::NotAList { name: at(depth) });
+            };
+            if index as usize >= list.len() {
+                return Err(Error::IndexOutOfRange {
+                    name: at(depth),
+                    index: index as usize,
+                    len: list.len(),
+                });
+            }
+            view = list.get(index as usize).map_err(corrupt)?;
+        }
+        Ok(view)
+    })
+}
+
+/// Attach to a shared value by identifier: a region name (`/mori_<pid>_<counter>`), optionally
+/// with R's 1-based path to an element (`/mori_<pid>_<counter>[2,1]`).
+///
+/// The region is mapped read-only and lazily, and validated (work proportional to its number of
+/// elements and strings, not its bytes) before the view is returned. Malformed identifiers give
+/// [`Error::MalformedName`], absent regions [`Error::NotFound`], paths that lead nowhere
+/// [`Error::IndexOutOfRange`] or [`Error::NotAList`], bad bytes [`Error::Corrupt`].
+///
+/// ```
+/// use mori_shm::{Error, Source};
+/// let shared = mori_shm::share_list(vec![
+///     (Some("x"), Source::Double(&[1.5])),
+///     (Some("inner"), Source::List(vec![(None, Source::Integer(&[4, 5]))])),
+/// ])?;
+/// let inner = mori_shm::map_shared(&format!("{}[2,1]", shared.name()))?;
+/// assert_eq!(inner.as_i32(), Some(&[4, 5][..]));
+/// assert!(matches!(mori_shm::map_shared("not a name"), Err(Error::MalformedName { .. })));
+/// # Ok::<(), mori_shm::Error>(())
+/// ```
+pub fn map_shared(identifier: &str) -> Result<SharedView> {
+    let id = Identifier::parse(identifier).map_err(|_| Error::MalformedName {
+        name: identifier.to_owned(),
+    })?;
+    // The file is named by the text as given (R opens it the same way), leading zeros included.
+    let region_name = identifier.split('[').next().unwrap_or(identifier);
+    let mapping = region::attach(region_name)?;
+    let anchored = resolve_in(mapping, identifier, &id.path)?;
+    Ok(SharedView {
+        anchored,
+        path: id.path,
+    })
+}
+
+/// The identifier of a shared value ([`SharedView::identifier`]), as R's `shared_name()`.
+pub fn shared_name(view: &SharedView) -> Option<String> {
+    view.identifier()
+}
+
+/// True if `x` is a handle on shared memory ([`Shared`] or [`SharedView`]), as R's
+/// `is_shared()`: for generic code that passes either shared handles or ordinary values.
+///
+/// ```
+/// let shared = mori_shm::share_i32(&[1, 2])?;
+/// assert!(mori_shm::is_shared(&shared));
+/// assert!(mori_shm::is_shared(&shared.view()));
+/// assert!(!mori_shm::is_shared(&vec![1, 2]));
+/// # Ok::<(), mori_shm::Error>(())
+/// ```
+pub fn is_shared<T: ?Sized + 'static>(_x: &T) -> bool {
+    use std::any::TypeId;
+    let t = TypeId::of::<T>();
+    t == TypeId::of::<Shared>() || t == TypeId::of::<SharedView>()
+}
+
+/// Share any value described by a [`Source`] (borrowing the caller's slices) with explicit
+/// writer options: the bytes are written once, straight into the new region.
+///
+/// ```
+/// use mori_shm::{Source, WriteOptions};
+/// let x = [1.0, 2.0];
+/// let shared = mori_shm::share_source_with(&Source::Double(&x), &WriteOptions::default())?;
+/// assert_eq!(shared.as_f64(), Some(&x[..]));
+/// # Ok::<(), mori_shm::Error>(())
+/// ```
+pub fn share_source_with(source: &Source<'_>, opts: &WriteOptions) -> Result<Shared> {
+    let plan = source
+        .plan(opts)
+        .map_err(|source| Error::Unshareable { source })?;
+    let (mapping, owner) = region::create(plan.len(), |buf| {
+        plan.write_into(buf)
+            .map(drop)
+            .map_err(|source| Error::Unshareable { source })
+    })?;
+    let name = mapping.name().to_owned();
+    let anchored = resolve_in(mapping, &name, &[])?;
+    Ok(Shared {
+        root: SharedView {
+            anchored,
+            path: Vec::new(),
+        },
+        _owner: owner,
+    })
+}
+
+/// Share a [`Source`] with the default writer options (attributes in the form R <= 4.5 reads).
+pub fn share_source(source: &Source<'_>) -> Result<Shared> {
+    share_source_with(source, &WriteOptions::default())
+}
+
+/// Share an owned [`Value`] (any R vector, list or data frame, attributes included).
+///
+/// ```
+/// use mori_format::value::Value;
+/// let shared = mori_shm::share(&Value::character(["a", "b"]))?;
+/// assert_eq!(shared.to_value()?, Value::character(["a", "b"]));
+/// # Ok::<(), mori_shm::Error>(())
+/// ```
+pub fn share(value: &Value) -> Result<Shared> {
+    share_source(&Source::Value(value))
+}
+
+/// Share a double vector: one copy, from `x` into the region.
+///
+/// ```
+/// let shared = mori_shm::share_f64(&[0.5; 1000])?;
+/// assert_eq!(shared.len(), 1000);
+/// # Ok::<(), mori_shm::Error>(())
+/// ```
+pub fn share_f64(x: &[f64]) -> Result<Shared> {
+    share_source(&Source::Double(x))
+}
+
+/// Share an integer vector (`i32::MIN` is NA).
+pub fn share_i32(x: &[i32]) -> Result<Shared> {
+    share_source(&Source::Integer(x))
+}
+
+/// Share a raw (byte) vector.
+pub fn share_raw(x: &[u8]) -> Result<Shared> {
+    share_source(&Source::Raw(x))
+}
+
+/// Share a character vector. Only the string slices are collected; their bytes are copied once,
+/// into the region.
+pub fn share_strings<S: AsRef<str>>(x: &[S]) -> Result<Shared> {
+    let strs: Vec<&str> = x.iter().map(AsRef::as_ref).collect();
+    share_source(&Source::Strings(&strs))
+}
+
+/// Share a list of (optionally named) elements, each borrowed from the caller.
+///
+/// ```
+/// use mori_shm::Source;
+/// let a = [1.0, 2.0];
+/// let shared = mori_shm::share_list(vec![(Some("a"), Source::Double(&a)), (Some("b"), Source::Strings(&["x"]))])?;
+/// assert_eq!(shared.len(), 2);
+/// # Ok::<(), mori_shm::Error>(())
+/// ```
+pub fn share_list(items: Vec<(Option<&str>, Source<'_>)>) -> Result<Shared> {
+    share_source(&Source::List(items))
+}
+
+/// Share a data frame: named columns of equal length, each borrowed from the caller.
+///
+/// ```
+/// use mori_shm::Source;
+/// let shared = mori_shm::share_data_frame(vec![
+///     ("x", Source::Double(&[1.0, 2.0])),
+///     ("label", Source::Strings(&["a", "b"])),
+/// ])?;
+/// assert_eq!(shared.get(0)?.as_f64(), Some(&[1.0, 2.0][..]));
+/// # Ok::<(), mori_shm::Error>(())
+/// ```
+pub fn share_data_frame(columns: Vec<(&str, Source<'_>)>) -> Result<Shared> {
+    share_source(&Source::DataFrame(columns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A region holding exactly `bytes`, whatever they are.
+    fn raw_region(bytes: &[u8]) -> (String, NameOwner) {
+        let (mapping, owner) = region::create(bytes.len(), |b| {
+            b.copy_from_slice(bytes);
+            Ok(())
+        })
+        .unwrap();
+        (mapping.name().to_owned(), owner)
+    }
+
+    #[test]
+    fn empty_and_garbage_regions_are_corrupt_not_panics() {
+        for bytes in [
+            &b""[..],
+            b"garbage!",
+            &[0u8; 64],
+            b"HROM\x0e\0\0\0\xff\xff\xff\xff\xff\xff\xff\x7f",
+        ] {
+            let (name, _owner) = raw_region(bytes);
+            let err = map_shared(&name).unwrap_err();
+            assert!(
+                matches!(err, Error::Corrupt { name: ref n, .. } if *n == name),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_report_rs_cases_with_the_list_they_indexed() {
+        let shared = share_list(vec![
+            (None, Source::Double(&[1.0])),
+            (None, Source::List(vec![(None, Source::Integer(&[1]))])),
+        ])
+        .unwrap();
+        let n = shared.name();
+        let err = map_shared(&format!("{n}[2,5]")).unwrap_err();
+        assert!(
+            matches!(err, Error::IndexOutOfRange { index: 4, len: 1, ref name } if *name == format!("{n}[2]")),
+            "{err:?}"
+        );
+        let err = map_shared(&format!("{n}[2,1,1]")).unwrap_err();
+        assert!(
+            matches!(err, Error::NotAList { ref name } if *name == format!("{n}[2,1]")),
+            "{err:?}"
+        );
+        let err = map_shared(&format!("{n}[1,1]")).unwrap_err();
+        assert!(
+            matches!(err, Error::NotAList { ref name } if *name == format!("{n}[1]")),
+            "{err:?}"
+        );
+        let plain = share_f64(&[1.0]).unwrap();
+        let err = map_shared(&format!("{}[1]", plain.name())).unwrap_err();
+        assert!(matches!(err, Error::NotAList { .. }), "{err:?}");
+        assert!(matches!(plain.get(0), Err(Error::NotAList { .. })));
+    }
+
+    #[test]
+    fn unshareable_values_are_refused_before_a_region_exists() {
+        let err = share(&Value::new(mori_format::value::Data::Null)).unwrap_err();
+        assert!(matches!(err, Error::Unshareable { .. }), "{err:?}");
+        let err = share_strings(&["a\0b"]).unwrap_err();
+        assert!(matches!(err, Error::Unshareable { .. }), "{err:?}");
+        // The writer refuses before any file exists (a failure after creation unlinks, see
+        // `region::tests::a_failed_fill_unlinks_the_name`).
+    }
+
+    #[test]
+    fn handles_can_cross_threads() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        let shared = share_f64(&[1.0, 2.0]).unwrap();
+        send_sync(&shared);
+        let view = shared.view();
+        send_sync(&view);
+        let sum = std::thread::spawn(move || view.as_f64().unwrap().iter().sum::<f64>())
+            .join()
+            .unwrap();
+        assert_eq!(sum, 3.0);
+    }
+
+    #[test]
+    fn views_of_elements_outlive_the_list_view_and_the_owner() {
+        let shared = share_data_frame(vec![
+            ("x", Source::Double(&[1.0, 2.0])),
+            ("s", Source::OptStrings(&[Some("a"), None])),
+        ])
+        .unwrap();
+        let s = shared.get_named("s").unwrap().unwrap();
+        drop(shared);
+        let strings = s.as_strings().unwrap();
+        assert_eq!(strings.get(0).and_then(|x| x.as_str()), Some("a"));
+        assert!(strings.get(1).unwrap().is_na());
+        assert_eq!(s.identifier().unwrap().rsplit('[').next(), Some("2]"));
+    }
+
+    #[test]
+    fn every_typed_share_round_trips_through_a_fresh_attach() {
+        let d = share_f64(&[1.5, f64::NAN]).unwrap();
+        assert_eq!(map_shared(d.name()).unwrap().as_f64().unwrap()[0], 1.5);
+        let i = share_i32(&[1, i32::MIN]).unwrap();
+        assert_eq!(
+            map_shared(i.name()).unwrap().as_i32(),
+            Some(&[1, i32::MIN][..])
+        );
+        let r = share_raw(b"\x00\xff").unwrap();
+        assert_eq!(
+            map_shared(r.name()).unwrap().as_raw(),
+            Some(&b"\x00\xff"[..])
+        );
+        let owned = vec![String::from("x"), String::from("\u{e9}")];
+        let s = share_strings(&owned).unwrap();
+        let value = map_shared(s.name()).unwrap().to_value().unwrap();
+        assert_eq!(value, Value::character(["x", "\u{e9}"]));
+        let v = share(&Value::named_list([("a", Value::integer([3]))])).unwrap();
+        assert_eq!(v.names().unwrap().unwrap()[0].as_str(), Some("a"));
+        assert_eq!(v.as_f64(), None);
+        assert_eq!(v.as_complex(), None);
+        assert_eq!(v.as_logical(), None);
+        assert!(!v.is_empty());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn any_identifier_text_is_handled_without_panicking(s in "(/mori_[0-9a-f]{1,9}_[0-9a-f]{1,9})?[\\[\\],0-9a-z/ ]{0,20}") {
+            let _ = map_shared(&s);
+        }
+
+        #[test]
+        fn any_region_bytes_are_handled_without_panicking(
+            bytes in proptest::collection::vec(any::<u8>(), 0..512),
+            magic in prop_oneof![Just(*b"HROM"), Just(*b"SROM"), Just(*b"LROM")],
+        ) {
+            let mut bytes = bytes;
+            if bytes.len() >= 4 {
+                bytes[..4].copy_from_slice(&magic);
+            }
+            let (name, _owner) = raw_region(&bytes);
+            if let Ok(view) = map_shared(&name) {
+                let _ = view.to_value();
+                for i in 0..view.len().min(4) {
+                    if let Ok(child) = view.get(i) {
+                        let _ = child.to_value();
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Region files under `/dev/shm`: exclusive creation, space reservation, owner records, unlink.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FallocateFlags, XattrFlags};
+
+/// The tmpfs directory that holds POSIX shared memory on Linux.
+pub(crate) const SHM_DIR: &str = "/dev/shm";
+
+/// The extended attribute that holds a region's owner record (see `crate::owner`).
+const OWNER_XATTR: &str = "user.mori.owner";
+
+/// Longest owner record we read back; anything longer is not ours.
+const OWNER_RECORD_MAX: usize = 64;
+
+/// The file of region `file_name` (`mori_<pid>_<counter>`, without the leading `/`).
+pub(crate) fn region_path(file_name: &str) -> PathBuf {
+    Path::new(SHM_DIR).join(file_name)
+}
+
+/// Create `path` exclusively (`O_CREAT|O_EXCL|O_RDWR|O_CLOEXEC`, mode 0600).
+pub(crate) fn create_exclusive(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Open an existing region file read-only.
+pub(crate) fn open_read_only(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
+/// Bytes an unprivileged writer can still allocate in the file system holding `dir`.
+pub(crate) fn free_space(dir: &Path) -> io::Result<u64> {
+    let st = rustix::fs::statvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Why space for a region could not be reserved.
+#[derive(Debug)]
+pub(crate) enum ReserveError {
+    /// The file system is full.
+    NoSpace,
+    /// Any other failure.
+    Io(io::Error),
+}
+
+/// Size `file` to `len` bytes and reserve its pages, so that a full file system fails here with
+/// `ENOSPC` instead of with `SIGBUS` on a later write through a mapping.
+pub(crate) fn reserve(file: &File, len: u64) -> Result<(), ReserveError> {
+    let classify = |e: rustix::io::Errno| {
+        if e == rustix::io::Errno::NOSPC || e == rustix::io::Errno::FBIG {
+            ReserveError::NoSpace
+        } else {
+            ReserveError::Io(e.into())
+        }
+    };
+    rustix::fs::ftruncate(file, len).map_err(classify)?;
+    if len == 0 {
+        return Ok(());
+    }
+    match rustix::fs::fallocate(file, FallocateFlags::empty(), 0, len) {
+        Ok(()) => Ok(()),
+        // A file system without fallocate (not tmpfs): the size is set; pages stay lazy.
+        Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
+        Err(e) => Err(classify(e)),
+    }
+}
+
+/// Attach an owner record to a region file. Best effort: file systems without user extended
+/// attributes (tmpfs before Linux 6.6) keep regions without records, which `prune` treats the way
+/// R's mori does.
+pub(crate) fn set_owner_record(file: &File, record: &[u8]) -> io::Result<()> {
+    rustix::fs::fsetxattr(file, OWNER_XATTR, record, XattrFlags::empty())?;
+    Ok(())
+}
+
+/// The owner record of the region file at `path`, if it has one.
+pub(crate) fn owner_record(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = [0u8; OWNER_RECORD_MAX];
+    match rustix::fs::getxattr(path, OWNER_XATTR, &mut buf[..]) {
+        Ok(n) => Ok(Some(buf[..n].to_vec())),
+        Err(rustix::io::Errno::NODATA | rustix::io::Errno::OPNOTSUPP) => Ok(None),
+        // Longer than any record we write: not ours, treat as absent.
+        Err(rustix::io::Errno::RANGE) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Remove a region file; a file that is already gone is not an error.
+pub(crate) fn unlink(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}

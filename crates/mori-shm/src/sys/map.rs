@@ -1,0 +1,180 @@
+//! Memory mappings of region files, and views anchored in them: the crate's only `unsafe` code.
+//!
+//! Two things need it. Mapping a file (below), and [`Anchored`]: a zero-copy view of a region
+//! stored next to the `Arc` that keeps the mapping alive, so that views of elements can be passed
+//! around and outlive the handle they came from, as R's views keep their mapping alive.
+//!
+//! `memmap2` marks mapping a file `unsafe` because another process may change or truncate the
+//! file while it is mapped, which would make the Rust references into it lie (changed bytes) or
+//! fault (`SIGBUS` on pages past a truncated end). Regions keep that from happening by protocol:
+//!
+//! - A region is write-once. Its creator writes the whole value into its own mapping before the
+//!   name is returned, so no other process can know the name while it is being written.
+//! - Files are created with mode `0600`, so only processes of the same user can open them.
+//! - Space is reserved with `fallocate` before mapping, so a full `/dev/shm` is an error at
+//!   creation, never a `SIGBUS` on a later write.
+//! - Consumers open the file read-only and map it read-only; nothing in this crate ever writes a
+//!   region after it has been shared, and nothing truncates one.
+//!
+//! The residual risk is a hostile or buggy process of the same user that writes to or truncates
+//! a region file behind our back (`truncate /dev/shm/mori_...`). Writes can only change the
+//! values seen (every view is re-validated against the bytes it reads, so no out-of-bounds read
+//! follows); a truncation makes later reads of the lost pages fault with `SIGBUS`. That is the
+//! same trust model as R's mori and every POSIX shared-memory library: same-uid processes are
+//! trusted.
+#![allow(unsafe_code)]
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::sync::Arc;
+
+use memmap2::{Advice, Mmap, MmapMut, MmapOptions};
+use mori_format::View;
+
+/// Regions at least this large ask for transparent huge pages, as R's mori does.
+const HUGE_PAGE_THRESHOLD: usize = 2 << 20;
+
+/// Map a freshly created and space-reserved region file read-write, page tables pre-faulted.
+///
+/// The file must be the creator's own new file, already `len` bytes long with its space reserved.
+pub(crate) fn map_new_region(file: &File, len: usize) -> io::Result<MmapMut> {
+    // SAFETY: `file` was just created by this process with O_EXCL and mode 0600 and its name
+    // has not been handed out yet, so no other process writes or truncates it while mapped
+    // except a same-user process guessing the name (the documented residual risk above). Its
+    // length is exactly `len` and its pages are reserved, so every byte of the mapping is backed.
+    let map = unsafe { MmapOptions::new().len(len).map_mut(file)? };
+    if len >= HUGE_PAGE_THRESHOLD {
+        // Only a hint; tmpfs may be mounted without huge pages.
+        let _ = map.advise(Advice::HugePage);
+    }
+    // Pre-fault the page tables after the huge-page advice (as MAP_POPULATE would, but without
+    // fixing the page size first). Kernels before 5.14 lack it; writes then fault lazily.
+    let _ = map.advise(Advice::PopulateWrite);
+    Ok(map)
+}
+
+/// Map an existing region file read-only and lazily (no pre-faulting): attaching costs the
+/// same for any size, and only the pages a consumer reads are faulted in.
+fn map_existing_region(file: &File, len: usize) -> io::Result<Mmap> {
+    // SAFETY: regions are write-once: their creator finished writing before the name escaped,
+    // and no one truncates them (the residual same-user risk is documented above). The file was
+    // opened read-only and the mapping is read-only, so this process cannot change it either.
+    // `len` is the file's size from fstat, so the whole mapping is backed by the file.
+    let map = unsafe { MmapOptions::new().len(len).map(file)? };
+    if len >= HUGE_PAGE_THRESHOLD {
+        let _ = map.advise(Advice::HugePage);
+    }
+    Ok(map)
+}
+
+/// A read-only mapping of a whole region, shared (through `Arc`) by every view into it.
+///
+/// Invariant relied on by [`Anchored`]: the `Mmap` is set once at construction and never
+/// replaced, remapped or written, so its bytes stay at the same address, unchanged, until the
+/// `Mapping` is dropped.
+pub(crate) struct Mapping {
+    /// The region name, `/mori_<pid>_<counter>`.
+    name: String,
+    map: Mmap,
+}
+
+impl Mapping {
+    /// Seal a region its creator has finished writing: from now on it is read-only.
+    pub(crate) fn seal(name: String, written: MmapMut) -> io::Result<Self> {
+        Ok(Self {
+            name,
+            map: written.make_read_only()?,
+        })
+    }
+
+    /// Map the existing region file `file` of `len` bytes (its size from fstat).
+    pub(crate) fn open(name: String, file: &File, len: usize) -> io::Result<Self> {
+        Ok(Self {
+            name,
+            map: map_existing_region(file, len)?,
+        })
+    }
+
+    /// The region name, `/mori_<pid>_<counter>`.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The region's bytes.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+impl fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mapping")
+            .field("name", &self.name)
+            .field("len", &self.map.len())
+            .finish()
+    }
+}
+
+/// A view into a mapping, kept together with the mapping it borrows from.
+///
+/// The view is stored with a `'static` lifetime that is a lie told only inside this type: it is
+/// never handed out as `'static`, only shortened to the lifetime of `&self` (views are covariant),
+/// and the `Arc` stored beside it keeps the bytes it points to alive and unchanged (see
+/// [`Mapping`]'s invariant) for at least as long as `self`. Views are made only by closures that
+/// are generic over the lifetime (`for<'a>`), so they can only derive the view from the bytes
+/// (or the view) they are given, never smuggle in or out a borrow of anything else.
+#[derive(Clone)]
+pub(crate) struct Anchored {
+    view: View<'static>,
+    mapping: Arc<Mapping>,
+}
+
+impl Anchored {
+    /// Make a view of `mapping`'s bytes with `make`.
+    pub(crate) fn new<E>(
+        mapping: Arc<Mapping>,
+        make: impl for<'a> FnOnce(&'a [u8]) -> Result<View<'a>, E>,
+    ) -> Result<Self, E> {
+        let bytes = mapping.bytes();
+        // SAFETY: the slice covers exactly the mapping's bytes, which stay valid and unchanged
+        // for as long as the `Arc<Mapping>` stored in `Self` beside the view (the `Mapping`
+        // invariant). The extended lifetime never escapes: `make` is generic over it, and
+        // `view()` returns the view shortened to the borrow of `self`.
+        let forever: &'static [u8] =
+            unsafe { std::slice::from_raw_parts(bytes.as_ptr(), bytes.len()) };
+        let view = make(forever)?;
+        Ok(Self { view, mapping })
+    }
+
+    /// Derive another view of the same mapping from this one (an element, a sub-list).
+    pub(crate) fn project<E>(
+        &self,
+        f: impl for<'a> FnOnce(View<'a>) -> Result<View<'a>, E>,
+    ) -> Result<Self, E> {
+        Ok(Self {
+            view: f(self.view)?,
+            mapping: Arc::clone(&self.mapping),
+        })
+    }
+
+    /// The view, borrowed for as long as `self` lives.
+    pub(crate) fn view(&self) -> View<'_> {
+        self.view
+    }
+
+    /// The mapping the view borrows from.
+    pub(crate) fn mapping(&self) -> &Arc<Mapping> {
+        &self.mapping
+    }
+}
+
+impl fmt::Debug for Anchored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Anchored")
+            .field("region", &self.mapping.name)
+            .field("sexptype", &self.view.sexptype())
+            .field("len", &self.view.len())
+            .finish()
+    }
+}
