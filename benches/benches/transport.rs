@@ -1,0 +1,346 @@
+//! nano-transport against its floor and against pynng, all measured in this one run.
+//!
+//! - REQ/REP 64 B round trip p50 over ipc and tcp: ours vs the Unix-socket ping-pong floor
+//!   (target <= 1.5x) and pynng talking to pynng vs ours (target >= 4x slower).
+//! - PUSH/PULL 64 B msg/s (target >= 500k and >= 10x pynng) and 1 MiB GB/s (>= 2x pynng).
+//!
+//! As in the anchor measurements, client and server are separate processes: our servers are
+//! this binary re-executed, pynng's are `benches/peers/pynng_bench.py`. The receiver times from
+//! the first message to the last.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mirai_benches::{Samples, record};
+use nano_transport::{Protocol, Socket};
+
+/// Set in a re-executed child: `rep URL`, `push URL COUNT SIZE` or `tcp-echo ADDR`.
+const CHILD_ENV: &str = "MIRAI_BENCH_TRANSPORT_CHILD";
+
+const WARMUP: usize = 2_000;
+const ROUNDS: usize = 20_000;
+const SMALL: usize = 64;
+const SMALL_COUNT: usize = 200_000;
+const LARGE: usize = 1 << 20;
+const LARGE_COUNT: usize = 1_000;
+const WAIT: Duration = Duration::from_secs(30);
+
+fn main() {
+    mirai_benches::serve_floor_child();
+    serve_transport_child();
+
+    let floor = mirai_benches::uds_pingpong_floor(SMALL, 1_000, ROUNDS);
+    record(
+        "uds ping-pong 64 B p50 (floor)",
+        floor.p50_us(),
+        "us",
+        "p99",
+        floor.p99_us(),
+    );
+    let python = python();
+    let scratch = Scratch::new();
+
+    // The same ping-pong over loopback TCP: what the kernel alone costs on the tcp transport.
+    let tcp_floor = tcp_pingpong_floor();
+    record(
+        "tcp ping-pong 64 B p50 (floor)",
+        tcp_floor.p50_us(),
+        "us",
+        "uds ping-pong floor p50",
+        floor.p50_us(),
+    );
+
+    for transport in ["ipc", "tcp"] {
+        let ours = our_reqrep(&scratch.url(transport, "rr"));
+        let pynng = pynng_reqrep(&python, &scratch.url(transport, "prr"));
+        record(
+            &format!("nano-transport REQ/REP 64 B p50 {transport}"),
+            ours.p50_us(),
+            "us",
+            "uds ping-pong floor p50",
+            floor.p50_us(),
+        );
+        if transport == "tcp" {
+            record(
+                "nano-transport REQ/REP 64 B p50 tcp",
+                ours.p50_us(),
+                "us",
+                "tcp ping-pong floor p50",
+                tcp_floor.p50_us(),
+            );
+        }
+        record(
+            &format!("pynng REQ/REP 64 B p50 {transport}"),
+            pynng,
+            "us",
+            &format!("nano-transport {transport}"),
+            ours.p50_us(),
+        );
+    }
+
+    for transport in ["ipc", "tcp"] {
+        let ours = our_pushpull(&scratch.url(transport, "pp"), SMALL, SMALL_COUNT);
+        let pynng = pynng_pushpull(&python, &scratch.url(transport, "ppp"), SMALL, SMALL_COUNT);
+        record(
+            &format!("nano-transport PUSH/PULL 64 B {transport}"),
+            ours,
+            "msg/s",
+            "target 500k msg/s",
+            500_000.0,
+        );
+        record(
+            &format!("pynng PUSH/PULL 64 B {transport}"),
+            pynng,
+            "msg/s",
+            &format!("nano-transport {transport}"),
+            ours,
+        );
+        let gbps = |msgs: f64| msgs * LARGE as f64 / 1e9;
+        let ours = gbps(our_pushpull(
+            &scratch.url(transport, "pl"),
+            LARGE,
+            LARGE_COUNT,
+        ));
+        let pynng = gbps(pynng_pushpull(
+            &python,
+            &scratch.url(transport, "ppl"),
+            LARGE,
+            LARGE_COUNT,
+        ));
+        record(
+            &format!("nano-transport PUSH/PULL 1 MiB {transport}"),
+            ours,
+            "GB/s",
+            "memcpy floor",
+            memcpy_gbps(),
+        );
+        record(
+            &format!("pynng PUSH/PULL 1 MiB {transport}"),
+            pynng,
+            "GB/s",
+            &format!("nano-transport {transport}"),
+            ours,
+        );
+    }
+}
+
+fn memcpy_gbps() -> f64 {
+    let bytes = 256 << 20;
+    bytes as f64 / mirai_benches::memcpy_fresh_floor(bytes) / 1e9
+}
+
+/// The interop virtualenv's python (as the interop tests find it).
+fn python() -> PathBuf {
+    let path = std::env::var_os("MIRAI_INTEROP_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/interop-venv/bin/python")
+        });
+    assert!(
+        path.exists(),
+        "pynng missing at {}: run `cargo xtask setup`",
+        path.display()
+    );
+    path
+}
+
+/// A private temp directory for ipc socket files, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("nt-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("bench temp dir");
+        Self(dir)
+    }
+
+    /// An ipc URL in the scratch dir, or a tcp URL whose port the listener picks.
+    fn url(&self, transport: &str, name: &str) -> String {
+        match transport {
+            "ipc" => format!("ipc://{}", self.0.join(format!("{name}.ipc")).display()),
+            _ => "tcp://127.0.0.1:0".to_owned(),
+        }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed and reaped on drop.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn reexec(spec: &str) -> Guard {
+    let child = Command::new(std::env::current_exe().expect("current exe"))
+        .env(CHILD_ENV, spec)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn bench child");
+    Guard(child)
+}
+
+/// In a re-executed child: serve as asked and exit.
+fn serve_transport_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let parts: Vec<&str> = spec.split(' ').collect();
+    match parts.as_slice() {
+        ["rep", url] => {
+            let rep = Socket::new(Protocol::Rep0).expect("rep");
+            rep.dial_blocking(url, WAIT).expect("rep dial");
+            while let Ok(msg) = rep.recv() {
+                if rep.send(&msg).is_err() {
+                    break;
+                }
+            }
+        }
+        ["push", url, count, size] => {
+            let push = Socket::new(Protocol::Push0).expect("push");
+            push.dial_blocking(url, WAIT).expect("push dial");
+            let payload = vec![7u8; size.parse().expect("size")];
+            for _ in 0..count.parse::<usize>().expect("count") {
+                push.send(&payload).expect("push send");
+            }
+            // Stay until the puller has everything: frames may still be queued in this process.
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+        }
+        ["tcp-echo", addr] => {
+            let mut s = TcpStream::connect(addr).expect("tcp floor connect");
+            s.set_nodelay(true).expect("nodelay");
+            let mut buf = [0u8; SMALL];
+            while s.read_exact(&mut buf).is_ok() && s.write_all(&buf).is_ok() {}
+        }
+        _ => panic!("bad {CHILD_ENV}: {spec}"),
+    }
+    std::process::exit(0);
+}
+
+/// 64-byte blocking ping-pong over loopback TCP (NODELAY, as NNG sets it) with a child
+/// process, measured like the Unix-socket floor.
+fn tcp_pingpong_floor() -> Samples {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("tcp floor bind");
+    let addr = listener.local_addr().expect("tcp floor addr");
+    let _child = reexec(&format!("tcp-echo {addr}"));
+    let (mut s, _) = listener.accept().expect("tcp floor accept");
+    s.set_nodelay(true).expect("nodelay");
+    let mut buf = [7u8; SMALL];
+    let mut samples = Vec::with_capacity(ROUNDS);
+    for i in 0..WARMUP + ROUNDS {
+        let t = Instant::now();
+        s.write_all(&buf).expect("tcp floor write");
+        s.read_exact(&mut buf).expect("tcp floor read");
+        if i >= WARMUP {
+            samples.push(t.elapsed());
+        }
+    }
+    Samples::new(samples)
+}
+
+/// Our REQ here, our REP in a child process.
+fn our_reqrep(url: &str) -> Samples {
+    let req = Socket::new(Protocol::Req0).expect("req");
+    req.set_recv_timeout(Some(WAIT));
+    let url = req.listen(url).expect("listen").local_url().to_owned();
+    let _child = reexec(&format!("rep {url}"));
+    let payload = vec![7u8; SMALL];
+    let mut samples = Vec::with_capacity(ROUNDS);
+    for i in 0..WARMUP + ROUNDS {
+        let t = Instant::now();
+        req.send(&payload).expect("send");
+        let reply = req.recv().expect("recv");
+        if i >= WARMUP {
+            samples.push(t.elapsed());
+        }
+        debug_assert_eq!(reply.len(), SMALL);
+    }
+    Samples::new(samples)
+}
+
+/// Our PULL here, our PUSH in a child process; messages per second, first to last. A stall
+/// (nothing for 30 s) is reported on stderr and gives the rate of what did arrive.
+fn our_pushpull(url: &str, size: usize, count: usize) -> f64 {
+    let pull = Socket::new(Protocol::Pull0).expect("pull");
+    pull.set_recv_timeout(Some(WAIT));
+    let url = pull.listen(url).expect("listen").local_url().to_owned();
+    let mut child = reexec(&format!("push {url} {count} {size}"));
+    let first = pull.recv().expect("first message");
+    assert_eq!(first.len(), size);
+    let t = Instant::now();
+    let mut received = 1;
+    while received < count {
+        match pull.recv() {
+            Ok(_) => received += 1,
+            Err(e) => {
+                eprintln!(
+                    "nano-transport PUSH/PULL {size} B {url}: stalled after {received} of {count} messages: {e}"
+                );
+                break;
+            }
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    if let Some(stdin) = child.0.stdin.as_mut() {
+        let _ = writeln!(stdin, "done");
+    }
+    (received - 1) as f64 / secs
+}
+
+/// Runs the pynng bench script; returns its JSON line.
+fn pynng_script(python: &Path, args: &[String]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/pynng_bench.py");
+    let mut child: Child = Command::new(python)
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn pynng bench");
+    let stdout: ChildStdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("pynng bench output");
+    let status = child.wait().expect("wait pynng bench");
+    assert!(status.success(), "pynng bench failed: {status}");
+    line
+}
+
+fn json_field(line: &str, key: &str) -> f64 {
+    let v: serde_json::Value = serde_json::from_str(line).expect("pynng bench json");
+    v[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("pynng bench: no {key} in {line}"))
+}
+
+fn pynng_reqrep(python: &Path, url: &str) -> f64 {
+    let args = [
+        "reqrep",
+        url,
+        &WARMUP.to_string(),
+        &ROUNDS.to_string(),
+        &SMALL.to_string(),
+    ];
+    let line = pynng_script(python, &args.map(str::to_owned));
+    json_field(&line, "p50_us")
+}
+
+fn pynng_pushpull(python: &Path, url: &str, size: usize, count: usize) -> f64 {
+    let args = ["pushpull", url, &count.to_string(), &size.to_string()];
+    let line = pynng_script(python, &args.map(str::to_owned));
+    json_field(&line, "msgs_per_s")
+}

@@ -1,0 +1,686 @@
+//! One SP connection over a mio stream: the handshake, the frame codec and the outgoing queue.
+//!
+//! [`Connection`] is the reading half, owned by whoever drives the mio loop; [`ConnSender`] is the
+//! writing half, cheap to clone and usable from any thread. A send first tries one vectored
+//! write of `frame header | protocol header | payload` straight from the caller's buffer; only
+//! what the kernel does not take is copied into the queue, and the loop owner flushes the queue
+//! (coalescing many queued frames into one `writev`) when the stream becomes writable. This split
+//! lets another crate run its own mio loop over these connections.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::Instant;
+
+use crate::Protocol;
+use crate::proto::{
+    FrameDecoder, FrameError, FrameHeader, Framing, HANDSHAKE_LEN, HandshakeError,
+    decode_handshake, encode_handshake,
+};
+
+/// The largest number of bytes handed to one `writev`, well below `INT_MAX` so messages over
+/// 2 or 4 GiB go out in several calls instead of failing.
+const MAX_WRITE: usize = 1 << 30;
+
+/// How many queued frames one flush hands to a single `writev`.
+const MAX_IOVECS: usize = 64;
+
+/// The size of the per-connection read buffer; bodies larger than this are read straight into
+/// the message's own allocation.
+const READ_BUF: usize = 64 * 1024;
+
+/// A connected byte stream of one of the supported transports.
+#[derive(Debug)]
+pub enum Stream {
+    /// A TCP connection (frames without a type byte).
+    Tcp(mio::net::TcpStream),
+    /// A Unix-domain connection, by path or abstract name (frames with the 0x01 type byte).
+    Unix(mio::net::UnixStream),
+}
+
+impl Stream {
+    /// The framing this transport uses.
+    pub fn framing(&self) -> Framing {
+        match self {
+            Self::Tcp(_) => Framing::Tcp,
+            Self::Unix(_) => Framing::Ipc,
+        }
+    }
+
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => (&*s).read(buf),
+            Self::Unix(s) => (&*s).read(buf),
+        }
+    }
+
+    /// Shuts both directions down: the peer sees the close at once, and a thread blocked
+    /// waiting to read this stream wakes up to end-of-stream.
+    pub fn shutdown(&self) -> io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+            Self::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+        }
+    }
+
+    fn write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Self::Tcp(s) => (&*s).write_vectored(bufs),
+            Self::Unix(s) => (&*s).write_vectored(bufs),
+        }
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Self::Tcp(s) => s.as_raw_fd(),
+            Self::Unix(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    /// The peer closed the stream.
+    #[error("connection closed by peer")]
+    Closed,
+    /// The peer's connection header was refused.
+    #[error("handshake refused: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// A frame was refused (bad type byte, over the receive limit).
+    #[error("bad frame: {0}")]
+    Frame(#[from] FrameError),
+    /// The stream failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// What [`Connection::on_readable`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadProgress {
+    /// Everything available was read; wait for the next readable event.
+    Drained,
+    /// The handshake just completed; the peer's endpoint type is known. Call again to read frames.
+    HandshakeDone,
+    /// The message budget ran out (or the consumer asked to stop) with data possibly left;
+    /// call again later without waiting for an event.
+    Yielded,
+}
+
+/// Whether a send went out entirely or left bytes queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// The whole frame is in the kernel.
+    Written,
+    /// Part or all of the frame is queued; the loop owner must [`flush`](ConnSender::flush) it
+    /// when the stream is writable (wake the loop if another thread sent).
+    Queued,
+}
+
+#[derive(Debug, Default)]
+struct OutQueue {
+    chunks: VecDeque<Vec<u8>>,
+    /// Bytes of the front chunk already written.
+    offset: usize,
+}
+
+#[derive(Debug)]
+struct ConnShared {
+    stream: Stream,
+    framing: Framing,
+    out: Mutex<OutQueue>,
+    /// Frames waiting in `out`, readable without the lock (for "is this pipe ready").
+    queued: AtomicUsize,
+    failed: AtomicBool,
+    /// Writability wait for [`ConnSender::send_blocking`], created on first use.
+    writable: Mutex<Option<(mio::Poll, mio::Events)>>,
+}
+
+/// The writing half of a connection; clone it freely, send from any thread.
+#[derive(Debug, Clone)]
+pub struct ConnSender {
+    shared: Arc<ConnShared>,
+}
+
+impl ConnSender {
+    /// Sends one message whose body is the concatenation of `parts` (typically the protocol
+    /// header and the caller's payload), framed for this transport.
+    ///
+    /// Writes directly when nothing is queued; copies only the unwritten rest into the queue.
+    /// At most three non-empty parts go out without being joined first.
+    pub fn send(&self, parts: &[&[u8]]) -> Result<SendStatus, ConnError> {
+        self.send_until(parts, None)
+    }
+
+    /// Like [`send`](Self::send), but when the kernel takes only part of the frame, waits (up to
+    /// `deadline`, `None` for no limit) for the stream to drain and writes the rest from the
+    /// caller's buffer too: large messages then go out without any copy. Only what is left when
+    /// the deadline passes is copied into the queue (a frame cannot be abandoned half-written).
+    /// While it waits, other senders on this connection wait for it.
+    pub fn send_blocking(
+        &self,
+        parts: &[&[u8]],
+        deadline: Option<Instant>,
+    ) -> Result<SendStatus, ConnError> {
+        self.send_until(parts, Some(deadline))
+    }
+
+    fn send_until(
+        &self,
+        parts: &[&[u8]],
+        wait: Option<Option<Instant>>,
+    ) -> Result<SendStatus, ConnError> {
+        let body_len: usize = parts.iter().map(|p| p.len()).sum();
+        let header = FrameHeader::new(self.shared.framing, body_len as u64);
+        let joined;
+        let mut all: [&[u8]; 4] = [header.as_bytes(), &[], &[], &[]];
+        let mut n = 1;
+        if parts.iter().filter(|p| !p.is_empty()).count() > all.len() - 1 {
+            // Rare: more pieces than the fixed slice array holds; join them once.
+            joined = parts.concat();
+            all[1] = &joined;
+            n = 2;
+        } else {
+            for p in parts.iter().filter(|p| !p.is_empty()) {
+                all[n] = p;
+                n += 1;
+            }
+        }
+        let mut out = self.lock_out();
+        let written = if out.chunks.is_empty() {
+            match write_slices(&self.shared.stream, &all[..n], 0) {
+                Ok(w) => w,
+                Err(e) => {
+                    self.shared.failed.store(true, Ordering::Release);
+                    return Err(e.into());
+                }
+            }
+        } else {
+            0
+        };
+        let total = header.as_bytes().len() + body_len;
+        let mut written = written;
+        if let (Some(deadline), true) = (wait, out.chunks.is_empty()) {
+            while written < total && self.wait_writable(deadline)? {
+                written +=
+                    write_slices(&self.shared.stream, &all[..n], written).inspect_err(|_| {
+                        self.shared.failed.store(true, Ordering::Release);
+                    })?;
+            }
+        }
+        if written == total {
+            return Ok(SendStatus::Written);
+        }
+        // The kernel buffer is full: keep the unwritten rest until the stream drains. This is the
+        // only copy of payload bytes, and only under back-pressure.
+        let mut rest = Vec::with_capacity(total - written);
+        let mut skip = written;
+        for s in &all[..n] {
+            if skip >= s.len() {
+                skip -= s.len();
+            } else {
+                rest.extend_from_slice(&s[skip..]);
+                skip = 0;
+            }
+        }
+        out.chunks.push_back(rest);
+        self.shared.queued.fetch_add(1, Ordering::SeqCst);
+        Ok(SendStatus::Queued)
+    }
+
+    /// Waits until the stream may take more bytes; `false` once `deadline` has passed.
+    fn wait_writable(&self, deadline: Option<Instant>) -> Result<bool, ConnError> {
+        let timeout = match deadline {
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(t) if !t.is_zero() => Some(t),
+                _ => return Ok(false),
+            },
+            None => None,
+        };
+        let mut guard = self
+            .shared
+            .writable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            // A poll of its own, used only by the sender holding the queue lock, so no other
+            // waiter can consume this stream's edges.
+            let poll = mio::Poll::new()?;
+            let fd = self.shared.stream.as_raw_fd();
+            poll.registry().register(
+                &mut mio::unix::SourceFd(&fd),
+                mio::Token(0),
+                mio::Interest::WRITABLE,
+            )?;
+            *guard = Some((poll, mio::Events::with_capacity(1)));
+        }
+        let (poll, events) = guard.as_mut().expect("initialised above");
+        match poll.poll(events, timeout) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes queued bytes, many frames per `writev`; returns whether the queue is now empty.
+    pub fn flush(&self) -> Result<bool, ConnError> {
+        let result = self.flush_inner();
+        if result.is_err() {
+            self.shared.failed.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    fn flush_inner(&self) -> Result<bool, ConnError> {
+        let mut out = match self.shared.out.try_lock() {
+            Ok(out) => out,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            // A blocking sender is writing its frame and waits for writability itself; frames
+            // queued behind it are flushed when it is done (their senders wake the loop).
+            Err(TryLockError::WouldBlock) => return Ok(false),
+        };
+        while !out.chunks.is_empty() {
+            let slices: Vec<&[u8]> = out
+                .chunks
+                .iter()
+                .take(MAX_IOVECS)
+                .map(Vec::as_slice)
+                .collect();
+            let written = write_slices(&self.shared.stream, &slices, out.offset)?;
+            if written == 0 {
+                return Ok(false);
+            }
+            let mut left = out.offset + written;
+            out.offset = 0;
+            while let Some(front) = out.chunks.front() {
+                if left >= front.len() {
+                    left -= front.len();
+                    out.chunks.pop_front();
+                    self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+                } else {
+                    out.offset = left;
+                    break;
+                }
+            }
+            if out.offset != 0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The stream this sender writes to.
+    pub fn stream(&self) -> &Stream {
+        &self.shared.stream
+    }
+
+    /// How many frames wait in the queue.
+    pub fn queued(&self) -> usize {
+        self.shared.queued.load(Ordering::SeqCst)
+    }
+
+    /// Marks the connection as broken (a protocol rule was violated by the peer, or a read
+    /// failed outside the loop owner); the loop owner should close it.
+    pub fn mark_failed(&self) {
+        self.shared.failed.store(true, Ordering::Release);
+    }
+
+    /// Whether a write from another thread failed (the loop owner should close the connection).
+    pub fn has_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
+    }
+
+    fn lock_out(&self) -> MutexGuard<'_, OutQueue> {
+        self.shared.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues raw bytes (the connection header) and tries to write them.
+    fn send_raw(&self, bytes: &[u8]) -> Result<(), ConnError> {
+        let mut out = self.lock_out();
+        out.chunks.push_back(bytes.to_vec());
+        self.shared.queued.fetch_add(1, Ordering::SeqCst);
+        drop(out);
+        self.flush().map(|_| ())
+    }
+}
+
+/// Writes the concatenation of `slices`, skipping its first `skip` bytes, until done or the
+/// stream would block; returns the bytes written. Each call is capped at [`MAX_WRITE`].
+fn write_slices(stream: &Stream, slices: &[&[u8]], skip: usize) -> io::Result<usize> {
+    let total: usize = slices.iter().map(|s| s.len()).sum::<usize>() - skip;
+    let mut done = 0;
+    let mut iov: Vec<IoSlice<'_>> = Vec::new();
+    let mut fixed: [IoSlice<'_>; 4] = [IoSlice::new(&[]); 4];
+    while done < total {
+        let mut skip_left = skip + done;
+        let mut budget = MAX_WRITE;
+        let mut count = 0;
+        iov.clear();
+        for s in slices {
+            if skip_left >= s.len() {
+                skip_left -= s.len();
+                continue;
+            }
+            let piece = &s[skip_left..];
+            skip_left = 0;
+            let piece = &piece[..piece.len().min(budget)];
+            budget -= piece.len();
+            if slices.len() <= fixed.len() {
+                fixed[count] = IoSlice::new(piece);
+            } else {
+                iov.push(IoSlice::new(piece));
+            }
+            count += 1;
+            if budget == 0 {
+                break;
+            }
+        }
+        let bufs: &[IoSlice<'_>] = if slices.len() <= fixed.len() {
+            &fixed[..count]
+        } else {
+            &iov
+        };
+        match stream.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+#[derive(Debug)]
+enum ReadState {
+    Handshake {
+        got: [u8; HANDSHAKE_LEN],
+        filled: usize,
+    },
+    Open {
+        decoder: FrameDecoder,
+        buf: Box<[u8]>,
+        start: usize,
+        end: usize,
+    },
+}
+
+/// The reading half of a connection plus its handshake; owned by the thread that polls it.
+///
+/// Create it once the stream is connected: it queues our 8-byte header at once (both sides send
+/// without waiting), then [`on_readable`](Self::on_readable) reads exactly the peer's 8 bytes,
+/// validates them, and from then on decodes frames.
+#[derive(Debug)]
+pub struct Connection {
+    sender: ConnSender,
+    own: Protocol,
+    limit: u64,
+    peer: Option<u16>,
+    state: ReadState,
+    maybe_more: bool,
+}
+
+impl Connection {
+    /// Wraps a connected stream for a socket of protocol `own`; `recv_limit` is the largest
+    /// accepted message body (0: no limit but the wire's). Sends our connection header.
+    pub fn new(stream: Stream, own: Protocol, recv_limit: u64) -> Result<Self, ConnError> {
+        let framing = stream.framing();
+        let sender = ConnSender {
+            shared: Arc::new(ConnShared {
+                stream,
+                framing,
+                out: Mutex::default(),
+                queued: AtomicUsize::new(0),
+                failed: AtomicBool::new(false),
+                writable: Mutex::new(None),
+            }),
+        };
+        sender.send_raw(&encode_handshake(own))?;
+        Ok(Self {
+            sender,
+            own,
+            limit: recv_limit,
+            peer: None,
+            state: ReadState::Handshake {
+                got: [0; HANDSHAKE_LEN],
+                filled: 0,
+            },
+            maybe_more: true,
+        })
+    }
+
+    /// The writing half.
+    pub fn sender(&self) -> &ConnSender {
+        &self.sender
+    }
+
+    /// The stream, e.g. to register it with a `mio::Registry` through `mio::unix::SourceFd`.
+    pub fn stream(&self) -> &Stream {
+        &self.sender.shared.stream
+    }
+
+    /// The peer's endpoint type once the handshake is done.
+    pub fn peer_type(&self) -> Option<u16> {
+        self.peer
+    }
+
+    /// Whether data may be waiting that no future readiness event will announce: the last
+    /// [`on_readable`](Self::on_readable) stopped before the stream said "would block", or
+    /// [`note_readable`](Self::note_readable) was called since. With edge-triggered polling,
+    /// wait for an event only when this is `false`.
+    pub fn may_have_more(&self) -> bool {
+        self.maybe_more
+    }
+
+    /// Records that a readiness event for this stream was consumed (so reading must happen
+    /// before waiting again).
+    pub fn note_readable(&mut self) {
+        self.maybe_more = true;
+    }
+
+    /// Whether the handshake has completed.
+    pub fn is_open(&self) -> bool {
+        self.peer.is_some()
+    }
+
+    /// Reads what the stream has: first the handshake, then frames, handing each complete body to
+    /// `deliver` (which returns `false` to stop early). At most `max_msgs` bodies per call.
+    pub fn on_readable(
+        &mut self,
+        max_msgs: usize,
+        deliver: &mut dyn FnMut(Vec<u8>) -> bool,
+    ) -> Result<ReadProgress, ConnError> {
+        let progress = self.read_some(max_msgs, deliver);
+        self.maybe_more = !matches!(progress, Ok(ReadProgress::Drained));
+        progress
+    }
+
+    fn read_some(
+        &mut self,
+        max_msgs: usize,
+        deliver: &mut dyn FnMut(Vec<u8>) -> bool,
+    ) -> Result<ReadProgress, ConnError> {
+        let stream = &self.sender.shared.stream;
+        match &mut self.state {
+            ReadState::Handshake { got, filled } => {
+                while *filled < HANDSHAKE_LEN {
+                    match stream.read(&mut got[*filled..]) {
+                        Ok(0) => return Err(ConnError::Closed),
+                        Ok(n) => *filled += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            return Ok(ReadProgress::Drained);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                self.peer = Some(decode_handshake(self.own, got)?);
+                self.state = ReadState::Open {
+                    decoder: FrameDecoder::new(stream.framing(), self.limit),
+                    buf: vec![0; READ_BUF].into_boxed_slice(),
+                    start: 0,
+                    end: 0,
+                };
+                Ok(ReadProgress::HandshakeDone)
+            }
+            ReadState::Open {
+                decoder,
+                buf,
+                start,
+                end,
+            } => {
+                let mut delivered = 0;
+                // A read that returned less than asked for emptied the kernel buffer; with
+                // edge-triggered polling, any later bytes raise a new event, so there is no need
+                // for one more read just to see "would block".
+                let mut drained = false;
+                loop {
+                    while *start < *end {
+                        if delivered >= max_msgs {
+                            return Ok(ReadProgress::Yielded);
+                        }
+                        let (used, body) = decoder.push(&buf[*start..*end])?;
+                        *start += used;
+                        if let Some(body) = body {
+                            delivered += 1;
+                            if !deliver(body) {
+                                return Ok(ReadProgress::Yielded);
+                            }
+                        }
+                    }
+                    *start = 0;
+                    *end = 0;
+                    if delivered >= max_msgs {
+                        return Ok(ReadProgress::Yielded);
+                    }
+                    if drained {
+                        return Ok(ReadProgress::Drained);
+                    }
+                    // A large body in progress: read straight into it, no bounce through `buf`.
+                    if let Some(spare) = decoder.body_spare().filter(|s| s.len() >= READ_BUF) {
+                        match stream.read(spare) {
+                            Ok(0) => return Err(ConnError::Closed),
+                            Ok(n) => {
+                                drained = n < spare.len();
+                                if let Some(body) = decoder.body_filled(n) {
+                                    delivered += 1;
+                                    if !deliver(body) {
+                                        return Ok(ReadProgress::Yielded);
+                                    }
+                                }
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                return Ok(ReadProgress::Drained);
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                        continue;
+                    }
+                    match stream.read(buf) {
+                        Ok(0) => return Err(ConnError::Closed),
+                        Ok(n) => {
+                            drained = n < buf.len();
+                            *end = n;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            return Ok(ReadProgress::Drained);
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (Stream, Stream) {
+        let (a, b) = mio::net::UnixStream::pair().unwrap();
+        (Stream::Unix(a), Stream::Unix(b))
+    }
+
+    fn drain(c: &mut Connection) -> Vec<Vec<u8>> {
+        let mut got = Vec::new();
+        loop {
+            match c.on_readable(usize::MAX, &mut |b| {
+                got.push(b);
+                true
+            }) {
+                Ok(ReadProgress::Drained) => return got,
+                Ok(_) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn handshake_then_frames_both_ways() {
+        let (a, b) = pair();
+        let mut req = Connection::new(a, Protocol::Req0, 0).unwrap();
+        let mut rep = Connection::new(b, Protocol::Rep0, 0).unwrap();
+        assert!(drain(&mut req).is_empty());
+        assert!(drain(&mut rep).is_empty());
+        assert_eq!((req.peer_type(), rep.peer_type()), (Some(0x31), Some(0x30)));
+        let big = vec![3u8; 300_000];
+        let sent = req.sender().send(&[&[0x80, 0, 0, 1], &big]).unwrap();
+        let mut got = Vec::new();
+        if sent == SendStatus::Queued {
+            while !req.sender().flush().unwrap() {
+                got.extend(drain(&mut rep));
+            }
+        }
+        got.extend(drain(&mut rep));
+        assert_eq!(got.len(), 1);
+        assert_eq!(&got[0][..4], &[0x80, 0, 0, 1]);
+        assert!(got[0][4..] == big[..]);
+    }
+
+    #[test]
+    fn wrong_peer_is_refused() {
+        let (a, b) = pair();
+        let mut push = Connection::new(a, Protocol::Push0, 0).unwrap();
+        let _rep = Connection::new(b, Protocol::Rep0, 0).unwrap();
+        let err = push.on_readable(1, &mut |_| true).unwrap_err();
+        assert!(matches!(
+            err,
+            ConnError::Handshake(HandshakeError::PeerMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn oversize_frame_closes() {
+        let (a, b) = pair();
+        let mut pull = Connection::new(a, Protocol::Pull0, 10).unwrap();
+        let push = Connection::new(b, Protocol::Push0, 0).unwrap();
+        assert!(drain(&mut pull).is_empty());
+        push.sender().send(&[&[1; 10]]).unwrap();
+        push.sender().send(&[&[1; 11]]).unwrap();
+        let mut got = 0;
+        let err = loop {
+            match pull.on_readable(usize::MAX, &mut |_| {
+                got += 1;
+                true
+            }) {
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(got, 1);
+        assert!(matches!(
+            err,
+            ConnError::Frame(FrameError::TooLarge {
+                size: 11,
+                limit: 10
+            })
+        ));
+    }
+}

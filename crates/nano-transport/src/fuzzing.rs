@@ -1,0 +1,52 @@
+//! Entry points for the fuzz targets (not part of the stable API).
+
+use crate::Protocol;
+use crate::proto::{FrameDecoder, Framing, HANDSHAKE_LEN, Incoming, ReqState, decode_handshake};
+
+/// Feeds arbitrary bytes to both frame decoders with a small limit, in pieces whose sizes come
+/// from the input itself.
+pub fn frame_decode(data: &[u8]) {
+    for framing in [Framing::Tcp, Framing::Ipc] {
+        let mut dec = FrameDecoder::new(framing, 1 << 16);
+        let step = usize::from(data.first().copied().unwrap_or(1)).max(1);
+        let mut rest = data;
+        while !rest.is_empty() {
+            let piece = &rest[..step.min(rest.len())];
+            match dec.push(piece) {
+                Ok((n, body)) => {
+                    assert!(n <= piece.len());
+                    assert!(body.is_none_or(|b| b.len() <= 1 << 16));
+                    // The decoder consumes at least one byte of a non-empty piece.
+                    assert!(n > 0);
+                    rest = &rest[n..];
+                }
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Checks arbitrary 8-byte headers against every protocol.
+pub fn handshake(data: &[u8]) {
+    if let Some(h) = data.get(..HANDSHAKE_LEN) {
+        let h: &[u8; HANDSHAKE_LEN] = h.try_into().expect("8 bytes");
+        for p in Protocol::ALL {
+            if let Ok(peer) = decode_handshake(p, h) {
+                assert!(p.accepts(peer));
+            }
+        }
+    }
+}
+
+/// Classifies arbitrary bodies for every protocol and matches them as REQ replies.
+pub fn proto_headers(data: &[u8]) {
+    let ttl = data.first().map_or(8, |b| b % 16);
+    for p in Protocol::ALL {
+        if let Incoming::Deliver { header_len } = Incoming::classify(p, data, ttl) {
+            assert!(header_len <= data.len());
+        }
+    }
+    let mut req = ReqState::new(0, None);
+    req.start(0, Vec::new());
+    let _ = req.on_reply(data);
+}

@@ -1,0 +1,94 @@
+//! Scalability Protocols (SP) sockets on mio, wire-compatible with NNG (nanonext, pynng, nngcat).
+//!
+//! # API summary
+//!
+//! - [`Socket::new`]`(`[`Protocol`]`)` opens a socket of one protocol: `Pair0`, `Pair1`, `Req0`,
+//!   `Rep0`, `Push0`, `Pull0`, `Pub0`, `Sub0`, `Surveyor0`, `Respondent0`, `Bus0`. `Socket` is
+//!   `Clone + Send + Sync` (clones share one socket; it closes when the last clone drops or on
+//!   [`Socket::close`]).
+//! - Endpoints: [`Socket::listen`]`(url) -> `[`Listener`] (use [`Listener::local_url`] after
+//!   binding `tcp://127.0.0.1:0`), [`Socket::dial`]`(url)` (background, redials),
+//!   [`Socket::dial_blocking`]`(url, timeout)` (waits for a handshaken pipe; `ProtocolMismatch`
+//!   at once if the peer's header is refused, `Timeout` otherwise). URLs:
+//!   `tcp://host:port`, `ipc:///path` (or `unix://`), `abstract://name` (Linux; `%xx` escapes).
+//! - Messages: [`Socket::send`]`(&[u8])`, [`Socket::try_send`], [`Socket::recv`]` -> `[`Message`],
+//!   [`Socket::try_recv`], [`Socket::recv_timeout`], and executor-agnostic futures
+//!   [`Socket::recv_async`] / [`Socket::send_async`]. A [`Message`] derefs to its payload (protocol
+//!   header stripped), tells its [`Message::pipe`], and gives [`Message::into_vec`].
+//! - Options: [`Socket::set_send_timeout`], [`Socket::set_recv_timeout`] (both `Option<Duration>`,
+//!   default infinite), [`Socket::set_recv_max_size`] (0 = unlimited, the NNG 1.x default),
+//!   [`Socket::set_reconnect`]`(min, max)`, [`Socket::set_handshake_timeout`] (default 10 s),
+//!   [`Socket::set_send_buffer`], [`Socket::set_recv_buffer`], [`Socket::set_max_ttl`].
+//! - Protocol specifics: [`Socket::subscribe`] / [`Socket::unsubscribe`] (SUB),
+//!   [`Socket::set_survey_time`] (SURVEYOR), [`Socket::set_resend_time`] (REQ),
+//!   [`Socket::set_pair1_poly`] + [`Socket::send_to`]`(PipeId, &[u8])` (PAIR1 poly),
+//!   [`Socket::context`]` -> `[`Context`] (REQ/REP/RESPONDENT concurrent requests).
+//! - Observability: [`Socket::pipe_events`]` -> mpsc::Receiver<`[`PipeEvent`]`>`
+//!   (`Added(PipeId)` / `Removed(PipeId)`), [`Socket::pipes`].
+//! - Errors: [`Error`] (`Timeout`, `WouldBlock`, `Closed`, `BadUrl`, `AddrInUse`,
+//!   `ProtocolMismatch`, `TooLarge`, `State`, `NoSuchPipe`, `Io`).
+//! - Building blocks for other event loops: [`conn::Connection`] (handshake + frame decoding over
+//!   a mio [`conn::Stream`]; register its fd with `mio::unix::SourceFd`, call
+//!   [`conn::Connection::on_readable`] on events) and [`conn::ConnSender`] (zero-copy vectored
+//!   sends from any thread; [`conn::ConnSender::flush`] on writable events); the pure protocol
+//!   logic (handshake, framing, headers, REQ/SURVEY state, routing) lives in [`proto`].
+//! - Semantics worth knowing: sends block until a suitable pipe is ready (PUB, BUS and SURVEYOR
+//!   never block; peers whose queue is full miss the message); a blocking send of a large message
+//!   waits for the stream to drain instead of copying it; REQ resends after 60 s (or at once when
+//!   its pipe is lost); a second PAIR0/PAIR1-mono peer is refused; a malformed header closes that
+//!   pipe and a message over the TTL is dropped, as in NNG.
+//!
+//! # Design
+//!
+//! The protocol logic ([`proto`]) is a set of pure state machines fed bytes and time: the 8-byte
+//! connection header, incremental frame decoding with a receive limit checked before allocating,
+//! the REQ/REP backtrace, PAIR1 hop counts, SUB topic filters, survey ids and deadlines. A thin
+//! shell drives them, with as few thread hand-offs as the hot path allows:
+//!
+//! - Each socket has one I/O thread owning a `mio::Poll`: it accepts, dials and redials, runs
+//!   handshakes (with their timeout), reads pipes nobody else is reading, flushes send queues and
+//!   fires timers.
+//! - A send is written by the calling thread itself: one vectored write of
+//!   `frame header | protocol header | payload` straight from the caller's buffer, each syscall
+//!   capped at 1 GiB so messages over 4 GiB work. Only bytes the kernel does not take are copied
+//!   into the pipe's queue, which the I/O thread flushes many frames per `writev`.
+//! - A blocking receive on a socket with one pipe reads that pipe itself (the I/O thread's read
+//!   interest is paused for a short lease, so a request/reply loop costs one wake-up per
+//!   message, as a plain blocking socket would). Otherwise the I/O thread reads, in batches, and
+//!   hands messages over under one lock and one notification per batch.
+//! - Frames are read into one allocation at the announced size (after the receive limit check);
+//!   bodies over 64 KiB are read straight into it.
+//!
+//! A malformed header or wrong peer type drops that message or closes that pipe, as NNG does;
+//! the socket keeps serving its other pipes.
+//!
+//! ```
+//! use std::time::Duration;
+//! use nano_transport::{Protocol, Socket};
+//! let pull = Socket::new(Protocol::Pull0)?;
+//! let name = format!("abstract://doc-{}", std::process::id());
+//! pull.listen(&name)?;
+//! let push = Socket::new(Protocol::Push0)?;
+//! push.dial_blocking(&name, Duration::from_secs(5))?;
+//! push.send(b"job")?;
+//! assert_eq!(&*pull.recv()?, b"job");
+//! # Ok::<(), nano_transport::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod conn;
+mod error;
+mod io;
+mod message;
+pub mod proto;
+mod socket;
+mod url;
+
+pub use error::Error;
+pub use message::Message;
+pub use proto::{PipeId, Protocol};
+pub use socket::{Context, Listener, PipeEvent, RecvFuture, SendFuture, Socket};
+pub use url::Address;
+
+#[doc(hidden)]
+pub mod fuzzing;

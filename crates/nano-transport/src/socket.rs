@@ -1,0 +1,1238 @@
+//! The user-facing socket: options, blocking/non-blocking/async send and receive, contexts.
+//!
+//! A socket is shared state behind one mutex plus a background I/O thread (`io.rs`) that owns
+//! the mio `Poll`, the listeners, the dialers and the pipes' reading halves while nobody else
+//! reads them. Sends do not cross to that thread: the calling thread picks the pipe and writes
+//! the frame itself (one vectored write from the caller's buffer), and only wakes the I/O thread
+//! when the kernel did not take everything. Receives either take what the I/O thread queued (in
+//! batches, with one condvar notification and the async `Waker`s per batch) or, for a blocking
+//! receive on a socket with a single pipe, read that pipe directly ([`DirectRead`]), which saves
+//! a thread hand-off per message.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
+use std::task::{Context as TaskContext, Poll as TaskPoll, Waker};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::conn::{ConnSender, Connection, ReadProgress, SendStatus};
+use crate::io::{self, Command};
+use crate::proto::{
+    HandshakeError, MAX_FRAME_LEN, MAX_TTL_DEFAULT, ReqState, RoundRobin, SurveyorState,
+    TopicFilter, broadcast_targets,
+};
+use crate::url::Address;
+use crate::{Error, Message, PipeId, Protocol};
+
+/// A connection coming or going, as reported by [`Socket::pipe_events`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipeEvent {
+    /// A pipe completed its handshake and is usable.
+    Added(PipeId),
+    /// A pipe was closed (by either side, or because it broke a protocol rule).
+    Removed(PipeId),
+}
+
+/// A bound listening endpoint.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    url: String,
+}
+
+impl Listener {
+    /// The URL peers should dial, with the real port when listening on port 0.
+    pub fn local_url(&self) -> &str {
+        &self.url
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Options {
+    pub(crate) send_timeout: Option<Duration>,
+    pub(crate) recv_timeout: Option<Duration>,
+    pub(crate) recv_max_size: u64,
+    pub(crate) reconnect_min: Duration,
+    pub(crate) reconnect_max: Duration,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) recv_buffer: usize,
+    pub(crate) max_ttl: u8,
+    pub(crate) survey_time: Duration,
+    pub(crate) poly: bool,
+}
+
+pub(crate) struct PipeSlot {
+    pub(crate) sender: ConnSender,
+    pub(crate) reader: Arc<Mutex<Connection>>,
+    pub(crate) interests: Arc<Mutex<io::Interests>>,
+}
+
+/// Everything the user threads and the I/O thread share, under one lock.
+pub(crate) struct Core {
+    pub(crate) opts: Options,
+    pub(crate) closed: bool,
+    pub(crate) pipes: BTreeMap<PipeId, PipeSlot>,
+    rr: RoundRobin,
+    pub(crate) recv_q: VecDeque<Message>,
+    /// REQ: the reply of each context that has arrived and not been taken.
+    pub(crate) replies: HashMap<u32, Message>,
+    pub(crate) req: ReqState,
+    pub(crate) survey: SurveyorState,
+    pub(crate) topics: TopicFilter,
+    /// REP/RESPONDENT: where each context's pending reply goes and its backtrace.
+    saved: HashMap<u32, (PipeId, Vec<u8>)>,
+    pub(crate) commands: Vec<Command>,
+    pub(crate) recv_wakers: Vec<Waker>,
+    pub(crate) send_wakers: Vec<Waker>,
+    pub(crate) events: Vec<mpsc::Sender<PipeEvent>>,
+    /// Live pipes per dialer id, for `dial_blocking`.
+    pub(crate) dialers: HashMap<u32, usize>,
+    /// The last connection header a dialer's peer sent that was refused, for `dial_blocking`.
+    pub(crate) dial_errors: HashMap<u32, HandshakeError>,
+    next_dialer: u32,
+    next_ctx: u32,
+    /// The I/O thread stopped reading some pipe because `recv_q` was full.
+    pub(crate) reads_paused: bool,
+}
+
+pub(crate) struct Inner {
+    pub(crate) protocol: Protocol,
+    pub(crate) core: Mutex<Core>,
+    /// Signalled when messages arrive, a survey ends or the socket closes.
+    pub(crate) recv_cv: Condvar,
+    /// Signalled when a pipe is added, removed or drains its queue, or the socket closes.
+    pub(crate) send_cv: Condvar,
+    pub(crate) waker: mio::Waker,
+    /// The I/O thread's registry, to pause its reading of a pipe a receiver reads directly.
+    pub(crate) io_registry: mio::Registry,
+    /// A second poll over the same pipes, for a receiving thread that reads directly.
+    direct_poll: Mutex<(mio::Poll, mio::Events)>,
+    pub(crate) direct_registry: mio::Registry,
+    direct_waker: mio::Waker,
+    /// A direct reader is (about to be) blocked on `direct_poll`.
+    direct_waiting: AtomicBool,
+    /// Set when a sender left frames queued and woke the I/O thread to flush them; further
+    /// senders then skip the (syscall-priced) wake until the I/O thread has flushed.
+    pub(crate) flush_requested: AtomicBool,
+    /// Blocking senders waiting for a ready pipe (see [`SendWaiter`]).
+    pub(crate) send_waiting: AtomicUsize,
+    /// Async senders registered a waker.
+    send_wakers_waiting: AtomicBool,
+    /// Frames a pipe may have queued before it stops counting as ready.
+    pub(crate) send_buffer: AtomicUsize,
+    /// When the I/O thread's current poll times out, in nanoseconds after `epoch`
+    /// (`u64::MAX`: no timeout). A user thread arming an earlier timer wakes it.
+    pub(crate) io_deadline: AtomicU64,
+    pub(crate) epoch: Instant,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Inner {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn wake_io(&self) {
+        // A failed wake means the I/O thread is gone, i.e. the socket is closing.
+        let _ = self.waker.wake();
+    }
+
+    pub(crate) fn nanos_since_epoch(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Wakes the I/O thread if `t` is earlier than the timeout it is sleeping on.
+    pub(crate) fn timer_armed(&self, t: Instant) {
+        if self.nanos_since_epoch(t) < self.io_deadline.load(Ordering::Acquire) {
+            self.wake_io();
+        }
+    }
+
+    /// Ends every direct-read lease at once (see [`DirectRead`]), so the I/O thread resumes
+    /// reading now: for receivers that wait for it (async, or several pipes).
+    fn expire_leases(&self, core: &Core) {
+        let mut expired = false;
+        for slot in core.pipes.values() {
+            let mut i = slot.interests.lock().unwrap_or_else(|e| e.into_inner());
+            if i.direct && !i.reader_active && i.lease_end.is_some() {
+                i.lease_end = None;
+                expired = true;
+            }
+        }
+        if expired {
+            self.wake_io();
+        }
+    }
+
+    /// Wakes a receiver blocked reading a pipe directly, so it looks at the queue and the pipe
+    /// set again. Call with the core locked.
+    pub(crate) fn wake_direct(&self) {
+        if self.direct_waiting.load(Ordering::SeqCst) {
+            let _ = self.direct_waker.wake();
+        }
+    }
+
+    pub(crate) fn notify_recv(&self, core: &mut Core) {
+        self.wake_direct();
+        self.recv_cv.notify_all();
+        for w in core.recv_wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn notify_send(&self, core: &mut Core) {
+        self.send_cv.notify_all();
+        self.send_wakers_waiting.store(false, Ordering::SeqCst);
+        for w in core.send_wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Whether a sender (blocking or async) may be waiting for a pipe to become ready.
+    pub(crate) fn senders_waiting(&self) -> bool {
+        self.send_waiting.load(Ordering::SeqCst) > 0
+            || self.send_wakers_waiting.load(Ordering::SeqCst)
+    }
+}
+
+/// Closes the socket when the last clone of it is dropped.
+struct CloseOnDrop(Arc<Inner>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        close(&self.0);
+    }
+}
+
+/// An SP socket of one [`Protocol`]. Cheap to clone (clones share the socket); `Send + Sync`.
+/// The socket closes when [`close`](Self::close) is called or the last clone is dropped.
+///
+/// ```
+/// use std::time::Duration;
+/// use nano_transport::{Protocol, Socket};
+/// let rep = Socket::new(Protocol::Rep0)?;
+/// let url = rep.listen("tcp://127.0.0.1:0")?.local_url().to_owned();
+/// let req = Socket::new(Protocol::Req0)?;
+/// req.dial_blocking(&url, Duration::from_secs(5))?;
+/// req.send(b"ping")?;
+/// let request = rep.recv()?;
+/// assert_eq!(&*request, b"ping");
+/// rep.send(b"pong")?;
+/// assert_eq!(&*req.recv()?, b"pong");
+/// # Ok::<(), nano_transport::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Socket {
+    inner: Arc<Inner>,
+    _close: Arc<CloseOnDrop>,
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("protocol", &self.inner.protocol)
+            .finish()
+    }
+}
+
+fn random_u32() -> u32 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos() ^ u128::from(std::process::id()));
+    h.finish() as u32
+}
+
+/// Where a send goes.
+#[derive(Clone, Copy)]
+enum Target {
+    /// The protocol decides.
+    Route,
+    /// PAIR1 poly: this pipe.
+    Pipe(PipeId),
+}
+
+enum Header {
+    None,
+    Word([u8; 4]),
+    Bytes(Vec<u8>),
+}
+
+impl Header {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::None => &[],
+            Self::Word(w) => w,
+            Self::Bytes(b) => b,
+        }
+    }
+}
+
+struct Plan {
+    header: Header,
+    targets: Vec<ConnSender>,
+    /// A timer this send armed (REQ resend), which the I/O thread must know about.
+    timer: Option<Instant>,
+}
+
+impl Socket {
+    /// Opens a socket and starts its I/O thread.
+    pub fn new(protocol: Protocol) -> Result<Self, Error> {
+        let poll = mio::Poll::new()?;
+        let waker = mio::Waker::new(poll.registry(), io::WAKER)?;
+        let io_registry = poll.registry().try_clone()?;
+        let direct_poll = mio::Poll::new()?;
+        let direct_registry = direct_poll.registry().try_clone()?;
+        let direct_waker = mio::Waker::new(direct_poll.registry(), io::WAKER)?;
+        let opts = Options {
+            send_timeout: None,
+            recv_timeout: None,
+            recv_max_size: 0,
+            reconnect_min: Duration::from_secs(1),
+            reconnect_max: Duration::ZERO,
+            handshake_timeout: Duration::from_secs(10),
+            recv_buffer: if protocol == Protocol::Sub0 {
+                128
+            } else {
+                1024
+            },
+            max_ttl: MAX_TTL_DEFAULT,
+            survey_time: Duration::from_secs(1),
+            poly: false,
+        };
+        let core = Core {
+            opts,
+            closed: false,
+            pipes: BTreeMap::new(),
+            rr: RoundRobin::default(),
+            recv_q: VecDeque::new(),
+            replies: HashMap::new(),
+            req: ReqState::new(random_u32(), Some(Duration::from_secs(60))),
+            survey: SurveyorState::new(random_u32()),
+            topics: TopicFilter::default(),
+            saved: HashMap::new(),
+            commands: Vec::new(),
+            recv_wakers: Vec::new(),
+            send_wakers: Vec::new(),
+            events: Vec::new(),
+            dialers: HashMap::new(),
+            dial_errors: HashMap::new(),
+            next_dialer: 1,
+            next_ctx: 1,
+            reads_paused: false,
+        };
+        let send_buffer = if protocol == Protocol::Pub0 { 16 } else { 128 };
+        let inner = Arc::new(Inner {
+            protocol,
+            core: Mutex::new(core),
+            recv_cv: Condvar::new(),
+            send_cv: Condvar::new(),
+            waker,
+            io_registry,
+            direct_poll: Mutex::new((direct_poll, mio::Events::with_capacity(8))),
+            direct_registry,
+            direct_waker,
+            direct_waiting: AtomicBool::new(false),
+            flush_requested: AtomicBool::new(false),
+            send_waiting: AtomicUsize::new(0),
+            send_wakers_waiting: AtomicBool::new(false),
+            send_buffer: AtomicUsize::new(send_buffer),
+            io_deadline: AtomicU64::new(u64::MAX),
+            epoch: Instant::now(),
+            thread: Mutex::new(None),
+        });
+        let handle = io::spawn(Arc::clone(&inner), poll)?;
+        *inner.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        Ok(Self {
+            _close: Arc::new(CloseOnDrop(Arc::clone(&inner))),
+            inner,
+        })
+    }
+
+    /// The socket's protocol.
+    pub fn protocol(&self) -> Protocol {
+        self.inner.protocol
+    }
+
+    /// Binds and listens on `url` (`tcp://127.0.0.1:0`, `ipc:///path`, `abstract://name`).
+    ///
+    /// A stale ipc socket file (nobody accepting on it) is removed and rebound; a live one gives
+    /// [`Error::AddrInUse`]. The file is removed again when the socket closes.
+    pub fn listen(&self, url: &str) -> Result<Listener, Error> {
+        let addr = Address::parse(url)?;
+        let (source, local) = io::bind(&addr, url)?;
+        let mut core = self.inner.lock();
+        if core.closed {
+            return Err(Error::Closed);
+        }
+        core.commands.push(Command::Listen(source));
+        drop(core);
+        self.inner.wake_io();
+        Ok(Listener { url: local })
+    }
+
+    /// Dials `url` in the background, redialing after failures and disconnects (see
+    /// [`set_reconnect`](Self::set_reconnect)). Returns as soon as the URL is parsed.
+    pub fn dial(&self, url: &str) -> Result<(), Error> {
+        self.start_dial(url).map(|_| ())
+    }
+
+    /// Dials `url` and waits until a pipe through it completed its handshake. Fails with
+    /// [`Error::ProtocolMismatch`] as soon as the peer's connection header is refused (not an SP
+    /// peer, or not our partner protocol), or [`Error::Timeout`] when `timeout` passes; in both
+    /// cases the dialer keeps trying in the background, as NNG's does.
+    pub fn dial_blocking(&self, url: &str, timeout: Duration) -> Result<(), Error> {
+        let id = self.start_dial(url)?;
+        let deadline = Instant::now().checked_add(timeout);
+        let mut core = self.inner.lock();
+        loop {
+            if core.closed {
+                return Err(Error::Closed);
+            }
+            if core.dialers.get(&id).is_some_and(|&n| n > 0) {
+                return Ok(());
+            }
+            if let Some(refused) = core.dial_errors.remove(&id) {
+                return Err(Error::ProtocolMismatch(refused));
+            }
+            core = wait(&self.inner.send_cv, core, deadline)?;
+        }
+    }
+
+    fn start_dial(&self, url: &str) -> Result<u32, Error> {
+        let addr = Address::parse(url)?;
+        let mut core = self.inner.lock();
+        if core.closed {
+            return Err(Error::Closed);
+        }
+        let id = core.next_dialer;
+        core.next_dialer += 1;
+        core.dialers.insert(id, 0);
+        core.commands.push(Command::Dial(id, addr));
+        drop(core);
+        self.inner.wake_io();
+        Ok(id)
+    }
+
+    /// Sends a message, blocking while no suitable pipe is ready (up to the send timeout).
+    /// PUB, BUS and SURVEYOR never block: peers whose queue is full miss the message.
+    pub fn send(&self, body: &[u8]) -> Result<(), Error> {
+        let timeout = self.inner.lock().opts.send_timeout;
+        self.send_inner(0, Target::Route, body, Wait::until(timeout))
+    }
+
+    /// Sends without blocking; [`Error::WouldBlock`] when no pipe is ready.
+    pub fn try_send(&self, body: &[u8]) -> Result<(), Error> {
+        self.send_inner(0, Target::Route, body, Wait::Never)
+    }
+
+    /// PAIR1 poly mode: sends to one pipe (e.g. [`Message::pipe`] of a received message).
+    pub fn send_to(&self, pipe: PipeId, body: &[u8]) -> Result<(), Error> {
+        let timeout = self.inner.lock().opts.send_timeout;
+        self.send_inner(0, Target::Pipe(pipe), body, Wait::until(timeout))
+    }
+
+    /// Receives a message, blocking up to the receive timeout.
+    pub fn recv(&self) -> Result<Message, Error> {
+        let timeout = self.inner.lock().opts.recv_timeout;
+        self.recv_inner(0, Wait::until(timeout))
+    }
+
+    /// Receives without blocking; [`Error::WouldBlock`] when nothing is queued.
+    pub fn try_recv(&self) -> Result<Message, Error> {
+        self.recv_inner(0, Wait::Never)
+    }
+
+    /// Receives, blocking at most `timeout` (whatever the socket's receive timeout).
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Message, Error> {
+        self.recv_inner(0, Wait::until(Some(timeout)))
+    }
+
+    /// A future that resolves to the next message; works under any executor (it registers the
+    /// task's `Waker`). The socket's receive timeout does not apply; use the executor's timers.
+    pub fn recv_async(&self) -> RecvFuture<'_> {
+        RecvFuture {
+            inner: &self.inner,
+            ctx: 0,
+        }
+    }
+
+    /// A future that resolves once the message has been handed to a pipe.
+    pub fn send_async<'a>(&'a self, body: &'a [u8]) -> SendFuture<'a> {
+        SendFuture {
+            socket: self,
+            ctx: 0,
+            body,
+        }
+    }
+
+    /// Sets the send timeout (`None`: wait forever, the default).
+    pub fn set_send_timeout(&self, timeout: Option<Duration>) {
+        self.inner.lock().opts.send_timeout = timeout;
+    }
+
+    /// Sets the receive timeout (`None`: wait forever, the default).
+    pub fn set_recv_timeout(&self, timeout: Option<Duration>) {
+        self.inner.lock().opts.recv_timeout = timeout;
+    }
+
+    /// Sets the largest message accepted from peers for pipes connected from now on; a peer that
+    /// announces more is disconnected. 0 (the default, as in NNG 1.x) means no limit but the
+    /// wire's 2^60-1; memory then still follows the bytes actually received.
+    pub fn set_recv_max_size(&self, bytes: usize) {
+        self.inner.lock().opts.recv_max_size = bytes as u64;
+    }
+
+    /// Sets how long a new connection may take to exchange SP headers (default 10 s).
+    pub fn set_handshake_timeout(&self, timeout: Duration) {
+        self.inner.lock().opts.handshake_timeout = timeout;
+    }
+
+    /// Sets the redial interval: `min` after a failure, doubling up to `max` if `max > min`
+    /// (default 1 s, no backoff, as NNG).
+    pub fn set_reconnect(&self, min: Duration, max: Duration) {
+        let mut core = self.inner.lock();
+        core.opts.reconnect_min = min;
+        core.opts.reconnect_max = max;
+    }
+
+    /// Sets how many received messages may wait in the socket before the I/O thread stops
+    /// reading (back-pressure to the peers); SUB instead drops the oldest. Defaults: 1024, SUB 128.
+    pub fn set_recv_buffer(&self, messages: usize) {
+        self.inner.lock().opts.recv_buffer = messages.max(1);
+    }
+
+    /// Sets how many frames a pipe may have queued before it stops counting as ready (default
+    /// 128; PUB 16).
+    pub fn set_send_buffer(&self, frames: usize) {
+        self.inner
+            .send_buffer
+            .store(frames.max(1), Ordering::Relaxed);
+    }
+
+    /// Sets the maximum hop count (REP, RESPONDENT, PAIR1; default 8, clamped to 1..=15).
+    pub fn set_max_ttl(&self, ttl: u8) {
+        self.inner.lock().opts.max_ttl = ttl.clamp(1, 15);
+    }
+
+    /// REQ: sets the resend interval (`None`: never resend on a timer; default 60 s).
+    pub fn set_resend_time(&self, ivl: Option<Duration>) {
+        self.inner.lock().req.set_resend_interval(ivl);
+    }
+
+    /// SURVEYOR: sets how long each survey accepts responses (default 1 s).
+    pub fn set_survey_time(&self, window: Duration) {
+        self.inner.lock().opts.survey_time = window;
+    }
+
+    /// PAIR1: polyamorous mode (many peers, [`send_to`](Self::send_to) a chosen pipe). Set it
+    /// before listening or dialing.
+    pub fn set_pair1_poly(&self, on: bool) {
+        self.inner.lock().opts.poly = on;
+    }
+
+    /// SUB: receive messages starting with `prefix` (the empty prefix matches everything).
+    pub fn subscribe(&self, prefix: &[u8]) -> Result<(), Error> {
+        self.require(Protocol::Sub0)?;
+        self.inner.lock().topics.subscribe(prefix);
+        Ok(())
+    }
+
+    /// SUB: stop receiving messages for `prefix`.
+    pub fn unsubscribe(&self, prefix: &[u8]) -> Result<(), Error> {
+        self.require(Protocol::Sub0)?;
+        self.inner.lock().topics.unsubscribe(prefix);
+        Ok(())
+    }
+
+    /// A stream of pipe additions and removals from now on.
+    pub fn pipe_events(&self) -> mpsc::Receiver<PipeEvent> {
+        let (tx, rx) = mpsc::channel();
+        self.inner.lock().events.push(tx);
+        rx
+    }
+
+    /// The pipes currently connected (handshake done).
+    pub fn pipes(&self) -> Vec<PipeId> {
+        self.inner.lock().pipes.keys().copied().collect()
+    }
+
+    /// A context (REQ, REP, SURVEYOR, RESPONDENT): its own request/reply state, so several
+    /// requests can be in flight on one socket.
+    pub fn context(&self) -> Result<Context, Error> {
+        if !matches!(
+            self.inner.protocol,
+            Protocol::Req0 | Protocol::Rep0 | Protocol::Respondent0
+        ) {
+            return Err(Error::State("contexts need req, rep or respondent"));
+        }
+        let mut core = self.inner.lock();
+        let id = core.next_ctx;
+        core.next_ctx += 1;
+        Ok(Context {
+            socket: self.clone(),
+            id,
+        })
+    }
+
+    /// Closes the socket: every pipe, listener and dialer, and wakes blocked callers with
+    /// [`Error::Closed`]. Idempotent.
+    pub fn close(&self) {
+        close(&self.inner);
+    }
+
+    fn require(&self, p: Protocol) -> Result<(), Error> {
+        if self.inner.protocol == p {
+            Ok(())
+        } else {
+            Err(Error::State("operation not supported by this protocol"))
+        }
+    }
+
+    fn send_inner(
+        &self,
+        ctx: u32,
+        target: Target,
+        body: &[u8],
+        wait_for: Wait,
+    ) -> Result<(), Error> {
+        let inner = &self.inner;
+        let mut core = inner.lock();
+        let mut waiting: Option<SendWaiter<'_>> = None;
+        let plan = loop {
+            if core.closed {
+                return Err(Error::Closed);
+            }
+            if let Some(plan) = plan_send(inner, &mut core, ctx, target, body)? {
+                break plan;
+            }
+            let Wait::Until(deadline) = wait_for else {
+                return Err(Error::WouldBlock);
+            };
+            if waiting.is_none() {
+                // Announce the wait, then look once more: a queue drained in between is seen
+                // either by that look or by the flusher, which then notifies.
+                waiting = Some(SendWaiter::announce(&inner.send_waiting));
+                continue;
+            }
+            core = wait(&inner.send_cv, core, deadline)?;
+        };
+        drop(waiting);
+        drop(core);
+        let deadline = match wait_for {
+            Wait::Never => None,
+            Wait::Until(d) => Some(d),
+        };
+        write_plan(inner, &plan, body, deadline);
+        Ok(())
+    }
+
+    fn recv_inner(&self, ctx: u32, wait_for: Wait) -> Result<Message, Error> {
+        let inner = &self.inner;
+        let mut core = inner.lock();
+        loop {
+            let mut deadline = match wait_for {
+                Wait::Never => None,
+                Wait::Until(d) => d,
+            };
+            if let Some(m) = take_message(inner, &mut core, ctx, &mut deadline)? {
+                return Ok(m);
+            }
+            if matches!(wait_for, Wait::Never) {
+                return Err(Error::WouldBlock);
+            }
+            if let Some(direct) = DirectRead::begin(inner, &core) {
+                drop(core);
+                if let Some(result) = direct.run(inner, ctx, deadline) {
+                    return result;
+                }
+                core = inner.lock();
+                if let Some(m) = take_message(inner, &mut core, ctx, &mut deadline)? {
+                    return Ok(m);
+                }
+            }
+            inner.expire_leases(&core);
+            core = wait(&inner.recv_cv, core, deadline)?;
+        }
+    }
+}
+
+fn close(inner: &Arc<Inner>) {
+    let mut core = inner.lock();
+    if !core.closed {
+        core.closed = true;
+        core.commands.push(Command::Shutdown);
+        core.events.clear();
+        inner.notify_recv(&mut core);
+        inner.notify_send(&mut core);
+    }
+    drop(core);
+    inner.wake_io();
+    let _ = inner.direct_waker.wake();
+    let handle = inner
+        .thread
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(h) = handle.filter(|h| h.thread().id() != thread::current().id()) {
+        let _ = h.join();
+    }
+}
+
+/// Counts a blocking sender as waiting while it lives.
+struct SendWaiter<'a>(&'a AtomicUsize);
+
+impl<'a> SendWaiter<'a> {
+    fn announce(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for SendWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Wait {
+    Never,
+    Until(Option<Instant>),
+}
+
+impl Wait {
+    fn until(timeout: Option<Duration>) -> Self {
+        Self::Until(timeout.and_then(|t| Instant::now().checked_add(t)))
+    }
+}
+
+/// Waits on `cv` until notified or `deadline`; `Err(Timeout)` once the deadline has passed.
+fn wait<'a>(
+    cv: &Condvar,
+    guard: MutexGuard<'a, Core>,
+    deadline: Option<Instant>,
+) -> Result<MutexGuard<'a, Core>, Error> {
+    match deadline {
+        None => Ok(cv.wait(guard).unwrap_or_else(|e| e.into_inner())),
+        Some(d) => {
+            let now = Instant::now();
+            if now >= d {
+                return Err(Error::Timeout);
+            }
+            let (g, _) = cv
+                .wait_timeout(guard, d - now)
+                .unwrap_or_else(|e| e.into_inner());
+            Ok(g)
+        }
+    }
+}
+
+fn is_ready(inner: &Inner, slot: &PipeSlot) -> bool {
+    slot.sender.queued() < inner.send_buffer.load(Ordering::SeqCst)
+}
+
+/// Decides where a message goes and with which header; `Ok(None)` means "wait for a pipe".
+fn plan_send(
+    inner: &Inner,
+    core: &mut Core,
+    ctx: u32,
+    target: Target,
+    body: &[u8],
+) -> Result<Option<Plan>, Error> {
+    let proto = inner.protocol;
+    if !proto.can_send() {
+        return Err(Error::State("protocol cannot send"));
+    }
+    // Room for the largest protocol header (a full REP backtrace) under the wire's limit.
+    let limit = MAX_FRAME_LEN - 64;
+    if body.len() as u64 > limit {
+        return Err(Error::TooLarge {
+            size: body.len() as u64,
+            limit,
+        });
+    }
+    if let Target::Pipe(pipe) = target {
+        if proto != Protocol::Pair1 {
+            return Err(Error::State("send_to needs a pair1 socket"));
+        }
+        let slot = core.pipes.get(&pipe).ok_or(Error::NoSuchPipe(pipe))?;
+        if !is_ready(inner, slot) {
+            return Ok(None);
+        }
+        let targets = vec![slot.sender.clone()];
+        return Ok(Some(Plan {
+            header: Header::Word(1u32.to_be_bytes()),
+            targets,
+            timer: None,
+        }));
+    }
+    match proto {
+        Protocol::Pub0 | Protocol::Bus0 | Protocol::Surveyor0 => {
+            let header = if proto == Protocol::Surveyor0 {
+                let window = core.opts.survey_time;
+                let id = core.survey.start(Instant::now(), window);
+                core.recv_q.clear();
+                Header::Word(id.to_be_bytes())
+            } else {
+                Header::None
+            };
+            let ready = core
+                .pipes
+                .iter()
+                .filter(|(_, s)| is_ready(inner, s))
+                .map(|(id, _)| *id);
+            let targets = broadcast_targets(ready, None)
+                .map(|id| core.pipes[&id].sender.clone())
+                .collect();
+            Ok(Some(Plan {
+                header,
+                targets,
+                timer: None,
+            }))
+        }
+        Protocol::Rep0 | Protocol::Respondent0 => {
+            let (pipe, backtrace) = core
+                .saved
+                .remove(&ctx)
+                .ok_or(Error::State("no request to reply to"))?;
+            // A reply whose requester has gone is discarded, as NNG does.
+            let targets = core
+                .pipes
+                .get(&pipe)
+                .map(|s| s.sender.clone())
+                .into_iter()
+                .collect();
+            Ok(Some(Plan {
+                header: Header::Bytes(backtrace),
+                targets,
+                timer: None,
+            }))
+        }
+        _ => {
+            let Some(pipe) = core.rr.pick(
+                core.pipes
+                    .iter()
+                    .filter(|(_, s)| is_ready(inner, s))
+                    .map(|(id, _)| *id),
+            ) else {
+                return Ok(None);
+            };
+            let mut timer = None;
+            let header = match proto {
+                Protocol::Pair1 => Header::Word(1u32.to_be_bytes()),
+                Protocol::Req0 => {
+                    // The request is kept until its reply arrives: a resend (timer or lost pipe)
+                    // needs the payload after the caller's buffer is gone.
+                    let id = core.req.start(ctx, body.to_vec());
+                    core.req.sent_on(ctx, pipe, Instant::now());
+                    core.replies.remove(&ctx);
+                    timer = core.req.next_deadline();
+                    Header::Word(id.to_be_bytes())
+                }
+                _ => Header::None,
+            };
+            let targets = vec![core.pipes[&pipe].sender.clone()];
+            Ok(Some(Plan {
+                header,
+                targets,
+                timer,
+            }))
+        }
+    }
+}
+
+/// Writes the planned frames from the calling thread; wakes the I/O thread if anything was left
+/// queued or a pipe failed (it flushes or closes it).
+///
+/// A blocking send to one pipe (`wait` is `Some(deadline)`) waits for the stream to drain rather
+/// than copy the unwritten part of a large message; broadcasts never wait.
+fn write_plan(inner: &Inner, plan: &Plan, body: &[u8], wait: Option<Option<Instant>>) {
+    let broadcast = matches!(
+        inner.protocol,
+        Protocol::Pub0 | Protocol::Bus0 | Protocol::Surveyor0
+    );
+    let mut wake = false;
+    for t in &plan.targets {
+        let parts = [plan.header.as_slice(), body];
+        let sent = match wait {
+            Some(deadline) if !broadcast => t.send_blocking(&parts, deadline),
+            _ => t.send(&parts),
+        };
+        match sent {
+            Ok(SendStatus::Written) => {}
+            Ok(SendStatus::Queued) => wake |= !inner.flush_requested.swap(true, Ordering::AcqRel),
+            Err(_) => wake = true,
+        }
+    }
+    if wake {
+        inner.wake_io();
+    } else if let Some(t) = plan.timer {
+        inner.timer_armed(t);
+    }
+}
+
+/// Takes the next message for `ctx` if one is there; may shorten `deadline` (survey window).
+fn take_message(
+    inner: &Inner,
+    core: &mut Core,
+    ctx: u32,
+    deadline: &mut Option<Instant>,
+) -> Result<Option<Message>, Error> {
+    if core.closed {
+        return Err(Error::Closed);
+    }
+    let proto = inner.protocol;
+    if !proto.can_recv() {
+        return Err(Error::State("protocol cannot receive"));
+    }
+    match proto {
+        Protocol::Req0 => {
+            if let Some(m) = core.replies.remove(&ctx) {
+                return Ok(Some(m));
+            }
+            if !core.req.is_pending(ctx) {
+                return Err(Error::State("no request outstanding"));
+            }
+            Ok(None)
+        }
+        Protocol::Surveyor0 => {
+            if let Some(m) = core.recv_q.pop_front() {
+                return Ok(Some(m));
+            }
+            let end = core
+                .survey
+                .deadline()
+                .ok_or(Error::State("no survey started"))?;
+            if Instant::now() >= end {
+                return Err(Error::Timeout);
+            }
+            *deadline = Some(deadline.map_or(end, |d| d.min(end)));
+            Ok(None)
+        }
+        _ => {
+            let Some(m) = core.recv_q.pop_front() else {
+                return Ok(None);
+            };
+            if core.reads_paused && core.recv_q.len() <= core.opts.recv_buffer / 2 {
+                core.reads_paused = false;
+                core.commands.push(Command::ResumeReads);
+                inner.wake_io();
+            }
+            if matches!(proto, Protocol::Rep0 | Protocol::Respondent0) {
+                core.saved.insert(ctx, (m.pipe(), m.header().to_vec()));
+            }
+            Ok(Some(m))
+        }
+    }
+}
+
+/// Future of [`Socket::recv_async`] and [`Context::recv_async`].
+#[must_use = "futures do nothing unless polled"]
+pub struct RecvFuture<'a> {
+    inner: &'a Arc<Inner>,
+    ctx: u32,
+}
+
+impl std::fmt::Debug for RecvFuture<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvFuture")
+            .field("ctx", &self.ctx)
+            .finish()
+    }
+}
+
+impl Future for RecvFuture<'_> {
+    type Output = Result<Message, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> TaskPoll<Self::Output> {
+        let mut core = self.inner.lock();
+        let mut deadline = None;
+        match take_message(self.inner, &mut core, self.ctx, &mut deadline) {
+            Ok(Some(m)) => TaskPoll::Ready(Ok(m)),
+            Ok(None) => {
+                core.recv_wakers.push(cx.waker().clone());
+                self.inner.expire_leases(&core);
+                if deadline.is_some() {
+                    // The I/O thread wakes receivers when a survey window closes.
+                    drop(core);
+                    self.inner.wake_io();
+                }
+                TaskPoll::Pending
+            }
+            Err(e) => TaskPoll::Ready(Err(e)),
+        }
+    }
+}
+
+/// Future of [`Socket::send_async`] and [`Context::send_async`].
+#[must_use = "futures do nothing unless polled"]
+pub struct SendFuture<'a> {
+    socket: &'a Socket,
+    ctx: u32,
+    body: &'a [u8],
+}
+
+impl std::fmt::Debug for SendFuture<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendFuture")
+            .field("len", &self.body.len())
+            .finish()
+    }
+}
+
+impl Future for SendFuture<'_> {
+    type Output = Result<(), Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> TaskPoll<Self::Output> {
+        let inner = &self.socket.inner;
+        let mut core = inner.lock();
+        if core.closed {
+            return TaskPoll::Ready(Err(Error::Closed));
+        }
+        // Announced before looking, as a blocking sender does (see `send_inner`).
+        inner.send_wakers_waiting.store(true, Ordering::SeqCst);
+        match plan_send(inner, &mut core, self.ctx, Target::Route, self.body) {
+            Ok(Some(plan)) => {
+                drop(core);
+                write_plan(inner, &plan, self.body, None);
+                TaskPoll::Ready(Ok(()))
+            }
+            Ok(None) => {
+                core.send_wakers.push(cx.waker().clone());
+                TaskPoll::Pending
+            }
+            Err(e) => TaskPoll::Ready(Err(e)),
+        }
+    }
+}
+
+/// An independent request/reply state on a REQ, REP or RESPONDENT socket: each context has
+/// its own outstanding request (REQ) or pending reply (REP), so many can be in flight at once.
+///
+/// ```
+/// use std::time::Duration;
+/// use nano_transport::{Protocol, Socket};
+/// let rep = Socket::new(Protocol::Rep0)?;
+/// let url = rep.listen("tcp://127.0.0.1:0")?.local_url().to_owned();
+/// let req = Socket::new(Protocol::Req0)?;
+/// req.dial_blocking(&url, Duration::from_secs(5))?;
+/// let (a, b) = (req.context()?, req.context()?);
+/// a.send(b"a")?;
+/// b.send(b"b")?;
+/// for _ in 0..2 {
+///     let m = rep.recv()?;
+///     let answer = [&b"re:"[..], &m].concat();
+///     rep.send(&answer)?;
+/// }
+/// assert_eq!(&*b.recv()?, b"re:b");
+/// assert_eq!(&*a.recv()?, b"re:a");
+/// # Ok::<(), nano_transport::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Context {
+    socket: Socket,
+    id: u32,
+}
+
+impl Context {
+    /// Sends on this context (REQ: a new request, abandoning this context's previous one;
+    /// REP: the reply to the request this context received last).
+    pub fn send(&self, body: &[u8]) -> Result<(), Error> {
+        let timeout = self.socket.inner.lock().opts.send_timeout;
+        self.socket
+            .send_inner(self.id, Target::Route, body, Wait::until(timeout))
+    }
+
+    /// Receives on this context, blocking up to the socket's receive timeout.
+    pub fn recv(&self) -> Result<Message, Error> {
+        let timeout = self.socket.inner.lock().opts.recv_timeout;
+        self.socket.recv_inner(self.id, Wait::until(timeout))
+    }
+
+    /// Receives, blocking at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Message, Error> {
+        self.socket.recv_inner(self.id, Wait::until(Some(timeout)))
+    }
+
+    /// Receives without blocking.
+    pub fn try_recv(&self) -> Result<Message, Error> {
+        self.socket.recv_inner(self.id, Wait::Never)
+    }
+
+    /// A future of the next message on this context.
+    pub fn recv_async(&self) -> RecvFuture<'_> {
+        RecvFuture {
+            inner: &self.socket.inner,
+            ctx: self.id,
+        }
+    }
+
+    /// A future that resolves once the message has been handed to a pipe.
+    pub fn send_async<'a>(&'a self, body: &'a [u8]) -> SendFuture<'a> {
+        SendFuture {
+            socket: &self.socket,
+            ctx: self.id,
+            body,
+        }
+    }
+}
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        let mut core = self.socket.inner.lock();
+        core.req.cancel(self.id);
+        core.replies.remove(&self.id);
+        core.saved.remove(&self.id);
+    }
+}
+
+/// A blocking receive that reads the socket's only pipe itself instead of waiting for the I/O
+/// thread to hand messages over: one thread wake-up per message instead of two, which is most
+/// of a request/reply round trip. The I/O thread's read interest in the pipe is paused
+/// meanwhile and restored afterwards (re-registering re-checks readiness, so nothing that arrived
+/// in between is missed).
+struct DirectRead {
+    reader: Arc<Mutex<Connection>>,
+    interests: Arc<Mutex<io::Interests>>,
+    sender: ConnSender,
+    pipe: PipeId,
+}
+
+impl DirectRead {
+    /// Whether the calling receiver may read directly: a protocol without receive-side timers,
+    /// exactly one pipe.
+    fn begin(inner: &Inner, core: &Core) -> Option<Self> {
+        let eligible = !matches!(inner.protocol, Protocol::Surveyor0) && core.pipes.len() == 1;
+        if !eligible {
+            return None;
+        }
+        let (&pipe, slot) = core.pipes.iter().next()?;
+        Some(Self {
+            reader: Arc::clone(&slot.reader),
+            interests: Arc::clone(&slot.interests),
+            sender: slot.sender.clone(),
+            pipe,
+        })
+    }
+
+    /// Reads until a message for `ctx` arrives, the deadline passes or the socket closes;
+    /// `None` means "fall back to waiting for the I/O thread".
+    fn run(
+        self,
+        inner: &Inner,
+        ctx: u32,
+        deadline: Option<Instant>,
+    ) -> Option<Result<Message, Error>> {
+        let Ok(mut conn) = self.reader.try_lock() else {
+            return None;
+        };
+        self.pause_io(inner);
+        // Waiting first is safe only if every byte in the stream has an event still to come.
+        let mut wait_first = !conn.may_have_more();
+        let mut batch = Vec::new();
+        let outcome = loop {
+            if !wait_first {
+                let room = io::receive_room(inner.protocol, &inner.lock());
+                if room == 0 {
+                    break None;
+                }
+                let progress = conn.on_readable(room, &mut |body| {
+                    batch.push(body);
+                    true
+                });
+                let yielded = matches!(progress, Ok(ReadProgress::Yielded));
+                let mut core = inner.lock();
+                let broken =
+                    io::deliver(inner, &mut core, self.pipe, &mut batch) || progress.is_err();
+                if broken {
+                    self.sender.mark_failed();
+                    inner.wake_io();
+                }
+                let mut d = deadline;
+                match take_message(inner, &mut core, ctx, &mut d) {
+                    Ok(Some(m)) => break Some(Ok(m)),
+                    Err(e) => break Some(Err(e)),
+                    Ok(None) => {}
+                }
+                if broken || core.pipes.len() != 1 || !core.pipes.contains_key(&self.pipe) {
+                    break None;
+                }
+                drop(core);
+                if yielded {
+                    continue;
+                }
+            }
+            wait_first = false;
+            let timeout = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(t) if !t.is_zero() => Some(t),
+                    _ => break Some(Err(Error::Timeout)),
+                },
+                None => None,
+            };
+            {
+                // Look once more and announce the wait in one critical section: a message the
+                // I/O thread queues after this (say from a pipe added meanwhile) or a new pipe
+                // then wakes the wait below.
+                let mut core = inner.lock();
+                let mut d = deadline;
+                match take_message(inner, &mut core, ctx, &mut d) {
+                    Ok(Some(m)) => break Some(Ok(m)),
+                    Err(e) => break Some(Err(e)),
+                    Ok(None) => {}
+                }
+                if core.pipes.len() != 1 || !core.pipes.contains_key(&self.pipe) {
+                    break None;
+                }
+                inner.direct_waiting.store(true, Ordering::SeqCst);
+            }
+            let mut guard = inner.direct_poll.lock().unwrap_or_else(|e| e.into_inner());
+            let (poll, events) = &mut *guard;
+            let polled = poll.poll(events, timeout);
+            inner.direct_waiting.store(false, Ordering::SeqCst);
+            // Whatever readiness the wait consumed must now be read before waiting again.
+            conn.note_readable();
+            if polled.is_err_and(|e| e.kind() != std::io::ErrorKind::Interrupted) {
+                break None;
+            }
+        };
+        drop(conn);
+        self.end(inner);
+        outcome
+    }
+
+    /// Pauses the I/O thread's reading (if its lease had lapsed).
+    fn pause_io(&self, inner: &Inner) {
+        let mut i = self.interests.lock().unwrap_or_else(|e| e.into_inner());
+        i.reader_active = true;
+        i.direct = true;
+        i.apply(&inner.io_registry);
+    }
+
+    /// Leaves the pipe paused for the I/O thread for a short lease, so a receiver that comes
+    /// straight back (a request/reply loop) costs no re-registration; the I/O thread takes the
+    /// pipe back when the lease lapses.
+    fn end(&self, inner: &Inner) {
+        let mut i = self.interests.lock().unwrap_or_else(|e| e.into_inner());
+        i.reader_active = false;
+        let lease_end = Instant::now() + io::DIRECT_LEASE;
+        i.lease_end = Some(lease_end);
+        drop(i);
+        inner.timer_armed(lease_end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_shareable_across_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Socket>();
+        shareable::<Context>();
+        shareable::<Message>();
+    }
+}
