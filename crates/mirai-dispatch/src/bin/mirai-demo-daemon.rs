@@ -1,0 +1,80 @@
+//! A daemon with a few built-in functions, for trying a dispatcher and for its integration tests.
+//!
+//! `mirai-demo-daemon --url URL --token TOKEN [--launch-id N] [--maxtasks N] [--idletime-ms N]
+//! [--walltime-ms N]`; exits with the exit reason's code (0 host gone, 1 idletime, 2 walltime,
+//! 3 maxtasks), or 10 on an error.
+//!
+//! Functions: `echo` (bytes back), `add` ((i64, i64) -> i64), `sleep_ms` (u64, stops early when
+//! cancelled), `panic` (panics with its argument as message), `seed` (the task's RNG seed),
+//! `pid` (the daemon's process id).
+#![forbid(unsafe_code)]
+
+use std::time::Duration;
+
+use mirai_dispatch::TaskError;
+use mirai_dispatch::daemon::{DaemonConfig, Registry, TaskContext, serve};
+
+fn registry() -> Registry {
+    let mut r = Registry::new();
+    r.register_bytes("echo", |bytes, _| Ok(bytes.to_vec()));
+    r.register("add", |(a, b): (i64, i64), _: &TaskContext| {
+        a.checked_add(b).ok_or_else(|| TaskError::new("overflow"))
+    });
+    r.register("sleep_ms", |ms: u64, ctx: &TaskContext| {
+        for _ in 0..ms {
+            ctx.cancel_token().check()?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(ms)
+    });
+    r.register(
+        "panic",
+        |message: String, _: &TaskContext| -> Result<(), TaskError> { panic!("{message}") },
+    );
+    r.register("seed", |(): (), ctx: &TaskContext| Ok(ctx.rng_seed()));
+    r.register("pid", |(): (), _: &TaskContext| Ok(std::process::id()));
+    r
+}
+
+fn parse() -> Result<DaemonConfig, String> {
+    let mut args = std::env::args().skip(1);
+    let mut config = DaemonConfig::new("", Vec::new());
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("{flag}: not a number: {value}"))
+        };
+        match flag.as_str() {
+            "--url" => config.url = value.clone(),
+            "--token" => config.token = value.clone().into_bytes(),
+            "--launch-id" => config.launch_id = number()?,
+            "--maxtasks" => config.rules.maxtasks = Some(number()?),
+            "--idletime-ms" => config.rules.idletime = Some(Duration::from_millis(number()?)),
+            "--walltime-ms" => config.rules.walltime = Some(Duration::from_millis(number()?)),
+            _ => return Err(format!("unknown flag {flag}")),
+        }
+    }
+    if config.url.is_empty() {
+        return Err("--url is required".into());
+    }
+    Ok(config)
+}
+
+fn main() {
+    let code = match parse() {
+        Ok(config) => match serve(&config, &registry()) {
+            Ok(reason) => reason.code(),
+            Err(e) => {
+                eprintln!("mirai-demo-daemon: {e}");
+                10
+            }
+        },
+        Err(e) => {
+            eprintln!("mirai-demo-daemon: {e}");
+            10
+        }
+    };
+    std::process::exit(code);
+}

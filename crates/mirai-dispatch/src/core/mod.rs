@@ -1,0 +1,981 @@
+//! The dispatcher as a pure state machine: queue, byte budget, daemon table and task states.
+//!
+//! The core does no I/O, starts no threads and reads no clock. The shell feeds it events
+//! (a submission, a daemon connecting, a result, the time) and carries out the [`Action`]s it
+//! returns (send this task to that daemon, resolve that task). Everything that matters for
+//! correctness — the exact byte cap, FIFO order, every task resolving exactly once, the
+//! counters — is therefore decided here and tested here without sockets.
+
+mod budget;
+mod timers;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::rng;
+use crate::task::{DaemonId, Outcome, Payload, Task, TaskError, TaskId};
+use budget::{Budget, Shortfall};
+use timers::{Timer, Timers};
+
+/// Settings of a [`Core`].
+///
+/// ```
+/// use std::time::Duration;
+/// use mirai_dispatch::Config;
+/// let c = Config::default()
+///     .with_max_queued_bytes(50_000_000)
+///     .with_seed(42)
+///     .with_cancel_grace(Duration::from_secs(2));
+/// assert_eq!(c.max_queued_bytes, Some(50_000_000));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    /// Cap on the payload bytes of queued tasks; `None` is unbounded.
+    pub max_queued_bytes: Option<u64>,
+    /// Dispatch pauses while resolved, uncollected values hold this many bytes; `None` disables
+    /// the brake (and the bookkeeping it needs).
+    pub max_uncollected_bytes: Option<u64>,
+    /// With a seed, each ordinary task gets its own reproducible RNG stream (see [`crate::rng`]).
+    pub seed: Option<u64>,
+    /// Randomness from the shell, used for per-daemon streams when there is no seed.
+    pub entropy: u64,
+    /// A running task cancelled on a local daemon that has not answered within this time gets the
+    /// daemon killed; `None` never escalates.
+    pub cancel_grace: Option<Duration>,
+}
+
+impl Config {
+    /// Sets [`Config::max_queued_bytes`].
+    pub fn with_max_queued_bytes(mut self, bytes: u64) -> Self {
+        self.max_queued_bytes = Some(bytes);
+        self
+    }
+
+    /// Sets [`Config::max_uncollected_bytes`].
+    pub fn with_max_uncollected_bytes(mut self, bytes: u64) -> Self {
+        self.max_uncollected_bytes = Some(bytes);
+        self
+    }
+
+    /// Sets [`Config::seed`].
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Sets [`Config::entropy`].
+    pub fn with_entropy(mut self, entropy: u64) -> Self {
+        self.entropy = entropy;
+        self
+    }
+
+    /// Sets [`Config::cancel_grace`].
+    pub fn with_cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = Some(grace);
+        self
+    }
+}
+
+/// How to cancel a running task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelMode {
+    /// Ask the daemon to stop (cooperative); it stays connected.
+    Soft,
+    /// Kill a local daemon (the shell replaces it); remote daemons get a soft cancel.
+    Hard,
+}
+
+/// Why a submission was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RejectReason {
+    /// The payload does not fit in the budget now; it would later.
+    #[error("queue is full")]
+    Full,
+    /// The payload exceeds the whole budget and never fits.
+    #[error("task of {size} bytes exceeds the {capacity}-byte queue budget")]
+    TooLarge {
+        /// Bytes the submission needed.
+        size: u64,
+        /// The whole budget.
+        capacity: u64,
+    },
+    /// The dispatcher no longer accepts tasks.
+    #[error("dispatcher is shut down")]
+    ShutDown,
+}
+
+/// A refused submission, handing the task back.
+///
+/// ```
+/// use std::time::Instant;
+/// use mirai_dispatch::{Config, Core, RejectReason, Task};
+/// let mut core = Core::new(Config::default().with_max_queued_bytes(2));
+/// let refused = core.submit(Task::new("f", vec![0; 3]), Instant::now()).unwrap_err();
+/// assert_eq!(refused.reason, RejectReason::TooLarge { size: 3, capacity: 2 });
+/// assert_eq!(refused.task.payload.len(), 3);
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct Rejected {
+    /// Why.
+    pub reason: RejectReason,
+    /// The task, untouched.
+    pub task: Task,
+}
+
+/// A daemon message the core cannot accept; the shell should drop that daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolViolation {
+    /// The daemon is not (or no longer) connected.
+    #[error("{0} is not connected")]
+    UnknownDaemon(DaemonId),
+    /// The daemon answered for a task it was not running.
+    #[error("{daemon} sent a result for {task}, which it was not running")]
+    UnexpectedResult {
+        /// The daemon.
+        daemon: DaemonId,
+        /// The task it named.
+        task: TaskId,
+    },
+}
+
+/// What a daemon reported for a task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The function returned these bytes.
+    Value(Payload),
+    /// The function failed or panicked.
+    Error(TaskError),
+    /// The evaluation was interrupted (after a cancel message, or by the daemon itself).
+    Interrupted,
+}
+
+impl Reply {
+    fn into_outcome(self) -> Outcome {
+        match self {
+            Self::Value(v) => Outcome::Value(v),
+            Self::Error(e) => Outcome::TaskError(e),
+            Self::Interrupted => Outcome::Cancelled,
+        }
+    }
+}
+
+/// What the shell sends to a daemon to run one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// The registered function's name.
+    pub function: String,
+    /// The argument bytes (shared, not copied).
+    pub payload: Payload,
+    /// Trace context from the submitter.
+    pub trace: Option<Vec<u8>>,
+    /// The task's RNG stream seed, when the dispatcher has a seed.
+    pub rng_seed: Option<u64>,
+}
+
+/// Work for the shell, returned by [`Core::poll_action`] in the order it must happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// A daemon joined: send it the init message with this RNG stream.
+    Joined {
+        /// The new daemon.
+        daemon: DaemonId,
+        /// Its per-connection RNG stream seed.
+        rng_stream: u64,
+    },
+    /// Send a task to a daemon.
+    Send {
+        /// Where to.
+        daemon: DaemonId,
+        /// The task.
+        task: TaskId,
+        /// What to run.
+        job: Job,
+    },
+    /// Tell a daemon to cancel the task it runs.
+    Cancel {
+        /// The daemon.
+        daemon: DaemonId,
+        /// The task it runs.
+        task: TaskId,
+    },
+    /// Kill a local daemon's process (and start a replacement if the pool wants one); the shell
+    /// then reports [`Core::daemon_disconnected`].
+    Kill {
+        /// The daemon.
+        daemon: DaemonId,
+    },
+    /// Tell a daemon to exit: it marked its last result, or the dispatcher shuts down. It gets
+    /// no more work.
+    Release {
+        /// The daemon.
+        daemon: DaemonId,
+    },
+    /// A daemon left (after [`Core::daemon_disconnected`]).
+    Left {
+        /// The daemon.
+        daemon: DaemonId,
+    },
+    /// A task ended; complete its handle. Happens exactly once per accepted task.
+    Resolve {
+        /// The task.
+        task: TaskId,
+        /// How it ended.
+        outcome: Outcome,
+    },
+    /// Budget bytes were released: blocked submitters may retry.
+    WakeSubmitters,
+}
+
+/// Byte accounting in a [`Status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Memory {
+    /// Payload bytes reserved now (queued tasks, and retryable tasks until they resolve).
+    pub used: u64,
+    /// The most ever reserved at once.
+    pub peak: u64,
+    /// The cap, `None` when unbounded.
+    pub capacity: Option<u64>,
+    /// Bytes of values resolved but not yet collected (tracked only with a cap).
+    pub uncollected: u64,
+    /// The uncollected-results cap.
+    pub uncollected_capacity: Option<u64>,
+}
+
+/// A snapshot of the counters. `awaiting + executing + completed == submitted` always.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Status {
+    /// Daemons connected and accepting work (idle or busy).
+    pub connections: u64,
+    /// Daemons ever connected.
+    pub cumulative: u64,
+    /// Daemons idle now.
+    pub idle: u64,
+    /// Tasks queued.
+    pub awaiting: u64,
+    /// Tasks running on a daemon and not yet resolved.
+    pub executing: u64,
+    /// Tasks resolved, whatever the outcome.
+    pub completed: u64,
+    /// Tasks ever accepted.
+    pub submitted: u64,
+    /// Byte accounting.
+    pub memory: Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TaskState {
+    Queued,
+    Running(DaemonId),
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// Kept while queued, and while running when the task may be retried.
+    job: Option<Job>,
+    state: TaskState,
+    reserved: u64,
+    queue_timeout: Option<Duration>,
+    run_timeout: Option<Duration>,
+    retries_left: u32,
+    attempt: u32,
+    group: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DaemonState {
+    Idle,
+    Busy {
+        task: TaskId,
+        abandoned: bool,
+    },
+    /// Released (last result or shutdown): no more work, waiting for the disconnect.
+    Exiting,
+    /// A kill was requested: waiting for the disconnect.
+    Killed,
+}
+
+#[derive(Debug)]
+struct Daemon {
+    local: bool,
+    state: DaemonState,
+}
+
+/// The copies of one `everywhere` call: which daemons already got one.
+#[derive(Debug)]
+struct Group {
+    served: Vec<DaemonId>,
+    remaining: usize,
+}
+
+/// The dispatcher state machine.
+///
+/// # Rules
+///
+/// - **Budget.** Submitting a task reserves its payload length against
+///   [`Config::max_queued_bytes`] in the same step that queues it, so `used <= capacity` always
+///   holds. The bytes are released when the task leaves the queue: dispatched, cancelled or timed
+///   out while queued. A task with [`Task::retries`] keeps its reservation until it resolves,
+///   because the core keeps its payload to run it again.
+/// - **Oversized tasks.** A task whose payload alone exceeds the whole capacity is refused at
+///   once with [`RejectReason::TooLarge`]: it could never fit, so waiting for it would deadlock.
+///   A task exactly the size of the capacity is admitted when the queue is empty.
+/// - **Scheduling.** One FIFO queue; a task goes to the daemon that has been idle longest. A
+///   daemon that marked a result as its last is never sent new work.
+/// - **Uncollected results.** With [`Config::max_uncollected_bytes`], dispatch pauses while the
+///   values resolved but not yet [`collected`](Core::collected) reach the cap (results of tasks
+///   already running still arrive, so this cap is a brake, not an exact bound).
+/// - **Timeouts.** The queue timeout counts from submission until dispatch; the run timeout from
+///   dispatch until the result. Both resolve [`Outcome::TimedOut`]; a run timeout also tells the
+///   daemon to cancel.
+/// - **Cancel.** A queued task is removed and its bytes released at once (certain). A running
+///   task resolves [`Outcome::Cancelled`] at once and its daemon gets a cancel message; with
+///   [`CancelMode::Hard`] (or after [`Config::cancel_grace`] without an answer) a local daemon is
+///   killed instead, and the shell replaces it. The daemon is busy until it answers or goes.
+/// - **Daemon loss.** A running task whose daemon disconnects is queued again at the front if it
+///   has retries left, otherwise it resolves [`Outcome::ConnectionLost`]. Queued tasks stay queued.
+/// - **Everywhere.** One copy per connected daemon, or `min` copies if more, each landing on a
+///   different daemon; copies beyond the connected daemons wait for new ones (a rendezvous).
+/// - **Shutdown.** Every unresolved task resolves [`Outcome::ShutDown`]; daemons are released.
+///
+/// ```
+/// use std::time::Instant;
+/// use mirai_dispatch::{Action, Config, Core, Outcome, Reply, Task};
+///
+/// let now = Instant::now();
+/// let mut core = Core::new(Config::default().with_max_queued_bytes(1 << 20));
+/// let id = core.submit(Task::new("double", vec![21]), now).unwrap();
+/// let daemon = core.daemon_connected(true, now);
+/// let mut sent = None;
+/// while let Some(action) = core.poll_action() {
+///     if let Action::Send { daemon, task, job } = action {
+///         assert_eq!(job.function, "double");
+///         sent = Some((daemon, task));
+///     }
+/// }
+/// assert_eq!(sent, Some((daemon, id)));
+/// core.on_result(daemon, id, Reply::Value(vec![42].into()), false, now).unwrap();
+/// let resolved = std::iter::from_fn(|| core.poll_action()).find_map(|a| match a {
+///     Action::Resolve { task, outcome } => Some((task, outcome)),
+///     _ => None,
+/// });
+/// assert_eq!(resolved, Some((id, Outcome::Value(vec![42].into()))));
+/// assert_eq!(core.status().completed, 1);
+/// ```
+#[derive(Debug)]
+pub struct Core {
+    config: Config,
+    budget: Budget,
+    /// Task ids in FIFO order; ids of tasks that left the queue by cancel or timeout stay here
+    /// until they reach the front (lazy removal keeps cancel O(1)).
+    queue: VecDeque<TaskId>,
+    tasks: HashMap<TaskId, Entry>,
+    daemons: BTreeMap<DaemonId, Daemon>,
+    /// Idle daemons, the one idle longest first.
+    idle: VecDeque<DaemonId>,
+    groups: HashMap<u64, Group>,
+    timers: Timers,
+    actions: VecDeque<Action>,
+    uncollected: HashMap<TaskId, u64>,
+    uncollected_bytes: u64,
+    next_task: u64,
+    next_daemon: u64,
+    next_group: u64,
+    rng_sequence: u64,
+    submitted: u64,
+    completed: u64,
+    awaiting: u64,
+    executing: u64,
+    connections: u64,
+    shut_down: bool,
+    /// Bytes were released since the last `WakeSubmitters`.
+    released: bool,
+    /// Bytes were released since the host handle last looked.
+    host_wake: bool,
+}
+
+impl Core {
+    /// A core with no daemons and an empty queue.
+    pub fn new(config: Config) -> Self {
+        Self {
+            budget: Budget::new(config.max_queued_bytes),
+            config,
+            queue: VecDeque::new(),
+            tasks: HashMap::new(),
+            daemons: BTreeMap::new(),
+            idle: VecDeque::new(),
+            groups: HashMap::new(),
+            timers: Timers::default(),
+            actions: VecDeque::new(),
+            uncollected: HashMap::new(),
+            uncollected_bytes: 0,
+            next_task: 0,
+            next_daemon: 0,
+            next_group: 0,
+            rng_sequence: 0,
+            submitted: 0,
+            completed: 0,
+            awaiting: 0,
+            executing: 0,
+            connections: 0,
+            shut_down: false,
+            released: false,
+            host_wake: false,
+        }
+    }
+
+    /// The settings this core was built with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Accepts a task if its payload fits in the budget now; otherwise hands it back with
+    /// [`RejectReason::Full`], [`RejectReason::TooLarge`] or [`RejectReason::ShutDown`].
+    ///
+    /// Accepting reserves the bytes, assigns the next RNG stream (with a seed) and queues the
+    /// task; it is dispatched at once if a daemon is idle.
+    pub fn submit(&mut self, task: Task, now: Instant) -> Result<TaskId, Rejected> {
+        if self.shut_down {
+            return Err(Rejected {
+                reason: RejectReason::ShutDown,
+                task,
+            });
+        }
+        let size = task.payload.len() as u64;
+        if let Err(shortfall) = self.budget.reserve(size) {
+            return Err(self.refuse(shortfall, size, task));
+        }
+        let rng_seed = self.config.seed.map(|seed| {
+            let s = rng::stream_seed(seed, self.rng_sequence);
+            self.rng_sequence += 1;
+            s
+        });
+        let id = self.enqueue(task, size, rng_seed, None, now);
+        self.finish(now);
+        Ok(id)
+    }
+
+    /// Sends one copy of `task` to every connected daemon, or to `min` distinct daemons if more
+    /// (the extra copies wait for daemons to join). Each copy reserves the payload length;
+    /// all copies are accepted or none. Copies get no RNG stream and do not advance it.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use mirai_dispatch::{Config, Core, Task};
+    /// let now = Instant::now();
+    /// let mut core = Core::new(Config::default());
+    /// core.daemon_connected(true, now);
+    /// let ids = core.everywhere(Task::new("setup", vec![]), 2, now).unwrap();
+    /// assert_eq!(ids.len(), 2);
+    /// assert_eq!(core.status().executing, 1); // the second copy waits for a second daemon
+    /// ```
+    pub fn everywhere(
+        &mut self,
+        task: Task,
+        min: usize,
+        now: Instant,
+    ) -> Result<Vec<TaskId>, Rejected> {
+        if self.shut_down {
+            return Err(Rejected {
+                reason: RejectReason::ShutDown,
+                task,
+            });
+        }
+        let copies = (min as u64).max(self.connections);
+        if copies == 0 {
+            return Ok(Vec::new());
+        }
+        let each = task.payload.len() as u64;
+        let Some(total) = each.checked_mul(copies) else {
+            return Err(Rejected {
+                reason: RejectReason::TooLarge {
+                    size: u64::MAX,
+                    capacity: self.budget.capacity().unwrap_or(u64::MAX),
+                },
+                task,
+            });
+        };
+        if let Err(shortfall) = self.budget.reserve(total) {
+            return Err(self.refuse(shortfall, total, task));
+        }
+        let group = self.next_group;
+        self.next_group += 1;
+        let copies = copies as usize;
+        self.groups.insert(
+            group,
+            Group {
+                served: Vec::new(),
+                remaining: copies,
+            },
+        );
+        let mut ids = Vec::with_capacity(copies);
+        for _ in 1..copies {
+            ids.push(self.enqueue(task.clone(), each, None, Some(group), now));
+        }
+        ids.push(self.enqueue(task, each, None, Some(group), now));
+        self.finish(now);
+        Ok(ids)
+    }
+
+    /// Cancels a task; `true` if it was still unresolved (it then resolves
+    /// [`Outcome::Cancelled`]), `false` if unknown or already resolved.
+    pub fn cancel(&mut self, task: TaskId, mode: CancelMode, now: Instant) -> bool {
+        let Some(entry) = self.tasks.get(&task) else {
+            return false;
+        };
+        if let TaskState::Running(daemon) = entry.state {
+            self.abandon(daemon, task, mode, now);
+        }
+        self.resolve(task, Outcome::Cancelled);
+        self.finish(now);
+        true
+    }
+
+    /// Registers a new daemon connection (`local`: a process the shell can kill and replace).
+    /// The shell sends it the init message on [`Action::Joined`].
+    pub fn daemon_connected(&mut self, local: bool, now: Instant) -> DaemonId {
+        let daemon = DaemonId(self.next_daemon);
+        self.next_daemon += 1;
+        let seed = self.config.seed.unwrap_or(self.config.entropy);
+        self.actions.push_back(Action::Joined {
+            daemon,
+            rng_stream: rng::daemon_stream(seed, daemon.0),
+        });
+        let state = if self.shut_down {
+            self.actions.push_back(Action::Release { daemon });
+            DaemonState::Exiting
+        } else {
+            self.connections += 1;
+            self.idle.push_back(daemon);
+            DaemonState::Idle
+        };
+        self.daemons.insert(daemon, Daemon { local, state });
+        self.finish(now);
+        daemon
+    }
+
+    /// A daemon's connection is gone. Its unresolved task is queued again (if it has retries
+    /// left) or resolves [`Outcome::ConnectionLost`]. Unknown daemons are ignored.
+    pub fn daemon_disconnected(&mut self, daemon: DaemonId, now: Instant) {
+        let Some(d) = self.daemons.remove(&daemon) else {
+            return;
+        };
+        match d.state {
+            DaemonState::Idle => {
+                self.idle.retain(|&i| i != daemon);
+                self.connections -= 1;
+            }
+            DaemonState::Busy { task, abandoned } => {
+                self.connections -= 1;
+                if !abandoned {
+                    self.lose(task, now);
+                }
+            }
+            DaemonState::Exiting | DaemonState::Killed => {}
+        }
+        self.actions.push_back(Action::Left { daemon });
+        self.finish(now);
+    }
+
+    /// A daemon answered for `task`. With `last`, the daemon is about to exit: it is released
+    /// and never gets new work. A result for an already resolved (cancelled, timed-out) task
+    /// just frees the daemon.
+    pub fn on_result(
+        &mut self,
+        daemon: DaemonId,
+        task: TaskId,
+        reply: Reply,
+        last: bool,
+        now: Instant,
+    ) -> Result<(), ProtocolViolation> {
+        let d = self
+            .daemons
+            .get_mut(&daemon)
+            .ok_or(ProtocolViolation::UnknownDaemon(daemon))?;
+        match d.state {
+            DaemonState::Busy { task: t, abandoned } if t == task => {
+                if last {
+                    d.state = DaemonState::Exiting;
+                    self.connections -= 1;
+                    self.actions.push_back(Action::Release { daemon });
+                } else {
+                    d.state = DaemonState::Idle;
+                    self.idle.push_back(daemon);
+                }
+                if !abandoned {
+                    self.resolve(task, reply.into_outcome());
+                }
+            }
+            // Late answers from daemons being released or killed carry nothing to resolve.
+            DaemonState::Exiting | DaemonState::Killed => {}
+            _ => return Err(ProtocolViolation::UnexpectedResult { daemon, task }),
+        }
+        self.finish(now);
+        Ok(())
+    }
+
+    /// The host took the value of `task`: its bytes leave the uncollected count. `false` if the
+    /// task had no tracked value.
+    pub fn collected(&mut self, task: TaskId, now: Instant) -> bool {
+        let Some(bytes) = self.uncollected.remove(&task) else {
+            return false;
+        };
+        self.uncollected_bytes -= bytes;
+        self.finish(now);
+        true
+    }
+
+    /// The earliest time [`Core::handle_timeout`] has work (possibly none by then).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// Fires every deadline due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Queue(task, attempt) => {
+                    if self
+                        .tasks
+                        .get(&task)
+                        .is_some_and(|e| e.state == TaskState::Queued && e.attempt == attempt)
+                    {
+                        self.resolve(task, Outcome::TimedOut);
+                    }
+                }
+                Timer::Run(task, attempt) => {
+                    let running_on = self.tasks.get(&task).and_then(|e| match e.state {
+                        TaskState::Running(d) if e.attempt == attempt => Some(d),
+                        _ => None,
+                    });
+                    if let Some(daemon) = running_on {
+                        self.abandon(daemon, task, CancelMode::Soft, now);
+                        self.resolve(task, Outcome::TimedOut);
+                    }
+                }
+                Timer::CancelGrace(daemon, task) => {
+                    if let Some(d) = self.daemons.get_mut(&daemon)
+                        && d.state
+                            == (DaemonState::Busy {
+                                task,
+                                abandoned: true,
+                            })
+                    {
+                        d.state = DaemonState::Killed;
+                        self.connections -= 1;
+                        self.actions.push_back(Action::Kill { daemon });
+                    }
+                }
+            }
+        }
+        self.finish(now);
+    }
+
+    /// Resolves every unresolved task with [`Outcome::ShutDown`] (queued ones first, in FIFO
+    /// order), releases every daemon and refuses further submissions.
+    pub fn shutdown(&mut self, now: Instant) {
+        if self.shut_down {
+            return;
+        }
+        self.shut_down = true;
+        let queued: Vec<TaskId> = self.queue.drain(..).collect();
+        for task in queued {
+            if self.is_queued(task) {
+                self.resolve(task, Outcome::ShutDown);
+            }
+        }
+        let mut running: Vec<TaskId> = self.tasks.keys().copied().collect();
+        running.sort_unstable();
+        for task in running {
+            self.resolve(task, Outcome::ShutDown);
+        }
+        for (&daemon, d) in &mut self.daemons {
+            if matches!(d.state, DaemonState::Idle | DaemonState::Busy { .. }) {
+                d.state = DaemonState::Exiting;
+                self.connections -= 1;
+                self.actions.push_back(Action::Release { daemon });
+            }
+        }
+        self.idle.clear();
+        self.timers.clear();
+        self.released = true;
+        self.finish(now);
+    }
+
+    /// Whether [`Core::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down
+    }
+
+    /// The next action for the shell, in order.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Whether actions are waiting for [`Core::poll_action`].
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
+    /// The counters now.
+    pub fn status(&self) -> Status {
+        Status {
+            connections: self.connections,
+            cumulative: self.next_daemon,
+            idle: self.idle.len() as u64,
+            awaiting: self.awaiting,
+            executing: self.executing,
+            completed: self.completed,
+            submitted: self.submitted,
+            memory: Memory {
+                used: self.budget.used(),
+                peak: self.budget.peak(),
+                capacity: self.budget.capacity(),
+                uncollected: self.uncollected_bytes,
+                uncollected_capacity: self.config.max_uncollected_bytes,
+            },
+        }
+    }
+
+    /// Whether a submission of `bytes` would fit in the budget now.
+    pub fn fits(&self, bytes: u64) -> bool {
+        self.budget
+            .capacity()
+            .is_none_or(|cap| bytes <= cap - self.budget.used())
+    }
+
+    /// Takes the "bytes were released" flag the host handle uses to wake blocked submitters.
+    pub(crate) fn take_host_wake(&mut self) -> bool {
+        std::mem::take(&mut self.host_wake)
+    }
+
+    fn refuse(&self, shortfall: Shortfall, size: u64, task: Task) -> Rejected {
+        let reason = match shortfall {
+            Shortfall::Full => RejectReason::Full,
+            Shortfall::TooLarge => RejectReason::TooLarge {
+                size,
+                capacity: self.budget.capacity().unwrap_or(u64::MAX),
+            },
+        };
+        Rejected { reason, task }
+    }
+
+    fn enqueue(
+        &mut self,
+        task: Task,
+        reserved: u64,
+        rng_seed: Option<u64>,
+        group: Option<u64>,
+        now: Instant,
+    ) -> TaskId {
+        let id = TaskId(self.next_task);
+        self.next_task += 1;
+        self.submitted += 1;
+        self.awaiting += 1;
+        if let Some(at) = task.queue_timeout.and_then(|t| now.checked_add(t)) {
+            self.timers.arm(at, Timer::Queue(id, 0));
+        }
+        let entry = Entry {
+            job: Some(Job {
+                function: task.function,
+                payload: task.payload,
+                trace: task.trace.map(Vec::from),
+                rng_seed,
+            }),
+            state: TaskState::Queued,
+            reserved,
+            queue_timeout: task.queue_timeout,
+            run_timeout: task.run_timeout,
+            retries_left: task.retries,
+            attempt: 0,
+            group,
+        };
+        self.tasks.insert(id, entry);
+        self.queue.push_back(id);
+        id
+    }
+
+    fn is_queued(&self, task: TaskId) -> bool {
+        self.tasks
+            .get(&task)
+            .is_some_and(|e| e.state == TaskState::Queued)
+    }
+
+    fn eligible(&self, task: TaskId, daemon: DaemonId) -> bool {
+        match self.tasks.get(&task) {
+            Some(e) if e.state == TaskState::Queued => match e.group {
+                None => true,
+                Some(g) => self
+                    .groups
+                    .get(&g)
+                    .is_none_or(|g| !g.served.contains(&daemon)),
+            },
+            _ => false,
+        }
+    }
+
+    fn paused(&self) -> bool {
+        self.config
+            .max_uncollected_bytes
+            .is_some_and(|cap| self.uncollected_bytes >= cap)
+    }
+
+    /// Hands queued tasks to idle daemons, FIFO to the longest-idle daemon.
+    fn pump(&mut self, now: Instant) {
+        while self.awaiting > 0 && !self.idle.is_empty() && !self.paused() {
+            while let Some(&head) = self.queue.front() {
+                if self.is_queued(head) {
+                    break;
+                }
+                self.queue.pop_front();
+            }
+            let Some(&head) = self.queue.front() else {
+                break;
+            };
+            let plain = self.tasks.get(&head).is_some_and(|e| e.group.is_none());
+            if plain {
+                self.queue.pop_front();
+                if let Some(daemon) = self.idle.pop_front() {
+                    self.assign(head, daemon, now);
+                }
+                continue;
+            }
+            // The head is an `everywhere` copy: find, daemon by daemon in idle order, the first
+            // queued task that daemon may take.
+            let found = self.idle.iter().enumerate().find_map(|(di, &daemon)| {
+                self.queue
+                    .iter()
+                    .position(|&task| self.eligible(task, daemon))
+                    .map(|qi| (di, qi))
+            });
+            let Some((di, qi)) = found else {
+                break;
+            };
+            if let (Some(daemon), Some(task)) = (self.idle.remove(di), self.queue.remove(qi)) {
+                self.assign(task, daemon, now);
+            }
+        }
+        if self.queue.len() > 2 * self.awaiting as usize + 64 {
+            let tasks = &self.tasks;
+            self.queue
+                .retain(|t| tasks.get(t).is_some_and(|e| e.state == TaskState::Queued));
+        }
+    }
+
+    fn assign(&mut self, task: TaskId, daemon: DaemonId, now: Instant) {
+        let Some(entry) = self.tasks.get_mut(&task) else {
+            return;
+        };
+        entry.state = TaskState::Running(daemon);
+        self.awaiting -= 1;
+        self.executing += 1;
+        let job = if entry.retries_left > 0 {
+            entry.job.clone()
+        } else {
+            let bytes = std::mem::take(&mut entry.reserved);
+            if bytes > 0 {
+                self.budget.release(bytes);
+                self.released = true;
+            }
+            entry.job.take()
+        };
+        if let Some(at) = entry.run_timeout.and_then(|t| now.checked_add(t)) {
+            self.timers.arm(at, Timer::Run(task, entry.attempt));
+        }
+        if let Some(g) = entry.group.and_then(|g| self.groups.get_mut(&g)) {
+            g.served.push(daemon);
+        }
+        if let Some(d) = self.daemons.get_mut(&daemon) {
+            d.state = DaemonState::Busy {
+                task,
+                abandoned: false,
+            };
+        }
+        if let Some(job) = job {
+            self.actions.push_back(Action::Send { daemon, task, job });
+        }
+    }
+
+    /// The running `task` on `daemon` is being resolved early (cancel or run timeout): stop it.
+    fn abandon(&mut self, daemon: DaemonId, task: TaskId, mode: CancelMode, now: Instant) {
+        let Some(d) = self.daemons.get_mut(&daemon) else {
+            return;
+        };
+        if mode == CancelMode::Hard && d.local {
+            d.state = DaemonState::Killed;
+            self.connections -= 1;
+            self.actions.push_back(Action::Kill { daemon });
+            return;
+        }
+        d.state = DaemonState::Busy {
+            task,
+            abandoned: true,
+        };
+        self.actions.push_back(Action::Cancel { daemon, task });
+        if d.local
+            && let Some(at) = self.config.cancel_grace.and_then(|g| now.checked_add(g))
+        {
+            self.timers.arm(at, Timer::CancelGrace(daemon, task));
+        }
+    }
+
+    /// `task`'s daemon went away mid-run: retry it or resolve it.
+    fn lose(&mut self, task: TaskId, now: Instant) {
+        let Some(entry) = self.tasks.get_mut(&task) else {
+            return;
+        };
+        if entry.retries_left == 0 || entry.job.is_none() {
+            self.resolve(task, Outcome::ConnectionLost);
+            return;
+        }
+        entry.retries_left -= 1;
+        entry.attempt += 1;
+        entry.state = TaskState::Queued;
+        if let Some(at) = entry.queue_timeout.and_then(|t| now.checked_add(t)) {
+            self.timers.arm(at, Timer::Queue(task, entry.attempt));
+        }
+        self.executing -= 1;
+        self.awaiting += 1;
+        // It was dispatched before everything still queued, so it goes first.
+        self.queue.push_front(task);
+    }
+
+    /// Ends `task` with `outcome`: the one place a task resolves.
+    fn resolve(&mut self, task: TaskId, outcome: Outcome) {
+        let Some(entry) = self.tasks.remove(&task) else {
+            return;
+        };
+        match entry.state {
+            TaskState::Queued => self.awaiting -= 1,
+            TaskState::Running(_) => self.executing -= 1,
+        }
+        if entry.reserved > 0 {
+            self.budget.release(entry.reserved);
+            self.released = true;
+        }
+        if let Some(g) = entry.group
+            && let Some(group) = self.groups.get_mut(&g)
+        {
+            group.remaining -= 1;
+            if group.remaining == 0 {
+                self.groups.remove(&g);
+            }
+        }
+        if let (Some(_), Outcome::Value(v)) = (self.config.max_uncollected_bytes, &outcome) {
+            let bytes = v.len() as u64;
+            self.uncollected.insert(task, bytes);
+            self.uncollected_bytes += bytes;
+        }
+        self.completed += 1;
+        self.actions.push_back(Action::Resolve { task, outcome });
+    }
+
+    /// Every public event ends here: dispatch what can be dispatched, then wake submitters once.
+    fn finish(&mut self, now: Instant) {
+        self.pump(now);
+        if std::mem::take(&mut self.released) {
+            self.host_wake = true;
+            self.actions.push_back(Action::WakeSubmitters);
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! The submission handle host threads share with the dispatcher thread.
+//!
+//! One mutex guards the whole [`Core`], so the byte reservation and the enqueue are a single
+//! step (the cap is exact, unlike R's, where the gate and the counting run on different threads).
+//! A condition variable wakes submitters blocked on a full budget whenever bytes are released;
+//! an optional callback wakes the dispatcher's I/O thread when a host call left actions for it.
+//!
+//! Blocked submitters are woken together and race for the freed bytes, so a large task may wait
+//! while smaller ones keep fitting; there is no fairness between submitters.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use crate::core::{CancelMode, Core, RejectReason, Rejected, Status};
+use crate::task::{Task, TaskId};
+
+type Notify = Box<dyn Fn() + Send + Sync>;
+
+struct Shared {
+    core: Mutex<Core>,
+    space: Condvar,
+    notify: Notify,
+}
+
+/// A cloneable, thread-safe handle on a [`Core`].
+///
+/// ```
+/// use std::time::Instant;
+/// use mirai_dispatch::{Config, Core, Host, RejectReason, Task};
+///
+/// let host = Host::new(Core::new(Config::default().with_max_queued_bytes(4)));
+/// let id = host.try_submit(Task::new("f", vec![0; 4])).unwrap();
+/// // The budget is full: `try_submit` hands the task back at once.
+/// let refused = host.try_submit(Task::new("f", vec![0; 1])).unwrap_err();
+/// assert_eq!(refused.reason, RejectReason::Full);
+/// // Cancelling the queued task releases its bytes.
+/// assert!(host.cancel(id, mirai_dispatch::CancelMode::Soft));
+/// assert!(host.submit(refused.task, Some(Instant::now())).is_ok());
+/// assert_eq!(host.status().memory.used, 1);
+/// ```
+#[derive(Clone)]
+pub struct Host {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Host {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Host")
+            .field("status", &self.status())
+            .finish()
+    }
+}
+
+impl Host {
+    /// Shares `core` between threads.
+    pub fn new(core: Core) -> Self {
+        Self::with_notify(core, || {})
+    }
+
+    /// Shares `core`, calling `notify` whenever a host call leaves actions for the dispatcher
+    /// thread (typically a mio `Waker::wake`).
+    pub fn with_notify(core: Core, notify: impl Fn() + Send + Sync + 'static) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                core: Mutex::new(core),
+                space: Condvar::new(),
+                notify: Box::new(notify),
+            }),
+        }
+    }
+
+    /// Locks the core, for the dispatcher thread to feed it events and drain its actions. When
+    /// the guard drops, submitters blocked on the budget are woken if bytes were released.
+    pub fn lock(&self) -> CoreGuard<'_> {
+        CoreGuard {
+            core: self.raw_lock(),
+            space: &self.shared.space,
+        }
+    }
+
+    /// The core's state stays consistent across a panic elsewhere (its methods do not panic
+    /// midway), so a poisoned lock is still usable.
+    fn raw_lock(&self) -> MutexGuard<'_, Core> {
+        self.shared
+            .core
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Submits `task` if its bytes fit now; otherwise hands it back at once
+    /// ([`RejectReason::Full`], [`RejectReason::TooLarge`] or [`RejectReason::ShutDown`]).
+    pub fn try_submit(&self, task: Task) -> Result<TaskId, Rejected> {
+        let mut core = self.lock();
+        let result = core.submit(task, Instant::now());
+        self.after(core);
+        result
+    }
+
+    /// Submits `task`, waiting while the budget is full, until `deadline` if one is given
+    /// ([`RejectReason::Full`] when it passes). Never waits for a task that cannot fit
+    /// ([`RejectReason::TooLarge`]) or after shutdown.
+    pub fn submit(&self, task: Task, deadline: Option<Instant>) -> Result<TaskId, Rejected> {
+        self.wait_for_space(task, deadline, |core, task, now| core.submit(task, now))
+    }
+
+    /// [`Core::everywhere`], waiting for space like [`Host::submit`].
+    pub fn everywhere(
+        &self,
+        task: Task,
+        min: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<TaskId>, Rejected> {
+        self.wait_for_space(task, deadline, |core, task, now| {
+            core.everywhere(task, min, now)
+        })
+    }
+
+    /// [`Core::cancel`].
+    pub fn cancel(&self, task: TaskId, mode: CancelMode) -> bool {
+        let mut core = self.lock();
+        let found = core.cancel(task, mode, Instant::now());
+        self.after(core);
+        found
+    }
+
+    /// [`Core::collected`].
+    pub fn collected(&self, task: TaskId) -> bool {
+        let mut core = self.lock();
+        let found = core.collected(task, Instant::now());
+        self.after(core);
+        found
+    }
+
+    /// [`Core::shutdown`]; blocked submitters return [`RejectReason::ShutDown`].
+    pub fn shutdown(&self) {
+        let mut core = self.lock();
+        core.shutdown(Instant::now());
+        self.after(core);
+    }
+
+    /// A snapshot of the counters, read under the lock (no round trip to another thread).
+    pub fn status(&self) -> Status {
+        self.lock().status()
+    }
+
+    fn wait_for_space<T>(
+        &self,
+        mut task: Task,
+        deadline: Option<Instant>,
+        mut attempt: impl FnMut(&mut Core, Task, Instant) -> Result<T, Rejected>,
+    ) -> Result<T, Rejected> {
+        let space = &self.shared.space;
+        let mut core = self.raw_lock();
+        loop {
+            let now = Instant::now();
+            match attempt(&mut core, task, now) {
+                Err(Rejected {
+                    reason: RejectReason::Full,
+                    task: back,
+                }) => {
+                    task = back;
+                    core = match deadline {
+                        None => space.wait(core).unwrap_or_else(PoisonError::into_inner),
+                        Some(d) if d <= now => {
+                            return Err(Rejected {
+                                reason: RejectReason::Full,
+                                task,
+                            });
+                        }
+                        Some(d) => {
+                            space
+                                .wait_timeout(core, d - now)
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .0
+                        }
+                    };
+                }
+                result => {
+                    self.after(CoreGuard { core, space });
+                    return result;
+                }
+            }
+        }
+    }
+
+    /// Unlocks, then wakes the dispatcher thread if the call left it work.
+    fn after(&self, core: CoreGuard<'_>) {
+        let has_work = core.has_actions();
+        drop(core);
+        if has_work {
+            (self.shared.notify)();
+        }
+    }
+}
+
+/// Exclusive access to the [`Core`] behind a [`Host`]; wakes blocked submitters on drop when
+/// bytes were released.
+pub struct CoreGuard<'a> {
+    core: MutexGuard<'a, Core>,
+    space: &'a Condvar,
+}
+
+impl Deref for CoreGuard<'_> {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
+}
+
+impl DerefMut for CoreGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Core {
+        &mut self.core
+    }
+}
+
+impl Drop for CoreGuard<'_> {
+    fn drop(&mut self) {
+        if self.core.take_host_wake() {
+            self.space.notify_all();
+        }
+    }
+}
+
+impl std::fmt::Debug for CoreGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CoreGuard").field(&*self.core).finish()
+    }
+}

@@ -1,0 +1,37 @@
+//! The byte-capped task dispatcher behind `mirai`.
+//!
+//! - [`Core`]: the dispatcher as a pure state machine (queue, exact byte budget, daemon table,
+//!   timeouts, cancel, retries, `everywhere`, shutdown), driven by events and returning
+//!   [`Action`]s; no threads, sockets or clocks.
+//! - [`Host`]: the submission handle host threads share: blocking [`Host::submit`],
+//!   non-blocking [`Host::try_submit`], cancel and status, over one mutex and condition variable.
+//! - `Dispatcher` (feature `shell`, on by default): the I/O shell around both: a PAIR1 socket
+//!   daemons dial, a thread feeding the core, and results waited for by task id; and
+//!   `daemon::serve`, the daemon's socket loop.
+//! - [`protocol`]: the dispatcher <-> daemon messages, postcard envelopes with the payload kept
+//!   as a separate slice so it is never copied into a frame.
+//! - [`daemon`]: the daemon's pure logic: exit rules, the function registry that turns panics into
+//!   [`TaskError`]s, and the cooperative cancel token.
+//! - [`rng`]: how each task's reproducible RNG stream is derived.
+#![forbid(unsafe_code)]
+
+mod core;
+pub mod daemon;
+#[cfg(feature = "shell")]
+mod dispatcher;
+mod host;
+pub mod protocol;
+pub mod rng;
+mod task;
+
+pub use crate::core::{
+    Action, CancelMode, Config, Core, Job, Memory, ProtocolViolation, RejectReason, Rejected,
+    Reply, Status,
+};
+#[cfg(feature = "shell")]
+pub use crate::dispatcher::{DaemonEvent, Dispatcher, DispatcherConfig, StartError, TICK};
+pub use crate::host::{CoreGuard, Host};
+pub use crate::task::{DaemonId, Outcome, Payload, Task, TaskError, TaskId};
+
+#[doc(hidden)]
+pub mod fuzzing;

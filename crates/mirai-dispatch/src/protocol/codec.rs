@@ -1,0 +1,508 @@
+//! Framing: `[u32 LE envelope length | postcard envelope | payload]`, with every limit checked.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::messages::{FromDaemon, ResultStatus, ToDaemon};
+use super::{MAX_ENVELOPE, MAX_ERROR_TEXT, MAX_FUNCTION_NAME, MAX_SETTINGS, MAX_TOKEN, MAX_TRACE};
+
+/// Bytes of the envelope length prefix.
+const LEN_PREFIX: usize = 4;
+
+/// Receive limits.
+///
+/// ```
+/// use mirai_dispatch::protocol::Limits;
+/// assert_eq!(Limits::default().max_frame, 1 << 30);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest whole frame (envelope and payload) accepted, in bytes.
+    pub max_frame: usize,
+}
+
+impl Default for Limits {
+    /// 1 GiB frames.
+    fn default() -> Self {
+        Self { max_frame: 1 << 30 }
+    }
+}
+
+/// Why a frame could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not even the length prefix.
+    #[error("frame of {len} bytes is shorter than its envelope length prefix")]
+    Short {
+        /// The frame's length.
+        len: usize,
+    },
+    /// The frame exceeds [`Limits::max_frame`].
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    FrameTooLarge {
+        /// The frame's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The envelope length exceeds [`MAX_ENVELOPE`](super::MAX_ENVELOPE).
+    #[error("envelope of {len} bytes exceeds the {max}-byte limit")]
+    EnvelopeTooLarge {
+        /// The claimed length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The envelope length runs past the frame.
+    #[error("envelope claims {claimed} bytes but the frame holds {available}")]
+    Truncated {
+        /// The claimed length.
+        claimed: usize,
+        /// What follows the prefix.
+        available: usize,
+    },
+    /// The envelope is not a valid message.
+    #[error("malformed envelope: {0}")]
+    Envelope(#[from] postcard::Error),
+    /// The envelope decoded with bytes left over.
+    #[error("{0} stray bytes after the envelope")]
+    StrayBytes(usize),
+    /// A message that carries no payload had one.
+    #[error("{kind} message carries {len} unexpected payload bytes")]
+    UnexpectedPayload {
+        /// The message's kind.
+        kind: &'static str,
+        /// The payload's length.
+        len: usize,
+    },
+    /// A field exceeds its limit.
+    #[error("{field} of {len} bytes exceeds the {max}-byte limit")]
+    FieldTooLarge {
+        /// Which field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Why a message could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// Postcard refused the value.
+    #[error("cannot encode envelope: {0}")]
+    Envelope(#[from] postcard::Error),
+    /// A field (or the whole envelope) exceeds its limit; the peer would refuse it.
+    #[error("{field} of {len} bytes exceeds the {max}-byte limit")]
+    FieldTooLarge {
+        /// Which field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+fn check_field(
+    field: &'static str,
+    len: usize,
+    max: usize,
+) -> Result<(), (&'static str, usize, usize)> {
+    if len > max {
+        Err((field, len, max))
+    } else {
+        Ok(())
+    }
+}
+
+/// Field limits shared by both directions; `Err` names the offending field.
+trait Fields {
+    fn check_fields(&self) -> Result<(), (&'static str, usize, usize)>;
+    fn carries_payload(&self) -> bool;
+    fn kind(&self) -> &'static str;
+}
+
+impl Fields for ToDaemon {
+    fn check_fields(&self) -> Result<(), (&'static str, usize, usize)> {
+        match self {
+            Self::Init(init) => check_field("settings", init.settings.len(), MAX_SETTINGS),
+            Self::Task {
+                function, trace, ..
+            } => {
+                check_field("function name", function.len(), MAX_FUNCTION_NAME)?;
+                check_field(
+                    "trace context",
+                    trace.as_ref().map_or(0, Vec::len),
+                    MAX_TRACE,
+                )
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn carries_payload(&self) -> bool {
+        matches!(self, Self::Task { .. })
+    }
+
+    fn kind(&self) -> &'static str {
+        Self::kind(self)
+    }
+}
+
+impl Fields for FromDaemon {
+    fn check_fields(&self) -> Result<(), (&'static str, usize, usize)> {
+        match self {
+            Self::Hello(h) => check_field("join token", h.token.len(), MAX_TOKEN),
+            Self::Result {
+                status: ResultStatus::Err(e),
+                ..
+            } => {
+                check_field("error message", e.message.len(), MAX_ERROR_TEXT)?;
+                check_field("backtrace", e.backtrace.len(), MAX_ERROR_TEXT)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn carries_payload(&self) -> bool {
+        matches!(
+            self,
+            Self::Result {
+                status: ResultStatus::Ok,
+                ..
+            }
+        )
+    }
+
+    fn kind(&self) -> &'static str {
+        Self::kind(self)
+    }
+}
+
+/// Lets postcard append to a caller's buffer in place.
+struct Append<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for Append<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
+        self.0.extend(iter);
+    }
+}
+
+fn encode<M: Serialize + Fields>(msg: &M, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    msg.check_fields()
+        .map_err(|(field, len, max)| EncodeError::FieldTooLarge { field, len, max })?;
+    let start = out.len();
+    out.extend_from_slice(&[0; LEN_PREFIX]);
+    if let Err(e) = postcard::to_extend(msg, Append(out)) {
+        out.truncate(start);
+        return Err(EncodeError::Envelope(e));
+    }
+    let len = out.len() - start - LEN_PREFIX;
+    if len > MAX_ENVELOPE {
+        out.truncate(start);
+        return Err(EncodeError::FieldTooLarge {
+            field: "envelope",
+            len,
+            max: MAX_ENVELOPE,
+        });
+    }
+    out[start..start + LEN_PREFIX].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
+}
+
+fn decode<'a, M: DeserializeOwned + Fields>(
+    frame: &'a [u8],
+    limits: &Limits,
+) -> Result<(M, &'a [u8]), DecodeError> {
+    if frame.len() > limits.max_frame {
+        return Err(DecodeError::FrameTooLarge {
+            len: frame.len(),
+            max: limits.max_frame,
+        });
+    }
+    let Some((prefix, rest)) = frame.split_first_chunk::<LEN_PREFIX>() else {
+        return Err(DecodeError::Short { len: frame.len() });
+    };
+    let claimed = u32::from_le_bytes(*prefix) as usize;
+    if claimed > MAX_ENVELOPE {
+        return Err(DecodeError::EnvelopeTooLarge {
+            len: claimed,
+            max: MAX_ENVELOPE,
+        });
+    }
+    if claimed > rest.len() {
+        return Err(DecodeError::Truncated {
+            claimed,
+            available: rest.len(),
+        });
+    }
+    let (envelope, payload) = rest.split_at(claimed);
+    let (msg, stray) = postcard::take_from_bytes::<M>(envelope)?;
+    if !stray.is_empty() {
+        return Err(DecodeError::StrayBytes(stray.len()));
+    }
+    msg.check_fields()
+        .map_err(|(field, len, max)| DecodeError::FieldTooLarge { field, len, max })?;
+    if !payload.is_empty() && !msg.carries_payload() {
+        return Err(DecodeError::UnexpectedPayload {
+            kind: msg.kind(),
+            len: payload.len(),
+        });
+    }
+    Ok((msg, payload))
+}
+
+impl ToDaemon {
+    /// Appends `[envelope length | envelope]` to `out`; the payload (for [`ToDaemon::Task`])
+    /// goes after it on the wire, written by the caller from its own buffer.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        encode(self, out)
+    }
+
+    /// Decodes a frame into the message and its payload (a slice of `frame`).
+    ///
+    /// ```
+    /// use mirai_dispatch::protocol::{DecodeError, Limits, ToDaemon};
+    /// assert_eq!(ToDaemon::decode(&[1, 0], &Limits::default()), Err(DecodeError::Short { len: 2 }));
+    /// ```
+    pub fn decode<'a>(frame: &'a [u8], limits: &Limits) -> Result<(Self, &'a [u8]), DecodeError> {
+        decode(frame, limits)
+    }
+}
+
+impl FromDaemon {
+    /// Appends `[envelope length | envelope]` to `out`; the value (for an `Ok`
+    /// [`FromDaemon::Result`]) goes after it on the wire, written by the caller.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        encode(self, out)
+    }
+
+    /// Decodes a frame into the message and its payload (a slice of `frame`).
+    ///
+    /// ```
+    /// use mirai_dispatch::protocol::{FromDaemon, Limits};
+    /// let mut frame = Vec::new();
+    /// FromDaemon::Heartbeat.encode(&mut frame).unwrap();
+    /// assert_eq!(FromDaemon::decode(&frame, &Limits::default()).unwrap().0, FromDaemon::Heartbeat);
+    /// frame.push(0); // a heartbeat carries no payload
+    /// assert!(FromDaemon::decode(&frame, &Limits::default()).is_err());
+    /// ```
+    pub fn decode<'a>(frame: &'a [u8], limits: &Limits) -> Result<(Self, &'a [u8]), DecodeError> {
+        decode(frame, limits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Hello, Init};
+    use crate::task::{DaemonId, TaskError, TaskId};
+    use proptest::prelude::*;
+
+    fn frame_of(msg: &ToDaemon, payload: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        msg.encode(&mut f).unwrap();
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn rejects_a_frame_over_the_limit_before_reading_it() {
+        let f = frame_of(&ToDaemon::Exit, &[]);
+        let limits = Limits {
+            max_frame: f.len() - 1,
+        };
+        assert!(matches!(
+            ToDaemon::decode(&f, &limits),
+            Err(DecodeError::FrameTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_envelope_lengths_past_the_frame_or_the_cap() {
+        let mut f = frame_of(&ToDaemon::Exit, &[]);
+        f[0] = 200;
+        assert!(matches!(
+            ToDaemon::decode(&f, &Limits::default()),
+            Err(DecodeError::Truncated { claimed: 200, .. })
+        ));
+        f[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            ToDaemon::decode(&f, &Limits::default()),
+            Err(DecodeError::EnvelopeTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_oversized_fields_both_ways() {
+        let msg = ToDaemon::Task {
+            task: TaskId(1),
+            function: "f".repeat(MAX_FUNCTION_NAME + 1),
+            trace: None,
+            rng_seed: None,
+        };
+        assert!(matches!(
+            msg.encode(&mut Vec::new()),
+            Err(EncodeError::FieldTooLarge {
+                field: "function name",
+                ..
+            })
+        ));
+        // A hand-built envelope with the long name is refused by the decoder too.
+        let envelope = postcard::to_allocvec(&msg).unwrap();
+        let mut f = (envelope.len() as u32).to_le_bytes().to_vec();
+        f.extend_from_slice(&envelope);
+        assert!(matches!(
+            ToDaemon::decode(&f, &Limits::default()),
+            Err(DecodeError::FieldTooLarge {
+                field: "function name",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn rejects_stray_bytes_inside_the_envelope() {
+        let mut envelope = postcard::to_allocvec(&ToDaemon::Exit).unwrap();
+        envelope.push(0);
+        let mut f = (envelope.len() as u32).to_le_bytes().to_vec();
+        f.extend_from_slice(&envelope);
+        assert_eq!(
+            ToDaemon::decode(&f, &Limits::default()),
+            Err(DecodeError::StrayBytes(1))
+        );
+    }
+
+    #[test]
+    fn only_tasks_and_ok_results_carry_payloads() {
+        let f = frame_of(&ToDaemon::Cancel { task: TaskId(1) }, &[1]);
+        assert!(matches!(
+            ToDaemon::decode(&f, &Limits::default()),
+            Err(DecodeError::UnexpectedPayload {
+                kind: "cancel",
+                len: 1
+            })
+        ));
+        let mut f = Vec::new();
+        FromDaemon::Result {
+            task: TaskId(1),
+            status: ResultStatus::Interrupted,
+            last: false,
+        }
+        .encode(&mut f)
+        .unwrap();
+        f.push(9);
+        assert!(FromDaemon::decode(&f, &Limits::default()).is_err());
+    }
+
+    fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(any::<u8>(), 0..max)
+    }
+
+    fn to_daemon() -> impl Strategy<Value = ToDaemon> {
+        prop_oneof![
+            (
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                bytes(64)
+            )
+                .prop_map(|(d, r, m, h, s)| ToDaemon::Init(Init {
+                    daemon: DaemonId(d),
+                    rng_stream: r,
+                    max_frame: m,
+                    heartbeat_ms: h,
+                    settings: s,
+                })),
+            (
+                any::<u64>(),
+                "[a-z_]{0,40}",
+                proptest::option::of(bytes(64)),
+                any::<Option<u64>>()
+            )
+                .prop_map(|(t, function, trace, rng_seed)| ToDaemon::Task {
+                    task: TaskId(t),
+                    function,
+                    trace,
+                    rng_seed,
+                }),
+            any::<u64>().prop_map(|t| ToDaemon::Cancel { task: TaskId(t) }),
+            Just(ToDaemon::Heartbeat),
+            Just(ToDaemon::Exit),
+            any::<u16>().prop_map(|v| ToDaemon::Refused(crate::protocol::RefuseReason::Version(v))),
+        ]
+    }
+
+    fn from_daemon() -> impl Strategy<Value = FromDaemon> {
+        let status = prop_oneof![
+            Just(ResultStatus::Ok),
+            Just(ResultStatus::Interrupted),
+            (".{0,40}", ".{0,40}").prop_map(|(message, backtrace)| ResultStatus::Err(TaskError {
+                message,
+                backtrace
+            })),
+        ];
+        prop_oneof![
+            (any::<u16>(), any::<u64>(), bytes(64)).prop_map(|(version, launch_id, token)| {
+                FromDaemon::Hello(Hello {
+                    version,
+                    launch_id,
+                    token,
+                })
+            }),
+            (any::<u64>(), status, any::<bool>()).prop_map(|(t, status, last)| {
+                FromDaemon::Result {
+                    task: TaskId(t),
+                    status,
+                    last,
+                }
+            }),
+            Just(FromDaemon::Heartbeat),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn to_daemon_round_trips(msg in to_daemon(), payload in bytes(256)) {
+            let payload = if msg.carries_payload() { payload } else { Vec::new() };
+            let f = frame_of(&msg, &payload);
+            let (back, body) = ToDaemon::decode(&f, &Limits::default()).unwrap();
+            prop_assert_eq!(back, msg);
+            prop_assert_eq!(body, &payload[..]);
+        }
+
+        #[test]
+        fn from_daemon_round_trips(msg in from_daemon(), payload in bytes(256)) {
+            let payload = if msg.carries_payload() { payload } else { Vec::new() };
+            let mut f = Vec::new();
+            msg.encode(&mut f).unwrap();
+            f.extend_from_slice(&payload);
+            let (back, body) = FromDaemon::decode(&f, &Limits::default()).unwrap();
+            prop_assert_eq!(back, msg);
+            prop_assert_eq!(body, &payload[..]);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(f in bytes(512)) {
+            let limits = Limits { max_frame: 400 };
+            let _ = ToDaemon::decode(&f, &limits);
+            let _ = FromDaemon::decode(&f, &limits);
+        }
+
+        #[test]
+        fn arbitrary_envelopes_never_panic(envelope in bytes(128), payload in bytes(16)) {
+            let mut f = (envelope.len() as u32).to_le_bytes().to_vec();
+            f.extend_from_slice(&envelope);
+            f.extend_from_slice(&payload);
+            if let Ok((msg, body)) = ToDaemon::decode(&f, &Limits::default()) {
+                // Whatever decodes re-encodes to a frame that decodes the same.
+                let again = frame_of(&msg, body);
+                prop_assert_eq!(ToDaemon::decode(&again, &Limits::default()).unwrap().0, msg);
+            }
+            let _ = FromDaemon::decode(&f, &Limits::default());
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The message types, one enum per direction.
+
+use serde::{Deserialize, Serialize};
+
+use crate::task::{DaemonId, TaskError, TaskId};
+
+/// The daemon's first message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The protocol version the daemon speaks ([`super::VERSION`]).
+    pub version: u16,
+    /// The id the launcher gave this daemon (0 when launched by hand), for logs and events.
+    pub launch_id: u64,
+    /// The join token: a secret the dispatcher handed its launchers.
+    pub token: Vec<u8>,
+}
+
+/// The dispatcher's answer to an accepted [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Init {
+    /// The dispatcher's id for this connection.
+    pub daemon: DaemonId,
+    /// Seed of the daemon's own RNG stream (used by tasks that carry none).
+    pub rng_stream: u64,
+    /// Largest frame the dispatcher accepts from the daemon.
+    pub max_frame: u64,
+    /// How often the dispatcher expects a heartbeat, in milliseconds (0: never).
+    pub heartbeat_ms: u64,
+    /// Application settings, opaque to the dispatcher (e.g. serialization options).
+    pub settings: Vec<u8>,
+}
+
+/// Why a daemon was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefuseReason {
+    /// The daemon speaks another protocol version; the dispatcher speaks this one.
+    Version(u16),
+    /// The join token did not match.
+    Token,
+    /// The dispatcher is shutting down.
+    ShuttingDown,
+}
+
+/// Dispatcher -> daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ToDaemon {
+    /// Accepts the daemon.
+    Init(Init),
+    /// Refuses the daemon; it should exit.
+    Refused(RefuseReason),
+    /// Run a task; the argument is the frame's payload.
+    Task {
+        /// The task.
+        task: TaskId,
+        /// The registered function to run.
+        function: String,
+        /// Trace context from the submitter.
+        trace: Option<Vec<u8>>,
+        /// The task's RNG stream seed, when the dispatcher has a seed.
+        rng_seed: Option<u64>,
+    },
+    /// Cancel the running task (ignored if it already finished).
+    Cancel {
+        /// The task.
+        task: TaskId,
+    },
+    /// The dispatcher is alive.
+    Heartbeat,
+    /// Exit now (after a last result, or at shutdown).
+    Exit,
+}
+
+/// How a task ended on the daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ResultStatus {
+    /// Returned a value: the frame's payload.
+    Ok,
+    /// Returned an error or panicked.
+    Err(TaskError),
+    /// Stopped by a cancel.
+    Interrupted,
+}
+
+/// Daemon -> dispatcher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FromDaemon {
+    /// The handshake.
+    Hello(Hello),
+    /// A task's result; the value is the frame's payload when `status` is `Ok`.
+    Result {
+        /// The task.
+        task: TaskId,
+        /// How it ended.
+        status: ResultStatus,
+        /// The daemon exits after this result (maxtasks or walltime reached): send no more work.
+        last: bool,
+    },
+    /// The daemon is alive.
+    Heartbeat,
+}
+
+impl ToDaemon {
+    /// The message's name, for errors and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Init(_) => "init",
+            Self::Refused(_) => "refused",
+            Self::Task { .. } => "task",
+            Self::Cancel { .. } => "cancel",
+            Self::Heartbeat => "heartbeat",
+            Self::Exit => "exit",
+        }
+    }
+}
+
+impl FromDaemon {
+    /// The message's name, for errors and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Hello(_) => "hello",
+            Self::Result { .. } => "result",
+            Self::Heartbeat => "heartbeat",
+        }
+    }
+}

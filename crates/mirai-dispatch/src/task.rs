@@ -1,0 +1,296 @@
+//! What a task is and how it ends: the types shared by the core, the host handle, the wire
+//! protocol and the daemon.
+//!
+//! They live in their own module because every layer of the crate speaks them: the core queues a
+//! [`Task`], the protocol carries its [`Payload`] as a separate slice, the daemon turns a panic into
+//! a [`TaskError`], and the host receives exactly one [`Outcome`] per accepted task.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Identifies one accepted task for its whole life (unique per [`Core`](crate::Core)).
+///
+/// ```
+/// use mirai_dispatch::TaskId;
+/// assert_eq!(TaskId(7).to_string(), "task 7");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TaskId(pub u64);
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task {}", self.0)
+    }
+}
+
+/// Identifies one daemon connection (a reconnecting process gets a new id).
+///
+/// ```
+/// use mirai_dispatch::DaemonId;
+/// assert_eq!(DaemonId(2).to_string(), "daemon 2");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DaemonId(pub u64);
+
+impl fmt::Display for DaemonId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "daemon {}", self.0)
+    }
+}
+
+/// Shared, immutable task or result bytes.
+///
+/// Cloning shares the buffer: a payload is serialized once on the host and then moves through
+/// the queue, a retry and an `everywhere` fan-out without its bytes ever being copied. A payload
+/// may also be a tail of a received frame ([`Payload::from_frame`]), so a result is handed to the
+/// host in the buffer it was read into.
+///
+/// ```
+/// use mirai_dispatch::Payload;
+/// let p = Payload::from(vec![1, 2, 3]);
+/// let q = p.clone(); // shares, does not copy
+/// assert_eq!(&*q, &[1, 2, 3]);
+/// let tail = Payload::from_frame(vec![9, 9, 4, 5], 2).unwrap();
+/// assert_eq!(&*tail, &[4, 5]);
+/// ```
+#[derive(Clone)]
+pub struct Payload {
+    buf: Arc<Vec<u8>>,
+    start: usize,
+}
+
+impl Payload {
+    /// Wraps `bytes` without copying them.
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self {
+            buf: Arc::new(bytes),
+            start: 0,
+        }
+    }
+
+    /// The bytes of `frame` from `start` on, without copying; `None` if `start` is past the end.
+    pub fn from_frame(frame: Vec<u8>, start: usize) -> Option<Self> {
+        (start <= frame.len()).then(|| Self {
+            buf: Arc::new(frame),
+            start,
+        })
+    }
+
+    /// The payload bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// The payload length in bytes: what the byte budget counts.
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Whether the payload has no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes as an owned vector: free when this is the only handle and the payload starts
+    /// at the front of its buffer, a copy otherwise.
+    pub fn into_vec(self) -> Vec<u8> {
+        match Arc::try_unwrap(self.buf) {
+            Ok(mut v) => {
+                v.drain(..self.start);
+                v
+            }
+            Err(shared) => shared[self.start..].to_vec(),
+        }
+    }
+}
+
+impl Deref for Payload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsRef<[u8]> for Payload {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self::new(bytes)
+    }
+}
+
+impl PartialEq for Payload {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Payload {}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Payload({} bytes)", self.len())
+    }
+}
+
+/// A task as submitted: which registered function to run, its serialized argument, and options.
+///
+/// ```
+/// use std::time::Duration;
+/// use mirai_dispatch::Task;
+/// let t = Task::new("sum", vec![1, 2, 3])
+///     .with_queue_timeout(Duration::from_secs(5))
+///     .with_run_timeout(Duration::from_secs(60))
+///     .with_retries(2);
+/// assert_eq!(t.payload.len(), 3);
+/// assert_eq!(t.retries, 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// Name of the function registered on the daemons.
+    pub function: String,
+    /// The serialized argument; its length is what the byte budget reserves.
+    pub payload: Payload,
+    /// Opaque trace context (e.g. a W3C `traceparent`) forwarded to the daemon.
+    pub trace: Option<Box<[u8]>>,
+    /// Longest time the task may wait in the queue before it resolves [`Outcome::TimedOut`].
+    pub queue_timeout: Option<Duration>,
+    /// Longest time the task may run on a daemon before it resolves [`Outcome::TimedOut`] and
+    /// the daemon is told to cancel it.
+    pub run_timeout: Option<Duration>,
+    /// How many times the task is queued again when its daemon is lost mid-run. Non-zero keeps
+    /// the payload (and its reservation in the byte budget) until the task resolves.
+    pub retries: u32,
+}
+
+impl Task {
+    /// A task with no timeouts, no trace context and no retries.
+    pub fn new(function: impl Into<String>, payload: impl Into<Payload>) -> Self {
+        Self {
+            function: function.into(),
+            payload: payload.into(),
+            trace: None,
+            queue_timeout: None,
+            run_timeout: None,
+            retries: 0,
+        }
+    }
+
+    /// Sets [`Task::queue_timeout`].
+    pub fn with_queue_timeout(mut self, timeout: Duration) -> Self {
+        self.queue_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets [`Task::run_timeout`].
+    pub fn with_run_timeout(mut self, timeout: Duration) -> Self {
+        self.run_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets [`Task::retries`].
+    pub fn with_retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Sets [`Task::trace`].
+    pub fn with_trace(mut self, trace: impl Into<Box<[u8]>>) -> Self {
+        self.trace = Some(trace.into());
+        self
+    }
+}
+
+/// An error raised by the task's function on the daemon (a returned error or a caught panic).
+///
+/// ```
+/// use mirai_dispatch::TaskError;
+/// let e = TaskError::new("division by zero");
+/// assert_eq!(e.to_string(), "division by zero");
+/// assert!(e.backtrace.is_empty());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct TaskError {
+    /// What went wrong, as the function or the panic put it.
+    pub message: String,
+    /// Where it went wrong, when it was captured (empty otherwise).
+    pub backtrace: String,
+}
+
+impl TaskError {
+    /// An error with a message and no backtrace.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            backtrace: String::new(),
+        }
+    }
+}
+
+/// How a task ended. Every accepted task resolves exactly once.
+///
+/// ```
+/// use mirai_dispatch::Outcome;
+/// assert!(Outcome::Value(vec![1].into()).is_value());
+/// assert!(!Outcome::TimedOut.is_value());
+/// assert_eq!(Outcome::ConnectionLost.to_string(), "connection to the daemon lost");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The function returned these bytes.
+    Value(Payload),
+    /// The function failed or panicked.
+    TaskError(TaskError),
+    /// The task was cancelled (by the host, or interrupted on the daemon).
+    Cancelled,
+    /// The queue timeout or the run timeout expired.
+    TimedOut,
+    /// The daemon running it went away and no retry was left.
+    ConnectionLost,
+    /// The dispatcher shut down before the task finished.
+    ShutDown,
+}
+
+impl Outcome {
+    /// Whether the task produced a value.
+    pub fn is_value(&self) -> bool {
+        matches!(self, Self::Value(_))
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Value(p) => write!(f, "value of {} bytes", p.len()),
+            Self::TaskError(e) => write!(f, "task error: {}", e.message),
+            Self::Cancelled => f.write_str("cancelled"),
+            Self::TimedOut => f.write_str("timed out"),
+            Self::ConnectionLost => f.write_str("connection to the daemon lost"),
+            Self::ShutDown => f.write_str("dispatcher shut down"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn into_vec_returns_the_tail_whether_shared_or_not() {
+        let p = Payload::from_frame(vec![0, 0, 1, 2], 2).unwrap();
+        let shared = p.clone();
+        assert_eq!(p.into_vec(), [1, 2]);
+        assert_eq!(shared.into_vec(), [1, 2]);
+        assert!(Payload::from_frame(vec![1], 2).is_none());
+        assert!(Payload::from_frame(vec![1], 1).unwrap().is_empty());
+    }
+}

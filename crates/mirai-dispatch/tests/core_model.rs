@@ -1,0 +1,375 @@
+//! Random interleavings of every event the core accepts, checked against its invariants after
+//! each step: the byte cap is never exceeded and `used` is exactly the bytes of queued (and
+//! retryable running) tasks; every accepted task resolves exactly once; ordinary tasks are first
+//! dispatched in FIFO order; no daemon gets two tasks or work after its release; counters add up;
+//! no ordinary task waits while a daemon idles.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use mirai_dispatch::{
+    Action, CancelMode, Config, Core, DaemonId, Outcome, RejectReason, Reply, Task, TaskError,
+    TaskId,
+};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Submit {
+        bytes: usize,
+        queue_ms: Option<u64>,
+        run_ms: Option<u64>,
+        retries: u32,
+    },
+    Everywhere {
+        bytes: usize,
+        min: usize,
+    },
+    Cancel {
+        pick: usize,
+        hard: bool,
+    },
+    Connect {
+        local: bool,
+    },
+    Disconnect {
+        pick: usize,
+    },
+    Reply {
+        pick: usize,
+        kind: u8,
+        last: bool,
+    },
+    Advance {
+        ms: u64,
+    },
+    Collect {
+        pick: usize,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0..24usize, proptest::option::of(1..50u64), proptest::option::of(1..50u64), 0..3u32)
+            .prop_map(|(bytes, queue_ms, run_ms, retries)| Op::Submit { bytes, queue_ms, run_ms, retries }),
+        1 => (0..8usize, 0..4usize).prop_map(|(bytes, min)| Op::Everywhere { bytes, min }),
+        2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, hard)| Op::Cancel { pick, hard }),
+        2 => any::<bool>().prop_map(|local| Op::Connect { local }),
+        1 => any::<usize>().prop_map(|pick| Op::Disconnect { pick }),
+        6 => (any::<usize>(), 0..3u8, prop::bool::weighted(0.1))
+            .prop_map(|(pick, kind, last)| Op::Reply { pick, kind, last }),
+        3 => (0..30u64).prop_map(|ms| Op::Advance { ms }),
+        1 => any::<usize>().prop_map(|pick| Op::Collect { pick }),
+    ]
+}
+
+fn config() -> impl Strategy<Value = Config> {
+    (
+        proptest::option::of(0..64u64),
+        proptest::option::of(1..16u64),
+        proptest::option::of(1..40u64),
+        any::<Option<u64>>(),
+    )
+        .prop_map(|(cap, uncollected, grace, seed)| Config {
+            max_queued_bytes: cap,
+            max_uncollected_bytes: uncollected,
+            seed,
+            entropy: 1,
+            cancel_grace: grace.map(Duration::from_millis),
+        })
+}
+
+#[derive(Debug, Default)]
+struct ModelDaemon {
+    busy: Option<TaskId>,
+    released: bool,
+    killed: bool,
+}
+
+/// What the test knows from the outside, to check the core against.
+struct Model {
+    core: Core,
+    cap: Option<u64>,
+    uncollected_cap: Option<u64>,
+    now: Instant,
+    size: HashMap<TaskId, u64>,
+    retries_left: HashMap<TaskId, u32>,
+    copies: BTreeSet<TaskId>,
+    resolved: HashMap<TaskId, Outcome>,
+    first_sent: BTreeSet<TaskId>,
+    last_plain_sent: Option<TaskId>,
+    daemons: BTreeMap<DaemonId, ModelDaemon>,
+    values: Vec<TaskId>,
+}
+
+impl Model {
+    fn new(config: Config) -> Self {
+        Self {
+            cap: config.max_queued_bytes,
+            uncollected_cap: config.max_uncollected_bytes,
+            core: Core::new(config),
+            now: Instant::now(),
+            size: HashMap::new(),
+            retries_left: HashMap::new(),
+            copies: BTreeSet::new(),
+            resolved: HashMap::new(),
+            first_sent: BTreeSet::new(),
+            last_plain_sent: None,
+            daemons: BTreeMap::new(),
+            values: Vec::new(),
+        }
+    }
+
+    fn pick<T: Copy>(items: &[T], pick: usize) -> Option<T> {
+        (!items.is_empty()).then(|| items[pick % items.len()])
+    }
+
+    fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        let now = self.now;
+        match *op {
+            Op::Submit {
+                bytes,
+                queue_ms,
+                run_ms,
+                retries,
+            } => {
+                let mut task = Task::new("f", vec![0; bytes]).with_retries(retries);
+                task.queue_timeout = queue_ms.map(Duration::from_millis);
+                task.run_timeout = run_ms.map(Duration::from_millis);
+                let used = self.core.status().memory.used;
+                match self.core.submit(task, now) {
+                    Ok(id) => {
+                        self.size.insert(id, bytes as u64);
+                        self.retries_left.insert(id, retries);
+                    }
+                    Err(r) => self.check_refusal(r.reason, bytes as u64, used)?,
+                }
+            }
+            Op::Everywhere { bytes, min } => {
+                let used = self.core.status().memory.used;
+                let n = (min as u64).max(self.core.status().connections);
+                match self
+                    .core
+                    .everywhere(Task::new("e", vec![0; bytes]), min, now)
+                {
+                    Ok(ids) => {
+                        prop_assert_eq!(ids.len() as u64, n);
+                        for id in ids {
+                            self.size.insert(id, bytes as u64);
+                            self.retries_left.insert(id, 0);
+                            self.copies.insert(id);
+                        }
+                    }
+                    Err(r) => self.check_refusal(r.reason, bytes as u64 * n, used)?,
+                }
+            }
+            Op::Cancel { pick, hard } => {
+                let ids: Vec<TaskId> = self.size.keys().copied().collect();
+                if let Some(id) = Self::pick(&ids, pick) {
+                    let mode = if hard {
+                        CancelMode::Hard
+                    } else {
+                        CancelMode::Soft
+                    };
+                    let was_pending = !self.resolved.contains_key(&id);
+                    prop_assert_eq!(self.core.cancel(id, mode, now), was_pending);
+                }
+            }
+            Op::Connect { local } => {
+                self.core.daemon_connected(local, now);
+            }
+            Op::Disconnect { pick } => {
+                let ids: Vec<DaemonId> = self.daemons.keys().copied().collect();
+                if let Some(d) = Self::pick(&ids, pick) {
+                    self.disconnect(d);
+                }
+            }
+            Op::Reply { pick, kind, last } => {
+                let busy: Vec<(DaemonId, TaskId)> = self
+                    .daemons
+                    .iter()
+                    .filter(|(_, d)| !d.killed)
+                    .filter_map(|(&id, d)| d.busy.map(|t| (id, t)))
+                    .collect();
+                if let Some((daemon, task)) = Self::pick(&busy, pick) {
+                    let reply = match kind {
+                        0 => Reply::Value(vec![1; pick % 5].into()),
+                        1 => Reply::Error(TaskError::new("e")),
+                        _ => Reply::Interrupted,
+                    };
+                    prop_assert_eq!(self.core.on_result(daemon, task, reply, last, now), Ok(()));
+                    if let Some(d) = self.daemons.get_mut(&daemon) {
+                        d.busy = None;
+                    }
+                }
+            }
+            Op::Advance { ms } => {
+                self.now += Duration::from_millis(ms);
+                self.core.handle_timeout(self.now);
+            }
+            Op::Collect { pick } => {
+                if let Some(id) = Self::pick(&self.values, pick) {
+                    self.core.collected(id, now);
+                    self.values.retain(|&v| v != id);
+                }
+            }
+        }
+        self.drain()?;
+        self.check()
+    }
+
+    fn disconnect(&mut self, d: DaemonId) {
+        // A running task the core will requeue uses up one retry.
+        if let Some(t) = self.daemons.get(&d).and_then(|m| m.busy)
+            && !self.resolved.contains_key(&t)
+            && let Some(r) = self.retries_left.get_mut(&t)
+        {
+            *r = r.saturating_sub(1);
+        }
+        self.core.daemon_disconnected(d, self.now);
+    }
+
+    fn check_refusal(
+        &self,
+        reason: RejectReason,
+        bytes: u64,
+        used: u64,
+    ) -> Result<(), TestCaseError> {
+        let cap = self.cap;
+        match reason {
+            RejectReason::Full => prop_assert!(cap.is_some_and(|c| bytes <= c && used + bytes > c)),
+            RejectReason::TooLarge { .. } => prop_assert!(cap.is_some_and(|c| bytes > c)),
+            RejectReason::ShutDown => prop_assert!(self.core.is_shut_down()),
+        }
+        Ok(())
+    }
+
+    fn drain(&mut self) -> Result<(), TestCaseError> {
+        loop {
+            let mut killed = Vec::new();
+            while let Some(action) = self.core.poll_action() {
+                match action {
+                    Action::Joined { daemon, .. } => {
+                        self.daemons.insert(daemon, ModelDaemon::default());
+                    }
+                    Action::Send { daemon, task, .. } => {
+                        let d = self.daemons.get_mut(&daemon);
+                        prop_assert!(d.is_some(), "sent to unknown {daemon}");
+                        let d = d.unwrap();
+                        prop_assert!(
+                            d.busy.is_none() && !d.released && !d.killed,
+                            "{daemon} unavailable"
+                        );
+                        prop_assert!(
+                            !self.resolved.contains_key(&task),
+                            "{task} resolved before sending"
+                        );
+                        d.busy = Some(task);
+                        if self.first_sent.insert(task) && !self.copies.contains(&task) {
+                            prop_assert!(
+                                self.last_plain_sent < Some(task),
+                                "FIFO broken at {task}"
+                            );
+                            self.last_plain_sent = Some(task);
+                        }
+                    }
+                    Action::Cancel { daemon, task } => {
+                        prop_assert_eq!(self.daemons.get(&daemon).and_then(|d| d.busy), Some(task));
+                    }
+                    Action::Kill { daemon } => {
+                        if let Some(d) = self.daemons.get_mut(&daemon) {
+                            d.killed = true;
+                        }
+                        killed.push(daemon);
+                    }
+                    Action::Release { daemon } => {
+                        if let Some(d) = self.daemons.get_mut(&daemon) {
+                            d.released = true;
+                        }
+                    }
+                    Action::Left { daemon } => {
+                        prop_assert!(self.daemons.remove(&daemon).is_some());
+                    }
+                    Action::Resolve { task, outcome } => {
+                        prop_assert!(self.size.contains_key(&task), "unknown {task} resolved");
+                        if outcome.is_value() && self.uncollected_cap.is_some() {
+                            self.values.push(task);
+                        }
+                        let before = self.resolved.insert(task, outcome);
+                        prop_assert!(before.is_none(), "{task} resolved twice");
+                    }
+                    Action::WakeSubmitters => {}
+                }
+            }
+            // The shell reports killed daemons as gone.
+            if killed.is_empty() {
+                return Ok(());
+            }
+            for d in killed {
+                self.disconnect(d);
+            }
+        }
+    }
+
+    fn check(&self) -> Result<(), TestCaseError> {
+        let s = self.core.status();
+        if let Some(cap) = self.cap {
+            prop_assert!(s.memory.used <= cap, "used {} > cap {cap}", s.memory.used);
+        }
+        prop_assert_eq!(s.awaiting + s.executing + s.completed, s.submitted);
+        prop_assert_eq!(s.submitted, self.size.len() as u64);
+        prop_assert_eq!(s.completed, self.resolved.len() as u64);
+        let live = self
+            .daemons
+            .values()
+            .filter(|d| !d.released && !d.killed)
+            .count() as u64;
+        prop_assert_eq!(s.connections, live);
+
+        let running: BTreeSet<TaskId> = self.daemons.values().filter_map(|d| d.busy).collect();
+        let pending = self.size.keys().filter(|t| !self.resolved.contains_key(t));
+        let mut expected_used = 0;
+        let mut queued_plain = 0;
+        for t in pending {
+            let queued = !running.contains(t);
+            if queued || self.retries_left[t] > 0 {
+                expected_used += self.size[t];
+            }
+            if queued && !self.copies.contains(t) {
+                queued_plain += 1;
+            }
+        }
+        prop_assert_eq!(s.memory.used, expected_used, "reserved bytes drifted");
+        let paused = self
+            .uncollected_cap
+            .is_some_and(|c| s.memory.uncollected >= c);
+        if s.idle > 0 && !paused && !self.core.is_shut_down() {
+            prop_assert_eq!(
+                queued_plain,
+                0,
+                "an ordinary task waits while a daemon idles"
+            );
+        }
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_under_random_interleavings(config in config(), ops in proptest::collection::vec(op(), 1..120)) {
+        let mut m = Model::new(config);
+        for op in &ops {
+            m.apply(op)?;
+        }
+        m.core.shutdown(m.now);
+        m.drain()?;
+        m.check()?;
+        for id in m.size.keys() {
+            prop_assert!(m.resolved.contains_key(id), "{id} never resolved");
+        }
+        let s = m.core.status();
+        prop_assert_eq!((s.awaiting, s.executing, s.memory.used), (0, 0, 0));
+    }
+}

@@ -1,0 +1,473 @@
+//! One test per rule of the dispatcher core, driven without sockets, threads or a real clock.
+
+mod util;
+
+use std::time::Duration;
+
+use mirai_dispatch::{
+    Action, CancelMode, Config, DaemonId, Outcome, ProtocolViolation, RejectReason, Reply, Task,
+    TaskError, rng,
+};
+use util::Driver;
+
+const MS: Duration = Duration::from_millis(1);
+
+#[test]
+fn tasks_go_fifo_to_the_daemon_idle_longest() {
+    let mut d = Driver::new(Config::default());
+    let a = d.connect();
+    let b = d.connect();
+    let t: Vec<_> = (0..4).map(|_| d.submit(1)).collect();
+    assert_eq!(d.sends(), [(a, t[0]), (b, t[1])]);
+    // b finishes first, so b has been idle longer than a when t[2] and t[3] can go.
+    d.reply(b, t[1], b"1");
+    assert_eq!(d.sends(), [(b, t[2])]);
+    d.reply(a, t[0], b"0");
+    assert_eq!(d.sends(), [(a, t[3])]);
+    let s = d.core.status();
+    assert_eq!(
+        (s.executing, s.completed, s.awaiting, s.submitted),
+        (2, 2, 0, 4)
+    );
+}
+
+#[test]
+fn the_byte_cap_is_exact() {
+    let mut d = Driver::new(Config::default().with_max_queued_bytes(10));
+    d.submit(4);
+    d.submit(6);
+    let refused = d
+        .core
+        .submit(Task::new("f", vec![0; 1]), d.now)
+        .unwrap_err();
+    assert_eq!(refused.reason, RejectReason::Full);
+    assert_eq!(refused.task.payload.len(), 1, "the task is handed back");
+    let m = d.core.status().memory;
+    assert_eq!((m.used, m.peak, m.capacity), (10, 10, Some(10)));
+    assert!(!d.core.fits(1));
+}
+
+#[test]
+fn a_task_larger_than_the_whole_cap_is_refused_at_once() {
+    let mut d = Driver::new(Config::default().with_max_queued_bytes(10));
+    let refused = d
+        .core
+        .submit(Task::new("f", vec![0; 11]), d.now)
+        .unwrap_err();
+    assert_eq!(
+        refused.reason,
+        RejectReason::TooLarge {
+            size: 11,
+            capacity: 10
+        }
+    );
+    // Exactly the cap fits an empty queue.
+    d.submit(10);
+    assert_eq!(d.core.status().memory.used, 10);
+}
+
+#[test]
+fn bytes_are_released_when_a_task_leaves_the_queue() {
+    let mut d = Driver::new(Config::default().with_max_queued_bytes(100));
+    let sent = d.submit(10);
+    let cancelled = d.submit(20);
+    let timed_out = d
+        .core
+        .submit(
+            Task::new("f", vec![0; 30]).with_queue_timeout(5 * MS),
+            d.now,
+        )
+        .unwrap();
+    assert_eq!(d.core.status().memory.used, 60);
+    let daemon = d.connect();
+    assert_eq!(d.sends(), [(daemon, sent)]);
+    assert_eq!(d.core.status().memory.used, 50, "dispatched");
+    assert!(d.core.cancel(cancelled, CancelMode::Soft, d.now));
+    assert_eq!(d.core.status().memory.used, 30, "cancelled");
+    d.advance(5);
+    assert_eq!(
+        d.resolved(),
+        [
+            (cancelled, Outcome::Cancelled),
+            (timed_out, Outcome::TimedOut)
+        ]
+    );
+    assert_eq!(d.core.status().memory.used, 0, "timed out");
+    assert_eq!(d.core.status().memory.peak, 60);
+}
+
+#[test]
+fn releasing_bytes_wakes_submitters_once_per_event() {
+    let mut d = Driver::new(Config::default().with_max_queued_bytes(100));
+    d.submit(10);
+    d.submit(10);
+    d.drain();
+    d.connect();
+    d.connect();
+    let wakes: Vec<_> = d
+        .drain()
+        .into_iter()
+        .filter(|a| *a == Action::WakeSubmitters)
+        .collect();
+    assert_eq!(wakes.len(), 2, "one per connect that dispatched");
+}
+
+#[test]
+fn uncollected_results_pause_dispatch_until_collected() {
+    let mut d = Driver::new(Config::default().with_max_uncollected_bytes(4));
+    let daemon = d.connect();
+    let first = d.submit(1);
+    let second = d.submit(1);
+    assert_eq!(d.sends(), [(daemon, first)]);
+    d.reply(daemon, first, b"1234");
+    assert_eq!(d.sends(), [], "4 uncollected bytes reach the cap");
+    assert_eq!(d.core.status().memory.uncollected, 4);
+    assert!(d.core.collected(first, d.now));
+    assert!(!d.core.collected(first, d.now));
+    assert_eq!(d.sends(), [(daemon, second)]);
+}
+
+#[test]
+fn queue_timeout_counts_only_queue_time_and_run_timeout_only_run_time() {
+    let mut d = Driver::new(Config::default());
+    let task = Task::new("f", vec![1])
+        .with_queue_timeout(10 * MS)
+        .with_run_timeout(20 * MS);
+    let id = d.core.submit(task, d.now).unwrap();
+    d.advance(9);
+    let daemon = d.connect();
+    assert_eq!(d.sends(), [(daemon, id)]);
+    d.advance(15); // past the queue timeout, within the run timeout
+    assert_eq!(d.resolved(), []);
+    d.advance(5); // 20 ms of running
+    let actions = d.drain();
+    assert!(actions.contains(&Action::Cancel { daemon, task: id }));
+    assert!(actions.contains(&Action::Resolve {
+        task: id,
+        outcome: Outcome::TimedOut
+    }));
+    // The daemon stays busy until it answers; the late answer is dropped, the daemon reused.
+    let next = d.submit(1);
+    assert_eq!(d.sends(), []);
+    d.core
+        .on_result(daemon, id, Reply::Interrupted, false, d.now)
+        .unwrap();
+    assert_eq!(d.sends(), [(daemon, next)]);
+    assert_eq!(d.core.status().completed, 1);
+}
+
+#[test]
+fn cancelling_a_queued_task_is_certain_and_immediate() {
+    let mut d = Driver::new(Config::default());
+    let id = d.submit(3);
+    assert!(d.core.cancel(id, CancelMode::Soft, d.now));
+    assert_eq!(d.resolved(), [(id, Outcome::Cancelled)]);
+    assert!(
+        !d.core.cancel(id, CancelMode::Soft, d.now),
+        "already resolved"
+    );
+    let daemon = d.connect();
+    assert_eq!(d.sends(), [], "never dispatched");
+    let s = d.core.status();
+    assert_eq!((s.awaiting, s.completed, s.idle), (0, 1, 1));
+    let _ = daemon;
+}
+
+#[test]
+fn cancelling_a_running_task_resolves_it_and_asks_the_daemon() {
+    let mut d = Driver::new(Config::default());
+    let daemon = d.connect();
+    let id = d.submit(1);
+    d.drain();
+    assert!(d.core.cancel(id, CancelMode::Soft, d.now));
+    assert_eq!(
+        d.drain(),
+        [
+            Action::Cancel { daemon, task: id },
+            Action::Resolve {
+                task: id,
+                outcome: Outcome::Cancelled
+            }
+        ]
+    );
+    assert_eq!(d.core.status().executing, 0);
+    assert_eq!(d.core.status().idle, 0, "busy until it answers");
+    // Whatever the daemon answers, the task stays cancelled.
+    d.reply(daemon, id, b"late");
+    assert_eq!(d.resolved(), []);
+    assert_eq!(d.core.status().idle, 1);
+}
+
+#[test]
+fn hard_cancel_kills_local_daemons_and_falls_back_to_soft_for_remote_ones() {
+    let mut d = Driver::new(Config::default());
+    let local = d.core.daemon_connected(true, d.now);
+    let remote = d.core.daemon_connected(false, d.now);
+    let a = d.submit(1);
+    let b = d.submit(1);
+    d.drain();
+    d.core.cancel(a, CancelMode::Hard, d.now);
+    d.core.cancel(b, CancelMode::Hard, d.now);
+    let actions = d.drain();
+    assert!(actions.contains(&Action::Kill { daemon: local }));
+    assert!(actions.contains(&Action::Cancel {
+        daemon: remote,
+        task: b
+    }));
+    assert_eq!(
+        d.core.status().connections,
+        1,
+        "the killed daemon takes no work"
+    );
+    d.core.daemon_disconnected(local, d.now);
+    assert_eq!(d.drain(), [Action::Left { daemon: local }]);
+}
+
+#[test]
+fn an_unanswered_cancel_escalates_to_a_kill_after_the_grace() {
+    let mut d = Driver::new(Config::default().with_cancel_grace(100 * MS));
+    let daemon = d.connect();
+    let id = d.submit(1);
+    d.core.cancel(id, CancelMode::Soft, d.now);
+    d.drain();
+    assert_eq!(d.core.poll_timeout(), Some(d.now + 100 * MS));
+    d.advance(99);
+    assert_eq!(d.drain(), []);
+    d.advance(1);
+    assert_eq!(d.drain(), [Action::Kill { daemon }]);
+}
+
+#[test]
+fn a_lost_daemon_resolves_its_task_and_keeps_the_queue() {
+    let mut d = Driver::new(Config::default());
+    let first = d.connect();
+    let running = d.submit(1);
+    let queued = d.submit(1);
+    d.drain();
+    d.core.daemon_disconnected(first, d.now);
+    assert_eq!(
+        d.drain(),
+        [
+            Action::Resolve {
+                task: running,
+                outcome: Outcome::ConnectionLost
+            },
+            Action::Left { daemon: first }
+        ]
+    );
+    let s = d.core.status();
+    assert_eq!(
+        (s.connections, s.cumulative, s.awaiting, s.completed),
+        (0, 1, 1, 1)
+    );
+    let second = d.connect();
+    assert_eq!(d.sends(), [(second, queued)]);
+}
+
+#[test]
+fn a_retryable_task_keeps_its_payload_and_bytes_and_runs_again_first() {
+    let mut d = Driver::new(Config::default().with_max_queued_bytes(100));
+    let first = d.connect();
+    let retried = d
+        .core
+        .submit(Task::new("f", vec![7; 40]).with_retries(1), d.now)
+        .unwrap();
+    d.submit(10);
+    assert_eq!(d.sends(), [(first, retried)]);
+    assert_eq!(
+        d.core.status().memory.used,
+        50,
+        "the retryable payload stays counted"
+    );
+    d.core.daemon_disconnected(first, d.now);
+    assert_eq!(d.resolved(), []);
+    let second = d.connect();
+    let jobs = d.jobs();
+    assert_eq!(jobs[0].0, second);
+    assert_eq!(jobs[0].1, retried, "queued again at the front");
+    assert_eq!(&*jobs[0].2.payload, &[7; 40]);
+    // No retry left: the next loss resolves it.
+    d.core.daemon_disconnected(second, d.now);
+    assert_eq!(d.resolved(), [(retried, Outcome::ConnectionLost)]);
+    assert_eq!(d.core.status().memory.used, 10);
+}
+
+#[test]
+fn a_daemon_that_marked_its_last_result_gets_no_more_work() {
+    let mut d = Driver::new(Config::default());
+    let daemon = d.connect();
+    let id = d.submit(1);
+    let next = d.submit(1);
+    d.drain();
+    d.core
+        .on_result(daemon, id, Reply::Value(vec![1].into()), true, d.now)
+        .unwrap();
+    let actions = d.drain();
+    assert!(actions.contains(&Action::Release { daemon }));
+    assert!(!actions.iter().any(|a| matches!(a, Action::Send { .. })));
+    assert_eq!(d.core.status().connections, 0);
+    d.core.daemon_disconnected(daemon, d.now);
+    let other = d.connect();
+    assert_eq!(d.sends(), [(other, next)]);
+}
+
+#[test]
+fn everywhere_sends_one_copy_to_each_distinct_daemon_with_a_rendezvous() {
+    let mut d = Driver::new(Config::default());
+    let a = d.connect();
+    let b = d.connect();
+    let copies = d
+        .core
+        .everywhere(Task::new("setup", vec![1]), 3, d.now)
+        .unwrap();
+    assert_eq!(copies.len(), 3);
+    let after = d.submit(1);
+    let first = d.sends();
+    assert_eq!(first.len(), 2);
+    d.reply(a, first[0].1, b"");
+    d.reply(b, first[1].1, b"");
+    // The third copy cannot go to a or b again; the ordinary task behind it may.
+    let next = d.sends();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].1, after);
+    let c = d.connect();
+    assert_eq!(d.sends(), [(c, copies[2])]);
+}
+
+#[test]
+fn everywhere_with_no_daemons_and_no_minimum_is_empty() {
+    let mut d = Driver::new(Config::default());
+    assert_eq!(
+        d.core.everywhere(Task::new("s", vec![]), 0, d.now).unwrap(),
+        []
+    );
+}
+
+#[test]
+fn everywhere_reserves_every_copy_or_none() {
+    let mut d = Driver::new(Config::default().with_max_queued_bytes(10));
+    let refused = d
+        .core
+        .everywhere(Task::new("s", vec![0; 4]), 3, d.now)
+        .unwrap_err();
+    assert!(matches!(
+        refused.reason,
+        RejectReason::TooLarge { size: 12, .. }
+    ));
+    assert_eq!(d.core.status().memory.used, 0);
+    assert_eq!(d.core.status().submitted, 0);
+}
+
+#[test]
+fn shutdown_resolves_everything_pending_once() {
+    let mut d = Driver::new(Config::default());
+    let daemon = d.connect();
+    let running = d.submit(1);
+    let queued = d.submit(1);
+    d.drain();
+    d.core.shutdown(d.now);
+    let actions = d.drain();
+    assert_eq!(
+        util::resolutions(actions.clone()),
+        [(queued, Outcome::ShutDown), (running, Outcome::ShutDown)]
+    );
+    assert!(actions.contains(&Action::Release { daemon }));
+    let refused = d.core.submit(Task::new("f", vec![]), d.now).unwrap_err();
+    assert_eq!(refused.reason, RejectReason::ShutDown);
+    // A late result is harmless.
+    d.reply(daemon, running, b"");
+    assert_eq!(d.resolved(), []);
+    let s = d.core.status();
+    assert_eq!(
+        (s.awaiting, s.executing, s.completed, s.memory.used),
+        (0, 0, 2, 0)
+    );
+}
+
+#[test]
+fn seeded_streams_depend_on_the_submission_order_only() {
+    let seeds = |daemons: usize| {
+        let mut d = Driver::new(Config::default().with_seed(42).with_max_queued_bytes(2));
+        for _ in 0..daemons {
+            d.connect();
+        }
+        let mut out = Vec::new();
+        for _ in 0..6 {
+            // A refused submission and an everywhere call do not consume a stream.
+            let _ = d.core.submit(Task::new("f", vec![0; 3]), d.now);
+            d.core.everywhere(Task::new("g", vec![]), 0, d.now).unwrap();
+            let id = d.submit(1);
+            let mut seed = None;
+            while seed.is_none() {
+                for (daemon, task, job) in d.jobs() {
+                    if task == id {
+                        seed = Some(job.rng_seed);
+                    }
+                    d.reply(daemon, task, b"");
+                }
+            }
+            out.extend(seed);
+        }
+        out
+    };
+    let expected: Vec<_> = (0..6).map(|n| Some(rng::stream_seed(42, n))).collect();
+    assert_eq!(seeds(1), expected);
+    assert_eq!(seeds(3), expected);
+}
+
+#[test]
+fn daemons_get_distinct_init_streams() {
+    let mut d = Driver::new(Config::default().with_entropy(9));
+    d.connect();
+    d.connect();
+    let streams: Vec<_> = d
+        .drain()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Joined { rng_stream, .. } => Some(rng_stream),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        streams,
+        [rng::daemon_stream(9, 0), rng::daemon_stream(9, 1)]
+    );
+}
+
+#[test]
+fn results_from_strangers_are_protocol_violations() {
+    let mut d = Driver::new(Config::default());
+    let daemon = d.connect();
+    let id = d.submit(1);
+    d.drain();
+    let reply = || Reply::Error(TaskError::new("x"));
+    assert_eq!(
+        d.core.on_result(DaemonId(99), id, reply(), false, d.now),
+        Err(ProtocolViolation::UnknownDaemon(DaemonId(99)))
+    );
+    let other = mirai_dispatch::TaskId(id.0 + 1);
+    assert_eq!(
+        d.core.on_result(daemon, other, reply(), false, d.now),
+        Err(ProtocolViolation::UnexpectedResult {
+            daemon,
+            task: other
+        })
+    );
+    d.core.on_result(daemon, id, reply(), false, d.now).unwrap();
+    assert_eq!(
+        d.resolved(),
+        [(id, Outcome::TaskError(TaskError::new("x")))]
+    );
+}
+
+#[test]
+fn huge_timeouts_do_not_overflow_the_clock() {
+    let mut d = Driver::new(Config::default());
+    let task = Task::new("f", vec![])
+        .with_queue_timeout(Duration::MAX)
+        .with_run_timeout(Duration::MAX);
+    d.core.submit(task, d.now).unwrap();
+    d.connect();
+    d.advance(1_000_000);
+    assert_eq!(d.core.status().executing, 1);
+}
