@@ -1,0 +1,106 @@
+//! The daemon side: turning this process into a daemon, for local children and remote hosts.
+//!
+//! A local daemon is the current binary run again with [`ENV_URL`] set; the first line of
+//! `main` calls [`daemon_main_if_requested`], which serves tasks and exits in that case and
+//! returns at once otherwise. This needs no second binary and keeps host and daemon in step.
+
+use std::time::Duration;
+
+use mirai_dispatch::daemon::{AutoExit, DaemonConfig, ExitRules, serve};
+
+use crate::Registry;
+
+/// The dispatcher address a local daemon dials.
+pub(crate) const ENV_URL: &str = "MIRAI_DAEMON_URL";
+/// The join token.
+pub(crate) const ENV_TOKEN: &str = "MIRAI_DAEMON_TOKEN";
+/// The launch id.
+pub(crate) const ENV_LAUNCH_ID: &str = "MIRAI_DAEMON_LAUNCH_ID";
+/// Exit rules, as `idletime_ms,walltime_ms,maxtasks` (empty fields: never).
+pub(crate) const ENV_RULES: &str = "MIRAI_DAEMON_RULES";
+
+/// If the environment says this process is a local daemon, serves tasks from `registry` and
+/// exits the process; otherwise returns at once. Call it first thing in `main`.
+///
+/// ```
+/// let registry = mirai::Registry::new();
+/// mirai::daemon_main_if_requested(&registry); // not a daemon here: returns
+/// ```
+pub fn daemon_main_if_requested(registry: &Registry) {
+    let Ok(url) = std::env::var(ENV_URL) else {
+        return;
+    };
+    let mut config = DaemonConfig::new(
+        url,
+        std::env::var(ENV_TOKEN).unwrap_or_default().into_bytes(),
+    );
+    config.launch_id = std::env::var(ENV_LAUNCH_ID)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    config.rules = parse_rules(&std::env::var(ENV_RULES).unwrap_or_default());
+    let code = match serve(&config, registry.inner()) {
+        Ok(reason) => reason.code(),
+        Err(e) => {
+            eprintln!("mirai daemon: {e}");
+            10
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Serves tasks from `registry` for the dispatcher at `url` (a remote host's daemon entry)
+/// until an exit rule fires or the host goes away; returns the process exit code to use.
+///
+/// ```no_run
+/// let registry = mirai::Registry::new();
+/// let code = mirai::run_daemon("tcp://10.0.0.1:5555", b"token", &registry);
+/// std::process::exit(code);
+/// ```
+pub fn run_daemon(url: &str, token: &[u8], registry: &Registry) -> i32 {
+    let config = DaemonConfig::new(url, token.to_vec());
+    match serve(&config, registry.inner()) {
+        Ok(reason) => reason.code(),
+        Err(e) => {
+            eprintln!("mirai daemon: {e}");
+            10
+        }
+    }
+}
+
+pub(crate) fn format_rules(rules: &ExitRules) -> String {
+    let ms = |d: Option<Duration>| d.map(|d| d.as_millis().to_string()).unwrap_or_default();
+    format!(
+        "{},{},{}",
+        ms(rules.idletime),
+        ms(rules.walltime),
+        rules.maxtasks.map(|n| n.to_string()).unwrap_or_default()
+    )
+}
+
+fn parse_rules(text: &str) -> ExitRules {
+    let mut fields = text.split(',').map(|f| f.parse::<u64>().ok());
+    let mut next = || fields.next().flatten();
+    let mut rules = ExitRules::default().with_autoexit(AutoExit::Immediately);
+    rules.idletime = next().map(Duration::from_millis);
+    rules.walltime = next().map(Duration::from_millis);
+    rules.maxtasks = next();
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_round_trip_through_the_environment_text() {
+        let rules = ExitRules::default()
+            .with_idletime(Duration::from_millis(1500))
+            .with_maxtasks(7);
+        let back = parse_rules(&format_rules(&rules));
+        assert_eq!(back.idletime, Some(Duration::from_millis(1500)));
+        assert_eq!(back.walltime, None);
+        assert_eq!(back.maxtasks, Some(7));
+        assert_eq!(back.autoexit, AutoExit::Immediately);
+    }
+}

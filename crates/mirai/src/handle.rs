@@ -1,0 +1,261 @@
+//! `Mirai<T>`: the handle of one submitted task, blocking or as a `Future`.
+//!
+//! The dispatcher exposes a blocking `wait(id, timeout)` and no waker hook, so the `Future`
+//! starts one completion thread per polled handle that blocks in that wait and wakes the task's
+//! waker when the outcome arrives: event-driven, no polling loop.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use mirai_dispatch::{CancelMode, Dispatcher, Outcome, TaskId};
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+use crate::error::decode;
+
+/// Where a completion thread leaves the outcome.
+#[derive(Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    outcome: Option<Outcome>,
+    waker: Option<Waker>,
+}
+
+/// A task's eventual result. Get it with [`Mirai::wait`], [`Mirai::wait_timeout`],
+/// [`Mirai::try_result`], or `.await`.
+///
+/// ```no_run
+/// # fn f(pool: &mirai::Pool, add: &mirai::TaskFn<(i64, i64), i64>) -> Result<(), mirai::Error> {
+/// let handle = pool.submit(add, (1, 2))?;
+/// assert_eq!(handle.wait()?, 3);
+/// # Ok(()) }
+/// ```
+pub struct Mirai<T> {
+    dispatcher: Arc<Dispatcher>,
+    id: TaskId,
+    /// The outcome once taken from the dispatcher, or from the completion thread's slot.
+    outcome: Option<Outcome>,
+    /// Set once a completion thread owns the wait.
+    slot: Option<Arc<Slot>>,
+    _value: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Mirai<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mirai")
+            .field("id", &self.id)
+            .field("resolved", &self.outcome.is_some())
+            .finish()
+    }
+}
+
+impl<T: DeserializeOwned> Mirai<T> {
+    pub(crate) fn new(dispatcher: Arc<Dispatcher>, id: TaskId) -> Self {
+        Self {
+            dispatcher,
+            id,
+            outcome: None,
+            slot: None,
+            _value: PhantomData,
+        }
+    }
+
+    /// Fetches the outcome if it arrives within `timeout` (`None`: forever).
+    fn fetch(&mut self, timeout: Option<Duration>) {
+        if self.outcome.is_some() {
+            return;
+        }
+        match &self.slot {
+            None => self.outcome = self.dispatcher.wait(self.id, timeout),
+            Some(slot) => {
+                let state = slot.state.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut state = match timeout {
+                    None => slot
+                        .ready
+                        .wait_while(state, |s| s.outcome.is_none())
+                        .unwrap_or_else(PoisonError::into_inner),
+                    Some(t) => {
+                        slot.ready
+                            .wait_timeout_while(state, t, |s| s.outcome.is_none())
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0
+                    }
+                };
+                self.outcome = state.outcome.take();
+            }
+        }
+    }
+
+    fn take(&mut self) -> Result<T, Error> {
+        match self.outcome.take() {
+            Some(outcome) => decode(outcome),
+            None => Err(Error::TimedOut),
+        }
+    }
+
+    /// Blocks until the task resolves and returns its result.
+    pub fn wait(mut self) -> Result<T, Error> {
+        self.fetch(None);
+        self.take()
+    }
+
+    /// Waits up to `timeout`; [`Error::TimedOut`] if the task has not resolved by then (it
+    /// keeps running: cancel it with [`Mirai::cancel`] if it should not).
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<T, Error> {
+        self.fetch(Some(timeout));
+        self.take()
+    }
+
+    /// Whether the task has resolved (never blocks).
+    pub fn is_resolved(&mut self) -> bool {
+        self.fetch(Some(Duration::ZERO));
+        self.outcome.is_some()
+    }
+
+    /// The result if the task has resolved, without blocking; `None` otherwise.
+    pub fn try_result(&mut self) -> Option<Result<T, Error>> {
+        if self.is_resolved() {
+            Some(self.take())
+        } else {
+            None
+        }
+    }
+}
+
+impl<T> Mirai<T> {
+    /// Cancels the task (stopping it on its daemon); it then resolves with
+    /// [`Error::Cancelled`] unless it had already finished.
+    pub fn cancel(&self) {
+        self.dispatcher.cancel(self.id, CancelMode::Soft);
+    }
+}
+
+impl<T: DeserializeOwned> Future for Mirai<T> {
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.outcome.is_some() {
+            return Poll::Ready(this.take());
+        }
+        let slot = match &this.slot {
+            Some(slot) => Arc::clone(slot),
+            None => {
+                let slot = Arc::new(Slot::default());
+                slot.state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .waker = Some(cx.waker().clone());
+                let (dispatcher, id, shared) =
+                    (Arc::clone(&this.dispatcher), this.id, Arc::clone(&slot));
+                let spawned = std::thread::Builder::new()
+                    .name("mirai-completion".into())
+                    .spawn(move || {
+                        let outcome = dispatcher.wait(id, None);
+                        let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+                        state.outcome = Some(outcome.unwrap_or(Outcome::ShutDown));
+                        shared.ready.notify_all();
+                        if let Some(waker) = state.waker.take() {
+                            waker.wake();
+                        }
+                    });
+                if spawned.is_err() {
+                    // No thread to spare: fall back to waiting on this one.
+                    this.fetch(None);
+                    return Poll::Ready(this.take());
+                }
+                this.slot = Some(Arc::clone(&slot));
+                slot
+            }
+        };
+        let mut state = slot.state.lock().unwrap_or_else(PoisonError::into_inner);
+        match state.outcome.take() {
+            Some(outcome) => Poll::Ready(decode(outcome)),
+            None => {
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Waits for every handle and returns the results in order, or the first error met in order
+/// (cancelling the handles not yet waited for).
+///
+/// ```no_run
+/// # fn f(handles: Vec<mirai::Mirai<i64>>) -> Result<(), mirai::Error> {
+/// let values: Vec<i64> = mirai::collect(handles)?;
+/// # Ok(()) }
+/// ```
+pub fn collect<T: DeserializeOwned>(handles: Vec<Mirai<T>>) -> Result<Vec<T>, Error> {
+    let mut values = Vec::with_capacity(handles.len());
+    let mut rest = handles.into_iter();
+    while let Some(handle) = rest.next() {
+        match handle.wait() {
+            Ok(v) => values.push(v),
+            Err(e) => {
+                rest.for_each(|h| h.cancel());
+                return Err(e);
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// Waits for the first of `handles` to resolve and returns its index and result; the others
+/// keep running and stay in the vector, minus the winner.
+///
+/// Event-driven: each handle is polled as a future with a waker that signals this thread.
+///
+/// ```no_run
+/// # fn f(mut handles: Vec<mirai::Mirai<i64>>) -> Result<(), mirai::Error> {
+/// let (index, first) = mirai::race(&mut handles).expect("at least one handle");
+/// # Ok(()) }
+/// ```
+pub fn race<T: DeserializeOwned>(handles: &mut Vec<Mirai<T>>) -> Option<(usize, Result<T, Error>)> {
+    use std::task::Wake;
+
+    #[derive(Default)]
+    struct Signal {
+        woken: Mutex<bool>,
+        ready: Condvar,
+    }
+    impl Wake for Signal {
+        fn wake(self: Arc<Self>) {
+            *self.woken.lock().unwrap_or_else(PoisonError::into_inner) = true;
+            self.ready.notify_all();
+        }
+    }
+
+    if handles.is_empty() {
+        return None;
+    }
+    let signal = Arc::new(Signal::default());
+    let waker = Waker::from(Arc::clone(&signal));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        *signal.woken.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        for (i, handle) in handles.iter_mut().enumerate() {
+            if let Poll::Ready(result) = Pin::new(&mut *handle).poll(&mut cx) {
+                handles.remove(i);
+                return Some((i, result));
+            }
+        }
+        let woken = signal.woken.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(
+            signal
+                .ready
+                .wait_while(woken, |w| !*w)
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+    }
+}

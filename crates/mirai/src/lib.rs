@@ -1,0 +1,40 @@
+//! Async tasks on worker processes behind a byte-capped queue.
+//!
+//! Why this crate: it joins the dispatcher ([`mirai_dispatch`]) and shared memory
+//! ([`mori_shm`]) into one typed API. Functions are registered by name on both sides through a
+//! [`TaskFn`] constant, so the host cannot misspell a name or pass the wrong argument type.
+//!
+//! Local daemons are child processes that re-execute the current binary: call
+//! [`daemon_main_if_requested`] first thing in `main`, and the child becomes a daemon.
+//!
+//! ```no_run
+//! use mirai::{Daemons, Registry, TaskFn, task};
+//!
+//! fn add((a, b): (i64, i64)) -> i64 { a + b }
+//! const ADD: TaskFn<(i64, i64), i64> = task!(add);
+//!
+//! fn main() -> Result<(), mirai::Error> {
+//!     let registry = Registry::new().with(&ADD);
+//!     mirai::daemon_main_if_requested(&registry);
+//!     let pool = Daemons::new().local(2).start()?;
+//!     assert_eq!(pool.submit(&ADD, (1, 2))?.wait()?, 3);
+//!     Ok(())
+//! }
+//! ```
+#![forbid(unsafe_code)]
+
+mod daemon;
+mod error;
+mod handle;
+mod pool;
+mod task;
+
+pub use crate::daemon::{daemon_main_if_requested, run_daemon};
+pub use crate::error::Error;
+pub use crate::handle::{Mirai, collect, race};
+pub use crate::pool::{Daemons, Pool};
+pub use crate::task::{Registry, TaskFn};
+pub use mirai_dispatch::Status;
+/// Zero-copy shared memory: a [`SharedView`] passed as a task argument crosses to the daemon as
+/// its region name only, and the daemon maps the same pages.
+pub use mori_shm::{Shared, SharedView, is_shared, map_shared, share, share_f64, shared_name};

@@ -1,0 +1,124 @@
+//! Typed task functions: one constant names a function on both the host and the daemon.
+
+use std::marker::PhantomData;
+
+use mirai_dispatch::daemon::TaskContext;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A function the daemons run, addressed by name, with a serde argument and result.
+///
+/// Make one with [`task!`](crate::task!); register it with [`Registry::with`] and submit it with
+/// [`Pool::submit`](crate::Pool::submit).
+///
+/// ```
+/// use mirai::{TaskFn, task};
+/// fn double(x: u32) -> u32 { x * 2 }
+/// const DOUBLE: TaskFn<u32, u32> = task!(double);
+/// assert_eq!(DOUBLE.name(), "double");
+/// assert_eq!(DOUBLE.call(21), 42);
+/// ```
+pub struct TaskFn<A, R> {
+    name: &'static str,
+    f: fn(A) -> R,
+    _types: PhantomData<fn(A) -> R>,
+}
+
+impl<A, R> TaskFn<A, R> {
+    /// A task named `name` running `f`; prefer [`task!`](crate::task!), which takes the name
+    /// from the function.
+    pub const fn new(name: &'static str, f: fn(A) -> R) -> Self {
+        Self {
+            name,
+            f,
+            _types: PhantomData,
+        }
+    }
+
+    /// The name daemons know it by.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Runs the function here, in this process.
+    pub fn call(&self, arg: A) -> R {
+        (self.f)(arg)
+    }
+}
+
+impl<A, R> Clone for TaskFn<A, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A, R> Copy for TaskFn<A, R> {}
+
+impl<A, R> std::fmt::Debug for TaskFn<A, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskFn").field("name", &self.name).finish()
+    }
+}
+
+/// Makes a [`TaskFn`] from a function path, named after the function.
+///
+/// ```
+/// fn square(x: i64) -> i64 { x * x }
+/// const SQUARE: mirai::TaskFn<i64, i64> = mirai::task!(square);
+/// assert_eq!(SQUARE.name(), "square");
+/// ```
+#[macro_export]
+macro_rules! task {
+    ($f:path) => {
+        $crate::TaskFn::new(stringify!($f), $f)
+    };
+}
+
+/// The functions a daemon can run.
+///
+/// ```
+/// use mirai::{Registry, TaskFn, task};
+/// fn add((a, b): (i64, i64)) -> i64 { a + b }
+/// const ADD: TaskFn<(i64, i64), i64> = task!(add);
+/// let registry = Registry::new().with(&ADD);
+/// assert!(registry.contains(&ADD));
+/// ```
+#[derive(Default)]
+pub struct Registry {
+    inner: mirai_dispatch::daemon::Registry,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `task` (replacing a function of the same name). A panic in it becomes
+    /// [`Error::Task`](crate::Error::Task) on the host, with the message and backtrace.
+    pub fn with<A, R>(mut self, task: &TaskFn<A, R>) -> Self
+    where
+        A: DeserializeOwned + 'static,
+        R: Serialize + 'static,
+    {
+        let f = task.f;
+        self.inner
+            .register(task.name, move |arg: A, _: &TaskContext| Ok(f(arg)));
+        self
+    }
+
+    /// Whether `task` is registered.
+    pub fn contains<A, R>(&self, task: &TaskFn<A, R>) -> bool {
+        self.inner.contains(task.name)
+    }
+
+    pub(crate) fn inner(&self) -> &mirai_dispatch::daemon::Registry {
+        &self.inner
+    }
+}

@@ -1,0 +1,286 @@
+//! Real daemon processes through the facade alone. This binary is its own daemon program:
+//! `main` first calls `daemon_main_if_requested`, so the children it spawns serve tasks.
+
+use std::time::{Duration, Instant};
+
+use mirai::{Daemons, Error, Pool, Registry, SharedView, TaskFn, task};
+
+fn add((a, b): (i64, i64)) -> i64 {
+    a + b
+}
+fn square(x: u64) -> u64 {
+    x * x
+}
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+fn fail(message: String) -> u8 {
+    panic!("{message}")
+}
+fn sum(v: SharedView) -> f64 {
+    v.as_f64().map_or(f64::NAN, |x| x.iter().sum())
+}
+fn pid((): ()) -> u32 {
+    std::process::id()
+}
+
+const ADD: TaskFn<(i64, i64), i64> = task!(add);
+const SQUARE: TaskFn<u64, u64> = task!(square);
+const SLEEP_MS: TaskFn<u64, u64> = task!(sleep_ms);
+const FAIL: TaskFn<String, u8> = task!(fail);
+const SUM: TaskFn<SharedView, f64> = task!(sum);
+const PID: TaskFn<(), u32> = task!(pid);
+
+fn registry() -> Registry {
+    Registry::new()
+        .with(&ADD)
+        .with(&SQUARE)
+        .with(&SLEEP_MS)
+        .with(&FAIL)
+        .with(&PID)
+        .with(&SUM)
+}
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn pool(n: usize) -> Pool {
+    Daemons::new().local(n).start().expect("start the pool")
+}
+
+fn submit_returns_the_typed_result() {
+    let pool = pool(1);
+    let mut handle = pool.submit(&ADD, (40, 2)).unwrap();
+    assert_eq!(handle.wait_timeout(PATIENCE).unwrap(), 42);
+}
+
+fn map_keeps_order_across_daemons() {
+    let pool = pool(2);
+    let out = pool.map(&SQUARE, 0..50u64).unwrap();
+    assert_eq!(out, (0..50u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
+fn panics_come_back_as_task_errors() {
+    let pool = pool(1);
+    match pool.submit(&FAIL, "kaboom".to_string()).unwrap().wait() {
+        Err(Error::Task { message, .. }) => assert_eq!(message, "kaboom"),
+        other => panic!("expected a task error, got {other:?}"),
+    }
+    // The daemon survives its task's panic.
+    assert_eq!(pool.submit(&ADD, (1, 1)).unwrap().wait().unwrap(), 2);
+}
+
+fn map_stops_at_the_first_error() {
+    let pool = pool(1);
+    let err = pool
+        .map(&FAIL, ["a".to_string(), "b".to_string()])
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Task { ref message, .. } if message == "a"),
+        "{err:?}"
+    );
+}
+
+fn try_submit_hands_the_argument_back_when_full() {
+    let pool = Daemons::new().max_queued_bytes(8).start().unwrap(); // no daemons: nothing drains
+    let first = pool.try_submit(&SLEEP_MS, 1).unwrap();
+    let mut refused = None;
+    for ms in 2..100u64 {
+        if let Err((e, arg)) = pool.try_submit(&SLEEP_MS, ms) {
+            refused = Some((e, arg, ms));
+            break;
+        }
+    }
+    let (e, arg, ms) = refused.expect("the cap refuses work");
+    assert!(matches!(e, Error::Full), "{e:?}");
+    assert_eq!(arg, ms);
+    let err = pool.try_submit(&FAIL, "x".repeat(100)).unwrap_err().0;
+    assert!(
+        matches!(err, Error::TooLarge { capacity: 8, .. }),
+        "{err:?}"
+    );
+    drop(pool);
+    assert!(matches!(first.wait(), Err(Error::ShutDown)));
+}
+
+fn cancel_resolves_as_cancelled() {
+    let pool = pool(1);
+    let mut handle = pool.submit(&SLEEP_MS, 60_000).unwrap();
+    handle.cancel();
+    assert!(matches!(
+        handle.wait_timeout(PATIENCE),
+        Err(Error::Cancelled)
+    ));
+}
+
+fn wait_timeout_and_try_result_do_not_block() {
+    let pool = pool(1);
+    let mut handle = pool.submit(&SLEEP_MS, 300).unwrap();
+    assert!(handle.try_result().is_none());
+    assert!(matches!(
+        handle.wait_timeout(Duration::from_millis(10)),
+        Err(Error::TimedOut)
+    ));
+    assert_eq!(handle.wait_timeout(PATIENCE).unwrap(), 300);
+}
+
+fn future_is_woken_by_completion() {
+    let pool = pool(1);
+    let handle = pool.submit(&ADD, (2, 3)).unwrap();
+    assert_eq!(block_on(handle).unwrap(), 5);
+}
+
+fn everywhere_reaches_every_daemon() {
+    let pool = pool(2);
+    let deadline = Instant::now() + PATIENCE;
+    while pool.status().connections < 2 {
+        assert!(Instant::now() < deadline, "daemons did not connect");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pids: Vec<u32> = mirai::collect(pool.everywhere(&PID, (), 2).unwrap()).unwrap();
+    let mut pids = pids;
+    pids.sort_unstable();
+    let mut local = pool.local_pids();
+    local.sort_unstable();
+    assert_eq!(pids, local);
+}
+
+fn dropping_the_pool_reaps_every_daemon() {
+    let pool = pool(2);
+    let pids = pool.local_pids();
+    let pending = pool.submit(&SLEEP_MS, 60_000).unwrap();
+    drop(pool);
+    assert!(matches!(pending.wait(), Err(Error::ShutDown)));
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "daemon {pid} outlived the pool"
+        );
+    }
+}
+
+fn shared_vector_crosses_by_name() {
+    let pool = pool(2);
+    let data: Vec<f64> = (0..100_000).map(f64::from).collect();
+    let shared = mirai::share_f64(&data).unwrap();
+    let name = mirai::shared_name(&shared).unwrap();
+    assert!(postcard::to_allocvec(&shared.view()).unwrap().len() < name.len() + 8);
+    let sums = pool.map(&SUM, (0..4).map(|_| shared.view())).unwrap();
+    let expected: f64 = data.iter().sum();
+    assert_eq!(sums, vec![expected; 4]);
+}
+
+fn race_returns_the_first_to_finish() {
+    let pool = pool(2);
+    let mut handles = vec![
+        pool.submit(&SLEEP_MS, 3_000).unwrap(),
+        pool.submit(&SLEEP_MS, 10).unwrap(),
+    ];
+    let (index, result) = mirai::race(&mut handles).unwrap();
+    assert_eq!((index, result.unwrap()), (1, 10));
+    assert_eq!(handles.len(), 1);
+    handles[0].cancel();
+}
+
+fn maxtasks_retires_a_daemon() {
+    let pool = Daemons::new().local(1).maxtasks(1).start().unwrap();
+    assert_eq!(pool.submit(&ADD, (1, 2)).unwrap().wait().unwrap(), 3);
+    let deadline = Instant::now() + PATIENCE;
+    while pool.status().connections > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon stayed after maxtasks"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(pool.status().cumulative, 1);
+}
+
+/// A minimal executor: parks the thread until the waker fires.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake};
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+fn main() {
+    mirai::daemon_main_if_requested(&registry());
+    let tests: [(&str, fn()); 13] = [
+        ("maxtasks_retires_a_daemon", maxtasks_retires_a_daemon),
+        (
+            "race_returns_the_first_to_finish",
+            race_returns_the_first_to_finish,
+        ),
+        (
+            "shared_vector_crosses_by_name",
+            shared_vector_crosses_by_name,
+        ),
+        (
+            "submit_returns_the_typed_result",
+            submit_returns_the_typed_result,
+        ),
+        (
+            "map_keeps_order_across_daemons",
+            map_keeps_order_across_daemons,
+        ),
+        (
+            "panics_come_back_as_task_errors",
+            panics_come_back_as_task_errors,
+        ),
+        ("map_stops_at_the_first_error", map_stops_at_the_first_error),
+        (
+            "try_submit_hands_the_argument_back_when_full",
+            try_submit_hands_the_argument_back_when_full,
+        ),
+        ("cancel_resolves_as_cancelled", cancel_resolves_as_cancelled),
+        (
+            "wait_timeout_and_try_result_do_not_block",
+            wait_timeout_and_try_result_do_not_block,
+        ),
+        (
+            "future_is_woken_by_completion",
+            future_is_woken_by_completion,
+        ),
+        (
+            "everywhere_reaches_every_daemon",
+            everywhere_reaches_every_daemon,
+        ),
+        (
+            "dropping_the_pool_reaps_every_daemon",
+            dropping_the_pool_reaps_every_daemon,
+        ),
+    ];
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let mut failed = 0;
+    for (name, test) in tests {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        // Each test's pool is a local, so its daemons are reaped even when the test panics.
+        match std::panic::catch_unwind(test) {
+            Ok(()) => println!("test {name} ... ok"),
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} failed");
+        std::process::exit(1);
+    }
+}
