@@ -1,7 +1,8 @@
 //! mori-shm against its floors, each measured in the same run:
 //!
 //! - `share()` of 200 MB of f64 vs a `memcpy` of 200 MB into freshly allocated memory (both pay
-//!   the page faults of new memory; R's mori takes 137-179 ms for the same share).
+//!   the page faults of new memory; R's mori takes 137-179 ms for the same share), and vs the
+//!   kernel's own floor for it: one `pwrite` of the 200 MB into a new tmpfs file.
 //! - The first attach by name in a fresh process, timed inside that process, for 1 KB, 1 MB and
 //!   1 GB regions: 1 KB against opening and stat-ing the same file (the syscalls any attach
 //!   needs), 1 MB and 1 GB against 1 KB (flat means a ratio near 1).
@@ -116,6 +117,7 @@ fn share_200mb() {
         })
         .fold(f64::INFINITY, f64::min);
     let floor = memcpy_fresh_floor(200 * MB);
+    let pwrite = pwrite_fresh_floor(bytemuck_bytes(&x));
     record(
         "mori share() 200 MB f64",
         best * 1e3,
@@ -123,6 +125,39 @@ fn share_200mb() {
         "memcpy 200 MB into fresh memory",
         floor * 1e3,
     );
+    record(
+        "mori share() 200 MB f64",
+        best * 1e3,
+        "ms",
+        "pwrite 200 MB into a new tmpfs file",
+        pwrite * 1e3,
+    );
+}
+
+/// The bytes of `x` (an f64 has no padding and any byte pattern is valid to read).
+fn bytemuck_bytes(x: &[f64]) -> Vec<u8> {
+    x.iter().flat_map(|v| v.to_ne_bytes()).collect()
+}
+
+/// Best time of 5 `pwrite`s of `bytes` into a new file in `/dev/shm` (the file is removed).
+fn pwrite_fresh_floor(bytes: Vec<u8>) -> f64 {
+    use std::os::unix::fs::FileExt;
+    /// Removes the floor's file even if the bench panics.
+    struct Removed(String);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    (0..5)
+        .map(|_| {
+            let path = Removed(format!("/dev/shm/mori-bench-floor-{}", std::process::id()));
+            let t = Instant::now();
+            let f = std::fs::File::create_new(&path.0).expect("floor file");
+            f.write_all_at(&bytes, 0).expect("pwrite floor");
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// Median of `runs` fresh processes each timing `mode` on `name`, in microseconds.

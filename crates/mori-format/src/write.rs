@@ -9,6 +9,11 @@
 //! nesting depth, size overflow), encode the attribute blobs and record every node's size; then
 //! [`Plan::write_into`] writes header, tables, payloads and blobs front to back, zeroing every
 //! padding byte, because a fresh mapping is zero but a reused buffer need not be.
+//!
+//! A caller that can place large vector data more cheaply than a store through memory (a
+//! `pwrite` into a shared-memory file copies into pages the kernel already holds, where stores
+//! through a fresh mapping fault page by page) asks [`Plan::payloads`] where those data go and
+//! writes the rest with [`Plan::write_into_except_payloads`]: still one copy of every byte.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -211,6 +216,104 @@ impl<'s> Plan<'s> {
     ///
     /// Every byte of `buf[..len]` is written, padding included.
     pub fn write_into(&self, buf: &mut [u8]) -> Result<usize, WriteError> {
+        self.write_parts(buf, NEVER)
+    }
+
+    /// Where the data of every atomic vector (double, integer, logical, complex, raw) of at
+    /// least `min` bytes (and at least one byte) goes in the region, in region order.
+    ///
+    /// With [`write_into_except_payloads`](Self::write_into_except_payloads) these let a caller
+    /// place the large data itself, for instance with `pwrite` into a file, and still copy every
+    /// byte exactly once.
+    ///
+    /// ```
+    /// use mori_format::write::{Payload, Source, WriteOptions};
+    /// let x = [1.0f64, 2.0];
+    /// let src = Source::Double(&x);
+    /// let plan = src.plan(&WriteOptions::default())?;
+    /// let payloads = plan.payloads(16)?;
+    /// assert_eq!(payloads, vec![Payload { offset: 64, bytes: bytemuck::cast_slice(&x) }]);
+    /// assert!(plan.payloads(17)?.is_empty());
+    /// # Ok::<(), mori_format::WriteError>(())
+    /// ```
+    pub fn payloads(&self, min: usize) -> Result<Vec<Payload<'s>>, WriteError> {
+        let min = min.max(1);
+        let mut found = Vec::new();
+        match self.root.shape()? {
+            Shape::Atomic { bytes, .. } if bytes.len() >= min => found.push(Payload {
+                offset: MORH_HEADER,
+                bytes,
+            }),
+            Shape::List(children) => self.list_payloads(&children, 0, &mut 0, min, &mut found)?,
+            _ => {}
+        }
+        Ok(found)
+    }
+
+    /// [`write_into`](Self::write_into), except for the bytes of the [`payloads`](Self::payloads)
+    /// of at least `min` bytes, which are left as they are in `buf` for the caller to place.
+    ///
+    /// ```
+    /// use mori_format::write::{Source, WriteOptions};
+    /// let x = [7.0f64; 100];
+    /// let src = Source::Double(&x);
+    /// let plan = src.plan(&WriteOptions::default())?;
+    /// let mut whole = vec![0u8; plan.len()];
+    /// plan.write_into(&mut whole)?;
+    /// let mut parts = vec![0u8; plan.len()];
+    /// plan.write_into_except_payloads(&mut parts, 64)?;
+    /// for p in plan.payloads(64)? {
+    ///     parts[p.offset..p.offset + p.bytes.len()].copy_from_slice(p.bytes);
+    /// }
+    /// assert_eq!(parts, whole);
+    /// # Ok::<(), mori_format::WriteError>(())
+    /// ```
+    pub fn write_into_except_payloads(
+        &self,
+        buf: &mut [u8],
+        min: usize,
+    ) -> Result<usize, WriteError> {
+        self.write_parts(buf, min.max(1))
+    }
+
+    /// The payloads of at least `min` bytes in the MORL at `base`, as [`Self::write_list`]
+    /// places them.
+    fn list_payloads(
+        &self,
+        children: &Children<'s>,
+        base: usize,
+        next: &mut usize,
+        min: usize,
+        found: &mut Vec<Payload<'s>>,
+    ) -> Result<(), WriteError> {
+        *next += 1;
+        let n = children.len();
+        let mut cursor = align64(MORL_HEADER + n * DIR_ENTRY).ok_or(WriteError::SizeOverflow)?;
+        for i in 0..n {
+            let node = *next;
+            let size = self.nodes[node].size;
+            match children.get(i).shape()? {
+                Shape::Atomic { bytes, .. } => {
+                    *next += 1;
+                    if bytes.len() >= min {
+                        found.push(Payload {
+                            offset: base + cursor,
+                            bytes,
+                        });
+                    }
+                }
+                Shape::List(grand) => {
+                    self.list_payloads(&grand, base + cursor, next, min, found)?
+                }
+                Shape::Strings(_) | Shape::Fallback(_) => *next += 1,
+            }
+            cursor += align64(size).ok_or(WriteError::SizeOverflow)?;
+        }
+        Ok(())
+    }
+
+    /// Write the region, leaving out atomic data of at least `skip` bytes.
+    fn write_parts(&self, buf: &mut [u8], skip: usize) -> Result<usize, WriteError> {
         let Some(out) = buf.get_mut(..self.len) else {
             return Err(WriteError::BufferTooSmall {
                 needed: self.len,
@@ -228,7 +331,9 @@ impl<'s> Plan<'s> {
                 put_i64(head, 8, len as i64);
                 put_i64(head, 16, attrs.len() as i64);
                 let (data, tail) = body.split_at_mut(bytes.len());
-                data.copy_from_slice(bytes);
+                if bytes.len() < skip {
+                    data.copy_from_slice(bytes);
+                }
                 tail.copy_from_slice(attrs);
             }
             Shape::Strings(seq) => {
@@ -243,7 +348,7 @@ impl<'s> Plan<'s> {
                 write_strings(&seq, strings);
                 tail.copy_from_slice(attrs);
             }
-            Shape::List(children) => self.write_list(&children, out, &mut next)?,
+            Shape::List(children) => self.write_list(&children, out, &mut next, skip)?,
             // `Plan::new` rejects fallback roots; kept as an error rather than a panic.
             Shape::Fallback(_) => return Err(WriteError::NotShareable("a serialized blob")),
         }
@@ -329,6 +434,7 @@ impl<'s> Plan<'s> {
         children: &Children<'s>,
         out: &mut [u8],
         next: &mut usize,
+        skip: usize,
     ) -> Result<(), WriteError> {
         let me = *next;
         *next += 1;
@@ -347,7 +453,9 @@ impl<'s> Plan<'s> {
                 Shape::Atomic { ty, bytes, len } => {
                     *next += 1;
                     let a = self.blob(node);
-                    slot[..bytes.len()].copy_from_slice(bytes);
+                    if bytes.len() < skip {
+                        slot[..bytes.len()].copy_from_slice(bytes);
+                    }
                     slot[bytes.len()..size].copy_from_slice(a);
                     (ty, a.len(), len)
                 }
@@ -360,7 +468,7 @@ impl<'s> Plan<'s> {
                     (SexpType::Character, a.len(), seq.len())
                 }
                 Shape::List(grand) => {
-                    self.write_list(&grand, &mut slot[..size], next)?;
+                    self.write_list(&grand, &mut slot[..size], next, skip)?;
                     (SexpType::List, 0, grand.len())
                 }
                 Shape::Fallback(bytes) => {
@@ -386,6 +494,18 @@ impl<'s> Plan<'s> {
         out[cursor + attrs.len()..].fill(0);
         Ok(())
     }
+}
+
+/// No payload is that large: [`Plan::write_parts`] then writes everything.
+const NEVER: usize = usize::MAX;
+
+/// The data of one atomic vector and where it goes in the region (see [`Plan::payloads`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Payload<'s> {
+    /// Byte offset of the data from the start of the region.
+    pub offset: usize,
+    /// The data, borrowed from the value or source being written.
+    pub bytes: &'s [u8],
 }
 
 fn put_u32(out: &mut [u8], at: usize, v: u32) {

@@ -121,6 +121,30 @@ proptest! {
     }
 
     #[test]
+    fn payloads_placed_by_the_caller_complete_the_same_bytes(
+        v in value(true, true),
+        min in 0usize..200,
+        fill in any::<u8>(),
+    ) {
+        let whole = write_into(&v, 0);
+        let src = Source::Value(&v);
+        let plan = src.plan(&WriteOptions::default()).unwrap();
+        let payloads = plan.payloads(min).unwrap();
+        let mut parts = vec![fill; plan.len()];
+        prop_assert_eq!(plan.write_into_except_payloads(&mut parts, min).unwrap(), plan.len());
+        let mut end = 0;
+        for p in &payloads {
+            prop_assert!(p.offset >= end, "payloads in region order, disjoint");
+            prop_assert!(p.bytes.len() >= min.max(1));
+            // The writer left these bytes alone.
+            prop_assert!(parts[p.offset..p.offset + p.bytes.len()].iter().all(|&b| b == fill));
+            parts[p.offset..p.offset + p.bytes.len()].copy_from_slice(p.bytes);
+            end = p.offset + p.bytes.len();
+        }
+        prop_assert_eq!(&parts[..], &whole[..]);
+    }
+
+    #[test]
     fn borrowed_sources_write_the_same_bytes_as_values(
         d in proptest::collection::vec(any::<f64>(), 0..50),
         i in proptest::collection::vec(any::<i32>(), 0..50),

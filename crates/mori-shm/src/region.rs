@@ -46,11 +46,69 @@ fn region_name(file_name: &str) -> String {
     format!("/{file_name}")
 }
 
+/// A new region while its creator writes it: every byte is reserved, and there are two ways
+/// in, each the cheaper one for some bytes.
+///
+/// - [`write_at`](Self::write_at) is a positioned write into the file: the kernel copies the
+///   caller's bytes straight into the reserved pages, with no page fault and no page-table
+///   entry for them. For large vector data this is the fast way: faulting in and populating
+///   a fresh shared mapping costs more per page than the copy itself (`docs/benchmarks.md`).
+/// - [`bytes_mut`](Self::bytes_mut) is the read-write mapping, for headers, tables and small
+///   pieces written in place by the format writer. It is mapped lazily: a range about to be
+///   stored to in bulk should be [`populate`](Self::populate)d first, which batches its page
+///   faults.
+///
+/// Both reach the same page cache, so bytes written either way are what every later mapping
+/// of the file sees.
+pub(crate) struct Filling<'a> {
+    file: &'a File,
+    map: &'a mut memmap2::MmapMut,
+    name: &'a str,
+}
+
+impl Filling<'_> {
+    /// Copy `bytes` into the region at `offset` with `pwrite`: the one copy of those bytes.
+    pub(crate) fn write_at(&self, offset: usize, bytes: &[u8]) -> Result<(), Error> {
+        use std::os::unix::fs::FileExt;
+        let in_bounds = offset
+            .checked_add(bytes.len())
+            .is_some_and(|end| end <= self.map.len());
+        if !in_bounds {
+            return Err(Error::Io {
+                name: self.name.to_owned(),
+                op: "write",
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "write past the end of the region",
+                ),
+            });
+        }
+        self.file
+            .write_all_at(bytes, offset as u64)
+            .map_err(|source| Error::Io {
+                name: self.name.to_owned(),
+                op: "write",
+                source,
+            })
+    }
+
+    /// Pre-fault the mapping's page tables over `range` (clamped to the region), so that
+    /// stores to it do not fault page by page. Only a hint: kernels before 5.14 ignore it.
+    pub(crate) fn populate(&self, range: std::ops::Range<usize>) {
+        map::populate(self.map, range);
+    }
+
+    /// The region's bytes, through the writable mapping.
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        self.map
+    }
+}
+
 /// Create a new region of exactly `len` bytes, let `fill` write all of it, and seal it
 /// read-only. On any failure the file is unlinked before returning.
 pub(crate) fn create(
     len: usize,
-    fill: impl FnOnce(&mut [u8]) -> Result<(), Error>,
+    fill: impl FnOnce(&mut Filling<'_>) -> Result<(), Error>,
 ) -> Result<(Arc<Mapping>, NameOwner), Error> {
     create_named(&name::next_file_name(), len, fill)
 }
@@ -59,7 +117,7 @@ pub(crate) fn create(
 pub(crate) fn create_named(
     file_name: &str,
     len: usize,
-    fill: impl FnOnce(&mut [u8]) -> Result<(), Error>,
+    fill: impl FnOnce(&mut Filling<'_>) -> Result<(), Error>,
 ) -> Result<(Arc<Mapping>, NameOwner), Error> {
     let name = region_name(file_name);
     let path = file::region_path(file_name);
@@ -83,8 +141,12 @@ pub(crate) fn create_named(
     }
     reserve(&f, &name, len)?;
     let mut writable = map::map_new_region(&f, len).map_err(|e| io_err("map", e))?;
+    fill(&mut Filling {
+        file: &f,
+        map: &mut writable,
+        name: &name,
+    })?;
     drop(f);
-    fill(&mut writable)?;
     let mapping = Mapping::seal(name.clone(), writable).map_err(|e| io_err("seal", e))?;
     Ok((Arc::new(mapping), owner))
 }
@@ -155,8 +217,8 @@ mod tests {
 
     #[test]
     fn a_region_is_written_once_and_read_by_name_until_its_owner_drops() {
-        let (mapping, owner) = create(100, |b| {
-            b.copy_from_slice(&[7u8; 100]);
+        let (mapping, owner) = create(100, |r| {
+            r.bytes_mut().copy_from_slice(&[7u8; 100]);
             Ok(())
         })
         .unwrap();
@@ -168,6 +230,40 @@ mod tests {
             Err(Error::NotFound { .. })
         ));
         assert_eq!(other.bytes()[99], 7, "mappings outlive the name");
+    }
+
+    #[test]
+    fn bytes_written_through_the_file_and_the_mapping_meet_in_the_region() {
+        let (mapping, _owner) = create(3 * 4096 + 10, |r| {
+            r.populate(0..4096);
+            r.bytes_mut()[..100].fill(1);
+            r.write_at(100, &[2u8; 2 * 4096])?;
+            r.bytes_mut()[100 + 2 * 4096..].fill(3);
+            Ok(())
+        })
+        .unwrap();
+        let b = attach(mapping.name()).unwrap();
+        assert!(b.bytes()[..100].iter().all(|&x| x == 1));
+        assert!(b.bytes()[100..100 + 2 * 4096].iter().all(|&x| x == 2));
+        assert!(b.bytes()[100 + 2 * 4096..].iter().all(|&x| x == 3));
+        assert_eq!(
+            mapping.bytes(),
+            b.bytes(),
+            "the creator sees the same bytes"
+        );
+    }
+
+    #[test]
+    fn a_write_past_the_end_is_an_error_and_unlinks_the_name() {
+        let file_name = name::next_file_name();
+        let err = create_named(&file_name, 100, |r| r.write_at(90, &[0u8; 20])).unwrap_err();
+        assert!(
+            matches!(err, Error::Io { op: "write", ref name, .. } if *name == format!("/{file_name}")),
+            "{err:?}"
+        );
+        let err = create_named(&file_name, 100, |r| r.write_at(usize::MAX, &[0u8; 2])).unwrap_err();
+        assert!(matches!(err, Error::Io { op: "write", .. }), "{err:?}");
+        assert!(!file::region_path(&file_name).exists());
     }
 
     #[test]

@@ -372,6 +372,30 @@ pub fn is_shared<T: ?Sized + 'static>(_x: &T) -> bool {
     t == TypeId::of::<Shared>() || t == TypeId::of::<SharedView>()
 }
 
+/// Vector data at least this large are copied into a new region with `pwrite` rather than
+/// stored through its mapping: one system call costs less than the page faults it saves.
+const PWRITE_MIN: usize = 32 << 10;
+
+/// Parts of a new region written through its mapping that are at least this large have their
+/// page tables populated in one call first; smaller ones fault in on first store.
+const POPULATE_MIN: usize = 64 << 10;
+
+/// The byte ranges of a region of `len` bytes not covered by `payloads` (in region order).
+fn gaps(payloads: &[mori_format::write::Payload<'_>], len: usize) -> Vec<std::ops::Range<usize>> {
+    let mut gaps = Vec::with_capacity(payloads.len() + 1);
+    let mut at = 0;
+    for p in payloads {
+        if p.offset > at {
+            gaps.push(at..p.offset);
+        }
+        at = p.offset + p.bytes.len();
+    }
+    if len > at {
+        gaps.push(at..len);
+    }
+    gaps
+}
+
 /// Share any value described by a [`Source`] (borrowing the caller's slices) with explicit
 /// writer options: the bytes are written once, straight into the new region.
 ///
@@ -386,10 +410,23 @@ pub fn share_source_with(source: &Source<'_>, opts: &WriteOptions) -> Result<Sha
     let plan = source
         .plan(opts)
         .map_err(|source| Error::Unshareable { source })?;
-    let (mapping, owner) = region::create(plan.len(), |buf| {
-        plan.write_into(buf)
+    let unshareable = |source| Error::Unshareable { source };
+    let payloads = plan.payloads(PWRITE_MIN).map_err(unshareable)?;
+    let (mapping, owner) = region::create(plan.len(), |region| {
+        // Large vector data go in through the file, the rest (headers, tables, strings, small
+        // vectors) through the mapping: each byte is still copied once, from the caller's
+        // memory into the region.
+        for p in &payloads {
+            region.write_at(p.offset, p.bytes)?;
+        }
+        for gap in gaps(&payloads, plan.len()) {
+            if gap.len() >= POPULATE_MIN {
+                region.populate(gap);
+            }
+        }
+        plan.write_into_except_payloads(region.bytes_mut(), PWRITE_MIN)
             .map(drop)
-            .map_err(|source| Error::Unshareable { source })
+            .map_err(unshareable)
     })?;
     let name = mapping.name().to_owned();
     let anchored = resolve_in(mapping, &name, &[])?;
@@ -482,8 +519,8 @@ mod tests {
 
     /// A region holding exactly `bytes`, whatever they are.
     fn raw_region(bytes: &[u8]) -> (String, NameOwner) {
-        let (mapping, owner) = region::create(bytes.len(), |b| {
-            b.copy_from_slice(bytes);
+        let (mapping, owner) = region::create(bytes.len(), |r| {
+            r.bytes_mut().copy_from_slice(bytes);
             Ok(())
         })
         .unwrap();
@@ -598,6 +635,97 @@ mod tests {
         assert_eq!(v.as_complex(), None);
         assert_eq!(v.as_logical(), None);
         assert!(!v.is_empty());
+    }
+
+    /// The bytes of a fresh attach to the region `shared` lives in.
+    fn region_bytes(shared: &Shared) -> Vec<u8> {
+        region::attach(shared.name()).unwrap().bytes().to_vec()
+    }
+
+    /// What the format writer makes of `src` in ordinary memory.
+    fn written_in_memory(src: &Source<'_>) -> Vec<u8> {
+        let plan = src.plan(&WriteOptions::default()).unwrap();
+        let mut buf = vec![0xAA; plan.len()];
+        plan.write_into(&mut buf).unwrap();
+        buf
+    }
+
+    #[test]
+    fn regions_hold_the_writers_bytes_whichever_way_each_part_goes_in() {
+        use mori_format::value::Attributes;
+        // Data at, above and just below the size that goes in with pwrite, a string vector
+        // large enough that its part of the mapping is populated, attributes after data.
+        let big: Vec<f64> = (0..PWRITE_MIN / 8 + 999).map(|i| i as f64 * 0.5).collect();
+        let at_min: Vec<u8> = (0..PWRITE_MIN).map(|i| (i * 7) as u8).collect();
+        let below: Vec<i32> = (0..PWRITE_MIN / 4 - 1).map(|i| i as i32 - 5).collect();
+        let column: Vec<f64> = below.iter().map(|&v| f64::from(v)).collect();
+        let owned: Vec<String> = (0..20_000).map(|i| format!("s{i}")).collect();
+        let strs: Vec<&str> = owned.iter().map(String::as_str).collect();
+        let mut dim = Attributes::new();
+        dim.set("dim", Value::integer([big.len() as i32, 1]));
+        let cases: Vec<(Source<'_>, usize)> = vec![
+            (Source::Double(&big), 1),
+            (Source::Raw(&at_min), 1),
+            (Source::Integer(&below), 0),
+            (Source::Strings(&strs), 0),
+            (
+                Source::List(vec![
+                    (Some("big"), Source::Double(&big)),
+                    (None, Source::Integer(&below)),
+                    (Some("s"), Source::Strings(&strs)),
+                    (
+                        Some("nested"),
+                        Source::List(vec![
+                            (None, Source::Raw(&at_min)),
+                            (
+                                None,
+                                Source::Attributed(Box::new(Source::Double(&big)), &dim),
+                            ),
+                        ]),
+                    ),
+                ]),
+                3,
+            ),
+            (
+                Source::DataFrame(vec![
+                    ("x", Source::Double(&column)),
+                    ("y", Source::Integer(&below)),
+                ]),
+                1,
+            ),
+        ];
+        for (i, (src, expect_payloads)) in cases.iter().enumerate() {
+            let plan = src.plan(&WriteOptions::default()).unwrap();
+            assert_eq!(
+                plan.payloads(PWRITE_MIN).unwrap().len(),
+                *expect_payloads,
+                "case {i} takes the paths it is meant to test"
+            );
+            let shared = share_source(src).unwrap();
+            let expected = written_in_memory(src);
+            assert!(region_bytes(&shared) == expected, "case {i}: bytes differ");
+            assert_eq!(
+                shared.to_value().unwrap(),
+                map_shared(shared.name()).unwrap().to_value().unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn gaps_are_the_ranges_no_payload_covers() {
+        use mori_format::write::Payload;
+        let data = [0u8; 10];
+        let p = |offset, n| Payload {
+            offset,
+            bytes: &data[..n],
+        };
+        assert_eq!(gaps(&[], 50), vec![0..50]);
+        assert_eq!(gaps(&[p(0, 10)], 10), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(gaps(&[p(64, 10)], 74), vec![0..64]);
+        assert_eq!(
+            gaps(&[p(64, 10), p(74, 5), p(128, 10)], 150),
+            vec![0..64, 79..128, 138..150]
+        );
     }
 
     proptest! {

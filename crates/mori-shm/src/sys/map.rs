@@ -35,7 +35,9 @@ use mori_format::View;
 /// Regions at least this large ask for transparent huge pages, as R's mori does.
 const HUGE_PAGE_THRESHOLD: usize = 2 << 20;
 
-/// Map a freshly created and space-reserved region file read-write, page tables pre-faulted.
+/// Map a freshly created and space-reserved region file read-write, lazily: the creator
+/// [`populate`]s the ranges it stores to in bulk and writes large data through the file
+/// instead (see `region::Filling`).
 ///
 /// The file must be the creator's own new file, already `len` bytes long with its space reserved.
 pub(crate) fn map_new_region(file: &File, len: usize) -> io::Result<MmapMut> {
@@ -48,10 +50,19 @@ pub(crate) fn map_new_region(file: &File, len: usize) -> io::Result<MmapMut> {
         // Only a hint; tmpfs may be mounted without huge pages.
         let _ = map.advise(Advice::HugePage);
     }
-    // Pre-fault the page tables after the huge-page advice (as MAP_POPULATE would, but without
-    // fixing the page size first). Kernels before 5.14 lack it; writes then fault lazily.
-    let _ = map.advise(Advice::PopulateWrite);
     Ok(map)
+}
+
+/// Pre-fault the page tables of `range` of a new region's writable mapping (after its
+/// huge-page advice, as `MAP_POPULATE` would, but without fixing the page size first), so
+/// stores to it do not fault one page at a time. Kernels before 5.14 lack
+/// `MADV_POPULATE_WRITE`; stores then fault lazily.
+pub(crate) fn populate(map: &MmapMut, range: std::ops::Range<usize>) {
+    let end = range.end.min(map.len());
+    if range.start < end {
+        // memmap2 aligns the start down to a page boundary and keeps the end.
+        let _ = map.advise_range(Advice::PopulateWrite, range.start, end - range.start);
+    }
 }
 
 /// Map an existing region file read-only and lazily (no pre-faulting): attaching costs the
