@@ -26,6 +26,7 @@
 mod daemon;
 mod error;
 mod handle;
+pub mod launch;
 mod pool;
 mod task;
 

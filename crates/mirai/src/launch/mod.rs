@@ -1,0 +1,293 @@
+//! Launchers for daemons on other machines: over `ssh`, as a Slurm job, or through any command
+//! template, plus the launch commands as text for copy and paste.
+//!
+//! Why a module of its own: a remote daemon is the same program as a local one (it calls
+//! [`daemon_main_if_requested`](crate::daemon_main_if_requested) first thing in `main`), told
+//! where to dial by its environment. Starting it elsewhere is therefore only a matter of
+//! building the right shell line, which is pure text and tested as such; the runners that
+//! spawn `ssh`, `sbatch` or `sh -c` are thin shells around it.
+//!
+//! Every value (address, token, paths, arguments) is put into those lines through [`quote`],
+//! so it reaches the daemon as exactly the bytes given, whatever shell characters it holds.
+//!
+//! ```
+//! use mirai::launch::{Join, Program, Ssh};
+//! let join = Join::new("tcp://10.0.0.1:5555", "s3cret");
+//! let ssh = Ssh::new("alice@node1:2222")?.program(Program::new("/opt/app/worker"));
+//! // What would run, for copy and paste (the R `launch_remote()` of an empty config):
+//! let line = ssh.command_line(&join, 0)?;
+//! assert!(line.starts_with("ssh -o BatchMode=yes -p 2222 alice@node1 "));
+//! assert!(line.contains("MIRAI_DAEMON_URL=tcp://10.0.0.1:5555"));
+//! # Ok::<(), mirai::launch::Error>(())
+//! ```
+//!
+//! The join token travels in the daemon's environment, set on its command line, so other
+//! users of either machine can read it in the process list while the daemon starts. Treat it
+//! as a join ticket on a trusted network, not as authentication across an untrusted one.
+
+mod quote;
+mod slurm;
+mod ssh;
+mod template;
+
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use mirai_dispatch::daemon::ExitRules;
+
+use crate::daemon::{ENV_LAUNCH_ID, ENV_RULES, ENV_TOKEN, ENV_URL, format_rules};
+
+pub use quote::quote;
+pub use slurm::Slurm;
+pub use ssh::Ssh;
+pub use template::Template;
+
+/// Why a launch could not be built or started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value cannot be put into a command or script (a NUL byte, a line break in a
+    /// one-line option, an address a tunnel cannot carry, ...).
+    #[error("cannot build the launch command: {0}")]
+    Invalid(String),
+    /// The launching program could not be started.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        /// The program (`ssh`, `sbatch`, `sh`).
+        program: String,
+        /// The system error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The launching program ran and refused (for `sbatch`: its exit status and message).
+    #[error("{program} failed ({status}): {stderr}")]
+    Refused {
+        /// The program.
+        program: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+}
+
+/// What a daemon needs to join a dispatcher: its address, its join token and the exit rules,
+/// all handed to the daemon through its environment.
+///
+/// ```
+/// use std::time::Duration;
+/// let join = mirai::launch::Join::new("tcp://10.0.0.1:5555", "t0ken")
+///     .idletime(Duration::from_secs(600))
+///     .maxtasks(1000);
+/// assert_eq!(join.url(), "tcp://10.0.0.1:5555");
+/// assert!(!format!("{join:?}").contains("t0ken"), "Debug hides the token");
+/// ```
+#[derive(Clone)]
+pub struct Join {
+    url: String,
+    token: String,
+    rules: ExitRules,
+}
+
+impl std::fmt::Debug for Join {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Join")
+            .field("url", &self.url)
+            .field("token", &"<hidden>")
+            .finish()
+    }
+}
+
+impl Join {
+    /// Daemons dial `url` (as the daemon's machine reaches the dispatcher) with `token`.
+    pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            token: token.into(),
+            rules: ExitRules::default(),
+        }
+    }
+
+    /// Daemons exit after this long without a task.
+    pub fn idletime(mut self, d: Duration) -> Self {
+        self.rules.idletime = Some(d);
+        self
+    }
+
+    /// Daemons exit between tasks once they have run this long.
+    pub fn walltime(mut self, d: Duration) -> Self {
+        self.rules.walltime = Some(d);
+        self
+    }
+
+    /// Daemons exit after this many tasks.
+    pub fn maxtasks(mut self, n: u64) -> Self {
+        self.rules.maxtasks = Some(n);
+        self
+    }
+
+    /// The address daemons dial.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+/// The daemon program on the machine that runs it: a path there, and its arguments.
+///
+/// ```
+/// let p = mirai::launch::Program::new("/opt/app/worker").arg("--quiet");
+/// assert_eq!(p.words()?, "/opt/app/worker --quiet");
+/// # Ok::<(), mirai::launch::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Program {
+    path: String,
+    args: Vec<String>,
+}
+
+impl Program {
+    /// The program at `path` on the daemon's machine.
+    pub fn new(path: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            args: Vec::new(),
+        }
+    }
+
+    /// This process's own executable, for machines that share its file system (a cluster's
+    /// shared home, or this machine).
+    pub fn current() -> Result<Self, Error> {
+        let exe = std::env::current_exe().map_err(|source| Error::Spawn {
+            program: "current executable".into(),
+            source,
+        })?;
+        let path = exe
+            .to_str()
+            .ok_or_else(|| Error::Invalid(format!("{} is not UTF-8", exe.display())))?;
+        Ok(Self::new(path))
+    }
+
+    /// Adds an argument.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// The program and its arguments as shell words.
+    pub fn words(&self) -> Result<String, Error> {
+        let mut words = vec![quote(&self.path)?];
+        for a in &self.args {
+            words.push(quote(a)?);
+        }
+        Ok(words.join(" "))
+    }
+}
+
+/// How a daemon's launch id is written into its line: a number, or shell arithmetic for
+/// launchers that start many daemons from one script (Slurm job arrays).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LaunchId<'a> {
+    Fixed(u64),
+    Shell(&'a str),
+}
+
+/// The shell line that becomes the daemon: `exec env MIRAI_DAEMON_URL=... PROGRAM ARGS`.
+/// `url` is the address as the daemon dials it (a tunnel's end may differ from `join.url`).
+pub(crate) fn daemon_line(
+    join: &Join,
+    url: &str,
+    id: LaunchId<'_>,
+    program: &Program,
+) -> Result<String, Error> {
+    let id = match id {
+        LaunchId::Fixed(n) => n.to_string(),
+        LaunchId::Shell(expr) => format!("\"{expr}\""),
+    };
+    Ok(format!(
+        "exec env {ENV_URL}={} {ENV_TOKEN}={} {ENV_LAUNCH_ID}={id} {ENV_RULES}={} {}",
+        quote(url)?,
+        quote(&join.token)?,
+        quote(&format_rules(&join.rules))?,
+        program.words()?,
+    ))
+}
+
+/// A launching process (`ssh`, `sh -c ...`): killed and reaped when dropped. A remote daemon
+/// outlives an `ssh` killed this way only until its dispatcher goes away, when it exits.
+#[derive(Debug)]
+pub struct Launched {
+    child: Child,
+    launch_id: u64,
+}
+
+impl Launched {
+    fn spawn(mut command: Command, program: &str, launch_id: u64) -> Result<Self, Error> {
+        let child = command.spawn().map_err(|source| Error::Spawn {
+            program: program.to_owned(),
+            source,
+        })?;
+        Ok(Self { child, launch_id })
+    }
+
+    /// The launch id the daemon got.
+    pub fn launch_id(&self) -> u64 {
+        self.launch_id
+    }
+
+    /// The process id of the local launching process.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the launching process has ended, and how.
+    pub fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        self.child.try_wait()
+    }
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daemon_line_sets_the_environment_run_daemon_reads() {
+        let join = Join::new("tcp://h:1", "a b'c").maxtasks(3);
+        let line = daemon_line(
+            &join,
+            "tcp://127.0.0.1:9",
+            LaunchId::Fixed(7),
+            &Program::new("/x y/prog").arg("--flag"),
+        )
+        .unwrap();
+        assert_eq!(
+            line,
+            "exec env MIRAI_DAEMON_URL=tcp://127.0.0.1:9 MIRAI_DAEMON_TOKEN='a b'\\''c' \
+             MIRAI_DAEMON_LAUNCH_ID=7 MIRAI_DAEMON_RULES=,,3 '/x y/prog' --flag"
+        );
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(line.replace(
+                "'/x y/prog' --flag",
+                "sh -c 'printf %s \"$MIRAI_DAEMON_TOKEN\"'",
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), "a b'c");
+    }
+
+    #[test]
+    fn nul_bytes_are_refused_not_truncated() {
+        let join = Join::new("tcp://h:1", "tok\0en");
+        assert!(matches!(
+            daemon_line(&join, "tcp://h:1", LaunchId::Fixed(0), &Program::new("p")),
+            Err(Error::Invalid(_))
+        ));
+    }
+}

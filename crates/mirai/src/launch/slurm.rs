@@ -1,0 +1,226 @@
+//! Daemons as a Slurm job: one batch script, a job array of as many tasks as daemons, each
+//! array task one daemon whose launch id is the first id plus `SLURM_ARRAY_TASK_ID`.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use super::quote::one_line;
+use super::{Error, Join, LaunchId, Program, daemon_line, quote};
+
+/// A Slurm batch script that starts daemons, and `sbatch` to submit it.
+///
+/// ```
+/// use mirai::launch::{Join, Program, Slurm};
+/// let slurm = Slurm::new()
+///     .sbatch("--time=02:00:00")
+///     .sbatch("--mem=4G")
+///     .module("gcc/13")
+///     .setup("export OMP_NUM_THREADS=1")
+///     .program(Program::new("/home/me/app/worker"));
+/// let script = slurm.script(&Join::new("tcp://login1:5555", "t"), 0, 16)?;
+/// assert!(script.contains("#SBATCH --array=0-15\n#SBATCH --time=02:00:00\n"));
+/// assert!(script.contains("\nmodule load gcc/13\nexport OMP_NUM_THREADS=1\nexec env "));
+/// # Ok::<(), mirai::launch::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Slurm {
+    job_name: String,
+    directives: Vec<String>,
+    modules: Vec<String>,
+    setup: Vec<String>,
+    program: Option<Program>,
+    sbatch: String,
+}
+
+impl Default for Slurm {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Slurm {
+    /// A job named `mirai`, with no further options.
+    pub fn new() -> Self {
+        Self {
+            job_name: "mirai".into(),
+            directives: Vec::new(),
+            modules: Vec::new(),
+            setup: Vec::new(),
+            program: None,
+            sbatch: "sbatch".into(),
+        }
+    }
+
+    /// The job name (`#SBATCH --job-name`).
+    pub fn job_name(mut self, name: impl Into<String>) -> Self {
+        self.job_name = name.into();
+        self
+    }
+
+    /// Adds an `#SBATCH` line: an sbatch option such as `--partition=gpu`, with or without the
+    /// leading `#SBATCH`.
+    pub fn sbatch(mut self, option: impl Into<String>) -> Self {
+        let option = option.into();
+        let option = option
+            .strip_prefix("#SBATCH")
+            .map_or(option.as_str(), str::trim_start)
+            .to_owned();
+        self.directives.push(option);
+        self
+    }
+
+    /// Adds a `module load NAME` line.
+    pub fn module(mut self, name: impl Into<String>) -> Self {
+        self.modules.push(name.into());
+        self
+    }
+
+    /// Adds a line of shell run before the daemon starts (taken as written: it is code).
+    pub fn setup(mut self, line: impl Into<String>) -> Self {
+        self.setup.push(line.into());
+        self
+    }
+
+    /// The daemon program on the cluster's nodes (default: this executable's path, for a
+    /// cluster that shares its file system).
+    pub fn program(mut self, program: Program) -> Self {
+        self.program = Some(program);
+        self
+    }
+
+    /// Runs this program instead of `sbatch` from `PATH`.
+    pub fn sbatch_program(mut self, path: impl Into<String>) -> Self {
+        self.sbatch = path.into();
+        self
+    }
+
+    /// The batch script for `n` daemons with launch ids `first..first + n`.
+    pub fn script(&self, join: &Join, first: u64, n: u64) -> Result<String, Error> {
+        if n == 0 {
+            return Err(Error::Invalid(
+                "a Slurm job needs at least one daemon".into(),
+            ));
+        }
+        let program = match &self.program {
+            Some(p) => p.clone(),
+            None => Program::current()?,
+        };
+        let mut s = String::from("#!/bin/sh\n");
+        s += &format!(
+            "#SBATCH --job-name={}\n",
+            quote(one_line("job name", &self.job_name)?)?
+        );
+        s += &format!("#SBATCH --array=0-{}\n", n - 1);
+        for d in &self.directives {
+            s += &format!("#SBATCH {}\n", one_line("sbatch option", d)?);
+        }
+        for m in &self.modules {
+            s += &format!("module load {}\n", quote(one_line("module", m)?)?);
+        }
+        for line in &self.setup {
+            s += &format!("{}\n", one_line("setup line", line)?);
+        }
+        let id = format!("$(({first} + ${{SLURM_ARRAY_TASK_ID:-0}}))");
+        s += &daemon_line(join, &join.url, LaunchId::Shell(&id), &program)?;
+        s.push('\n');
+        Ok(s)
+    }
+
+    /// Submits the script for `n` daemons (launch ids `first..first + n`) with
+    /// `sbatch --parsable`, the script on its stdin; returns the job id.
+    pub fn submit(&self, join: &Join, first: u64, n: u64) -> Result<String, Error> {
+        let script = self.script(join, first, n)?;
+        let spawn_err = |source| Error::Spawn {
+            program: self.sbatch.clone(),
+            source,
+        };
+        let mut child = Command::new(&self.sbatch)
+            .arg("--parsable")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(spawn_err)?;
+        let written = child
+            .stdin
+            .take()
+            .map(|mut stdin| stdin.write_all(script.as_bytes()));
+        let out = child.wait_with_output().map_err(spawn_err)?;
+        if !out.status.success() {
+            return Err(Error::Refused {
+                program: self.sbatch.clone(),
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        if let Some(Err(e)) = written {
+            return Err(spawn_err(e));
+        }
+        // `--parsable` prints `jobid` or `jobid;cluster`.
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let id = stdout
+            .trim()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if id.is_empty() {
+            return Err(Error::Refused {
+                program: self.sbatch.clone(),
+                status: out.status,
+                stderr: "no job id printed".into(),
+            });
+        }
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_is_header_then_setup_then_one_daemon_per_array_task() {
+        let script = Slurm::new()
+            .job_name("my job")
+            .sbatch("#SBATCH --partition=short")
+            .module("R/4.4 (x)")
+            .program(Program::new("/w"))
+            .script(&Join::new("tcp://n:1", "t"), 10, 4)
+            .unwrap();
+        let lines: Vec<&str> = script.lines().collect();
+        assert_eq!(
+            &lines[..5],
+            [
+                "#!/bin/sh",
+                "#SBATCH --job-name='my job'",
+                "#SBATCH --array=0-3",
+                "#SBATCH --partition=short",
+                "module load 'R/4.4 (x)'",
+            ]
+        );
+        assert!(
+            lines[5].contains(" MIRAI_DAEMON_LAUNCH_ID=\"$((10 + ${SLURM_ARRAY_TASK_ID:-0}))\" "),
+            "{}",
+            lines[5]
+        );
+        assert_eq!(lines.len(), 6);
+    }
+
+    #[test]
+    fn injected_lines_and_empty_jobs_are_refused() {
+        let j = Join::new("tcp://n:1", "t");
+        let p = Program::new("/w");
+        for s in [
+            Slurm::new().sbatch("--time=1\nrm -rf ~"),
+            Slurm::new().module("a\nb"),
+            Slurm::new().setup("x\ny"),
+        ] {
+            assert!(matches!(
+                s.program(p.clone()).script(&j, 0, 1),
+                Err(Error::Invalid(_))
+            ));
+        }
+        assert!(Slurm::new().program(p).script(&j, 0, 0).is_err());
+    }
+}

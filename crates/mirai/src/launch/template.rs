@@ -1,0 +1,106 @@
+//! Daemons through any command: a template line with placeholders, for schedulers and
+//! container runners this crate does not know (`docker run`, `kubectl exec`, `qsub`, ...).
+
+use std::ops::Range;
+use std::process::{Command, Stdio};
+
+use super::{Error, Join, LaunchId, Launched, Program, daemon_line, quote};
+
+/// A shell line with placeholders, run through `sh -c` once per daemon.
+///
+/// - `{command}`: the daemon's whole shell line, quoted as one word (for `sh -c {command}`
+///   inside the template);
+/// - `{url}`, `{token}`: the dispatcher address and join token, each quoted as one word;
+/// - `{launch_id}`: the daemon's launch id.
+///
+/// ```
+/// use mirai::launch::{Join, Program, Template};
+/// let t = Template::new("docker run --rm --network host my/worker sh -c {command}")
+///     .program(Program::new("/app/worker"));
+/// let line = t.command_line(&Join::new("tcp://10.0.0.1:5555", "t"), 2)?;
+/// assert!(line.starts_with("docker run --rm --network host my/worker sh -c 'exec env "));
+/// # Ok::<(), mirai::launch::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Template {
+    template: String,
+    program: Option<Program>,
+}
+
+impl Template {
+    /// A template line (see the type's documentation for its placeholders).
+    pub fn new(template: impl Into<String>) -> Self {
+        Self {
+            template: template.into(),
+            program: None,
+        }
+    }
+
+    /// The daemon program where the template runs it (default: this executable's path).
+    pub fn program(mut self, program: Program) -> Self {
+        self.program = Some(program);
+        self
+    }
+
+    /// The line for daemon `launch_id`, placeholders filled.
+    pub fn command_line(&self, join: &Join, launch_id: u64) -> Result<String, Error> {
+        let program = match &self.program {
+            Some(p) => p.clone(),
+            None => Program::current()?,
+        };
+        let daemon = daemon_line(join, &join.url, LaunchId::Fixed(launch_id), &program)?;
+        let values = [
+            ("{command}", quote(&daemon)?),
+            ("{url}", quote(&join.url)?),
+            ("{token}", quote(&join.token)?),
+            ("{launch_id}", launch_id.to_string()),
+        ];
+        // One pass from left to right, so filled-in text is never scanned for placeholders.
+        let mut out = String::with_capacity(self.template.len() + daemon.len());
+        let mut rest = self.template.as_str();
+        'scan: while !rest.is_empty() {
+            for (name, value) in &values {
+                if let Some(after) = rest.strip_prefix(name) {
+                    out.push_str(value);
+                    rest = after;
+                    continue 'scan;
+                }
+            }
+            let c = rest.chars().next().unwrap_or_default();
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+        Ok(out)
+    }
+
+    /// Runs the line for each launch id in `ids` with `sh -c` (stdin and stdout closed).
+    pub fn launch(&self, join: &Join, ids: Range<u64>) -> Result<Vec<Launched>, Error> {
+        ids.map(|id| {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(self.command_line(join, id)?)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null());
+            Launched::spawn(c, "sh", id)
+        })
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_filled_quoted_and_once() {
+        let t = Template::new("run {launch_id} {url} {token} -- sh -c {command} {unknown}")
+            .program(Program::new("w"));
+        let join = Join::new("tcp://h:1", "{url} $x");
+        let line = t.command_line(&join, 9).unwrap();
+        assert!(
+            line.starts_with("run 9 tcp://h:1 '{url} $x' -- sh -c 'exec env "),
+            "{line}"
+        );
+        assert!(line.ends_with(" {unknown}"), "{line}");
+    }
+}

@@ -1,0 +1,199 @@
+//! The Slurm and template launchers end to end on this machine: the generated batch script run
+//! as Slurm runs it (one shell per array task, with `SLURM_ARRAY_TASK_ID` set), `submit`
+//! through a stand-in `sbatch` that does the same, and a command template run through `sh -c`.
+//! Each daemon is this test binary; it dials back and runs a task.
+
+mod launch_support;
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use launch_support::{Reap, ask, dispatcher, this_program};
+use mirai::launch::{Error, Slurm, Template};
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+#[test]
+#[ignore = "entry point of the daemons the other tests launch"]
+fn daemon_entry() {
+    launch_support::daemon_entry();
+}
+
+/// A scratch directory removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("mirai-launch-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    fn executable(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Children killed and reaped when dropped.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn path_with(dir: &Path) -> String {
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+#[test]
+fn the_slurm_script_run_as_array_tasks_starts_one_daemon_each() {
+    let scratch = Scratch::new("slurm");
+    // `module` as a cluster provides it, recording what it was asked to load.
+    let record = scratch.0.join("modules.txt");
+    scratch.executable(
+        "module",
+        &format!("#!/bin/sh\necho \"$@\" >> '{}'\n", record.display()),
+    );
+    let (d, join) = dispatcher();
+    let join = join.maxtasks(1); // one task each, so two asks reach both daemons
+    let script = Slurm::new()
+        .sbatch("--time=00:05:00")
+        .module("gcc/13 x")
+        .setup("export MIRAI_LAUNCH_TEST_SETUP=ran")
+        .program(this_program())
+        .script(&join, 100, 2)
+        .unwrap();
+    let file = scratch.0.join("job.sh");
+    std::fs::write(&file, &script).unwrap();
+    let tasks = Children(
+        (0..2)
+            .map(|i| {
+                Command::new("bash")
+                    .arg(&file)
+                    .env("SLURM_ARRAY_TASK_ID", i.to_string())
+                    .env("SLURM_ARRAY_JOB_ID", "77")
+                    .env("SLURM_JOB_ID", format!("{}", 78 + i))
+                    .env("PATH", path_with(&scratch.0))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect(),
+    );
+    let answers = [ask(&d, PATIENCE), ask(&d, PATIENCE)];
+    let _reap = Reap(answers.iter().map(|a| a.pid).collect());
+    let got: BTreeSet<_> = answers
+        .iter()
+        .map(|a| {
+            (
+                a.slurm_array_task_id.clone().unwrap(),
+                a.launch_id.clone().unwrap(),
+            )
+        })
+        .collect();
+    let want: BTreeSet<_> = [("0", "100"), ("1", "101")]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .into();
+    assert_eq!(got, want);
+    assert_eq!(
+        std::fs::read_to_string(&record).unwrap(),
+        "load gcc/13 x\nload gcc/13 x\n"
+    );
+    drop(tasks);
+    drop(d);
+}
+
+/// A stand-in `sbatch`: keeps the script, starts one shell per array index as Slurm would,
+/// prints `jobid;cluster` as `--parsable` does.
+const FAKE_SBATCH: &str = r#"#!/bin/bash
+[ "$1" = --parsable ] || { echo "expected --parsable" >&2; exit 2; }
+dir=$(dirname "$0")
+cat > "$dir/submitted.sh"
+last=$(sed -n 's/^#SBATCH --array=0-\([0-9]*\)$/\1/p' "$dir/submitted.sh")
+for i in $(seq 0 "$last"); do
+  SLURM_ARRAY_TASK_ID=$i setsid bash "$dir/submitted.sh" </dev/null >/dev/null 2>&1 &
+done
+echo "4242;cluster"
+"#;
+
+#[test]
+fn submit_hands_the_script_to_sbatch_and_returns_the_job_id() {
+    let scratch = Scratch::new("sbatch");
+    let sbatch = scratch.executable("sbatch", FAKE_SBATCH);
+    let (d, join) = dispatcher();
+    let slurm = Slurm::new()
+        .program(this_program())
+        .sbatch_program(sbatch.to_str().unwrap());
+    let job = slurm.submit(&join, 0, 1).unwrap();
+    assert_eq!(job, "4242");
+    let answer = ask(&d, PATIENCE);
+    let _reap = Reap(vec![answer.pid]);
+    assert_eq!(answer.slurm_array_task_id.as_deref(), Some("0"));
+    assert_eq!(
+        std::fs::read_to_string(scratch.0.join("submitted.sh")).unwrap(),
+        slurm.script(&join, 0, 1).unwrap()
+    );
+    drop(d);
+
+    let refusing = scratch.executable(
+        "sbatch-no",
+        "#!/bin/sh\necho 'invalid partition' >&2\nexit 1\n",
+    );
+    let err = Slurm::new()
+        .program(this_program())
+        .sbatch_program(refusing.to_str().unwrap())
+        .submit(&join, 0, 1)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Refused { ref stderr, .. } if stderr == "invalid partition"),
+        "{err:?}"
+    );
+    let missing = Slurm::new()
+        .program(this_program())
+        .sbatch_program(scratch.0.join("absent").to_str().unwrap())
+        .submit(&join, 0, 1)
+        .unwrap_err();
+    assert!(matches!(missing, Error::Spawn { .. }), "{missing:?}");
+}
+
+#[test]
+fn a_command_template_starts_a_daemon_with_its_placeholders_filled() {
+    let (d, join) = dispatcher();
+    let launched = Template::new("MIRAI_SEEN={launch_id} exec sh -c {command}")
+        .program(this_program())
+        .launch(&join, 3..4)
+        .unwrap();
+    let answer = ask(&d, PATIENCE);
+    let _reap = Reap(vec![answer.pid]);
+    assert_eq!(answer.launch_id.as_deref(), Some("3"));
+    assert_eq!(answer.url.as_deref(), Some(d.url()));
+    assert_eq!(
+        answer.pid,
+        launched[0].id(),
+        "exec all the way down: the daemon is the launched process"
+    );
+    drop(d);
+}

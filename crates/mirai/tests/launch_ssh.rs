@@ -1,0 +1,242 @@
+//! Daemons launched over ssh against a real OpenSSH server that each test starts on a loopback
+//! port, with host and user keys generated for it: the daemon is this test binary, started
+//! through the remote login shell, and it dials back (directly or through a reverse tunnel) and
+//! runs a task. OpenSSH's `sshd` must be installed (Debian: `openssh-server`); as root the
+//! test installs it if it is missing, and otherwise fails, it never skips.
+
+mod launch_support;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use launch_support::{Reap, ask, dispatcher, this_program};
+use mirai::launch::{Join, Ssh};
+
+const SSHD: &str = "/usr/sbin/sshd";
+const PATIENCE: Duration = Duration::from_secs(30);
+
+#[test]
+#[ignore = "entry point of the daemons the other tests launch"]
+fn daemon_entry() {
+    launch_support::daemon_entry();
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("run a setup command");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sshd_installed() -> bool {
+    if Path::new(SSHD).exists() {
+        return true;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n");
+    if root {
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "openssh-server"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status();
+    }
+    Path::new(SSHD).exists()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private sshd on 127.0.0.1 with its own host key, accepting one generated user key; killed
+/// and its directory removed when dropped.
+struct Sshd {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+    user: String,
+}
+
+impl Sshd {
+    fn start() -> Self {
+        assert!(
+            sshd_installed(),
+            "{SSHD} is missing: install the Debian package openssh-server"
+        );
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("mirai-launch-ssh-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for key in ["host_key", "user_key"] {
+            run(Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "mirai-test", "-f"])
+                .arg(dir.join(key)));
+        }
+        std::fs::copy(dir.join("user_key.pub"), dir.join("authorized_keys")).unwrap();
+        // sshd's privilege-separation directory (a package install normally creates it).
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let port = free_port();
+        let d = dir.display();
+        std::fs::write(
+            dir.join("sshd_config"),
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+                 AuthorizedKeysFile {d}/authorized_keys\nStrictModes no\nUsePAM no\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\nAllowTcpForwarding yes\nLogLevel ERROR\n"
+            ),
+        )
+        .unwrap();
+        let host_pub = std::fs::read_to_string(dir.join("host_key.pub")).unwrap();
+        std::fs::write(
+            dir.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {host_pub}"),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.join("sshd.log")).unwrap();
+        let child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(dir.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start sshd");
+        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_owned();
+        let mut sshd = Self {
+            child,
+            dir,
+            port,
+            user,
+        };
+        let t = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = sshd.child.try_wait().unwrap() {
+                panic!("sshd exited ({status}): {}", sshd.log());
+            }
+            assert!(
+                t.elapsed() < PATIENCE,
+                "sshd does not listen: {}",
+                sshd.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sshd
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+    }
+
+    /// A launcher for this server, host key checked against the generated one.
+    fn ssh(&self) -> Ssh {
+        Ssh::new(&format!("{}@127.0.0.1:{}", self.user, self.port))
+            .unwrap()
+            .identity(self.dir.join("user_key"))
+            .option(format!(
+                "UserKnownHostsFile={}",
+                self.dir.join("known_hosts").display()
+            ))
+            .option("StrictHostKeyChecking=yes")
+            .option("ConnectTimeout=10")
+            .program(this_program())
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn a_daemon_launched_over_ssh_dials_back_and_runs_a_task() {
+    let sshd = Sshd::start();
+    let (d, join) = dispatcher();
+    let launched = sshd.ssh().launch(&join, 5..6).unwrap();
+    let answer = ask(&d, PATIENCE);
+    let _reap = Reap(vec![answer.pid]);
+    let conn = answer
+        .ssh_connection
+        .expect("the daemon runs in an ssh session");
+    assert!(
+        conn.starts_with("127.0.0.1 ") && conn.ends_with(&format!(" {}", sshd.port)),
+        "{conn}"
+    );
+    assert_eq!(answer.url.as_deref(), Some(d.url()));
+    assert_eq!(answer.launch_id.as_deref(), Some("5"));
+    assert_eq!(launched[0].launch_id(), 5);
+    assert_ne!(
+        answer.pid,
+        launched[0].id(),
+        "the daemon is not the local ssh client"
+    );
+    drop(d);
+}
+
+#[test]
+fn through_a_reverse_tunnel_the_daemon_dials_its_own_loopback() {
+    let sshd = Sshd::start();
+    let (d, join) = dispatcher();
+    // On one machine the dispatcher's own port is taken, so forward another one.
+    let remote_port = free_port();
+    let _launched = sshd
+        .ssh()
+        .tunnel_port(remote_port)
+        .launch(&join, 0..1)
+        .unwrap();
+    let answer = ask(&d, PATIENCE);
+    let _reap = Reap(vec![answer.pid]);
+    assert!(answer.ssh_connection.is_some());
+    assert_eq!(answer.url, Some(format!("tcp://127.0.0.1:{remote_port}")));
+    assert_ne!(answer.url.as_deref(), Some(d.url()));
+    drop(d);
+}
+
+#[test]
+fn the_printed_command_pasted_into_a_shell_starts_a_daemon() {
+    let sshd = Sshd::start();
+    let (d, join) = dispatcher();
+    let join: Join = join.maxtasks(1);
+    let line = sshd.ssh().command_line(&join, 9).unwrap();
+    let mut shell = Command::new("sh")
+        .arg("-c")
+        .arg(&line)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let answer = ask(&d, PATIENCE);
+    let _reap = Reap(vec![answer.pid]);
+    assert_eq!(answer.launch_id.as_deref(), Some("9"));
+    // maxtasks(1): the daemon exits after its task, and the ssh session with it.
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = shell.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < PATIENCE,
+            "ssh did not end after the daemon's last task"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.code().is_some());
+    drop(d);
+}
