@@ -1,0 +1,263 @@
+//! Daemons launched as a job array on a real single-node Slurm cluster that the test starts
+//! for itself: its own `munged` (private key and socket), `slurmctld` and `slurmd` with a
+//! private configuration, state and spool directories on free loopback ports. The job's array
+//! tasks are this test binary; each dials back and runs a task.
+//!
+//! Needs the Debian packages `slurmctld slurmd slurm-client munge` (installed by the test
+//! when missing and running as root) and root, as `slurmd` does; without them it fails.
+
+mod launch_support;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use launch_support::{Reap, ask, dispatcher, this_program};
+use mirai::launch::Slurm;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+const PROGRAMS: [&str; 5] = [
+    "/usr/sbin/munged",
+    "/usr/sbin/slurmctld",
+    "/usr/sbin/slurmd",
+    "/usr/bin/sbatch",
+    "/usr/bin/sinfo",
+];
+
+#[test]
+#[ignore = "entry point of the daemons the other tests launch"]
+fn daemon_entry() {
+    launch_support::daemon_entry();
+}
+
+fn installed() -> bool {
+    if PROGRAMS.iter().all(|p| Path::new(p).exists()) {
+        return true;
+    }
+    let _ = Command::new("apt-get")
+        .args([
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "slurmctld",
+            "slurmd",
+            "slurm-client",
+            "munge",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .stdout(Stdio::null())
+        .status();
+    PROGRAMS.iter().all(|p| Path::new(p).exists())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn output(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run a setup command");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A private one-node cluster; every daemon killed and its directory removed when dropped.
+struct Cluster {
+    dir: PathBuf,
+    daemons: Vec<Child>,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let root = output(Command::new("id").arg("-u")) == "0";
+        assert!(
+            root,
+            "slurmd runs jobs as their users: this test needs root"
+        );
+        assert!(
+            installed(),
+            "install the Debian packages slurmctld slurmd slurm-client munge"
+        );
+        let dir = std::env::temp_dir().join(format!("mirai-launch-slurm-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for sub in ["state", "spool"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        // munged wants the socket's directory searchable by all, the key private to its owner.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut key = vec![0u8; 1024];
+        std::fs::File::open("/dev/urandom")
+            .unwrap()
+            .read_exact(&mut key)
+            .unwrap();
+        std::fs::write(dir.join("munge.key"), key).unwrap();
+        std::fs::set_permissions(
+            dir.join("munge.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let mut cluster = Self {
+            dir,
+            daemons: Vec::new(),
+        };
+        let d = cluster.dir.clone();
+        let socket = d.join("munge.sock");
+        cluster.spawn(Command::new(PROGRAMS[0]).args(["-F", "--force"]).args([
+            format!("--socket={}", socket.display()),
+            format!("--key-file={}", d.join("munge.key").display()),
+            format!("--pid-file={}", d.join("munged.pid").display()),
+            format!("--seed-file={}", d.join("munged.seed").display()),
+        ]));
+        cluster.wait_for("munged socket", || socket.exists());
+        let host = output(Command::new("hostname").arg("-s"));
+        let dd = d.display();
+        let config = format!(
+            "ClusterName=miraitest\nSlurmctldHost={host}(127.0.0.1)\nSlurmctldPort={}\n\
+             SlurmdPort={}\nAuthType=auth/munge\nCredType=cred/munge\n\
+             AuthInfo=socket={}\nStateSaveLocation={dd}/state\nSlurmdSpoolDir={dd}/spool\n\
+             SlurmctldPidFile={dd}/slurmctld.pid\nSlurmdPidFile={dd}/slurmd.pid\n\
+             SlurmctldLogFile={dd}/slurmctld.log\nSlurmdLogFile={dd}/slurmd.log\n\
+             SlurmUser=root\nSlurmdUser=root\nProctrackType=proctrack/linuxproc\n\
+             TaskPlugin=task/none\nSchedulerType=sched/builtin\nSelectType=select/cons_tres\n\
+             SelectTypeParameters=CR_CPU\nReturnToService=2\nMpiDefault=none\n\
+             JobCompType=jobcomp/none\nJobAcctGatherType=jobacct_gather/none\n\
+             AccountingStorageType=accounting_storage/none\n\
+             NodeName={host} NodeAddr=127.0.0.1 CPUs=2 State=UNKNOWN\n\
+             PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP \
+             OverSubscribe=FORCE:4\n",
+            free_port(),
+            free_port(),
+            socket.display(),
+        );
+        let conf = d.join("slurm.conf");
+        std::fs::write(&conf, config).unwrap();
+        // sbatch and sinfo find the private cluster through SLURM_CONF: a wrapper sets it.
+        for tool in ["sbatch", "sinfo", "scancel"] {
+            let path = d.join(tool);
+            std::fs::write(
+                &path,
+                format!(
+                    "#!/bin/sh\nSLURM_CONF='{}' exec {tool} \"$@\"\n",
+                    conf.display()
+                ),
+            )
+            .unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        cluster.spawn(
+            Command::new(PROGRAMS[1])
+                .arg("-D")
+                .arg("-c")
+                .arg("-f")
+                .arg(&conf),
+        );
+        cluster.spawn(Command::new(PROGRAMS[2]).arg("-D").arg("-f").arg(&conf));
+        let sinfo = d.join("sinfo");
+        cluster.wait_for("the node to be idle", || {
+            output(Command::new(&sinfo).args(["-h", "-o", "%t"])) == "idle"
+        });
+        cluster
+    }
+
+    fn spawn(&mut self, cmd: &mut Command) {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start a cluster daemon");
+        self.daemons.push(child);
+    }
+
+    fn wait_for(&mut self, what: &str, mut ready: impl FnMut() -> bool) {
+        let t = Instant::now();
+        while !ready() {
+            for c in &mut self.daemons {
+                if let Some(status) = c.try_wait().unwrap() {
+                    panic!(
+                        "a cluster daemon exited ({status}) while waiting for {what}: {}",
+                        self.logs()
+                    );
+                }
+            }
+            assert!(
+                t.elapsed() < PATIENCE,
+                "timed out waiting for {what}: {}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn logs(&self) -> String {
+        ["slurmctld.log", "slurmd.log"]
+            .map(|f| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default())
+            .join("\n")
+    }
+
+    fn tool(&self, name: &str) -> String {
+        self.dir.join(name).to_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(self.tool("scancel"))
+            .args(["--full", "--partition=debug"])
+            .stderr(Stdio::null())
+            .status();
+        // slurmd, then slurmctld, then munged; asked to stop (so they end their own helpers)
+        // before being killed.
+        for c in self.daemons.iter_mut().rev() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let t = Instant::now();
+            while matches!(c.try_wait(), Ok(None)) && t.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn a_job_array_on_a_real_slurm_cluster_starts_one_daemon_per_task() {
+    let cluster = Cluster::start();
+    let (d, join) = dispatcher();
+    let join = join.maxtasks(1); // one task each, so two asks reach both daemons
+    let job = Slurm::new()
+        .job_name("mirai test")
+        .sbatch("--output=/dev/null")
+        .sbatch("#SBATCH --time=00:05:00")
+        .setup("export MIRAI_LAUNCH_TEST=1")
+        .program(this_program())
+        .sbatch_program(cluster.tool("sbatch"))
+        .submit(&join, 10, 2)
+        .unwrap();
+    assert!(job.parse::<u64>().is_ok(), "job id {job:?}");
+    let answers = [ask(&d, PATIENCE), ask(&d, PATIENCE)];
+    let _reap = Reap(answers.iter().map(|a| a.pid).collect());
+    let got: BTreeSet<_> = answers
+        .iter()
+        .map(|a| {
+            (
+                a.slurm_array_task_id.clone().unwrap_or_default(),
+                a.launch_id.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let want: BTreeSet<_> = [("0", "10"), ("1", "11")]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .into();
+    assert_eq!(got, want, "{}", cluster.logs());
+    drop(d);
+}
