@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use launch_support::{Reap, ask, dispatcher, this_program};
-use mirai::launch::{Error, Slurm, Template};
+use mirai::launch::{Error, Slurm, Template, manual};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -194,6 +194,30 @@ fn a_command_template_starts_a_daemon_with_its_placeholders_filled() {
         answer.pid,
         launched[0].id(),
         "exec all the way down: the daemon is the launched process"
+    );
+    drop(d);
+}
+
+#[test]
+fn the_manual_command_typed_into_a_shell_starts_a_daemon() {
+    let (d, join) = dispatcher();
+    let line = manual(&join, 12, &this_program()).unwrap();
+    let shell = Children(vec![
+        Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ]);
+    let answer = ask(&d, PATIENCE);
+    let _reap = Reap(vec![answer.pid]);
+    assert_eq!(answer.launch_id.as_deref(), Some("12"));
+    assert_ne!(
+        answer.pid,
+        shell.0[0].id(),
+        "the shell stays, the daemon is its child"
     );
     drop(d);
 }

@@ -183,6 +183,26 @@ impl Program {
     }
 }
 
+/// The command that starts daemon `launch_id` of `program` when typed (or pasted) into a shell
+/// on the daemon's machine: the launcher for machines none of the others reach, as R's
+/// `launch_remote()` prints with an empty remote configuration.
+///
+/// ```
+/// use mirai::launch::{Join, Program, manual};
+/// let line = manual(&Join::new("tcp://10.0.0.1:5555", "t"), 0, &Program::new("/opt/w"))?;
+/// assert_eq!(
+///     line,
+///     "env MIRAI_DAEMON_URL=tcp://10.0.0.1:5555 MIRAI_DAEMON_TOKEN=t \
+///      MIRAI_DAEMON_LAUNCH_ID=0 MIRAI_DAEMON_RULES=,, /opt/w"
+/// );
+/// # Ok::<(), mirai::launch::Error>(())
+/// ```
+pub fn manual(join: &Join, launch_id: u64, program: &Program) -> Result<String, Error> {
+    let line = daemon_line(join, &join.url, LaunchId::Fixed(launch_id), program)?;
+    // No `exec`: it would end the shell the line is pasted into.
+    Ok(line.strip_prefix("exec ").unwrap_or(&line).to_owned())
+}
+
 /// How a daemon's launch id is written into its line: a number, or shell arithmetic for
 /// launchers that start many daemons from one script (Slurm job arrays).
 #[derive(Debug, Clone, Copy)]

@@ -256,6 +256,18 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever the text, parsing never panics and never yields a destination ssh would
+        /// read as an option.
+        #[test]
+        fn any_target_text_parses_safely(s in "\\PC{0,30}") {
+            if let Ok(ssh) = Ssh::new(&s) {
+                proptest::prop_assert!(!ssh.destination.starts_with('-'));
+                proptest::prop_assert!(!ssh.destination.contains(char::is_whitespace));
+            }
+        }
+    }
+
     #[test]
     fn the_command_line_is_batch_mode_with_key_options_and_the_daemon_line_last() {
         let ssh = Ssh::new("alice@node1:2222")
