@@ -34,16 +34,22 @@
 //! options (such as the attribute form for R >= 4.6).
 //!
 //! Creation opens `/dev/shm/mori_<pid hex>_<counter hex>` with `O_CREAT|O_EXCL`, mode 0600 (the
-//! counter starts at a per-process random value, as R's mori 0.2.2 does), then `ftruncate` and
-//! `fallocate` reserve the space, so a full `/dev/shm` is an [`Error::OutOfSpace`] naming the
-//! size asked and the space free rather than a `SIGBUS` later. The data of vectors of 32 KiB
-//! and more then go into the reserved pages with `pwrite`: the kernel copies them straight from
-//! the caller's slice into the file's pages, with none of the page faults that stores through
-//! a fresh shared mapping cost (sharing 200 MB of doubles takes about half the time of a
-//! `memcpy` into fresh memory, `docs/benchmarks.md`). Headers, tables, strings and small
-//! vectors are written in place through a read-write mapping (pre-faulted over the large parts
-//! it writes, asking for huge pages from 2 MiB), which is sealed read-only afterwards. Either
-//! way each byte is copied once. Any failure after the file exists unlinks it.
+//! counter starts at a per-process random value, as R's mori 0.2.2 does) and sizes it. Every
+//! page then exists before anything is stored through a mapping, so a full `/dev/shm` is an
+//! [`Error::OutOfSpace`] naming the size asked and the space free, never a `SIGBUS`:
+//!
+//! - The data of vectors of 32 KiB and more go in with `pwrite`: the kernel allocates the
+//!   pages and copies the caller's slice straight into them, with none of the page faults that
+//!   stores through a fresh shared mapping cost (sharing 200 MB of doubles takes about 0.6 of
+//!   the CPU time of a `memcpy` into fresh memory, `docs/benchmarks.md`). A full file system
+//!   fails the write with `ENOSPC`.
+//! - `fallocate` then reserves every page the writes did not fill, and headers, tables,
+//!   strings and small vectors are written in place through a read-write mapping (pre-faulted
+//!   over the large parts it writes, asking for huge pages from 2 MiB), which is sealed
+//!   read-only afterwards.
+//!
+//! A request larger than the free space fails before any page is touched. Either way each byte
+//! is copied once. Any failure after the file exists unlinks it.
 //!
 //! # Attaching
 //! [`map_shared`] parses the identifier with R's grammar, maps the file read-only and lazily

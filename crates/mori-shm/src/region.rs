@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::fs::File;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -46,15 +47,19 @@ fn region_name(file_name: &str) -> String {
     format!("/{file_name}")
 }
 
-/// A new region while its creator writes it: every byte is reserved, and there are two ways
-/// in, each the cheaper one for some bytes.
+/// A new region while its creator writes it. There are two ways in, each the cheaper one for
+/// some bytes, and between them every page of the region is allocated before the creator stores
+/// to it through the mapping or hands out its name, so a full `/dev/shm` is
+/// [`Error::OutOfSpace`], never a `SIGBUS`.
 ///
-/// - [`write_at`](Self::write_at) is a positioned write into the file: the kernel copies the
-///   caller's bytes straight into the reserved pages, with no page fault and no page-table
-///   entry for them. For large vector data this is the fast way: faulting in and populating
-///   a fresh shared mapping costs more per page than the copy itself (`docs/benchmarks.md`).
+/// - [`write_at`](Self::write_at) is a positioned write into the file: the kernel allocates the
+///   pages and copies the caller's bytes straight into them, with no page fault and no
+///   page-table entry. For large vector data this is the fast way: faulting in and populating a
+///   fresh shared mapping costs more per page than the copy itself (`docs/benchmarks.md`). A
+///   full file system makes the write fail with `ENOSPC`.
 /// - [`bytes_mut`](Self::bytes_mut) is the read-write mapping, for headers, tables and small
-///   pieces written in place by the format writer. It is mapped lazily: a range about to be
+///   pieces written in place by the format writer. Its first call allocates (`fallocate`)
+///   every page no positioned write has filled yet. It is mapped lazily: a range about to be
 ///   stored to in bulk should be [`populate`](Self::populate)d first, which batches its page
 ///   faults.
 ///
@@ -64,43 +69,98 @@ pub(crate) struct Filling<'a> {
     file: &'a File,
     map: &'a mut memmap2::MmapMut,
     name: &'a str,
+    /// Byte ranges filled by `write_at`, whose pages exist.
+    written: Vec<Range<usize>>,
+    /// Every page of the region exists.
+    allocated: bool,
 }
 
 impl Filling<'_> {
     /// Copy `bytes` into the region at `offset` with `pwrite`: the one copy of those bytes.
-    pub(crate) fn write_at(&self, offset: usize, bytes: &[u8]) -> Result<(), Error> {
+    pub(crate) fn write_at(&mut self, offset: usize, bytes: &[u8]) -> Result<(), Error> {
         use std::os::unix::fs::FileExt;
-        let in_bounds = offset
+        let end = offset
             .checked_add(bytes.len())
-            .is_some_and(|end| end <= self.map.len());
-        if !in_bounds {
-            return Err(Error::Io {
+            .filter(|&end| end <= self.map.len())
+            .ok_or_else(|| Error::Io {
                 name: self.name.to_owned(),
                 op: "write",
                 source: std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
                     "write past the end of the region",
                 ),
-            });
-        }
+            })?;
         self.file
             .write_all_at(bytes, offset as u64)
-            .map_err(|source| Error::Io {
-                name: self.name.to_owned(),
-                op: "write",
-                source,
-            })
+            .map_err(|source| {
+                if file::is_no_space(&source) {
+                    out_of_space(self.name, self.map.len())
+                } else {
+                    Error::Io {
+                        name: self.name.to_owned(),
+                        op: "write",
+                        source,
+                    }
+                }
+            })?;
+        self.written.push(offset..end);
+        Ok(())
     }
 
     /// Pre-fault the mapping's page tables over `range` (clamped to the region), so that
     /// stores to it do not fault page by page. Only a hint: kernels before 5.14 ignore it.
-    pub(crate) fn populate(&self, range: std::ops::Range<usize>) {
+    /// Call it after [`allocate_rest`](Self::allocate_rest): it must not be what allocates.
+    pub(crate) fn populate(&self, range: Range<usize>) {
         map::populate(self.map, range);
     }
 
-    /// The region's bytes, through the writable mapping.
-    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
-        self.map
+    /// The region's bytes, through the writable mapping, every page allocated.
+    pub(crate) fn bytes_mut(&mut self) -> Result<&mut [u8], Error> {
+        self.allocate_rest()?;
+        Ok(self.map)
+    }
+
+    /// Allocate the pages of every byte range no positioned write has filled (done by the
+    /// first [`bytes_mut`](Self::bytes_mut) and before the region is sealed, if not before).
+    pub(crate) fn allocate_rest(&mut self) -> Result<(), Error> {
+        if self.allocated {
+            return Ok(());
+        }
+        self.written.sort_by_key(|r| r.start);
+        let mut at = 0;
+        let mut gaps = Vec::new();
+        for r in &self.written {
+            if r.start > at {
+                gaps.push(at..r.start);
+            }
+            at = at.max(r.end);
+        }
+        if self.map.len() > at {
+            gaps.push(at..self.map.len());
+        }
+        for gap in gaps {
+            // Pages only partly in a gap already exist (the write that filled the rest made
+            // them); fallocate skips them.
+            file::allocate(self.file, gap.start as u64, gap.len() as u64).map_err(|e| match e {
+                file::ReserveError::NoSpace => out_of_space(self.name, self.map.len()),
+                file::ReserveError::Io(source) => Error::Io {
+                    name: self.name.to_owned(),
+                    op: "reserve",
+                    source,
+                },
+            })?;
+        }
+        self.allocated = true;
+        Ok(())
+    }
+}
+
+/// The error for a region of `len` bytes that `/dev/shm` cannot hold, with its free space now.
+fn out_of_space(name: &str, len: usize) -> Error {
+    Error::OutOfSpace {
+        name: name.to_owned(),
+        asked: len as u64,
+        free: file::free_space(std::path::Path::new(file::SHM_DIR)).unwrap_or(0),
     }
 }
 
@@ -139,37 +199,42 @@ pub(crate) fn create_named(
         // Best effort (see `owner`): without a record, prune falls back to R's rule.
         let _ = file::set_owner_record(&f, &owner::encode_record(start));
     }
-    reserve(&f, &name, len)?;
+    size(&f, &name, len)?;
     let mut writable = map::map_new_region(&f, len).map_err(|e| io_err("map", e))?;
-    fill(&mut Filling {
+    let mut filling = Filling {
         file: &f,
         map: &mut writable,
         name: &name,
-    })?;
+        written: Vec::new(),
+        allocated: false,
+    };
+    fill(&mut filling)?;
+    // No hole may remain once the name escapes: a consumer's first read of one would
+    // allocate a page there, and fault with SIGBUS on a full /dev/shm.
+    filling.allocate_rest()?;
     drop(f);
     let mapping = Mapping::seal(name.clone(), writable).map_err(|e| io_err("seal", e))?;
     Ok((Arc::new(mapping), owner))
 }
 
-/// Size the file and reserve its pages, reporting a full `/dev/shm` with both sizes.
-fn reserve(f: &File, name: &str, len: usize) -> Result<(), Error> {
+/// Size the region's file, after checking that `/dev/shm` can hold it; its pages come later
+/// (see [`Filling`]).
+fn size(f: &File, name: &str, len: usize) -> Result<(), Error> {
     let asked = len as u64;
-    let dir = std::path::Path::new(file::SHM_DIR);
-    let out_of_space = |free| Error::OutOfSpace {
-        name: name.to_owned(),
-        asked,
-        free,
-    };
-    // Fail before touching any page when the request cannot fit: fallocate would otherwise fill
-    // /dev/shm (pushing other memory out) before giving up.
-    if let Ok(free) = file::free_space(dir)
+    // Fail before touching any page when the request cannot fit: writing or allocating would
+    // otherwise fill /dev/shm (pushing other memory out) before giving up.
+    if let Ok(free) = file::free_space(std::path::Path::new(file::SHM_DIR))
         && asked > free
     {
-        return Err(out_of_space(free));
+        return Err(Error::OutOfSpace {
+            name: name.to_owned(),
+            asked,
+            free,
+        });
     }
-    match file::reserve(f, asked) {
+    match file::set_size(f, asked) {
         Ok(()) => Ok(()),
-        Err(file::ReserveError::NoSpace) => Err(out_of_space(file::free_space(dir).unwrap_or(0))),
+        Err(file::ReserveError::NoSpace) => Err(out_of_space(name, len)),
         Err(file::ReserveError::Io(source)) => Err(Error::Io {
             name: name.to_owned(),
             op: "reserve",
@@ -218,7 +283,7 @@ mod tests {
     #[test]
     fn a_region_is_written_once_and_read_by_name_until_its_owner_drops() {
         let (mapping, owner) = create(100, |r| {
-            r.bytes_mut().copy_from_slice(&[7u8; 100]);
+            r.bytes_mut()?.copy_from_slice(&[7u8; 100]);
             Ok(())
         })
         .unwrap();
@@ -235,10 +300,11 @@ mod tests {
     #[test]
     fn bytes_written_through_the_file_and_the_mapping_meet_in_the_region() {
         let (mapping, _owner) = create(3 * 4096 + 10, |r| {
-            r.populate(0..4096);
-            r.bytes_mut()[..100].fill(1);
             r.write_at(100, &[2u8; 2 * 4096])?;
-            r.bytes_mut()[100 + 2 * 4096..].fill(3);
+            r.allocate_rest()?;
+            r.populate(0..4096);
+            r.bytes_mut()?[..100].fill(1);
+            r.bytes_mut()?[100 + 2 * 4096..].fill(3);
             Ok(())
         })
         .unwrap();
@@ -360,10 +426,83 @@ mod tests {
         let f = file::create_exclusive(&path).unwrap();
         let _owner = NameOwner { path: path.clone() };
         let free = file::free_space(std::path::Path::new(file::SHM_DIR)).unwrap();
+        file::set_size(&f, free.saturating_mul(2)).unwrap();
         assert!(matches!(
-            file::reserve(&f, free.saturating_mul(2)),
+            file::allocate(&f, 0, free.saturating_mul(2)),
             Err(file::ReserveError::NoSpace)
         ));
+    }
+
+    /// Fill the file system of `/dev/shm` up to the last byte.
+    fn fill_dev_shm() {
+        use std::io::Write;
+        let mut f =
+            std::fs::File::create(std::path::Path::new(file::SHM_DIR).join("filler")).unwrap();
+        let chunk = vec![1u8; 4096];
+        while f.write_all(&chunk).is_ok() {}
+    }
+
+    /// The race the free-space check cannot close: `/dev/shm` fills up after it. Run in a
+    /// private 1 MiB tmpfs by the test below.
+    #[test]
+    #[ignore = "run inside a private tmpfs by a_dev_shm_that_fills_up_while_writing_..."]
+    fn tiny_dev_shm_child() {
+        let free = file::free_space(std::path::Path::new(file::SHM_DIR)).unwrap();
+        assert!(free <= 1 << 20, "not the private tmpfs: {free} bytes free");
+        for through_the_file in [true, false] {
+            let file_name = name::next_file_name();
+            let err = create_named(&file_name, 256 << 10, |r| {
+                fill_dev_shm();
+                if through_the_file {
+                    r.write_at(0, &[5u8; 256 << 10])
+                } else {
+                    r.bytes_mut().map(drop)
+                }
+            })
+            .unwrap_err();
+            assert!(
+                matches!(err, Error::OutOfSpace { asked, .. } if asked == 256 << 10),
+                "{err:?}"
+            );
+            assert!(!file::region_path(&file_name).exists());
+            std::fs::remove_file(std::path::Path::new(file::SHM_DIR).join("filler")).unwrap();
+        }
+        println!("@@ both refused");
+    }
+
+    #[test]
+    fn a_dev_shm_that_fills_up_while_writing_is_out_of_space_not_sigbus() {
+        let out = std::process::Command::new("unshare")
+            .args([
+                "--user",
+                "--map-root-user",
+                "--mount",
+                "--propagation",
+                "private",
+            ])
+            .args([
+                "sh",
+                "-c",
+                "mount -t tmpfs -o size=1m mori-test /dev/shm && exec \"$@\"",
+                "sh",
+            ])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "region::tests::tiny_dev_shm_child",
+                "--ignored",
+                "--nocapture",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("@@ both refused"),
+            "{}: {stdout}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Runs every other unit test in a child process, then checks by its pid that nothing of

@@ -419,12 +419,13 @@ pub fn share_source_with(source: &Source<'_>, opts: &WriteOptions) -> Result<Sha
         for p in &payloads {
             region.write_at(p.offset, p.bytes)?;
         }
+        region.allocate_rest()?;
         for gap in gaps(&payloads, plan.len()) {
             if gap.len() >= POPULATE_MIN {
                 region.populate(gap);
             }
         }
-        plan.write_into_except_payloads(region.bytes_mut(), PWRITE_MIN)
+        plan.write_into_except_payloads(region.bytes_mut()?, PWRITE_MIN)
             .map(drop)
             .map_err(unshareable)
     })?;
@@ -520,7 +521,7 @@ mod tests {
     /// A region holding exactly `bytes`, whatever they are.
     fn raw_region(bytes: &[u8]) -> (String, NameOwner) {
         let (mapping, owner) = region::create(bytes.len(), |r| {
-            r.bytes_mut().copy_from_slice(bytes);
+            r.bytes_mut()?.copy_from_slice(bytes);
             Ok(())
         })
         .unwrap();

@@ -51,21 +51,34 @@ pub(crate) enum ReserveError {
     Io(io::Error),
 }
 
-/// Size `file` to `len` bytes and reserve its pages, so that a full file system fails here with
-/// `ENOSPC` instead of with `SIGBUS` on a later write through a mapping.
-pub(crate) fn reserve(file: &File, len: u64) -> Result<(), ReserveError> {
-    let classify = |e: rustix::io::Errno| {
-        if e == rustix::io::Errno::NOSPC || e == rustix::io::Errno::FBIG {
-            ReserveError::NoSpace
-        } else {
-            ReserveError::Io(e.into())
-        }
-    };
-    rustix::fs::ftruncate(file, len).map_err(classify)?;
+fn classify(e: rustix::io::Errno) -> ReserveError {
+    if e == rustix::io::Errno::NOSPC || e == rustix::io::Errno::FBIG {
+        ReserveError::NoSpace
+    } else {
+        ReserveError::Io(e.into())
+    }
+}
+
+/// Whether a failed write into a region file means the file system is full.
+pub(crate) fn is_no_space(e: &io::Error) -> bool {
+    let code = e.raw_os_error();
+    code == Some(rustix::io::Errno::NOSPC.raw_os_error())
+        || code == Some(rustix::io::Errno::FBIG.raw_os_error())
+}
+
+/// Set the size of `file` to `len` bytes. On tmpfs this allocates no page: the pages come from
+/// writes into the file or from [`allocate`].
+pub(crate) fn set_size(file: &File, len: u64) -> Result<(), ReserveError> {
+    rustix::fs::ftruncate(file, len).map_err(classify)
+}
+
+/// Allocate the pages that hold bytes `offset..offset + len` of `file`, so that a full file
+/// system fails here with `ENOSPC` instead of with `SIGBUS` on a later store through a mapping.
+pub(crate) fn allocate(file: &File, offset: u64, len: u64) -> Result<(), ReserveError> {
     if len == 0 {
         return Ok(());
     }
-    match rustix::fs::fallocate(file, FallocateFlags::empty(), 0, len) {
+    match rustix::fs::fallocate(file, FallocateFlags::empty(), offset, len) {
         Ok(()) => Ok(()),
         // A file system without fallocate (not tmpfs): the size is set; pages stay lazy.
         Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),

@@ -11,8 +11,9 @@
 //! - A region is write-once. Its creator writes the whole value into its own mapping before the
 //!   name is returned, so no other process can know the name while it is being written.
 //! - Files are created with mode `0600`, so only processes of the same user can open them.
-//! - Space is reserved with `fallocate` before mapping, so a full `/dev/shm` is an error at
-//!   creation, never a `SIGBUS` on a later write.
+//! - Every page of a new region is allocated (by `pwrite` or `fallocate`, see
+//!   `region::Filling`) before anything is stored through its mapping, so a full `/dev/shm` is
+//!   an error at creation, never a `SIGBUS` on a later store.
 //! - Consumers open the file read-only and map it read-only; nothing in this crate ever writes a
 //!   region after it has been shared, and nothing truncates one.
 //!
@@ -35,16 +36,18 @@ use mori_format::View;
 /// Regions at least this large ask for transparent huge pages, as R's mori does.
 const HUGE_PAGE_THRESHOLD: usize = 2 << 20;
 
-/// Map a freshly created and space-reserved region file read-write, lazily: the creator
+/// Map a freshly created and sized region file read-write, lazily: the creator
 /// [`populate`]s the ranges it stores to in bulk and writes large data through the file
 /// instead (see `region::Filling`).
 ///
-/// The file must be the creator's own new file, already `len` bytes long with its space reserved.
+/// The file must be the creator's own new file, already `len` bytes long; the creator allocates
+/// its pages before storing through the mapping.
 pub(crate) fn map_new_region(file: &File, len: usize) -> io::Result<MmapMut> {
     // SAFETY: `file` was just created by this process with O_EXCL and mode 0600 and its name
     // has not been handed out yet, so no other process writes or truncates it while mapped
     // except a same-user process guessing the name (the documented residual risk above). Its
-    // length is exactly `len` and its pages are reserved, so every byte of the mapping is backed.
+    // length is exactly `len`, so every byte of the mapping is inside the file, and the creator
+    // allocates every page before storing to it (`region::Filling`), so no store faults.
     let map = unsafe { MmapOptions::new().len(len).map_mut(file)? };
     if len >= HUGE_PAGE_THRESHOLD {
         // Only a hint; tmpfs may be mounted without huge pages.
