@@ -172,9 +172,7 @@ fn a_daemon_launched_over_ssh_dials_back_and_runs_a_task() {
     let launched = sshd.ssh().launch(&join, 5..6).unwrap();
     let answer = ask(&d, PATIENCE);
     let _reap = Reap(vec![answer.pid]);
-    let conn = answer
-        .ssh_connection
-        .expect("the daemon runs in an ssh session");
+    let conn = answer.ssh_connection.expect("the daemon runs under sshd");
     assert!(
         conn.starts_with("127.0.0.1 ") && conn.ends_with(&format!(" {}", sshd.port)),
         "{conn}"
@@ -225,7 +223,7 @@ fn the_printed_command_pasted_into_a_shell_starts_a_daemon() {
     let answer = ask(&d, PATIENCE);
     let _reap = Reap(vec![answer.pid]);
     assert_eq!(answer.launch_id.as_deref(), Some("9"));
-    // maxtasks(1): the daemon exits after its task, and the ssh session with it.
+    // maxtasks(1): the daemon exits after its task, and the ssh client with it.
     let t = Instant::now();
     let status = loop {
         if let Some(s) = shell.try_wait().unwrap() {
