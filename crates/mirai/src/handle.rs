@@ -137,6 +137,13 @@ impl<T> Mirai<T> {
     pub fn cancel(&self) {
         self.dispatcher.cancel(self.id, CancelMode::Soft);
     }
+
+    /// Cancels the task and kills the local daemon running it at once (the pool starts a
+    /// replacement); a remote daemon gets a plain cancel. It resolves with
+    /// [`Error::Cancelled`] unless it had already finished.
+    pub fn cancel_hard(&self) {
+        self.dispatcher.cancel(self.id, CancelMode::Hard);
+    }
 }
 
 impl<T: DeserializeOwned> Future for Mirai<T> {

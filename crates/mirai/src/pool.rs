@@ -1,13 +1,15 @@
 //! The host side: a dispatcher with its local daemon processes, and typed submission.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mirai_dispatch::daemon::ExitRules;
-use mirai_dispatch::{Config, Dispatcher, DispatcherConfig, Status, Task};
+use mirai_dispatch::{Config, DaemonEvent, Dispatcher, DispatcherConfig, Status, Task};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -35,6 +37,8 @@ pub struct Daemons {
     rules: ExitRules,
     program: Option<PathBuf>,
     passthrough: bool,
+    cancel_grace: Option<Duration>,
+    no_respawn: bool,
 }
 
 impl Daemons {
@@ -97,6 +101,23 @@ impl Daemons {
         self
     }
 
+    /// A running task cancelled on a local daemon that has not stopped within `grace` gets its
+    /// daemon killed (and replaced, see [`Daemons::respawn`]). Default: one second. Task
+    /// functions cannot be interrupted cooperatively, so without this a cancelled long task
+    /// would keep its daemon busy until it finished.
+    pub fn cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = Some(grace);
+        self
+    }
+
+    /// Whether a local daemon that is killed (by a hard cancel, an unanswered cancel, or a
+    /// signal from outside) is replaced by a new one, keeping the count fixed. Default: yes.
+    /// Daemons that exit by their own rules (idletime, walltime, maxtasks) are never replaced.
+    pub fn respawn(mut self, on: bool) -> Self {
+        self.no_respawn = !on;
+        self
+    }
+
     /// Starts the dispatcher and the local daemons.
     pub fn start(self) -> Result<Pool, Error> {
         static POOLS: AtomicU64 = AtomicU64::new(0);
@@ -109,14 +130,15 @@ impl Daemons {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         let token = format!("{:x}{:x}{n:x}", nanos, std::process::id());
-        let mut core = Config::default();
+        let mut core =
+            Config::default().with_cancel_grace(self.cancel_grace.unwrap_or(DEFAULT_CANCEL_GRACE));
         if let Some(bytes) = self.max_queued_bytes {
             core = core.with_max_queued_bytes(bytes);
         }
         if let Some(seed) = self.seed {
             core = core.with_seed(seed);
         }
-        let (dispatcher, _events) = Dispatcher::start(
+        let (dispatcher, events) = Dispatcher::start(
             DispatcherConfig::new(url, token.clone().into_bytes()).with_core(core),
         )
         .map_err(|e| Error::Start(e.to_string()))?;
@@ -124,31 +146,152 @@ impl Daemons {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(|e| Error::Start(e.to_string()))?,
         };
-        let mut pool = Pool {
+        let local = Arc::new(Local {
+            program,
+            url: dispatcher.url().to_owned(),
+            token,
+            rules: format_rules(&self.rules),
+            passthrough: self.passthrough,
+            respawn: !self.no_respawn,
+            next_launch: AtomicU64::new(0),
+            replaced: AtomicU64::new(0),
+            children: Mutex::new(Children::default()),
+        });
+        let pool = Pool {
             dispatcher: Arc::new(dispatcher),
-            children: Mutex::new(Vec::new()),
+            local: Arc::clone(&local),
         };
-        for launch_id in 0..self.local {
-            let mut command = Command::new(&program);
-            command
-                .env(ENV_URL, pool.dispatcher.url())
-                .env(ENV_TOKEN, &token)
-                .env(ENV_LAUNCH_ID, launch_id.to_string())
-                .env(ENV_RULES, format_rules(&self.rules))
-                .stdin(Stdio::null());
-            if !self.passthrough {
-                command.stdout(Stdio::null()).stderr(Stdio::null());
-            }
+        for _ in 0..self.local {
             // On failure `pool` drops here, killing the daemons already started.
-            let child = command
-                .spawn()
-                .map_err(|e| Error::Start(format!("{}: {e}", program.display())))?;
-            pool.children
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(child);
+            let mut children = local.children();
+            local.launch(&mut children)?;
         }
+        let supervisor = Arc::clone(&local);
+        std::thread::Builder::new()
+            .name("mirai-launcher".into())
+            .spawn(move || supervisor.supervise(&events))
+            .map_err(|e| Error::Start(e.to_string()))?;
         Ok(pool)
+    }
+}
+
+/// See [`Daemons::cancel_grace`].
+const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a daemon that left the dispatcher gets to exit on its own before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+
+/// The local daemon processes and how to start more: shared by the pool and the launcher
+/// thread, which turns the dispatcher's [`DaemonEvent`]s into kills and replacements.
+#[derive(Debug)]
+struct Local {
+    program: PathBuf,
+    url: String,
+    token: String,
+    rules: String,
+    passthrough: bool,
+    respawn: bool,
+    next_launch: AtomicU64,
+    replaced: AtomicU64,
+    children: Mutex<Children>,
+}
+
+#[derive(Debug, Default)]
+struct Children {
+    /// Set by the pool's drop: no launch after it.
+    stopped: bool,
+    /// Live processes by launch id.
+    live: HashMap<u64, Child>,
+}
+
+impl Local {
+    fn children(&self) -> MutexGuard<'_, Children> {
+        self.children.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn launch(&self, children: &mut Children) -> Result<(), Error> {
+        if children.stopped {
+            return Err(Error::ShutDown);
+        }
+        let launch_id = self.next_launch.fetch_add(1, Ordering::Relaxed);
+        let mut command = Command::new(&self.program);
+        command
+            .env(ENV_URL, &self.url)
+            .env(ENV_TOKEN, &self.token)
+            .env(ENV_LAUNCH_ID, launch_id.to_string())
+            .env(ENV_RULES, &self.rules)
+            .stdin(Stdio::null());
+        if !self.passthrough {
+            command.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| Error::Start(format!("{}: {e}", self.program.display())))?;
+        children.live.insert(launch_id, child);
+        Ok(())
+    }
+
+    /// The launcher thread: runs until the pool is dropped.
+    fn supervise(&self, events: &mpsc::Receiver<DaemonEvent>) {
+        loop {
+            // The dispatcher outlives the pool while handles hold it, so its channel may stay
+            // open after the drop: look at the stop flag now and then.
+            match events.recv_timeout(Duration::from_millis(200)) {
+                Ok(DaemonEvent::KillRequested { launch_id, .. }) => self.kill(launch_id),
+                Ok(DaemonEvent::Left { launch_id, .. }) => self.left(launch_id),
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if self.children().stopped {
+                        return;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// A hard cancel: kill the process at once and replace it.
+    fn kill(&self, launch_id: u64) {
+        let mut children = self.children();
+        let Some(mut child) = children.live.remove(&launch_id) else {
+            return;
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        self.replace(&mut children);
+    }
+
+    /// A daemon left: replace it if it died rather than retired by its rules.
+    fn left(&self, launch_id: u64) {
+        let Some(mut child) = self.children().live.remove(&launch_id) else {
+            return;
+        };
+        // Its socket closes just before the process ends: give it a moment to exit by itself.
+        let deadline = Instant::now() + EXIT_GRACE;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                _ => break None,
+            }
+        };
+        // Exit codes 0..=3 are the daemon's own rules (host gone, idletime, walltime, maxtasks).
+        let retired = status.is_some_and(|s| s.code().is_some_and(|c| (0..=3).contains(&c)));
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if !retired {
+            self.replace(&mut self.children());
+        }
+    }
+
+    fn replace(&self, children: &mut Children) {
+        if self.respawn && !children.stopped && self.launch(children).is_ok() {
+            self.replaced.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -157,7 +300,7 @@ impl Daemons {
 #[derive(Debug)]
 pub struct Pool {
     dispatcher: Arc<Dispatcher>,
-    children: Mutex<Vec<Child>>,
+    local: Arc<Local>,
 }
 
 impl Pool {
@@ -176,6 +319,40 @@ impl Pool {
         let id = self
             .dispatcher
             .submit(Task::new(task.name(), payload), None)
+            .map_err(|r| Error::from(r.reason))?;
+        Ok(Mirai::new(Arc::clone(&self.dispatcher), id))
+    }
+
+    /// Like [`Pool::submit`], but the task resolves with [`Error::TimedOut`] if it has not
+    /// finished `timeout` after it started on a daemon (the daemon is then cancelled, and killed
+    /// after the cancel grace if it does not stop).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn add((a, b): (i64, i64)) -> i64 { a + b }
+    /// # const ADD: mirai::TaskFn<(i64, i64), i64> = mirai::task!(add);
+    /// let pool = mirai::Daemons::new().start()?; // no daemons: the task waits in the queue
+    /// let mut handle = pool.submit_with_timeout(&ADD, (1, 2), Duration::from_secs(5))?;
+    /// assert!(!handle.is_resolved());
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn submit_with_timeout<A, R>(
+        &self,
+        task: &TaskFn<A, R>,
+        arg: A,
+        timeout: Duration,
+    ) -> Result<Mirai<R>, Error>
+    where
+        A: Serialize,
+        R: DeserializeOwned,
+    {
+        let payload = postcard::to_allocvec(&arg)?;
+        let id = self
+            .dispatcher
+            .submit(
+                Task::new(task.name(), payload).with_run_timeout(timeout),
+                None,
+            )
             .map_err(|r| Error::from(r.reason))?;
         Ok(Mirai::new(Arc::clone(&self.dispatcher), id))
     }
@@ -266,14 +443,14 @@ impl Pool {
         self.dispatcher.status()
     }
 
-    /// The process ids of the local daemons started.
+    /// The process ids of the local daemons running now (replacements included).
     pub fn local_pids(&self) -> Vec<u32> {
-        self.children
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .map(Child::id)
-            .collect()
+        self.local.children().live.values().map(Child::id).collect()
+    }
+
+    /// How many local daemons were started to replace killed ones.
+    pub fn replaced(&self) -> u64 {
+        self.local.replaced.load(Ordering::Relaxed)
     }
 
     /// Resolves every pending task with [`Error::ShutDown`] and stops every local daemon.
@@ -284,14 +461,12 @@ impl Drop for Pool {
     fn drop(&mut self) {
         self.dispatcher.host().shutdown();
         // Daemons autoexit when the host goes away; kill anyway so none outlives the pool.
-        let children = self
-            .children
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        for child in children.iter_mut() {
+        let mut children = self.local.children();
+        children.stopped = true;
+        for child in children.live.values_mut() {
             let _ = child.kill();
         }
-        for child in children.iter_mut() {
+        for (_, mut child) in children.live.drain() {
             let _ = child.wait();
         }
     }
