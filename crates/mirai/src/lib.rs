@@ -7,7 +7,7 @@
 //! Local daemons are child processes that re-execute the current binary: call
 //! [`daemon_main_if_requested`] first thing in `main`, and the child becomes a daemon.
 //!
-//! ```no_run
+//! ```rust,standalone_crate
 //! use mirai::{Daemons, Registry, TaskFn, task};
 //!
 //! fn add((a, b): (i64, i64)) -> i64 { a + b }
