@@ -38,3 +38,8 @@ pub use mirai_dispatch::Status;
 /// Zero-copy shared memory: a [`SharedView`] passed as a task argument crosses to the daemon as
 /// its region name only, and the daemon maps the same pages.
 pub use mori_shm::{Shared, SharedView, is_shared, map_shared, share, share_f64, shared_name};
+
+/// The README's example runs as a doctest, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
