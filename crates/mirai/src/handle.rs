@@ -1,8 +1,8 @@
 //! `Mirai<T>`: the handle of one submitted task, blocking or as a `Future`.
 //!
-//! The dispatcher exposes a blocking `wait(id, timeout)` and no waker hook, so the `Future`
-//! starts one completion thread per polled handle that blocks in that wait and wakes the task's
-//! waker when the outcome arrives: event-driven, no polling loop.
+//! The dispatcher exposes a blocking `wait(id, timeout)` and no waker hook, so a polled handle
+//! that is not resolved yet hands that wait to a completion thread ([`crate::waiters`]), which
+//! wakes the task's waker when the outcome arrives: event-driven, no polling loop.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -19,9 +19,21 @@ use crate::error::decode;
 
 /// Where a completion thread leaves the outcome.
 #[derive(Default)]
-struct Slot {
+pub(crate) struct Slot {
     state: Mutex<SlotState>,
     ready: Condvar,
+}
+
+impl Slot {
+    /// Stores the outcome and wakes whoever waits for it, blocking or as a future.
+    pub(crate) fn fill(&self, outcome: Outcome) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.outcome = Some(outcome);
+        self.ready.notify_all();
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -272,25 +284,22 @@ impl<T: DeserializeOwned> Future for Mirai<T> {
         let slot = match &this.slot {
             Some(slot) => Arc::clone(slot),
             None => {
+                // Already resolved: no thread needed.
+                this.fetch(Some(Duration::ZERO));
+                if this.outcome.is_some() {
+                    return Poll::Ready(this.take());
+                }
                 let slot = Arc::new(Slot::default());
                 slot.state
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .waker = Some(cx.waker().clone());
-                let (dispatcher, id, shared) =
-                    (Arc::clone(&this.dispatcher), this.id, Arc::clone(&slot));
-                let spawned = std::thread::Builder::new()
-                    .name("mirai-completion".into())
-                    .spawn(move || {
-                        let outcome = dispatcher.wait(id, None);
-                        let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
-                        state.outcome = Some(outcome.unwrap_or(Outcome::ShutDown));
-                        shared.ready.notify_all();
-                        if let Some(waker) = state.waker.take() {
-                            waker.wake();
-                        }
-                    });
-                if spawned.is_err() {
+                let job = crate::waiters::Job {
+                    dispatcher: Arc::clone(&this.dispatcher),
+                    id: this.id,
+                    slot: Arc::clone(&slot),
+                };
+                if crate::waiters::watch(job).is_err() {
                     // No thread to spare: fall back to waiting on this one.
                     this.fetch(None);
                     return Poll::Ready(this.take());

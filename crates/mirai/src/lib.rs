@@ -28,6 +28,7 @@ mod error;
 mod handle;
 mod pool;
 mod task;
+mod waiters;
 
 pub use crate::daemon::{daemon_main_if_requested, run_daemon};
 pub use crate::error::Error;

@@ -344,6 +344,49 @@ fn futures_complete_under_tokio() {
     });
 }
 
+/// Awaiting handle after handle must not start a thread each time: the wakes come from a
+/// few reused threads (a thread per await would show 200 distinct ones).
+fn awaiting_reuses_completion_threads() {
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Wake};
+    struct Recording {
+        main: std::thread::Thread,
+        wakers: Mutex<HashSet<std::thread::ThreadId>>,
+    }
+    impl Wake for Recording {
+        fn wake(self: Arc<Self>) {
+            self.wakers
+                .lock()
+                .unwrap()
+                .insert(std::thread::current().id());
+            self.main.unpark();
+        }
+    }
+    let pool = pool(1);
+    let recording = Arc::new(Recording {
+        main: std::thread::current(),
+        wakers: Mutex::new(HashSet::new()),
+    });
+    let waker = Arc::clone(&recording).into();
+    let mut cx = Context::from_waker(&waker);
+    for _ in 0..200 {
+        let mut handle = std::pin::pin!(pool.submit(&SLEEP_MS, 1).unwrap());
+        let value = loop {
+            match handle.as_mut().poll(&mut cx) {
+                Poll::Ready(v) => break v.unwrap(),
+                Poll::Pending => std::thread::park(),
+            }
+        };
+        assert_eq!(value, 1);
+    }
+    let distinct = recording.wakers.lock().unwrap().len();
+    assert!(
+        (1..=3).contains(&distinct),
+        "{distinct} distinct threads woke 200 sequential awaits"
+    );
+}
+
 fn main() {
     mirai::daemon_main_if_requested(&registry());
     use common::Test;
@@ -412,5 +455,9 @@ fn main() {
             run_timeout_resolves_as_timed_out,
         ),
         Test::new("futures_complete_under_tokio", futures_complete_under_tokio),
+        Test::new(
+            "awaiting_reuses_completion_threads",
+            awaiting_reuses_completion_threads,
+        ),
     ]);
 }
