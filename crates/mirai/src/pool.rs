@@ -303,6 +303,9 @@ impl Daemons {
 /// See [`Daemons::cancel_grace`].
 const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(1);
 
+/// How often the launcher looks for local daemons that died without an event.
+const REAP_EVERY: Duration = Duration::from_millis(200);
+
 /// How long a daemon that left the dispatcher gets to exit on its own before it is killed.
 const EXIT_GRACE: Duration = Duration::from_secs(1);
 
@@ -358,20 +361,22 @@ impl Local {
 
     /// The launcher thread: runs until the pool is dropped.
     fn supervise(&self, events: &mpsc::Receiver<DaemonEvent>) {
+        let mut last_reap = Instant::now();
         loop {
             // The dispatcher outlives the pool while handles hold it, so its channel may stay
             // open after the drop: look at the stop flag now and then.
-            match events.recv_timeout(Duration::from_millis(200)) {
+            match events.recv_timeout(REAP_EVERY) {
                 Ok(DaemonEvent::KillRequested { launch_id, .. }) => self.kill(launch_id),
                 Ok(DaemonEvent::Left { launch_id, .. }) => self.left(launch_id),
-                Ok(_) => {}
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if self.children().stopped {
-                        return;
-                    }
-                    self.reap();
-                }
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            if self.children().stopped {
+                return;
+            }
+            if last_reap.elapsed() >= REAP_EVERY {
+                self.reap();
+                last_reap = Instant::now();
             }
         }
     }
@@ -414,7 +419,8 @@ impl Local {
         }
     }
 
-    /// Catches daemons killed before they joined (no event tells of those): a process that
+    /// Catches daemons killed before they joined (no event tells of those), every
+    /// [`REAP_EVERY`] whatever the events: a process that
     /// died by a signal is replaced; one that exited with an error (it could not dial, say)
     /// is not, lest a bad address launch daemons forever.
     fn reap(&self) {

@@ -260,6 +260,10 @@ fn soak_100k_tasks_with_kills_cancels_and_timeouts() {
     );
     assert!(tally.cancelled > 0 && tally.timed_out > 0, "{tally:?}");
 
+    // The kills stopped: replacements bring the pool back to its four daemons.
+    common::eventually(Duration::from_secs(30), "four daemons again", || {
+        pool.local_pids().len() == 4 && pool.status().connections == 4
+    });
     seen_pids.lock().unwrap().extend(pool.local_pids());
     drop(pool);
     let pids = seen_pids.into_inner().unwrap();
