@@ -278,6 +278,27 @@ fn a_daemon_killed_from_outside_is_replaced() {
     assert_eq!(pool.map(&SQUARE, 0..20u64).unwrap()[19], 361);
 }
 
+fn respawn_off_leaves_a_killed_daemon_dead() {
+    let pool = Daemons::new().local(1).respawn(false).start().unwrap();
+    common::eventually(PATIENCE, "the daemon connects", || {
+        pool.status().connections == 1
+    });
+    let victim = pool.local_pids()[0];
+    let handle = pool.submit(&SLEEP_MS, 60_000).unwrap();
+    common::eventually(PATIENCE, "the task runs", || pool.status().executing == 1);
+    std::process::Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .unwrap();
+    assert!(matches!(handle.wait(), Err(Error::ConnectionLost)));
+    common::eventually(PATIENCE, "the dead daemon is reaped", || {
+        pool.local_pids().is_empty() && !common::process_exists(victim)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pool.replaced(), 0);
+    assert_eq!(pool.status().connections, 0);
+}
+
 fn retired_daemons_are_not_replaced() {
     let pool = Daemons::new().local(1).maxtasks(1).start().unwrap();
     assert_eq!(pool.submit(&ADD, (1, 2)).unwrap().wait().unwrap(), 3);
@@ -449,6 +470,10 @@ fn main() {
         Test::new(
             "retired_daemons_are_not_replaced",
             retired_daemons_are_not_replaced,
+        ),
+        Test::new(
+            "respawn_off_leaves_a_killed_daemon_dead",
+            respawn_off_leaves_a_killed_daemon_dead,
         ),
         Test::new(
             "run_timeout_resolves_as_timed_out",
