@@ -23,6 +23,12 @@ fn median(mut chunk: Vec<f64>) -> f64 {
     chunk.get(chunk.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// A stand-in for a long job.
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
+
 /// Sums a shared vector; the daemon maps the host's pages by name, nothing is copied.
 fn shared_sum(v: SharedView) -> f64 {
     v.as_f64().map_or(f64::NAN, |x| x.iter().sum())
@@ -31,6 +37,7 @@ fn shared_sum(v: SharedView) -> f64 {
 const COUNT_PRIMES: TaskFn<u64, u64> = task!(count_primes);
 const MEDIAN: TaskFn<Vec<f64>, f64> = task!(median);
 const SHARED_SUM: TaskFn<SharedView, f64> = task!(shared_sum);
+const NAP: TaskFn<u64, u64> = task!(nap);
 
 /// Queued task arguments may hold at most this many bytes: 4 MiB.
 const CAP: u64 = 4 << 20;
@@ -41,7 +48,8 @@ fn main() -> Result<(), Error> {
     let registry = Registry::new()
         .with(&COUNT_PRIMES)
         .with(&MEDIAN)
-        .with(&SHARED_SUM);
+        .with(&SHARED_SUM)
+        .with(&NAP);
     // In a daemon child this serves tasks and exits; in the host it returns at once.
     mirai::daemon_main_if_requested(&registry);
 
@@ -65,8 +73,12 @@ fn main() -> Result<(), Error> {
         counts.last().copied().unwrap_or(0)
     );
 
-    // 2. Backpressure: submit 512 KiB chunks without waiting until the cap says no. The
-    //    refused chunk comes back to the caller, who can retry it later or answer "busy".
+    // 2. Backpressure: while every daemon is busy with a long job, queue 512 KiB chunks
+    //    without waiting until the cap says no. The refused chunk comes back to the caller,
+    //    who can retry it later or answer "busy".
+    let long_jobs = (0..daemons)
+        .map(|_| pool.submit(&NAP, 300))
+        .collect::<Result<Vec<_>, _>>()?;
     let chunk: Vec<f64> = (0..CHUNK).map(|i| ((i * 7919) % 1000) as f64).collect();
     let mut accepted = Vec::new();
     let (reason, refused) = loop {
@@ -82,6 +94,7 @@ fn main() -> Result<(), Error> {
         accepted.len(),
         refused.len()
     );
+    mirai::collect(long_jobs)?;
     let medians = mirai::collect(accepted)?;
     // The refused chunk is ours again: now that the queue drained, it goes in.
     let retried = pool.submit(&MEDIAN, refused)?.wait()?;
