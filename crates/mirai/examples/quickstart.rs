@@ -1,9 +1,12 @@
-//! The main job in one page: local daemons behind a byte cap, a parallel map, the cap refusing
-//! work, one dataset shared once and read by every daemon, and the counters.
+//! The main job in one page: local daemons behind a byte cap, a parallel map with a progress
+//! bar, the cap refusing work with `try_submit`, one large dataset shared once and read by every
+//! daemon, and the pool's counters. It finishes in seconds.
 //!
-//! `cargo run --release --example quickstart`
+//! ```text
+//! cargo run --release --example quickstart
+//! ```
 
-use std::time::Duration;
+use std::time::Instant;
 
 use mirai::{Daemons, Error, Registry, SharedView, TaskFn, task};
 
@@ -14,68 +17,121 @@ fn count_primes(n: u64) -> u64 {
         .count() as u64
 }
 
-/// Sums a shared vector the daemon maps by name.
+/// The median of a chunk of measurements: the kind of batch a service queues.
+fn median(mut chunk: Vec<f64>) -> f64 {
+    chunk.sort_unstable_by(f64::total_cmp);
+    chunk.get(chunk.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// A stand-in for a long job.
+fn nap(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
+
+/// Sums a shared vector; the daemon maps the host's pages by name, nothing is copied.
 fn shared_sum(v: SharedView) -> f64 {
     v.as_f64().map_or(f64::NAN, |x| x.iter().sum())
 }
 
-fn nap(ms: u64) -> u64 {
-    std::thread::sleep(Duration::from_millis(ms));
-    ms
-}
-
 const COUNT_PRIMES: TaskFn<u64, u64> = task!(count_primes);
+const MEDIAN: TaskFn<Vec<f64>, f64> = task!(median);
 const SHARED_SUM: TaskFn<SharedView, f64> = task!(shared_sum);
 const NAP: TaskFn<u64, u64> = task!(nap);
+
+/// Queued task arguments may hold at most this many bytes: 4 MiB.
+const CAP: u64 = 4 << 20;
+/// Each queued chunk is 512 KiB of f64 (postcard writes an f64 as 8 bytes).
+const CHUNK: usize = 64 << 10;
 
 fn main() -> Result<(), Error> {
     let registry = Registry::new()
         .with(&COUNT_PRIMES)
+        .with(&MEDIAN)
         .with(&SHARED_SUM)
         .with(&NAP);
     // In a daemon child this serves tasks and exits; in the host it returns at once.
     mirai::daemon_main_if_requested(&registry);
 
+    let start = Instant::now();
     let daemons = 4;
     let pool = Daemons::new()
         .local(daemons)
-        .max_queued_bytes(256)
+        .max_queued_bytes(CAP)
         .seed(1)
         .start()?;
-    println!("dispatcher at {} with {daemons} daemons", pool.url());
-
-    let counts = pool.map(&COUNT_PRIMES, (1..=32).map(|i| i * 2_000))?;
     println!(
-        "primes below 64000: {}",
+        "{daemons} daemons on {}, queue capped at {CAP} bytes",
+        pool.url()
+    );
+
+    // 1. A parallel map: results in order, a progress bar on a terminal.
+    let counts = pool.map(&COUNT_PRIMES, (1..=64).map(|i| i * 5_000))?;
+    println!(
+        "map: {} tasks, primes below 320000: {}",
+        counts.len(),
         counts.last().copied().unwrap_or(0)
     );
 
-    // Fill the 256-byte cap with naps nobody collects yet, until try_submit refuses.
-    let mut held = Vec::new();
-    let refused = loop {
-        match pool.try_submit(&NAP, 20) {
-            Ok(handle) => held.push(handle),
+    // 2. Backpressure: while every daemon is busy with a long job, queue 512 KiB chunks
+    //    without waiting until the cap says no. The refused chunk comes back to the caller,
+    //    who can retry it later or answer "busy".
+    let long_jobs = (0..daemons)
+        .map(|_| pool.submit(&NAP, 300))
+        .collect::<Result<Vec<_>, _>>()?;
+    let chunk: Vec<f64> = (0..CHUNK).map(|i| ((i * 7919) % 1000) as f64).collect();
+    let mut accepted = Vec::new();
+    let (reason, refused) = loop {
+        match pool.try_submit(&MEDIAN, chunk.clone()) {
+            Ok(handle) => accepted.push(handle),
             Err((e, arg)) => break (e, arg),
         }
     };
+    let queued_bytes = pool.status().memory.used;
     println!(
-        "try_submit refused nap({}) after {} queued tasks: {}",
-        refused.1,
-        held.len(),
-        refused.0
+        "try_submit: {} chunks accepted, then refused one of {} values ({reason}) \
+         with {queued_bytes} bytes queued",
+        accepted.len(),
+        refused.len()
     );
-    mirai::collect(held)?;
+    mirai::collect(long_jobs)?;
+    let medians = mirai::collect(accepted)?;
+    // The refused chunk is ours again: now that the queue drained, it goes in.
+    let retried = pool.submit(&MEDIAN, refused)?.wait()?;
+    println!(
+        "every median is {}; the refused chunk went in on retry: {retried}",
+        medians.first().copied().unwrap_or(f64::NAN)
+    );
 
-    let data: Vec<f64> = (0..1_000_000).map(f64::from).collect();
+    // 3. Share 80 MB once; each daemon maps it by name and reads all of it.
+    let data: Vec<f64> = (0..10_000_000).map(f64::from).collect();
     let shared = mirai::share_f64(&data).map_err(|e| Error::Start(e.to_string()))?;
-    println!(
-        "shared {} MB as {}",
-        (data.len() * 8) >> 20,
-        mirai::shared_name(&shared).unwrap_or_default()
-    );
+    let name = mirai::shared_name(&shared).unwrap_or_default();
+    println!("shared {} MB once as {name}", (data.len() * 8) / 1_000_000);
     let sums = mirai::collect(pool.everywhere(&SHARED_SUM, shared.view(), daemons)?)?;
-    println!("every daemon summed it: {sums:?}");
+    let expected: f64 = data.iter().sum();
+    println!(
+        "all {} daemons read it: sums {}",
+        sums.len(),
+        if sums.iter().all(|&s| s == expected) {
+            "agree with the host's"
+        } else {
+            "DIFFER from the host's"
+        }
+    );
 
-    println!("{:#?}", pool.status());
+    // 4. The counters.
+    let s = pool.status();
+    println!(
+        "status: {} daemons, {} tasks completed of {} submitted, {} queued, \
+         queue peak {} of {} bytes",
+        s.connections,
+        s.completed,
+        s.submitted,
+        s.awaiting,
+        s.memory.peak,
+        s.memory.capacity.unwrap_or(0)
+    );
+    println!("done in {:.2?}", start.elapsed());
     Ok(())
 }

@@ -50,12 +50,25 @@ pub fn daemon_main_if_requested(registry: &Registry) {
 }
 
 /// Serves tasks from `registry` for the dispatcher at `url` (a remote host's daemon entry)
-/// until an exit rule fires or the host goes away; returns the process exit code to use.
+/// until the host goes away; returns the process exit code to use.
 ///
-/// ```no_run
-/// let registry = mirai::Registry::new();
-/// let code = mirai::run_daemon("tcp://10.0.0.1:5555", b"token", &registry);
-/// std::process::exit(code);
+/// On a remote machine this is the whole `main` of the daemon program, with the url and token
+/// of a pool started with [`Daemons::url`](crate::Daemons::url). Here a thread stands in for it:
+///
+/// ```
+/// use mirai::{Daemons, Registry, TaskFn, task};
+/// fn add((a, b): (i64, i64)) -> i64 { a + b }
+/// const ADD: TaskFn<(i64, i64), i64> = task!(add);
+///
+/// let pool = Daemons::new().url("tcp://127.0.0.1:0").start()?;
+/// let (url, token) = (pool.url().to_owned(), pool.token().to_owned());
+/// let daemon = std::thread::spawn(move || {
+///     mirai::run_daemon(&url, token.as_bytes(), &Registry::new().with(&ADD))
+/// });
+/// assert_eq!(pool.submit(&ADD, (2, 2))?.wait()?, 4);
+/// drop(pool);
+/// assert_eq!(daemon.join().unwrap(), 0); // the host went away
+/// # Ok::<(), mirai::Error>(())
 /// ```
 pub fn run_daemon(url: &str, token: &[u8], registry: &Registry) -> i32 {
     let config = DaemonConfig::new(url, token.to_vec());

@@ -7,7 +7,7 @@
 //! Local daemons are child processes that re-execute the current binary: call
 //! [`daemon_main_if_requested`] first thing in `main`, and the child becomes a daemon.
 //!
-//! ```no_run
+//! ```rust,standalone_crate
 //! use mirai::{Daemons, Registry, TaskFn, task};
 //!
 //! fn add((a, b): (i64, i64)) -> i64 { a + b }
@@ -29,6 +29,7 @@ mod handle;
 pub mod launch;
 mod pool;
 mod task;
+mod waiters;
 
 pub use crate::daemon::{daemon_main_if_requested, run_daemon};
 pub use crate::error::Error;
@@ -39,3 +40,8 @@ pub use mirai_dispatch::Status;
 /// Zero-copy shared memory: a [`SharedView`] passed as a task argument crosses to the daemon as
 /// its region name only, and the daemon maps the same pages.
 pub use mori_shm::{Shared, SharedView, is_shared, map_shared, share, share_f64, shared_name};
+
+/// The README's example runs as a doctest, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -27,6 +27,12 @@ pub struct TaskFn<A, R> {
 impl<A, R> TaskFn<A, R> {
     /// A task named `name` running `f`; prefer [`task!`](crate::task!), which takes the name
     /// from the function.
+    ///
+    /// ```
+    /// fn add((a, b): (i64, i64)) -> i64 { a + b }
+    /// const PLUS: mirai::TaskFn<(i64, i64), i64> = mirai::TaskFn::new("plus", add);
+    /// assert_eq!(PLUS.name(), "plus");
+    /// ```
     pub const fn new(name: &'static str, f: fn(A) -> R) -> Self {
         Self {
             name,
@@ -36,11 +42,21 @@ impl<A, R> TaskFn<A, R> {
     }
 
     /// The name daemons know it by.
+    ///
+    /// ```
+    /// fn neg(x: i64) -> i64 { -x }
+    /// assert_eq!(mirai::task!(neg).name(), "neg");
+    /// ```
     pub fn name(&self) -> &'static str {
         self.name
     }
 
     /// Runs the function here, in this process.
+    ///
+    /// ```
+    /// fn neg(x: i64) -> i64 { -x }
+    /// assert_eq!(mirai::task!(neg).call(5), -5);
+    /// ```
     pub fn call(&self, arg: A) -> R {
         (self.f)(arg)
     }
@@ -96,12 +112,24 @@ impl std::fmt::Debug for Registry {
 
 impl Registry {
     /// An empty registry.
+    ///
+    /// ```
+    /// fn neg(x: i64) -> i64 { -x }
+    /// assert!(!mirai::Registry::new().contains(&mirai::task!(neg)));
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Adds `task` (replacing a function of the same name). A panic in it becomes
     /// [`Error::Task`](crate::Error::Task) on the host, with the message and backtrace.
+    ///
+    /// ```
+    /// fn neg(x: i64) -> i64 { -x }
+    /// const NEG: mirai::TaskFn<i64, i64> = mirai::task!(neg);
+    /// let registry = mirai::Registry::new().with(&NEG);
+    /// assert!(registry.contains(&NEG));
+    /// ```
     pub fn with<A, R>(mut self, task: &TaskFn<A, R>) -> Self
     where
         A: DeserializeOwned + 'static,
@@ -114,6 +142,13 @@ impl Registry {
     }
 
     /// Whether `task` is registered.
+    ///
+    /// ```
+    /// fn neg(x: i64) -> i64 { -x }
+    /// fn abs(x: i64) -> i64 { x.abs() }
+    /// let registry = mirai::Registry::new().with(&mirai::task!(neg));
+    /// assert!(!registry.contains(&mirai::task!(abs)));
+    /// ```
     pub fn contains<A, R>(&self, task: &TaskFn<A, R>) -> bool {
         self.inner.contains(task.name)
     }

@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use mirai::{Daemons, Error, Pool, Registry, SharedView, TaskFn, task};
 
+mod common;
+
 fn add((a, b): (i64, i64)) -> i64 {
     a + b
 }
@@ -217,70 +219,270 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
     }
 }
 
+fn hard_cancel_kills_and_replaces_the_daemon() {
+    let pool = pool(1);
+    let handle = pool.submit(&SLEEP_MS, 60_000).unwrap();
+    common::eventually(PATIENCE, "the task runs", || pool.status().executing == 1);
+    let before = pool.local_pids();
+    assert_eq!(before.len(), 1);
+    let start = Instant::now();
+    handle.cancel_hard();
+    assert!(matches!(handle.wait(), Err(Error::Cancelled)));
+    common::eventually(PATIENCE, "the killed daemon is reaped", || {
+        !common::process_exists(before[0])
+    });
+    common::eventually(PATIENCE, "a replacement is launched", || {
+        pool.replaced() == 1 && pool.local_pids().len() == 1
+    });
+    assert_ne!(pool.local_pids(), before);
+    // The replacement serves work, long before the cancelled task would have ended.
+    let mut next = pool.submit(&ADD, (2, 2)).unwrap();
+    assert_eq!(next.wait_timeout(PATIENCE).unwrap(), 4);
+    assert!(start.elapsed() < Duration::from_secs(30));
+}
+
+fn unanswered_cancel_kills_after_the_grace() {
+    let pool = Daemons::new()
+        .local(1)
+        .cancel_grace(Duration::from_millis(200))
+        .start()
+        .unwrap();
+    let handle = pool.submit(&SLEEP_MS, 60_000).unwrap();
+    common::eventually(PATIENCE, "the task runs", || pool.status().executing == 1);
+    let before = pool.local_pids()[0];
+    handle.cancel();
+    assert!(matches!(handle.wait(), Err(Error::Cancelled)));
+    common::eventually(PATIENCE, "the stuck daemon is killed", || {
+        !common::process_exists(before)
+    });
+    let mut next = pool.submit(&ADD, (3, 4)).unwrap();
+    assert_eq!(next.wait_timeout(PATIENCE).unwrap(), 7);
+    assert_eq!(pool.replaced(), 1);
+}
+
+fn a_daemon_killed_from_outside_is_replaced() {
+    let pool = pool(2);
+    common::eventually(PATIENCE, "daemons connect", || {
+        pool.status().connections == 2
+    });
+    let victim = pool.local_pids()[0];
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    common::eventually(PATIENCE, "a replacement joins", || {
+        pool.replaced() == 1 && pool.status().connections == 2
+    });
+    assert!(!pool.local_pids().contains(&victim));
+    assert_eq!(pool.map(&SQUARE, 0..20u64).unwrap()[19], 361);
+}
+
+fn respawn_off_leaves_a_killed_daemon_dead() {
+    let pool = Daemons::new().local(1).respawn(false).start().unwrap();
+    common::eventually(PATIENCE, "the daemon connects", || {
+        pool.status().connections == 1
+    });
+    let victim = pool.local_pids()[0];
+    let handle = pool.submit(&SLEEP_MS, 60_000).unwrap();
+    common::eventually(PATIENCE, "the task runs", || pool.status().executing == 1);
+    std::process::Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .unwrap();
+    assert!(matches!(handle.wait(), Err(Error::ConnectionLost)));
+    common::eventually(PATIENCE, "the dead daemon is reaped", || {
+        pool.local_pids().is_empty() && !common::process_exists(victim)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(pool.replaced(), 0);
+    assert_eq!(pool.status().connections, 0);
+}
+
+fn retired_daemons_are_not_replaced() {
+    let pool = Daemons::new().local(1).maxtasks(1).start().unwrap();
+    assert_eq!(pool.submit(&ADD, (1, 2)).unwrap().wait().unwrap(), 3);
+    common::eventually(PATIENCE, "the daemon retires", || {
+        pool.local_pids().is_empty()
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(pool.replaced(), 0);
+    assert_eq!(pool.status().connections, 0);
+}
+
+fn run_timeout_resolves_as_timed_out() {
+    let pool = pool(1);
+    let handle = pool
+        .submit_with_timeout(&SLEEP_MS, 60_000, Duration::from_millis(100))
+        .unwrap();
+    assert!(matches!(handle.wait(), Err(Error::TimedOut)));
+    let mut next = pool.submit(&ADD, (5, 5)).unwrap();
+    assert_eq!(next.wait_timeout(PATIENCE).unwrap(), 10);
+}
+
+/// Many handles awaited at once on a single-threaded tokio runtime: the runtime's thread parks
+/// between wakes, so each completion must wake it (a missed wake hangs until the timeout).
+fn futures_complete_under_tokio() {
+    let pool = pool(2);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let handles: Vec<_> = (0..100i64)
+            .map(|i| pool.submit(&ADD, (i, i)).unwrap())
+            .collect();
+        let mut sum = 0;
+        let join = async {
+            for h in handles {
+                sum += h.await.unwrap();
+            }
+        };
+        tokio::time::timeout(PATIENCE, join).await.unwrap();
+        assert_eq!(sum, (0..100i64).map(|i| 2 * i).sum::<i64>());
+
+        // A slow task does not block the runtime, and a timeout around it works.
+        let slow = pool.submit(&SLEEP_MS, 2_000).unwrap();
+        let fast = pool.submit(&SLEEP_MS, 20).unwrap();
+        let ticker = async {
+            let mut ticks = 0u32;
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ticks += 1;
+                if ticks == 5 {
+                    return ticks;
+                }
+            }
+        };
+        tokio::select! {
+            r = slow => panic!("the slow task won: {r:?}"),
+            t = ticker => assert_eq!(t, 5),
+        }
+        assert_eq!(
+            tokio::time::timeout(PATIENCE, fast).await.unwrap().unwrap(),
+            20
+        );
+    });
+}
+
+/// Awaiting handle after handle must not start a thread each time: the wakes come from a
+/// few reused threads (a thread per await would show 200 distinct ones).
+fn awaiting_reuses_completion_threads() {
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Wake};
+    struct Recording {
+        main: std::thread::Thread,
+        wakers: Mutex<HashSet<std::thread::ThreadId>>,
+    }
+    impl Wake for Recording {
+        fn wake(self: Arc<Self>) {
+            self.wakers
+                .lock()
+                .unwrap()
+                .insert(std::thread::current().id());
+            self.main.unpark();
+        }
+    }
+    let pool = pool(1);
+    let recording = Arc::new(Recording {
+        main: std::thread::current(),
+        wakers: Mutex::new(HashSet::new()),
+    });
+    let waker = Arc::clone(&recording).into();
+    let mut cx = Context::from_waker(&waker);
+    for _ in 0..200 {
+        let mut handle = std::pin::pin!(pool.submit(&SLEEP_MS, 1).unwrap());
+        let value = loop {
+            match handle.as_mut().poll(&mut cx) {
+                Poll::Ready(v) => break v.unwrap(),
+                Poll::Pending => std::thread::park(),
+            }
+        };
+        assert_eq!(value, 1);
+    }
+    let distinct = recording.wakers.lock().unwrap().len();
+    assert!(
+        (1..=3).contains(&distinct),
+        "{distinct} distinct threads woke 200 sequential awaits"
+    );
+}
+
 fn main() {
     mirai::daemon_main_if_requested(&registry());
-    let tests: [(&str, fn()); 13] = [
-        ("maxtasks_retires_a_daemon", maxtasks_retires_a_daemon),
-        (
+    use common::Test;
+    common::run(&[
+        Test::new("maxtasks_retires_a_daemon", maxtasks_retires_a_daemon),
+        Test::new(
             "race_returns_the_first_to_finish",
             race_returns_the_first_to_finish,
         ),
-        (
+        Test::new(
             "shared_vector_crosses_by_name",
             shared_vector_crosses_by_name,
         ),
-        (
+        Test::new(
             "submit_returns_the_typed_result",
             submit_returns_the_typed_result,
         ),
-        (
+        Test::new(
             "map_keeps_order_across_daemons",
             map_keeps_order_across_daemons,
         ),
-        (
+        Test::new(
             "panics_come_back_as_task_errors",
             panics_come_back_as_task_errors,
         ),
-        ("map_stops_at_the_first_error", map_stops_at_the_first_error),
-        (
+        Test::new("map_stops_at_the_first_error", map_stops_at_the_first_error),
+        Test::new(
             "try_submit_hands_the_argument_back_when_full",
             try_submit_hands_the_argument_back_when_full,
         ),
-        ("cancel_resolves_as_cancelled", cancel_resolves_as_cancelled),
-        (
+        Test::new("cancel_resolves_as_cancelled", cancel_resolves_as_cancelled),
+        Test::new(
             "wait_timeout_and_try_result_do_not_block",
             wait_timeout_and_try_result_do_not_block,
         ),
-        (
+        Test::new(
             "future_is_woken_by_completion",
             future_is_woken_by_completion,
         ),
-        (
+        Test::new(
             "everywhere_reaches_every_daemon",
             everywhere_reaches_every_daemon,
         ),
-        (
+        Test::new(
             "dropping_the_pool_reaps_every_daemon",
             dropping_the_pool_reaps_every_daemon,
         ),
-    ];
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let mut failed = 0;
-    for (name, test) in tests {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
-            continue;
-        }
-        // Each test's pool is a local, so its daemons are reaped even when the test panics.
-        match std::panic::catch_unwind(test) {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
-    if failed > 0 {
-        eprintln!("{failed} failed");
-        std::process::exit(1);
-    }
+        Test::new(
+            "hard_cancel_kills_and_replaces_the_daemon",
+            hard_cancel_kills_and_replaces_the_daemon,
+        ),
+        Test::new(
+            "unanswered_cancel_kills_after_the_grace",
+            unanswered_cancel_kills_after_the_grace,
+        ),
+        Test::new(
+            "a_daemon_killed_from_outside_is_replaced",
+            a_daemon_killed_from_outside_is_replaced,
+        ),
+        Test::new(
+            "retired_daemons_are_not_replaced",
+            retired_daemons_are_not_replaced,
+        ),
+        Test::new(
+            "respawn_off_leaves_a_killed_daemon_dead",
+            respawn_off_leaves_a_killed_daemon_dead,
+        ),
+        Test::new(
+            "run_timeout_resolves_as_timed_out",
+            run_timeout_resolves_as_timed_out,
+        ),
+        Test::new("futures_complete_under_tokio", futures_complete_under_tokio),
+        Test::new(
+            "awaiting_reuses_completion_threads",
+            awaiting_reuses_completion_threads,
+        ),
+    ]);
 }

@@ -1,0 +1,168 @@
+//! The `mirai` facade end to end, against its floor and Python's ProcessPoolExecutor, all
+//! measured in this one run.
+//!
+//! - Round trip of one 64-byte task (`submit` + `wait`) on one local daemon: p50 against the
+//!   Unix-socket ping-pong floor between two processes, and against `submit().result()` of a
+//!   one-worker ProcessPoolExecutor.
+//! - The same round trip awaited as a `Future` (`.await` on a minimal executor): what the
+//!   completion thread that wakes it costs, against the blocking wait.
+//! - Throughput of `map` over 20,000 trivial tasks on two daemons, against
+//!   `ProcessPoolExecutor(2).map` over as many (its default chunksize of 1: one task per message,
+//!   as ours).
+//!
+//! This binary is its own daemon program: `main` first calls `daemon_main_if_requested`.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake};
+use std::time::Instant;
+
+use mirai::{Daemons, Pool, Registry, TaskFn, task};
+use mirai_benches::{Samples, record};
+
+fn echo(bytes: Vec<u8>) -> Vec<u8> {
+    bytes
+}
+fn inc(x: u64) -> u64 {
+    x + 1
+}
+const ECHO: TaskFn<Vec<u8>, Vec<u8>> = task!(echo);
+const INC: TaskFn<u64, u64> = task!(inc);
+
+const WARMUP: usize = 1_000;
+const ROUNDS: usize = 10_000;
+const MAP_TASKS: u64 = 20_000;
+
+fn round_trips(pool: &Pool, awaited: bool) -> Samples {
+    let payload = vec![7u8; 64];
+    let mut samples = Vec::with_capacity(ROUNDS);
+    for i in 0..WARMUP + ROUNDS {
+        let t = Instant::now();
+        let handle = pool.submit(&ECHO, payload.clone()).expect("submit");
+        let back = if awaited {
+            block_on(handle)
+        } else {
+            handle.wait()
+        }
+        .expect("echo");
+        let elapsed = t.elapsed();
+        assert_eq!(back.len(), 64);
+        if i >= WARMUP {
+            samples.push(elapsed);
+        }
+    }
+    Samples::new(samples)
+}
+
+/// Parks the thread until the waker fires.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let Poll::Ready(v) = future.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
+    }
+}
+
+fn wait_for_daemons(pool: &Pool, n: u64) {
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while pool.status().connections < n {
+        assert!(Instant::now() < deadline, "daemons did not connect");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// (p50 round trip in us, map tasks/s) of ProcessPoolExecutor with `workers` processes.
+fn ppe(workers: usize, rounds: usize) -> Option<(f64, f64)> {
+    let python = std::env::var("MIRAI_INTEROP_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/ppe_bench.py");
+    let out = Command::new(&python)
+        .args([
+            script,
+            &workers.to_string(),
+            &MAP_TASKS.to_string(),
+            &rounds.to_string(),
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "ProcessPoolExecutor peer failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut numbers = text.split_whitespace().map(str::parse::<f64>);
+    Some((numbers.next()?.ok()?, numbers.next()?.ok()?))
+}
+
+fn main() {
+    mirai::daemon_main_if_requested(&Registry::new().with(&ECHO).with(&INC));
+    mirai_benches::serve_floor_child();
+
+    let floor = mirai_benches::uds_pingpong_floor(64, WARMUP, 20_000);
+
+    let one = Daemons::new().local(1).start().expect("start one daemon");
+    wait_for_daemons(&one, 1);
+    let waited = round_trips(&one, false);
+    let awaited = round_trips(&one, true);
+    drop(one);
+
+    let two = Daemons::new().local(2).start().expect("start two daemons");
+    wait_for_daemons(&two, 2);
+    let _ = two.map(&INC, 0..1_000).expect("warm-up map");
+    let t = Instant::now();
+    let out = two.map(&INC, 0..MAP_TASKS).expect("map");
+    let ours_rate = MAP_TASKS as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(out.last().copied(), Some(MAP_TASKS));
+    drop(two);
+
+    let (ppe_rt, _) = ppe(1, 2_000).unwrap_or((f64::NAN, f64::NAN));
+    let (_, ppe_rate) = ppe(2, 200).unwrap_or((f64::NAN, f64::NAN));
+
+    record(
+        "mirai submit+wait 64 B p50 (1 daemon)",
+        waited.p50_us(),
+        "us",
+        "uds ping-pong floor p50",
+        floor.p50_us(),
+    );
+    record(
+        "mirai submit+wait 64 B p50 (1 daemon)",
+        waited.p50_us(),
+        "us",
+        "ProcessPoolExecutor(1) p50",
+        ppe_rt,
+    );
+    record(
+        "mirai submit+wait 64 B p99 (1 daemon)",
+        waited.p99_us(),
+        "us",
+        "uds ping-pong floor p99",
+        floor.p99_us(),
+    );
+    record(
+        "mirai submit+.await 64 B p50 (1 daemon)",
+        awaited.p50_us(),
+        "us",
+        "mirai submit+wait p50",
+        waited.p50_us(),
+    );
+    record(
+        "mirai map trivial tasks (2 daemons)",
+        ours_rate,
+        "task/s",
+        "ProcessPoolExecutor(2).map",
+        ppe_rate,
+    );
+}

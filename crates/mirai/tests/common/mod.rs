@@ -1,0 +1,98 @@
+//! A small test runner for the integration tests that are their own daemon program.
+//!
+//! These binaries use `harness = false`: `main` must first call `daemon_main_if_requested`, so
+//! the daemons they spawn (the same binary re-executed) serve tasks instead of running the
+//! tests. This runner keeps libtest's conventions that `cargo test` and `cargo xtask soak` use:
+//! a name filter, `--ignored`, `--include-ignored`, `--list`, and libtest's closing line.
+
+#![allow(dead_code)] // Each test binary uses a different part.
+
+/// One test: a name, a body, and whether it only runs when asked for (`--ignored`).
+pub(crate) struct Test {
+    pub(crate) name: &'static str,
+    pub(crate) run: fn(),
+    pub(crate) ignored: bool,
+}
+
+impl Test {
+    pub(crate) const fn new(name: &'static str, run: fn()) -> Self {
+        Self {
+            name,
+            run,
+            ignored: false,
+        }
+    }
+
+    pub(crate) const fn ignored(name: &'static str, run: fn()) -> Self {
+        Self {
+            name,
+            run,
+            ignored: true,
+        }
+    }
+}
+
+/// Runs the selected tests, prints libtest's summary line and exits with its status.
+pub(crate) fn run(tests: &[Test]) -> ! {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
+    let (only_ignored, include_ignored) = (has("--ignored"), has("--include-ignored"));
+    let selected: Vec<&Test> = tests
+        .iter()
+        .filter(|t| filter.as_deref().is_none_or(|f| t.name.contains(f)))
+        .collect();
+    if has("--list") {
+        for t in &selected {
+            println!("{}: test", t.name);
+        }
+        std::process::exit(0);
+    }
+    let filtered_out = tests.len() - selected.len();
+    println!("\nrunning {} tests", selected.len());
+    let (mut passed, mut failed, mut ignored) = (0, 0, 0);
+    for t in selected {
+        let wanted = include_ignored || (t.ignored == only_ignored);
+        if !wanted {
+            println!("test {} ... ignored", t.name);
+            ignored += 1;
+            continue;
+        }
+        let start = std::time::Instant::now();
+        // Each test's pool is a local, so its daemons are reaped even when the test panics.
+        match std::panic::catch_unwind(t.run) {
+            Ok(()) => {
+                println!("test {} ... ok ({:.1?})", t.name, start.elapsed());
+                passed += 1;
+            }
+            Err(_) => {
+                println!("test {} ... FAILED", t.name);
+                failed += 1;
+            }
+        }
+    }
+    let verdict = if failed == 0 { "ok" } else { "FAILED" };
+    println!(
+        "\ntest result: {verdict}. {passed} passed; {failed} failed; {ignored} ignored; \
+         0 measured; {filtered_out} filtered out\n"
+    );
+    std::process::exit(if failed == 0 { 0 } else { 101 });
+}
+
+/// Waits until `cond` holds, panicking with `what` after `patience`.
+pub(crate) fn eventually(
+    patience: std::time::Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+) {
+    let deadline = std::time::Instant::now() + patience;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Whether a process with this id exists (zombies included: they are not reaped yet).
+pub(crate) fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
