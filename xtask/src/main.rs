@@ -92,7 +92,18 @@ struct Peers {
 }
 
 /// Debian packages the tests need, as (command that proves it is there, package).
-const DEBIAN_PEERS: &[(&str, &str)] = &[("nngcat", "nng-utils")];
+const DEBIAN_PEERS: &[(&str, &str)] = &[
+    // NNG's own command-line peer, for the transport interop tests.
+    ("nngcat", "nng-utils"),
+    // A real OpenSSH server for the ssh launcher tests (they start their own on loopback).
+    ("/usr/sbin/sshd", "openssh-server"),
+    ("ssh", "openssh-client"),
+    // A real single-node Slurm cluster for the Slurm launcher test (it starts its own daemons).
+    ("/usr/sbin/munged", "munge"),
+    ("/usr/sbin/slurmctld", "slurmctld"),
+    ("/usr/sbin/slurmd", "slurmd"),
+    ("sbatch", "slurm-client"),
+];
 
 /// Python packages installed into the interop virtualenv.
 const PYTHON_PEERS: &[&str] = &["pynng"];

@@ -3,8 +3,8 @@
 //! private configuration, state and spool directories on free loopback ports. The job's array
 //! tasks are this test binary; each dials back and runs a task.
 //!
-//! Needs the Debian packages `slurmctld slurmd slurm-client munge` (installed by the test
-//! when missing and running as root) and root, as `slurmd` does; without them it fails.
+//! Needs the Debian packages `slurmctld slurmd slurm-client munge` (installed by `cargo xtask setup`
+//! as root) and root, as `slurmd` does; without them it fails.
 
 mod launch_support;
 
@@ -34,23 +34,8 @@ fn daemon_entry() {
     launch_support::daemon_entry();
 }
 
+/// The packages are installed by `cargo xtask setup` (as root); a test never installs anything.
 fn installed() -> bool {
-    if PROGRAMS.iter().all(|p| Path::new(p).exists()) {
-        return true;
-    }
-    let _ = Command::new("apt-get")
-        .args([
-            "install",
-            "-y",
-            "--no-install-recommends",
-            "slurmctld",
-            "slurmd",
-            "slurm-client",
-            "munge",
-        ])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .status();
     PROGRAMS.iter().all(|p| Path::new(p).exists())
 }
 
@@ -82,7 +67,7 @@ impl Cluster {
         );
         assert!(
             installed(),
-            "install the Debian packages slurmctld slurmd slurm-client munge"
+            "install the Debian packages slurmctld slurmd slurm-client munge (`cargo xtask setup` does, as root)"
         );
         let dir = std::env::temp_dir().join(format!("mirai-launch-slurm-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
