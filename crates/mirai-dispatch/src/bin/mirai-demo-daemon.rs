@@ -7,6 +7,8 @@
 //! Functions: `echo` (bytes back), `add` ((i64, i64) -> i64), `sleep_ms` (u64, stops early when
 //! cancelled), `panic` (panics with its argument as message), `seed` (the task's RNG seed),
 //! `pid` (the daemon's process id).
+//!
+//! `mirai-demo-daemon host URL N` runs a host instead (see `host`).
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
@@ -62,7 +64,57 @@ fn parse() -> Result<DaemonConfig, String> {
     Ok(config)
 }
 
+/// `mirai-demo-daemon host URL N`: a host process that starts a dispatcher at `URL`, launches
+/// `N` daemons (this binary), gives each a long task, prints `pids P1 P2 ...` and then waits
+/// forever. It exists to show that killing a host leaves no daemon behind.
+fn host(url: &str, daemons: usize) -> Result<(), String> {
+    use mirai_dispatch::{DaemonEvent, Dispatcher, DispatcherConfig, Task};
+    use std::io::Write;
+    let token = "host-token";
+    let (dispatcher, events) =
+        Dispatcher::start(DispatcherConfig::new(url, token.as_bytes().to_vec()))
+            .map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut children = Vec::new();
+    for i in 0..daemons {
+        let child = std::process::Command::new(&exe)
+            .args(["--url", dispatcher.url(), "--token", token])
+            .args(["--launch-id", &i.to_string()])
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        children.push(child);
+    }
+    for _ in 0..daemons {
+        match events.recv_timeout(Duration::from_secs(30)) {
+            Ok(DaemonEvent::Joined { .. }) => {}
+            other => return Err(format!("expected a join, got {other:?}")),
+        }
+    }
+    for _ in 0..daemons {
+        let arg = postcard::to_allocvec(&3_600_000u64).map_err(|e| e.to_string())?;
+        dispatcher
+            .submit(Task::new("sleep_ms", arg), None)
+            .map_err(|e| e.to_string())?;
+    }
+    let pids: Vec<String> = children.iter().map(|c| c.id().to_string()).collect();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "pids {}", pids.join(" ")).map_err(|e| e.to_string())?;
+    out.flush().map_err(|e| e.to_string())?;
+    loop {
+        std::thread::park();
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("host") {
+        let n = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(2);
+        let url = args.get(2).cloned().unwrap_or_default();
+        if let Err(e) = host(&url, n) {
+            eprintln!("mirai-demo-daemon host: {e}");
+        }
+        std::process::exit(10);
+    }
     let code = match parse() {
         Ok(config) => match serve(&config, &registry()) {
             Ok(reason) => reason.code(),

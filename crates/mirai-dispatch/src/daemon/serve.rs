@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use nano_transport::{Message, PipeEvent, Protocol, Socket};
 
+use crate::dispatcher::MISSED_BEATS;
+
 use super::{
     AutoExit, CancelToken, ExitReason, ExitRules, HostGone, Lifecycle, Registry, TaskContext,
 };
@@ -104,9 +106,13 @@ pub fn serve(config: &DaemonConfig, registry: &Registry) -> Result<ExitReason, D
     let listener = {
         let (socket, shared) = (socket.clone(), Arc::clone(&shared));
         let autoexit = config.rules.autoexit;
+        let heartbeat = Duration::from_millis(init.heartbeat_ms);
+        let heartbeat = (!heartbeat.is_zero()).then_some(heartbeat);
         std::thread::Builder::new()
             .name("mirai-daemon-listener".into())
-            .spawn(move || listen(&socket, &events, &shared, limits, autoexit, &tx))?
+            .spawn(move || {
+                listen(&socket, &events, &shared, limits, autoexit, heartbeat, &tx);
+            })?
     };
     let mut daemon = Daemon {
         socket,
@@ -159,16 +165,50 @@ impl Shared {
     }
 }
 
+/// Reads the socket for the daemon's whole life. With a heartbeat interval `h` from the init
+/// message it also sends a heartbeat every `h` (the main thread may be busy with a long task)
+/// and treats [`MISSED_BEATS`]` * h` without any message from the dispatcher as the host gone,
+/// as the dispatcher does for its daemons.
 fn listen(
     socket: &Socket,
     events: &mpsc::Receiver<PipeEvent>,
     shared: &Shared,
     limits: Limits,
     autoexit: AutoExit,
+    heartbeat: Option<Duration>,
     tx: &mpsc::Sender<Incoming>,
 ) {
     let forward = |i: Incoming| tx.send(i).is_ok();
+    let mut beat = Vec::new();
+    if FromDaemon::Heartbeat.encode(&mut beat).is_err() {
+        return;
+    }
+    let mut last_rx = Instant::now();
+    let mut next_beat = heartbeat.map(|h| Instant::now() + h);
+    let mut silenced = false;
     while !shared.stop.load(Ordering::Acquire) {
+        if let (Some(h), Some(at)) = (heartbeat, next_beat) {
+            let now = Instant::now();
+            if now >= at && shared.connected.load(Ordering::Acquire) {
+                // Never blocks for long: the socket's send timeout bounds it.
+                let _ = socket.try_send(&beat);
+                next_beat = Some(now + h);
+            }
+            if !silenced
+                && autoexit != AutoExit::Never
+                && now.duration_since(last_rx) >= h * MISSED_BEATS
+            {
+                // The host is silent without having closed: frozen, or the network is gone.
+                silenced = true;
+                shared.connected.store(false, Ordering::Release);
+                if autoexit == AutoExit::Immediately {
+                    shared.cancel_current(None);
+                }
+                if !forward(Incoming::HostLeft) {
+                    return;
+                }
+            }
+        }
         while let Ok(event) = events.try_recv() {
             let incoming = match event {
                 PipeEvent::Removed(_) => {
@@ -179,6 +219,7 @@ fn listen(
                     Incoming::HostLeft
                 }
                 PipeEvent::Added(_) => {
+                    last_rx = Instant::now();
                     shared.connected.store(true, Ordering::Release);
                     Incoming::HostBack
                 }
@@ -195,6 +236,7 @@ fn listen(
                 return;
             }
         };
+        last_rx = Instant::now();
         let incoming = match ToDaemon::decode(&msg, &limits) {
             Ok((
                 ToDaemon::Task {
