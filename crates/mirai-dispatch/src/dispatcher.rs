@@ -64,6 +64,14 @@ const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
 const FIRST_PEER: usize = 2;
 
+/// Payloads from this size on are written without a copy, waiting for the daemon to read them
+/// (up to [`BLOCKING_SEND_WAIT`]); smaller ones are copied into the connection's queue when the
+/// kernel does not take them at once.
+const BLOCKING_SEND: usize = 256 * 1024;
+
+/// The longest a large send waits for its daemon before the rest is queued (copied).
+const BLOCKING_SEND_WAIT: Duration = Duration::from_secs(1);
+
 /// Most messages read from one connection before the others get a turn.
 const READ_BATCH: usize = 256;
 
@@ -229,6 +237,10 @@ impl Dispatcher {
         let address = Address::parse(&config.url)?;
         let (mut listener, url, ipc_path) = bind(&address, &config.url)?;
         let local = !matches!(address, Address::Tcp(_));
+        let mut core_config = config.core;
+        // With a cap, a payload counts against it until it is written to its daemon, so the
+        // bytes on their way out are bounded too.
+        core_config.release_when_written |= core_config.max_queued_bytes.is_some();
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         match &mut listener {
@@ -237,7 +249,7 @@ impl Dispatcher {
         }
         let host = {
             let waker = Arc::clone(&waker);
-            Host::with_notify(Core::new(config.core), move || {
+            Host::with_notify(Core::new(core_config), move || {
                 let _ = waker.wake();
             })
         };
@@ -400,16 +412,23 @@ impl Shared {
         if !core.has_actions() {
             return;
         }
+        let track = core.config().release_when_written;
         let actions: Vec<Action> = std::iter::from_fn(|| core.poll_action()).collect();
-        let _order = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        let order = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
         drop(core);
         let mut resolved = Vec::new();
+        let mut written = Vec::new();
         for action in actions {
             match action {
                 Action::Resolve { task, outcome } => resolved.push((task, outcome)),
+                Action::Send { daemon, task, job } if track => {
+                    self.carry_out(Action::Send { daemon, task, job });
+                    written.push(task);
+                }
                 other => self.carry_out(other),
             }
         }
+        drop(order);
         if !resolved.is_empty() {
             let c = &self.completions;
             c.done
@@ -417,6 +436,16 @@ impl Shared {
                 .unwrap_or_else(PoisonError::into_inner)
                 .extend(resolved);
             c.ready.notify_all();
+        }
+        if !written.is_empty() {
+            // The payloads are out of our hands: their bytes leave the budget, which may let
+            // blocked submitters in and queue more sends.
+            let mut core = self.host.lock();
+            let now = Instant::now();
+            for task in written {
+                core.written(task, now);
+            }
+            self.flush_held(core);
         }
     }
 
@@ -505,7 +534,15 @@ impl Shared {
         if msg.encode(&mut head).is_err() {
             return;
         }
-        match sender.send(&[&head, payload]) {
+        let sent = if payload.len() >= BLOCKING_SEND {
+            // Wait for the daemon (idle: it was just given this task) to read it, rather than
+            // copy megabytes into the connection's queue: the copy would double the task's
+            // memory outside the byte budget.
+            sender.send_blocking(&[&head, payload], Some(Instant::now() + BLOCKING_SEND_WAIT))
+        } else {
+            sender.send(&[&head, payload])
+        };
+        match sent {
             Ok(SendStatus::Written) => {}
             // The rest waits in the connection's queue: the dispatcher thread flushes it. A
             // failed write marks the connection failed; the dispatcher thread closes it.

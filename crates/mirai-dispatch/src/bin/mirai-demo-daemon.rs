@@ -4,9 +4,10 @@
 //! [--walltime-ms N]`; exits with the exit reason's code (0 host gone, 1 idletime, 2 walltime,
 //! 3 maxtasks), or 10 on an error.
 //!
-//! Functions: `echo` (bytes back), `add` ((i64, i64) -> i64), `sleep_ms` (u64, stops early when
-//! cancelled), `panic` (panics with its argument as message), `seed` (the task's RNG seed),
-//! `pid` (the daemon's process id).
+//! Functions: `echo` (bytes back), `len` (the argument's length, u64 little-endian), `slow_len`
+//! (the same after 20 ms, a slow consumer), `add`
+//! ((i64, i64) -> i64), `sleep_ms` (u64, stops early when cancelled), `panic` (panics with its
+//! argument as message), `seed` (the task's RNG seed), `pid` (the daemon's process id).
 //!
 //! `mirai-demo-daemon host URL N` runs a host instead (see `host`).
 #![forbid(unsafe_code)]
@@ -19,6 +20,13 @@ use mirai_dispatch::daemon::{DaemonConfig, Registry, TaskContext, serve};
 fn registry() -> Registry {
     let mut r = Registry::new();
     r.register_bytes("echo", |bytes, _| Ok(bytes.to_vec()));
+    r.register_bytes("len", |bytes, _| {
+        Ok((bytes.len() as u64).to_le_bytes().to_vec())
+    });
+    r.register_bytes("slow_len", |bytes, _| {
+        std::thread::sleep(Duration::from_millis(20));
+        Ok((bytes.len() as u64).to_le_bytes().to_vec())
+    });
     r.register("add", |(a, b): (i64, i64), _: &TaskContext| {
         a.checked_add(b).ok_or_else(|| TaskError::new("overflow"))
     });
