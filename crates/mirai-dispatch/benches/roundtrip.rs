@@ -16,8 +16,8 @@
 //!   RSS above its baseline (`/proc/self/status` VmHWM after resetting it) against cap + one
 //!   task, in a child process of its own (see [`runaway_in_child`]).
 //!
-//! `MIRAI_DISPATCH_BENCH_ROUNDS` sets the number of timed round trips (default 5,000), e.g. to
-//! profile a long run.
+//! `MIRAI_DISPATCH_BENCH_ROUNDS` sets the number of timed round trips (default 5,000), and
+//! `MIRAI_DISPATCH_BENCH_ONLY=latency` runs the round trips alone, e.g. to profile a long run.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
@@ -183,19 +183,27 @@ fn main() {
         .and_then(|r| r.parse().ok())
         .unwrap_or(5_000);
 
+    let only_latency = std::env::var("MIRAI_DISPATCH_BENCH_ONLY").is_ok_and(|v| v == "latency");
     for (pinned, name) in [
         (
             true,
             "dispatch runaway 10 MB producer, peak RSS over baseline",
         ),
         (false, "same, glibc default mmap threshold"),
-    ] {
+    ]
+    .into_iter()
+    .filter(|_| !only_latency)
+    {
         let (rss, bound) = runaway_in_child(pinned);
         record(name, rss, "MB", "cap 100 MB + one 10 MB task", bound);
     }
 
     let floor = uds_pingpong_floor(64, 1_000, 20_000);
-    let peer = python_peer(rounds);
+    let peer = if only_latency {
+        None
+    } else {
+        python_peer(rounds)
+    };
     if peer.is_none() {
         println!("(no python3: ProcessPoolExecutor figures skipped)");
     }
@@ -231,6 +239,9 @@ fn main() {
     }
     d.shutdown();
     drop(children);
+    if only_latency {
+        return;
+    }
 
     let (d, events) = start(Config::default());
     let children = daemons(d.url(), 2, &events);

@@ -32,7 +32,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -200,6 +200,13 @@ struct Shared {
     settings: Vec<u8>,
     limits: Limits,
     heartbeat: Option<Duration>,
+    /// Whether values must be reported collected (only with an uncollected-bytes cap).
+    track_collected: bool,
+    epoch: Instant,
+    /// When the dispatcher thread will wake on its own, in nanoseconds since `epoch`
+    /// (`u64::MAX`: not before an event; 0: it is awake). Written and read under the core's lock,
+    /// so a host call that arms an earlier core timer knows to wake it.
+    sleep_until: AtomicU64,
 }
 
 /// A running dispatcher: the listening endpoint, its thread, and the host-side API.
@@ -237,6 +244,7 @@ impl Dispatcher {
         let address = Address::parse(&config.url)?;
         let (mut listener, url, ipc_path) = bind(&address, &config.url)?;
         let local = !matches!(address, Address::Tcp(_));
+        let track_collected = config.core.max_uncollected_bytes.is_some();
         let mut core_config = config.core;
         // With a cap, a payload counts against it until it is written to its daemon, so the
         // bytes on their way out are bounded too.
@@ -266,6 +274,9 @@ impl Dispatcher {
             settings: config.settings,
             limits: config.limits,
             heartbeat: config.heartbeat,
+            track_collected,
+            epoch: Instant::now(),
+            sleep_until: AtomicU64::new(0),
         });
         let event_loop = EventLoop {
             shared: Arc::clone(&shared),
@@ -347,7 +358,7 @@ impl Dispatcher {
         loop {
             if let Some(outcome) = done.remove(&task) {
                 drop(done);
-                if outcome.is_value() {
+                if outcome.is_value() && self.shared.track_collected {
                     let mut core = self.shared.host.lock();
                     if core.collected(task, Instant::now()) {
                         self.shared.flush_held(core);
@@ -402,13 +413,18 @@ impl Drop for Dispatcher {
 }
 
 impl Shared {
-    /// Drains the core's actions and carries them out, in order.
-    fn flush(&self) {
-        self.flush_held(self.host.lock());
-    }
-
-    /// [`Shared::flush`] with the core already locked (the lock is released here).
+    /// Drains the core's actions and carries them out, in order; takes the core's lock and
+    /// releases it before anything is written.
     fn flush_held(&self, mut core: CoreGuard<'_>) {
+        let asleep_until = self.sleep_until.load(Ordering::Relaxed);
+        if asleep_until != 0
+            && core
+                .poll_timeout()
+                .is_some_and(|t| self.nanos(t) < asleep_until)
+        {
+            // A core timer earlier than the dispatcher thread's wake-up was just armed.
+            let _ = self.waker.wake();
+        }
         if !core.has_actions() {
             return;
         }
@@ -447,6 +463,12 @@ impl Shared {
             }
             self.flush_held(core);
         }
+    }
+
+    fn nanos(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX - 1)
+            .max(1)
     }
 
     fn link(&self, daemon: DaemonId) -> Option<(ConnSender, u64)> {
@@ -648,14 +670,15 @@ impl EventLoop {
     fn run(mut self) {
         let mut events = Events::with_capacity(256);
         while !self.shared.stop.load(Ordering::Acquire) {
-            let now = Instant::now();
             let timeout = if self.ready.is_empty() {
-                self.next_deadline()
-                    .map(|d| d.saturating_duration_since(now))
+                self.sleep_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
             };
-            if let Err(e) = self.poll.poll(&mut events, timeout)
+            let polled = self.poll.poll(&mut events, timeout);
+            self.shared.sleep_until.store(0, Ordering::Relaxed);
+            if let Err(e) = polled
                 && e.kind() != io::ErrorKind::Interrupted
             {
                 break;
@@ -684,15 +707,25 @@ impl EventLoop {
                 self.flush_queues();
             }
             self.read_ready();
+            // Also carries out what host calls through [`Dispatcher::host`] left.
             self.timers(Instant::now());
-            self.shared.flush();
         }
         self.close_all();
     }
 
-    /// The earliest time something is due: a core timeout, a heartbeat, a silence limit.
-    fn next_deadline(&self) -> Option<Instant> {
-        let mut next = self.shared.host.lock().poll_timeout();
+    /// The earliest time something is due (a core timeout, a heartbeat, a silence limit),
+    /// published for host threads before the thread sleeps.
+    fn sleep_deadline(&self) -> Option<Instant> {
+        let core = self.shared.host.lock();
+        let next = self.next_deadline(core.poll_timeout());
+        let until = next.map_or(u64::MAX, |t| self.shared.nanos(t));
+        self.shared.sleep_until.store(until, Ordering::Relaxed);
+        drop(core);
+        next
+    }
+
+    fn next_deadline(&self, core_next: Option<Instant>) -> Option<Instant> {
+        let mut next = core_next;
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         if let Some(b) = self.next_beat {
             consider(b);

@@ -339,3 +339,27 @@ fn killing_the_host_leaves_no_daemon_alive_after_two_seconds() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn a_queue_timeout_armed_while_the_dispatcher_sleeps_fires_on_time() {
+    // No heartbeats and no daemons: nothing else wakes the dispatcher thread.
+    let (dispatcher, _events) = start(None);
+    std::thread::sleep(Duration::from_millis(20));
+    let t = Instant::now();
+    let id = dispatcher
+        .submit(
+            Task::new("echo", vec![1]).with_queue_timeout(Duration::from_millis(100)),
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        dispatcher.wait(id, Some(Duration::from_secs(5))),
+        Some(Outcome::TimedOut)
+    );
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(100) && took < Duration::from_secs(1),
+        "timed out after {took:?}"
+    );
+    assert_eq!(dispatcher.status().memory.used, 0);
+}

@@ -586,8 +586,8 @@ impl Daemon {
             .current
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = None;
-        // Whatever arrived during the task is read before the next wait.
-        self.shared.conn().note_readable();
+        // Bytes that arrived during the task raised an edge in the main poll too (its
+        // registration never lapses), so the next wait returns at once for them: no read here.
         let last = self.life.task_finished(Instant::now());
         // A failed send means the host is going; the next read sees it.
         if self
