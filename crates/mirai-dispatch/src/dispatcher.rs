@@ -316,7 +316,13 @@ impl Dispatcher {
 
     /// [`Host::submit`]; a task that finds an idle daemon is written to it from this thread.
     pub fn submit(&self, task: Task, deadline: Option<Instant>) -> Result<TaskId, Rejected> {
+        let span =
+            tracing::debug_span!("submit", function = %task.function, bytes = task.payload.len());
+        let _entered = span.enter();
         let (result, core) = self.shared.host.submit_held(task, deadline);
+        if let Ok(id) = &result {
+            tracing::trace!(task = id.0, "queued");
+        }
         self.shared.flush_held(core);
         result
     }
@@ -496,6 +502,8 @@ impl Shared {
                 }
             }
             Action::Send { daemon, task, job } => {
+                let _span =
+                    tracing::debug_span!("dispatch", task = task.0, daemon = daemon.0).entered();
                 if let Some((sender, _)) = self.link(daemon) {
                     let msg = ToDaemon::Task {
                         task,

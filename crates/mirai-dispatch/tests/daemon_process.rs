@@ -269,3 +269,23 @@ fn everywhere_reaches_each_daemon_once_and_a_run_timeout_frees_the_daemon() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[test]
+fn the_trace_context_reaches_the_task_on_the_daemon() {
+    let (dispatcher, events) = start(Config::default());
+    let _daemon = Daemon::spawn(dispatcher.url(), TOKEN, 1, &[]);
+    joined(&events);
+    let parent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec();
+    let id = dispatcher
+        .submit(task("trace", &()).with_trace(parent.clone()), None)
+        .unwrap();
+    assert_eq!(
+        value::<Option<Vec<u8>>>(dispatcher.wait(id, Some(PATIENCE))),
+        Some(parent)
+    );
+    let id = dispatcher.submit(task("trace", &()), None).unwrap();
+    assert_eq!(
+        value::<Option<Vec<u8>>>(dispatcher.wait(id, Some(PATIENCE))),
+        None
+    );
+}

@@ -7,7 +7,8 @@
 //! Functions: `echo` (bytes back), `len` (the argument's length, u64 little-endian), `slow_len`
 //! (the same after 20 ms, a slow consumer), `add`
 //! ((i64, i64) -> i64), `sleep_ms` (u64, stops early when cancelled), `panic` (panics with its
-//! argument as message), `seed` (the task's RNG seed), `pid` (the daemon's process id).
+//! argument as message), `seed` (the task's RNG seed), `pid` (the daemon's process id), `trace`
+//! (the trace context the submitter attached).
 //!
 //! `mirai-demo-daemon host URL N` runs a host instead (see `host`).
 #![forbid(unsafe_code)]
@@ -43,6 +44,9 @@ fn registry() -> Registry {
     );
     r.register("seed", |(): (), ctx: &TaskContext| Ok(ctx.rng_seed()));
     r.register("pid", |(): (), _: &TaskContext| Ok(std::process::id()));
+    r.register("trace", |(): (), ctx: &TaskContext| {
+        Ok(ctx.trace().map(<[u8]>::to_vec))
+    });
     r
 }
 

@@ -59,6 +59,7 @@ pub struct TaskContext {
     task: TaskId,
     rng_seed: Option<u64>,
     cancel: CancelToken,
+    trace: Option<Vec<u8>>,
 }
 
 impl TaskContext {
@@ -68,7 +69,27 @@ impl TaskContext {
             task,
             rng_seed,
             cancel: CancelToken::new(),
+            trace: None,
         }
+    }
+
+    /// Sets the trace context the submitter attached ([`crate::Task::trace`]).
+    ///
+    /// ```
+    /// use mirai_dispatch::daemon::TaskContext;
+    /// use mirai_dispatch::TaskId;
+    /// let ctx = TaskContext::new(TaskId(1), None).with_trace(Some(b"00-abc-01".to_vec()));
+    /// assert_eq!(ctx.trace(), Some(&b"00-abc-01"[..]));
+    /// ```
+    pub fn with_trace(mut self, trace: Option<Vec<u8>>) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// The trace context the submitter attached (e.g. a W3C `traceparent`), to continue its
+    /// trace in the task.
+    pub fn trace(&self) -> Option<&[u8]> {
+        self.trace.as_deref()
     }
 
     /// A context whose token the caller keeps, to cancel the task from another thread.
@@ -78,6 +99,7 @@ impl TaskContext {
             task,
             rng_seed,
             cancel,
+            trace: None,
         }
     }
 

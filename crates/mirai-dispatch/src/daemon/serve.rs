@@ -523,7 +523,7 @@ impl Daemon {
                 task,
                 function,
                 rng_seed,
-                ..
+                trace,
             } => {
                 let token = CancelToken::new();
                 let stopped = later.iter().any(|b| match decode(b, &self.limits) {
@@ -534,7 +534,7 @@ impl Daemon {
                 if stopped {
                     token.cancel();
                 }
-                let ctx = TaskContext::with_token(task, rng_seed, token.clone());
+                let ctx = TaskContext::with_token(task, rng_seed, token.clone()).with_trace(trace);
                 self.run_task(registry, &function, payload, &ctx, token)?;
                 Ok(self.life.poll(Instant::now()).is_some())
             }
@@ -576,7 +576,13 @@ impl Daemon {
             let _ = self.shared.watch_waker.wake();
         }
         self.life.task_started(Instant::now());
-        let result = registry.run(function, payload, ctx);
+        let span = tracing::debug_span!(
+            "execute",
+            task = ctx.task().0,
+            function,
+            trace = ctx.trace().map(String::from_utf8_lossy).as_deref(),
+        );
+        let result = span.in_scope(|| registry.run(function, payload, ctx));
         if watched {
             let _ = self.shared.watch_registry.deregister(&mut SourceFd(&fd));
         }
