@@ -289,3 +289,29 @@ fn the_trace_context_reaches_the_task_on_the_daemon() {
         None
     );
 }
+
+#[test]
+fn a_cancel_that_arrived_before_the_task_looked_is_seen_when_it_looks() {
+    let (dispatcher, events) = start(Config::default());
+    let _daemon = Daemon::spawn(dispatcher.url(), TOKEN, 1, &[]);
+    joined(&events);
+    let late = dispatcher
+        .submit(task("late_check", &300u64), None)
+        .unwrap();
+    let next = dispatcher
+        .submit(Task::new("echo", b"next".to_vec()), None)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let t = Instant::now();
+    assert!(dispatcher.cancel(late, CancelMode::Soft));
+    match dispatcher.wait(next, Some(PATIENCE)) {
+        Some(Outcome::Value(v)) => assert_eq!(&*v, b"next"),
+        other => panic!("expected the echo, got {other:?}"),
+    }
+    // Freed once the task first looked (after its 300 ms), not after its minute of waiting.
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "daemon freed after {:?}",
+        t.elapsed()
+    );
+}

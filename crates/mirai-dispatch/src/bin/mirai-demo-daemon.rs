@@ -6,7 +6,8 @@
 //!
 //! Functions: `echo` (bytes back), `len` (the argument's length, u64 little-endian), `slow_len`
 //! (the same after 20 ms, a slow consumer), `add`
-//! ((i64, i64) -> i64), `sleep_ms` (u64, stops early when cancelled), `panic` (panics with its
+//! ((i64, i64) -> i64), `sleep_ms` (u64, stops early when cancelled), `late_check` (u64 ms
+//! without looking at its cancel token, then up to a minute looking), `panic` (panics with its
 //! argument as message), `seed` (the task's RNG seed), `pid` (the daemon's process id), `trace`
 //! (the trace context the submitter attached).
 //!
@@ -33,6 +34,15 @@ fn registry() -> Registry {
     });
     r.register("sleep_ms", |ms: u64, ctx: &TaskContext| {
         for _ in 0..ms {
+            ctx.cancel_token().check()?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(ms)
+    });
+    r.register("late_check", |ms: u64, ctx: &TaskContext| {
+        // Busy for `ms` without looking at the token, then waits up to a minute for a cancel.
+        std::thread::sleep(Duration::from_millis(ms));
+        for _ in 0..60_000 {
             ctx.cancel_token().check()?;
             std::thread::sleep(Duration::from_millis(1));
         }

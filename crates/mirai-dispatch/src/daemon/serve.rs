@@ -7,9 +7,10 @@
 //! while the daemon is idle or running short tasks.
 //!
 //! A watcher thread covers what the main thread cannot do while a task runs. Its poll holds only
-//! a waker, plus the connection for exactly as long as a task runs (the main thread adds it
-//! before the task and removes it after): a cancel or exit message then reaches the task's
-//! [`CancelToken`](super::CancelToken) at once. The watcher also sends the heartbeats and watches
+//! a waker, plus the connection from the running task's first look at its
+//! [`CancelToken`](super::CancelToken) until the task ends: a cancel or exit message then reaches
+//! the token at once. A function that never looks cannot be cancelled anyway (Rust code cannot
+//! be interrupted), so trivial tasks pay nothing for this. The watcher also sends the heartbeats and watches
 //! the host's silence (see [`MISSED_BEATS`]): a host silent that long gets its connection shut
 //! down, which the main thread then sees as the host gone.
 //!
@@ -116,6 +117,7 @@ pub fn serve(config: &DaemonConfig, registry: &Registry) -> Result<ExitReason, D
     let watch_poll = Poll::new()?;
     let watch_waker = Waker::new(watch_poll.registry(), WAKE)?;
     let (conn, init, early) = connect(&address, config, &mut poll, None)?;
+    let fd = conn.stream().as_raw_fd();
     let shared = Arc::new(Shared {
         sender: Mutex::new(conn.sender().clone()),
         conn: Mutex::new(conn),
@@ -125,6 +127,7 @@ pub fn serve(config: &DaemonConfig, registry: &Registry) -> Result<ExitReason, D
         last_rx: AtomicU64::new(0),
         heartbeat_ms: AtomicU64::new(init.heartbeat_ms),
         exit: AtomicBool::new(false),
+        watching: AtomicBool::new(false),
         stop: AtomicBool::new(false),
         autoexit: config.rules.autoexit,
         main_waker: waker,
@@ -144,6 +147,7 @@ pub fn serve(config: &DaemonConfig, registry: &Registry) -> Result<ExitReason, D
         limits: limits_of(&init),
         address,
         buffered: false,
+        fd,
     };
     let result = daemon.run(config, registry);
     daemon.shared.stop.store(true, Ordering::Release);
@@ -282,6 +286,8 @@ struct Shared {
     heartbeat_ms: AtomicU64,
     /// The dispatcher said exit (seen by the watcher during a task).
     exit: AtomicBool,
+    /// The watcher is attached to the connection (for the running task).
+    watching: AtomicBool,
     stop: AtomicBool,
     autoexit: AutoExit,
     main_waker: Waker,
@@ -424,6 +430,8 @@ struct Daemon {
     address: Address,
     /// The last read stopped at its batch limit with bytes left in the connection.
     buffered: bool,
+    /// The connection's descriptor.
+    fd: RawFd,
 }
 
 impl Daemon {
@@ -505,6 +513,35 @@ impl Daemon {
         }
     }
 
+    /// A token for `task` whose first look attaches the watcher to the connection, so cancel
+    /// messages reach it while it runs; a task that never looks costs no syscall for this.
+    fn watch_token(&self, task: TaskId) -> CancelToken {
+        let shared = Arc::clone(&self.shared);
+        let (fd, buffered) = (self.fd, self.buffered);
+        CancelToken::with_first_look(move || {
+            let running = shared
+                .current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .is_some_and(|(t, _)| *t == task);
+            if !running || shared.watching.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            if shared
+                .watch_registry
+                .register(&mut SourceFd(&fd), CONN, Interest::READABLE)
+                .is_err()
+            {
+                shared.watching.store(false, Ordering::Release);
+            }
+            if buffered {
+                // Bytes already read from the kernel raise no event: have the watcher look.
+                let _ = shared.watch_waker.wake();
+            }
+        })
+    }
+
     /// Handles one message; `true` when the rest of the batch must wait (an exit rule fired).
     /// `later` holds the messages read after this one: a cancel or exit among them applies to
     /// a task here before it starts (the watcher only sees what is still unread).
@@ -525,7 +562,7 @@ impl Daemon {
                 rng_seed,
                 trace,
             } => {
-                let token = CancelToken::new();
+                let token = self.watch_token(task);
                 let stopped = later.iter().any(|b| match decode(b, &self.limits) {
                     Some((ToDaemon::Cancel { task: t }, _)) => t == task,
                     Some((ToDaemon::Exit, _)) => true,
@@ -564,17 +601,6 @@ impl Daemon {
             .current
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some((ctx.task(), token));
-        let fd = self.shared.conn().stream().as_raw_fd();
-        // The watcher reads the connection for as long as the task runs.
-        let watched = self
-            .shared
-            .watch_registry
-            .register(&mut SourceFd(&fd), CONN, Interest::READABLE)
-            .is_ok();
-        if self.buffered {
-            // Bytes already read from the kernel raise no event: have the watcher look.
-            let _ = self.shared.watch_waker.wake();
-        }
         self.life.task_started(Instant::now());
         let span = tracing::debug_span!(
             "execute",
@@ -583,8 +609,11 @@ impl Daemon {
             trace = ctx.trace().map(String::from_utf8_lossy).as_deref(),
         );
         let result = span.in_scope(|| registry.run(function, payload, ctx));
-        if watched {
-            let _ = self.shared.watch_registry.deregister(&mut SourceFd(&fd));
+        if self.shared.watching.swap(false, Ordering::AcqRel) {
+            let _ = self
+                .shared
+                .watch_registry
+                .deregister(&mut SourceFd(&self.fd));
         }
         // Cleared before the result goes, so it never covers the next task.
         *self
@@ -597,7 +626,7 @@ impl Daemon {
         let last = self.life.task_finished(Instant::now());
         // A failed send means the host is going; the next read sees it.
         if self
-            .send_result(ctx.task(), result, ctx.is_cancelled(), last)
+            .send_result(ctx.task(), result, ctx.cancel_token().was_cancelled(), last)
             .is_ok()
             && last
         {
@@ -675,6 +704,7 @@ impl Daemon {
                         .sender
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner) = conn.sender().clone();
+                    self.fd = conn.stream().as_raw_fd();
                     *self.shared.conn() = conn;
                     self.shared.heard();
                     return Ok(());
