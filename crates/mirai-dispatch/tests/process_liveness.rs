@@ -363,3 +363,44 @@ fn a_queue_timeout_armed_while_the_dispatcher_sleeps_fires_on_time() {
     );
     assert_eq!(dispatcher.status().memory.used, 0);
 }
+
+#[test]
+fn a_daemon_told_never_to_autoexit_redials_and_serves_the_next_host() {
+    use nano_transport::{Protocol, Socket};
+    let url = unique_url();
+    // A first host that admits the daemon, then goes away (closes without an exit message).
+    let first = Socket::new(Protocol::Pair1).unwrap();
+    first.listen(&url).unwrap();
+    let mut daemon = Proc::daemon(&url, 4, &["--autoexit", "never"]);
+    let hello = first.recv_timeout(PATIENCE).expect("the hello");
+    assert!(matches!(
+        FromDaemon::decode(&hello, &Limits::default()),
+        Ok((FromDaemon::Hello(_), _))
+    ));
+    let mut init = Vec::new();
+    ToDaemon::Init(Init {
+        daemon: DaemonId(0),
+        rng_stream: 0,
+        max_frame: 1 << 20,
+        heartbeat_ms: 0,
+        settings: Vec::new(),
+    })
+    .encode(&mut init)
+    .unwrap();
+    first.send(&init).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    first.close();
+    drop(first);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon stayed");
+    // A new host at the same address gets the daemon.
+    let config = DispatcherConfig::new(url, TOKEN.as_bytes().to_vec()).with_heartbeat(None);
+    let (dispatcher, events) = Dispatcher::start(config).unwrap();
+    assert!(matches!(
+        next_event(&events),
+        DaemonEvent::Joined { launch_id: 4, .. }
+    ));
+    echo_all(&dispatcher, 3);
+    dispatcher.shutdown();
+    assert_eq!(daemon.wait_exit(PATIENCE).code(), Some(0));
+}

@@ -1,7 +1,7 @@
 //! A daemon with a few built-in functions, for trying a dispatcher and for its integration tests.
 //!
 //! `mirai-demo-daemon --url URL --token TOKEN [--launch-id N] [--maxtasks N] [--idletime-ms N]
-//! [--walltime-ms N]`; exits with the exit reason's code (0 host gone, 1 idletime, 2 walltime,
+//! [--walltime-ms N] [--autoexit immediately|finish-task|never]`; exits with the exit reason's code (0 host gone, 1 idletime, 2 walltime,
 //! 3 maxtasks), or 10 on an error.
 //!
 //! Functions: `echo` (bytes back), `len` (the argument's length, u64 little-endian), `slow_len`
@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use mirai_dispatch::TaskError;
-use mirai_dispatch::daemon::{DaemonConfig, Registry, TaskContext, serve};
+use mirai_dispatch::daemon::{AutoExit, DaemonConfig, Registry, TaskContext, serve};
 
 fn registry() -> Registry {
     let mut r = Registry::new();
@@ -77,6 +77,14 @@ fn parse() -> Result<DaemonConfig, String> {
             "--maxtasks" => config.rules.maxtasks = Some(number()?),
             "--idletime-ms" => config.rules.idletime = Some(Duration::from_millis(number()?)),
             "--walltime-ms" => config.rules.walltime = Some(Duration::from_millis(number()?)),
+            "--autoexit" => {
+                config.rules.autoexit = match value.as_str() {
+                    "immediately" => AutoExit::Immediately,
+                    "finish-task" => AutoExit::FinishTask,
+                    "never" => AutoExit::Never,
+                    _ => return Err(format!("--autoexit: unknown mode {value}")),
+                }
+            }
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
