@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry as MioRegistry, Token, Waker};
-use nano_transport::conn::{ConnSender, Connection, ReadProgress, Stream};
+use nano_transport::conn::{ConnSender, Connection, ReadProgress, SendStatus, Stream};
 use nano_transport::proto::{MAX_TTL_DEFAULT, pair1_hops};
 use nano_transport::{Address, Protocol};
 
@@ -265,9 +265,18 @@ fn send(sender: &ConnSender, msg: &FromDaemon, payload: &[u8]) -> Result<(), Dae
     let mut head = Vec::with_capacity(64);
     head.extend_from_slice(&PAIR1_HEADER);
     msg.encode(&mut head)?;
-    sender
+    let failed = |e: nano_transport::conn::ConnError| io::Error::other(e.to_string());
+    let status = sender
         .send_blocking(&[&head, payload], None)
-        .map_err(|e| io::Error::other(e.to_string()))?;
+        .map_err(failed)?;
+    if status == SendStatus::Queued {
+        // A heartbeat was queued ahead (the dispatcher had stopped reading): nobody else
+        // flushes this connection, so push everything out before going back to sleep. A
+        // silent host's stream is shut by the watcher, which ends this loop with an error.
+        while !sender.flush().map_err(failed)? {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
     Ok(())
 }
 
@@ -350,8 +359,10 @@ fn watch(shared: &Shared, mut poll: Poll) {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            // A heartbeat that does not fit now is not worth waiting for.
-            let _ = sender.send(&[&beat]);
+            // A heartbeat that does not fit now is not worth waiting for, nor worth piling up.
+            if sender.queued() == 0 {
+                let _ = sender.send(&[&beat]);
+            }
             let silent_ms = u64::try_from(shared.epoch.elapsed().as_millis())
                 .unwrap_or(u64::MAX)
                 .saturating_sub(shared.last_rx.load(Ordering::Acquire));
