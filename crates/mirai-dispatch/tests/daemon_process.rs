@@ -315,3 +315,41 @@ fn a_cancel_that_arrived_before_the_task_looked_is_seen_when_it_looks() {
         t.elapsed()
     );
 }
+
+#[test]
+fn large_payloads_cross_both_ways_intact_within_a_tight_budget() {
+    const MB: usize = 1 << 20;
+    // Room for two 3 MB tasks: the others wait until a payload has been written out.
+    let (dispatcher, events) = start(Config::default().with_max_queued_bytes(6 * MB as u64));
+    let _daemons = [
+        Daemon::spawn(dispatcher.url(), TOKEN, 1, &[]),
+        Daemon::spawn(dispatcher.url(), TOKEN, 2, &[]),
+    ];
+    joined(&events);
+    joined(&events);
+    let payloads: Vec<Vec<u8>> = (0..8u8)
+        .map(|i| {
+            (0..3 * MB)
+                .map(|j| (j as u8).wrapping_mul(31) ^ i)
+                .collect()
+        })
+        .collect();
+    let ids: Vec<_> = payloads
+        .iter()
+        .map(|p| {
+            dispatcher
+                .submit(Task::new("echo", p.clone()), None)
+                .unwrap()
+        })
+        .collect();
+    for (id, sent) in ids.into_iter().zip(&payloads) {
+        match dispatcher.wait(id, Some(PATIENCE)) {
+            Some(Outcome::Value(v)) => assert!(&*v == sent.as_slice(), "payload corrupted"),
+            other => panic!("expected the echo, got {other:?}"),
+        }
+    }
+    let s = dispatcher.status();
+    assert_eq!(s.memory.used, 0);
+    assert!(s.memory.peak <= 6 * MB as u64);
+    assert_eq!((s.completed, s.submitted), (8, 8));
+}
