@@ -8,7 +8,7 @@
 //!
 //! A watcher thread covers what the main thread cannot do while a task runs. Its poll holds only
 //! a waker, plus the connection from the running task's first look at its
-//! [`CancelToken`](super::CancelToken) until the task ends: a cancel or exit message then reaches
+//! [`CancelToken`] until the task ends: a cancel or exit message then reaches
 //! the token at once. A function that never looks cannot be cancelled anyway (Rust code cannot
 //! be interrupted), so trivial tasks pay nothing for this. The watcher also sends the heartbeats and watches
 //! the host's silence (see [`MISSED_BEATS`]): a host silent that long gets its connection shut
