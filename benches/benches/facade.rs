@@ -84,7 +84,7 @@ fn wait_for_daemons(pool: &Pool, n: u64) {
 /// (p50 round trip in us, map tasks/s) of ProcessPoolExecutor with `workers` processes.
 fn ppe(workers: usize, rounds: usize) -> Option<(f64, f64)> {
     let python = std::env::var("MIRAI_INTEROP_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/ppe_bench.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/ppe_map_bench.py");
     let out = Command::new(&python)
         .args([
             script,

@@ -10,32 +10,12 @@
 //! `{name, value, unit, peer, peer_value, ratio}`, appended to `$MIRAI_BENCH_RECORDS`.
 
 use std::hint::black_box;
-use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
+use mirai_benches::record;
 use mirai_dispatch::{Action, Config, Core, Host, Reply, Task};
-
-/// Prints one figure beside its floor and appends the JSON record (the workspace's format).
-fn record(name: &str, value: f64, unit: &str, peer: &str, peer_value: f64) {
-    let ratio = value / peer_value;
-    println!(
-        "{name:<48} {value:>12.3} {unit:<6} vs {peer:<28} {peer_value:>12.3}  ratio {ratio:.2}"
-    );
-    if let Ok(path) = std::env::var("MIRAI_BENCH_RECORDS") {
-        let rec = serde_json::json!({
-            "name": name, "value": value, "unit": unit,
-            "peer": peer, "peer_value": peer_value, "ratio": ratio,
-        });
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .expect("open bench records");
-        writeln!(f, "{rec}").expect("write bench record");
-    }
-}
 
 /// Median over 21 batches of `n` calls, in nanoseconds per call.
 fn median_ns(n: u32, mut f: impl FnMut()) -> f64 {

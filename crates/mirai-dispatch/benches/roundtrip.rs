@@ -1,48 +1,34 @@
-//! Tasks through the real dispatcher and demo daemon processes, beside a floor measured in the
-//! same run: a blocking 64-byte ping-pong over a Unix stream socket with a child process (the
-//! `anchors.md` floor; this binary re-executes itself as the echo child).
+//! Tasks through the real dispatcher and demo daemon processes, beside a floor and a peer
+//! measured in the same run:
 //!
-//! - Round trip of one trivial task (submit, daemon echoes 64 bytes, wait), one daemon: p50 and
-//!   p99 against the floor's p50 (R mirai 2.7 with dispatcher: 380-392 µs; procspawn: 4x floor).
+//! - the floor: a blocking 64-byte ping-pong over a Unix stream socket with a child process
+//!   (`mirai_benches::uds_pingpong_floor`, the `anchors.md` floor), in 5 blocks of 4,000
+//!   interleaved with 5 blocks of our round trips (the median block p50 is the floor);
+//! - the peer: Python's `ProcessPoolExecutor` (`benches/peers/ppe_bench.py`, run with the system
+//!   `python3`; skipped with a note when there is none).
+//!
+//! Figures:
+//!
+//! - round trip of one trivial task (submit, the daemon echoes 64 bytes, wait), one daemon: p50
+//!   and p99 against the floor's p50, and p50 against the executor's p50;
 //! - 20,000 trivial tasks on two daemons, all submitted then all collected: tasks/s against the
-//!   floor's round trips per second (R mirai 2.7: 3,810 tasks/s).
+//!   executor's tasks/s with two workers;
+//! - a runaway producer of 10 MB tasks into a 100 MB budget, one slow daemon: the host's peak
+//!   RSS above its baseline (`/proc/self/status` VmHWM after resetting it) against cap + one
+//!   task, in a child process of its own (see [`runaway_in_child`]).
+//!
+//! `MIRAI_DISPATCH_BENCH_ROUNDS` sets the number of timed round trips (default 5,000), and
+//! `MIRAI_DISPATCH_BENCH_ONLY=latency` runs the round trips alone, e.g. to profile a long run.
 
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
+use mirai_benches::{Samples, record, serve_floor_child, uds_pingpong_floor};
 use mirai_dispatch::{Config, DaemonEvent, Dispatcher, DispatcherConfig, Outcome, Task};
 
-const ECHO_ENV: &str = "MIRAI_DISPATCH_BENCH_ECHO";
 const TOKEN: &[u8] = b"bench";
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// Prints one figure beside its floor and appends the JSON record (the workspace's format).
-fn record(name: &str, value: f64, unit: &str, peer: &str, peer_value: f64) {
-    let ratio = value / peer_value;
-    println!(
-        "{name:<48} {value:>12.3} {unit:<6} vs {peer:<28} {peer_value:>12.3}  ratio {ratio:.2}"
-    );
-    if let Ok(path) = std::env::var("MIRAI_BENCH_RECORDS") {
-        let rec = serde_json::json!({
-            "name": name, "value": value, "unit": unit,
-            "peer": peer, "peer_value": peer_value, "ratio": ratio,
-        });
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .expect("open bench records");
-        writeln!(f, "{rec}").expect("write bench record");
-    }
-}
-
-fn quantile_us(sorted: &[Duration], q: f64) -> f64 {
-    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[i].as_secs_f64() * 1e6
-}
 
 /// A child process, killed and reaped on drop.
 struct Reaped(Child);
@@ -52,50 +38,6 @@ impl Drop for Reaped {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// The echo side of the floor, when this binary was started as the floor's child.
-fn serve_echo_child() {
-    let Ok(path) = std::env::var(ECHO_ENV) else {
-        return;
-    };
-    let mut s = UnixStream::connect(path).expect("echo child connect");
-    let mut buf = [0u8; 64];
-    while s.read_exact(&mut buf).is_ok() {
-        if s.write_all(&buf).is_err() {
-            break;
-        }
-    }
-    std::process::exit(0);
-}
-
-/// 64-byte blocking ping-pong with a child process: sorted round-trip samples.
-fn floor(warmup: usize, rounds: usize) -> Vec<Duration> {
-    let dir = std::env::temp_dir().join(format!("mirai-dispatch-floor-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("floor dir");
-    let path = dir.join("floor.sock");
-    let listener = UnixListener::bind(&path).expect("floor bind");
-    let _child = Reaped(
-        Command::new(std::env::current_exe().expect("current exe"))
-            .env(ECHO_ENV, &path)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn the echo child"),
-    );
-    let (mut s, _) = listener.accept().expect("floor accept");
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut buf = [7u8; 64];
-    let mut samples = Vec::with_capacity(rounds);
-    for i in 0..warmup + rounds {
-        let t = Instant::now();
-        s.write_all(&buf).expect("floor write");
-        s.read_exact(&mut buf).expect("floor read");
-        if i >= warmup {
-            samples.push(t.elapsed());
-        }
-    }
-    samples.sort_unstable();
-    samples
 }
 
 fn daemons(url: &str, n: usize, events: &Receiver<DaemonEvent>) -> Vec<Reaped> {
@@ -120,9 +62,9 @@ fn daemons(url: &str, n: usize, events: &Receiver<DaemonEvent>) -> Vec<Reaped> {
     children
 }
 
-fn start() -> (Dispatcher, Receiver<DaemonEvent>) {
+fn start(core: Config) -> (Dispatcher, Receiver<DaemonEvent>) {
     let url = format!("abstract://mirai-dispatch-bench-{}", std::process::id());
-    let config = DispatcherConfig::new(url, TOKEN.to_vec()).with_core(Config::default());
+    let config = DispatcherConfig::new(url, TOKEN.to_vec()).with_core(core);
     Dispatcher::start(config).expect("start the dispatcher")
 }
 
@@ -135,39 +77,185 @@ fn round_trip(d: &Dispatcher) -> Duration {
     }
 }
 
+/// The executor's figures, or `None` without a usable `python3`.
+struct Peer {
+    p50_us: f64,
+    tasks_per_s: f64,
+}
+
+fn python_peer(rounds: usize) -> Option<Peer> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../benches/peers/ppe_bench.py"
+    );
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(rounds.to_string())
+        .arg("20000")
+        .stderr(Stdio::inherit())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(Peer {
+        p50_us: v["p50_us"].as_f64()?,
+        tasks_per_s: v["tasks_per_s"].as_f64()?,
+    })
+}
+
+/// A field of `/proc/self/status` in bytes.
+fn status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .expect("a VmRSS/VmHWM line")
+}
+
+/// The runaway producer: 10 MB tasks submitted as fast as the 100 MB budget lets them in,
+/// while one daemon consumes them slowly (20 ms a task), so the queue stays full. Returns (peak RSS above baseline, cap + one task) in MB.
+fn runaway_producer() -> (f64, f64) {
+    const TASK: usize = 10 << 20;
+    const CAP: u64 = 100 << 20;
+    const TASKS: usize = 60;
+    let (d, events) = start(Config::default().with_max_queued_bytes(CAP));
+    let children = daemons(d.url(), 1, &events);
+    // Start the peak from here: everything before (the floor, earlier phases) is baseline.
+    std::fs::write("/proc/self/clear_refs", "5").expect("reset VmHWM");
+    let baseline = status_bytes("VmRSS");
+    let ids: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let payload = vec![i as u8; TASK];
+            d.submit(Task::new("slow_len", payload), None).unwrap()
+        })
+        .collect();
+    for id in ids {
+        match d.wait(id, Some(PATIENCE)) {
+            Some(Outcome::Value(v)) => assert_eq!(&*v, &(TASK as u64).to_le_bytes()),
+            other => panic!("expected a value, got {other:?}"),
+        }
+    }
+    let peak = status_bytes("VmHWM");
+    let status = d.status();
+    assert_eq!(status.memory.peak, CAP, "the producer kept the queue full");
+    d.shutdown();
+    drop(children);
+    let mb = |b: u64| b as f64 / f64::from(1u32 << 20);
+    (mb(peak.saturating_sub(baseline)), mb(CAP + TASK as u64))
+}
+
+/// Runs [`runaway_producer`] in a fresh process of this binary, so its peak RSS is its own.
+/// With `pinned`, glibc's mmap threshold is fixed: its default raises the threshold to the size
+/// of the largest freed block, after which freed 10 MB payloads stay in the heap instead of going
+/// back to the system (one task's worth of allocator retention, measured by the unpinned run).
+fn runaway_in_child(pinned: bool) -> (f64, f64) {
+    let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
+    cmd.env(RUNAWAY_ENV, "1").stdin(Stdio::null());
+    if pinned {
+        cmd.env("MALLOC_MMAP_THRESHOLD_", "131072");
+    }
+    let out = cmd.output().expect("run the runaway producer");
+    assert!(out.status.success(), "runaway producer failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text
+        .split_whitespace()
+        .map(|v| v.parse::<f64>().expect("a figure"));
+    (parts.next().expect("rss"), parts.next().expect("bound"))
+}
+
+const RUNAWAY_ENV: &str = "MIRAI_DISPATCH_BENCH_RUNAWAY";
+
 fn main() {
-    serve_echo_child();
+    serve_floor_child();
+    if std::env::var_os(RUNAWAY_ENV).is_some() {
+        let (rss, bound) = runaway_producer();
+        println!("{rss} {bound}");
+        return;
+    }
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let floor = floor(1_000, 20_000);
-    let floor_p50 = quantile_us(&floor, 0.5);
+    let rounds: usize = std::env::var("MIRAI_DISPATCH_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5_000);
 
-    let (d, events) = start();
+    let only_latency = std::env::var("MIRAI_DISPATCH_BENCH_ONLY").is_ok_and(|v| v == "latency");
+    for (pinned, name) in [
+        (
+            true,
+            "dispatch runaway 10 MB producer, peak RSS over baseline",
+        ),
+        (false, "same, glibc default mmap threshold"),
+    ]
+    .into_iter()
+    .filter(|_| !only_latency)
+    {
+        let (rss, bound) = runaway_in_child(pinned);
+        record(name, rss, "MB", "cap 100 MB + one 10 MB task", bound);
+    }
+
+    let peer = if only_latency {
+        None
+    } else {
+        python_peer(rounds)
+    };
+    if peer.is_none() && !only_latency {
+        println!("(no python3: ProcessPoolExecutor figures skipped)");
+    }
+
+    // The floor and the round trips are measured in interleaved blocks: this machine's wake-up
+    // latency changes within seconds (idle virtual CPUs wake slowly), and a ratio is only
+    // meaningful between figures taken under the same conditions.
+    let (d, events) = start(Config::default());
     let children = daemons(d.url(), 1, &events);
     for _ in 0..1_000 {
         round_trip(&d);
     }
-    let mut samples: Vec<Duration> = (0..5_000).map(|_| round_trip(&d)).collect();
-    samples.sort_unstable();
+    const BLOCKS: usize = 5;
+    let mut floor_p50s = Vec::with_capacity(BLOCKS);
+    let mut ours = Vec::with_capacity(rounds);
+    for _ in 0..BLOCKS {
+        floor_p50s.push(uds_pingpong_floor(64, 200, 4_000).p50_us());
+        ours.extend((0..rounds / BLOCKS).map(|_| round_trip(&d)));
+    }
+    floor_p50s.sort_by(f64::total_cmp);
+    let floor_p50 = floor_p50s[BLOCKS / 2];
+    let samples = Samples::new(ours);
     record(
         "dispatch task round trip p50, 1 daemon",
-        quantile_us(&samples, 0.5),
+        samples.p50_us(),
         "us",
         "uds ping-pong 64 B p50 (floor)",
         floor_p50,
     );
     record(
         "dispatch task round trip p99, 1 daemon",
-        quantile_us(&samples, 0.99),
+        samples.p99_us(),
         "us",
         "uds ping-pong 64 B p50 (floor)",
         floor_p50,
     );
+    if let Some(p) = &peer {
+        record(
+            "dispatch task round trip p50, 1 daemon",
+            samples.p50_us(),
+            "us",
+            "ProcessPoolExecutor p50, 1 worker",
+            p.p50_us,
+        );
+    }
     d.shutdown();
     drop(children);
+    if only_latency {
+        return;
+    }
 
-    let (d, events) = start();
+    let (d, events) = start(Config::default());
     let children = daemons(d.url(), 2, &events);
     let n = 20_000;
     let t = Instant::now();
@@ -188,6 +276,15 @@ fn main() {
         "uds ping-pong round trips/s",
         1e6 / floor_p50,
     );
+    if let Some(p) = &peer {
+        record(
+            "dispatch 20000 trivial tasks, 2 daemons",
+            rate,
+            "tasks/s",
+            "ProcessPoolExecutor, 2 workers",
+            p.tasks_per_s,
+        );
+    }
     d.shutdown();
     drop(children);
 }

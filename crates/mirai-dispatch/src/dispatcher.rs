@@ -1,49 +1,89 @@
-//! The dispatcher's I/O shell: a PAIR1 (polyamorous) socket that daemons dial, a thread that
-//! feeds the [`Core`] with what arrives, and the code that carries out the core's actions.
+//! The dispatcher's I/O shell: one thread owning a mio poll over the listener and the daemons'
+//! connections (nano-transport's [`Connection`]), with a [`Waker`] for host threads.
 //!
-//! Actions are carried out by whichever thread produced them: a host thread's submission that
-//! finds an idle daemon writes the task to the daemon itself, so the hot path crosses no extra
-//! thread. A second mutex, taken before the core's lock is released, keeps the order of sends
-//! the core decided even when several threads flush at once.
+//! Why this shape:
+//!
+//! - **No thread hop on submission.** A host thread's submission that finds an idle daemon
+//!   writes the task itself, through the connection's [`ConnSender`], as one vectored write of
+//!   `frame header | PAIR1 header + envelope | payload` straight from the task's buffer: payload
+//!   bytes are never copied on the way out. Only when the kernel buffer is full does the sender
+//!   keep the rest and wake the dispatcher thread to flush it.
+//! - **No polling tick.** The dispatcher thread sleeps in `epoll` until a daemon writes, a host
+//!   thread wakes it, or the earliest deadline comes: the core's next timeout, the next heartbeat,
+//!   a daemon's silence limit or an unfinished handshake's limit.
+//! - **Order.** The core decides the order of sends; a second mutex, taken before the core's lock
+//!   is released, keeps that order even when several threads carry out actions at once.
+//! - **Zero-copy results.** A result's value is handed to the host as a slice of the buffer the
+//!   frame was read into ([`Payload::from_frame`]).
+//!
+//! Liveness: with a heartbeat interval `h` (see [`DispatcherConfig::heartbeat`]) both sides send a
+//! heartbeat every `h`, and each side treats [`MISSED_BEATS`]` * h` of silence from the other as a
+//! lost connection. A daemon that vanished without closing its socket (power loss, a network
+//! partition, a frozen process) is therefore declared lost, and its task resolved, at most
+//! `MISSED_BEATS * h` after its last message; a daemon whose host vanished likewise exits. A
+//! normal close (including a killed process) is seen at once.
 //!
 //! Local daemons are the ones on `ipc://` and `abstract://` addresses, which only processes of
 //! this machine can reach; a hard cancel or an unanswered cancel turns into
 //! [`DaemonEvent::KillRequested`] for whoever launched them.
-//!
-//! What the socket API costs today, to be removed when the transport offers the matching calls:
-//! a task or result frame is assembled into one buffer before the send (one copy of the payload;
-//! a vectored `send_to` would avoid it), a received result is moved down over its 4-byte PAIR1
-//! header ([`Message::into_vec`]), and timers and pipe events are checked between receives, at
-//! least every [`TICK`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nano_transport::{Message, PipeEvent, PipeId, Protocol, Socket};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use nano_transport::conn::{ConnSender, Connection, ReadProgress, SendStatus, Stream};
+use nano_transport::proto::{MAX_TTL_DEFAULT, pair1_hops};
+use nano_transport::{Address, Protocol};
 
 use crate::core::{Action, CancelMode, Config, Core, Rejected, Reply, Status};
-use crate::host::Host;
+use crate::host::{CoreGuard, Host};
 use crate::protocol::{
-    FromDaemon, Init, Limits, RefuseReason, ResultStatus, ToDaemon, check_hello,
+    FromDaemon, Hello, Init, Limits, RefuseReason, ResultStatus, ToDaemon, check_hello,
 };
 use crate::task::{DaemonId, Outcome, Payload, Task, TaskId};
 
-/// The longest the dispatcher thread sleeps before it looks at timers and pipe events.
-pub const TICK: Duration = Duration::from_millis(5);
+/// How many heartbeat intervals of silence mean a peer is lost (both sides use this rule).
+pub const MISSED_BEATS: u32 = 4;
+
+/// How long a connection may take to present its hello before it is closed.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The PAIR1 header of every message we send: a hop count of 1, as NNG writes it.
+const PAIR1_HEADER: [u8; 4] = [0, 0, 0, 1];
+
+const WAKER: Token = Token(0);
+const LISTENER: Token = Token(1);
+const FIRST_PEER: usize = 2;
+
+/// Payloads from this size on are written without a copy, waiting for the daemon to read them
+/// (up to [`BLOCKING_SEND_WAIT`]); smaller ones are copied into the connection's queue when the
+/// kernel does not take them at once.
+const BLOCKING_SEND: usize = 256 * 1024;
+
+/// The longest a large send waits for its daemon before the rest is queued (copied).
+const BLOCKING_SEND_WAIT: Duration = Duration::from_secs(1);
+
+/// Most messages read from one connection before the others get a turn.
+const READ_BATCH: usize = 256;
 
 /// Why the dispatcher could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The socket could not be opened or bound.
+    /// The address could not be parsed or bound.
     #[error("cannot listen: {0}")]
     Transport(#[from] nano_transport::Error),
-    /// The thread could not be started.
-    #[error("cannot start the dispatcher thread: {0}")]
-    Thread(#[from] std::io::Error),
+    /// The poll, the listener or the thread could not be set up.
+    #[error("cannot start the dispatcher: {0}")]
+    Thread(#[from] io::Error),
 }
 
 /// Something that happened to a daemon, for launchers and autoscalers.
@@ -82,10 +122,13 @@ pub enum DaemonEvent {
 /// Dispatcher settings.
 ///
 /// ```
+/// use std::time::Duration;
 /// use mirai_dispatch::{Config, DispatcherConfig};
 /// let c = DispatcherConfig::new("abstract://example", b"token".to_vec())
-///     .with_core(Config::default().with_max_queued_bytes(1 << 20));
+///     .with_core(Config::default().with_max_queued_bytes(1 << 20))
+///     .with_heartbeat(Some(Duration::from_millis(250)));
 /// assert_eq!(c.core.max_queued_bytes, Some(1 << 20));
+/// assert_eq!(c.heartbeat, Some(Duration::from_millis(250)));
 /// ```
 #[derive(Debug, Clone)]
 pub struct DispatcherConfig {
@@ -99,6 +142,9 @@ pub struct DispatcherConfig {
     pub limits: Limits,
     /// Opaque settings sent to every daemon in its init message.
     pub settings: Vec<u8>,
+    /// Heartbeat interval (default 1 s); `None` disables heartbeats, and with them the detection
+    /// of peers lost without a close. See the module docs for the detection bound.
+    pub heartbeat: Option<Duration>,
 }
 
 impl DispatcherConfig {
@@ -110,12 +156,19 @@ impl DispatcherConfig {
             core: Config::default(),
             limits: Limits::default(),
             settings: Vec::new(),
+            heartbeat: Some(Duration::from_secs(1)),
         }
     }
 
     /// Sets [`DispatcherConfig::core`].
     pub fn with_core(mut self, core: Config) -> Self {
         self.core = core;
+        self
+    }
+
+    /// Sets [`DispatcherConfig::heartbeat`] (a zero interval counts as `None`).
+    pub fn with_heartbeat(mut self, interval: Option<Duration>) -> Self {
+        self.heartbeat = interval.filter(|d| !d.is_zero());
         self
     }
 }
@@ -127,26 +180,36 @@ struct Completions {
     ready: Condvar,
 }
 
-struct Links {
-    daemon_of: HashMap<PipeId, DaemonId>,
-    pipe_of: HashMap<DaemonId, (PipeId, u64)>,
+/// How host threads reach a daemon.
+struct Link {
+    sender: ConnSender,
+    launch_id: u64,
 }
 
-struct Shell {
+/// What host threads and the dispatcher thread share.
+struct Shared {
     host: Host,
-    socket: Socket,
-    local: bool,
-    limits: Limits,
-    settings: Vec<u8>,
-    links: Mutex<Links>,
+    links: Mutex<HashMap<DaemonId, Link>>,
     /// Held while actions are carried out, so they go out in the order the core made them.
     outbox: Mutex<()>,
     completions: Completions,
     events: Mutex<mpsc::Sender<DaemonEvent>>,
+    waker: Arc<Waker>,
     stop: AtomicBool,
+    local: bool,
+    settings: Vec<u8>,
+    limits: Limits,
+    heartbeat: Option<Duration>,
+    /// Whether values must be reported collected (only with an uncollected-bytes cap).
+    track_collected: bool,
+    epoch: Instant,
+    /// When the dispatcher thread will wake on its own, in nanoseconds since `epoch`
+    /// (`u64::MAX`: not before an event; 0: it is awake). Written and read under the core's lock,
+    /// so a host call that arms an earlier core timer knows to wake it.
+    sleep_until: AtomicU64,
 }
 
-/// A running dispatcher: the listening socket, its thread, and the host-side API.
+/// A running dispatcher: the listening endpoint, its thread, and the host-side API.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -159,7 +222,7 @@ struct Shell {
 /// # Ok::<(), mirai_dispatch::StartError>(())
 /// ```
 pub struct Dispatcher {
-    shell: Arc<Shell>,
+    shared: Arc<Shared>,
     url: String,
     thread: Option<JoinHandle<()>>,
 }
@@ -178,39 +241,61 @@ impl Dispatcher {
     pub fn start(
         config: DispatcherConfig,
     ) -> Result<(Self, mpsc::Receiver<DaemonEvent>), StartError> {
-        let socket = Socket::new(Protocol::Pair1)?;
-        socket.set_pair1_poly(true);
-        socket.set_recv_max_size(config.limits.max_frame);
-        let pipe_events = socket.pipe_events();
-        let listener = socket.listen(&config.url)?;
-        let url = listener.local_url().to_owned();
-        let local = url.starts_with("ipc://") || url.starts_with("abstract://");
+        let address = Address::parse(&config.url)?;
+        let (mut listener, url, ipc_path) = bind(&address, &config.url)?;
+        let local = !matches!(address, Address::Tcp(_));
+        let track_collected = config.core.max_uncollected_bytes.is_some();
+        let mut core_config = config.core;
+        // With a cap, a payload counts against it until it is written to its daemon, so the
+        // bytes on their way out are bounded too.
+        core_config.release_when_written |= core_config.max_queued_bytes.is_some();
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        match &mut listener {
+            Listener::Tcp(l) => poll.registry().register(l, LISTENER, Interest::READABLE)?,
+            Listener::Unix(l) => poll.registry().register(l, LISTENER, Interest::READABLE)?,
+        }
+        let host = {
+            let waker = Arc::clone(&waker);
+            Host::with_notify(Core::new(core_config), move || {
+                let _ = waker.wake();
+            })
+        };
         let (tx, rx) = mpsc::channel();
-        let token = config.token;
-        let shell = Arc::new(Shell {
-            host: Host::new(Core::new(config.core)),
-            socket,
-            local,
-            limits: config.limits,
-            settings: config.settings,
-            links: Mutex::new(Links {
-                daemon_of: HashMap::new(),
-                pipe_of: HashMap::new(),
-            }),
+        let shared = Arc::new(Shared {
+            host,
+            links: Mutex::new(HashMap::new()),
             outbox: Mutex::new(()),
             completions: Completions::default(),
             events: Mutex::new(tx),
+            waker,
             stop: AtomicBool::new(false),
+            local,
+            settings: config.settings,
+            limits: config.limits,
+            heartbeat: config.heartbeat,
+            track_collected,
+            epoch: Instant::now(),
+            sleep_until: AtomicU64::new(0),
         });
-        let thread = {
-            let shell = Arc::clone(&shell);
-            std::thread::Builder::new()
-                .name("mirai-dispatcher".into())
-                .spawn(move || shell.run(&token, &pipe_events))?
+        let event_loop = EventLoop {
+            shared: Arc::clone(&shared),
+            poll,
+            listener,
+            ipc_path,
+            token: config.token,
+            peers: HashMap::new(),
+            by_daemon: HashMap::new(),
+            next_token: FIRST_PEER,
+            ready: Vec::new(),
+            next_beat: config.heartbeat.map(|h| Instant::now() + h),
         };
+        let thread = std::thread::Builder::new()
+            .name("mirai-dispatcher".into())
+            .spawn(move || event_loop.run())?;
         Ok((
             Self {
-                shell,
+                shared,
                 url,
                 thread: Some(thread),
             },
@@ -223,23 +308,31 @@ impl Dispatcher {
         &self.url
     }
 
-    /// The submission handle (blocking and non-blocking submit, status) without the I/O.
+    /// The submission handle (blocking and non-blocking submit, status) without the I/O. Calls
+    /// through it wake the dispatcher thread, which carries out what they decided.
     pub fn host(&self) -> &Host {
-        &self.shell.host
+        &self.shared.host
     }
 
-    /// [`Host::submit`], then sends what can go now from this thread.
+    /// [`Host::submit`]; a task that finds an idle daemon is written to it from this thread.
     pub fn submit(&self, task: Task, deadline: Option<Instant>) -> Result<TaskId, Rejected> {
-        let id = self.shell.host.submit(task, deadline)?;
-        self.shell.flush();
-        Ok(id)
+        let span =
+            tracing::debug_span!("submit", function = %task.function, bytes = task.payload.len());
+        let _entered = span.enter();
+        let (result, core) = self.shared.host.submit_held(task, deadline);
+        if let Ok(id) = &result {
+            tracing::trace!(task = id.0, "queued");
+        }
+        self.shared.flush_held(core);
+        result
     }
 
-    /// [`Host::try_submit`], then sends what can go now from this thread.
+    /// [`Host::try_submit`]; a task that finds an idle daemon is written to it from this thread.
     pub fn try_submit(&self, task: Task) -> Result<TaskId, Rejected> {
-        let id = self.shell.host.try_submit(task)?;
-        self.shell.flush();
-        Ok(id)
+        let mut core = self.shared.host.lock();
+        let result = core.submit(task, Instant::now());
+        self.shared.flush_held(core);
+        result
     }
 
     /// [`Host::everywhere`], then sends what can go now.
@@ -249,15 +342,16 @@ impl Dispatcher {
         min: usize,
         deadline: Option<Instant>,
     ) -> Result<Vec<TaskId>, Rejected> {
-        let ids = self.shell.host.everywhere(task, min, deadline)?;
-        self.shell.flush();
-        Ok(ids)
+        let (result, core) = self.shared.host.everywhere_held(task, min, deadline);
+        self.shared.flush_held(core);
+        result
     }
 
     /// [`Host::cancel`]; the task's outcome ([`Outcome::Cancelled`]) is ready at once.
     pub fn cancel(&self, task: TaskId, mode: CancelMode) -> bool {
-        let found = self.shell.host.cancel(task, mode);
-        self.shell.flush();
+        let mut core = self.shared.host.lock();
+        let found = core.cancel(task, mode, Instant::now());
+        self.shared.flush_held(core);
         found
     }
 
@@ -265,14 +359,16 @@ impl Dispatcher {
     /// if it is not ready by then (or was already taken). Outcomes are kept until taken.
     pub fn wait(&self, task: TaskId, timeout: Option<Duration>) -> Option<Outcome> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let c = &self.shell.completions;
+        let c = &self.shared.completions;
         let mut done = c.done.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if let Some(outcome) = done.remove(&task) {
                 drop(done);
-                if outcome.is_value() {
-                    self.shell.host.collected(task);
-                    self.shell.flush();
+                if outcome.is_value() && self.shared.track_collected {
+                    let mut core = self.shared.host.lock();
+                    if core.collected(task, Instant::now()) {
+                        self.shared.flush_held(core);
+                    }
                 }
                 return Some(outcome);
             }
@@ -294,11 +390,11 @@ impl Dispatcher {
 
     /// The counters.
     pub fn status(&self) -> Status {
-        self.shell.host.status()
+        self.shared.host.status()
     }
 
     /// Resolves every pending task with [`Outcome::ShutDown`], tells every daemon to exit, and
-    /// stops the thread and the socket. Also done on drop.
+    /// stops the thread and the listener. Also done on drop.
     pub fn shutdown(mut self) {
         self.stop();
     }
@@ -307,11 +403,12 @@ impl Dispatcher {
         let Some(thread) = self.thread.take() else {
             return;
         };
-        self.shell.host.shutdown();
-        self.shell.flush();
-        self.shell.stop.store(true, Ordering::Release);
+        let mut core = self.shared.host.lock();
+        core.shutdown(Instant::now());
+        self.shared.flush_held(core);
+        self.shared.stop.store(true, Ordering::Release);
+        let _ = self.shared.waker.wake();
         let _ = thread.join();
-        self.shell.socket.close();
     }
 }
 
@@ -321,191 +418,130 @@ impl Drop for Dispatcher {
     }
 }
 
-impl Shell {
-    /// The dispatcher thread: receive, feed the core, carry out its actions.
-    fn run(&self, token: &[u8], pipe_events: &mpsc::Receiver<PipeEvent>) {
-        while !self.stop.load(Ordering::Acquire) {
-            while let Ok(event) = pipe_events.try_recv() {
-                if let PipeEvent::Removed(pipe) = event {
-                    self.pipe_removed(pipe);
-                }
-            }
-            let now = Instant::now();
-            let wait = self
-                .host
-                .lock()
+impl Shared {
+    /// Drains the core's actions and carries them out, in order; takes the core's lock and
+    /// releases it before anything is written.
+    fn flush_held(&self, mut core: CoreGuard<'_>) {
+        let asleep_until = self.sleep_until.load(Ordering::Relaxed);
+        if asleep_until != 0
+            && core
                 .poll_timeout()
-                .map_or(TICK, |t| t.saturating_duration_since(now).min(TICK));
-            match self.socket.recv_timeout(wait) {
-                Ok(msg) => self.on_message(msg, token),
-                Err(nano_transport::Error::Timeout) => {}
-                Err(_) => break,
-            }
-            self.host.lock().handle_timeout(Instant::now());
-            self.flush();
+                .is_some_and(|t| self.nanos(t) < asleep_until)
+        {
+            // A core timer earlier than the dispatcher thread's wake-up was just armed.
+            let _ = self.waker.wake();
         }
-    }
-
-    fn pipe_removed(&self, pipe: PipeId) {
-        let daemon = self
-            .links
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .daemon_of
-            .get(&pipe)
-            .copied();
-        if let Some(daemon) = daemon {
-            self.host.lock().daemon_disconnected(daemon, Instant::now());
-        }
-    }
-
-    fn on_message(&self, msg: Message, token: &[u8]) {
-        let pipe = msg.pipe();
-        let Ok((decoded, payload)) = FromDaemon::decode(&msg, &self.limits) else {
-            // A malformed message from one daemon does not stop the others.
-            return;
-        };
-        let payload_len = payload.len();
-        match decoded {
-            FromDaemon::Hello(hello) => {
-                let known = self
-                    .links
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .daemon_of
-                    .contains_key(&pipe);
-                if known {
-                    return;
-                }
-                let refusal = match check_hello(&hello, token) {
-                    Err(e) => Some(e.refuse_reason()),
-                    Ok(()) if self.host.lock().is_shut_down() => Some(RefuseReason::ShuttingDown),
-                    Ok(()) => None,
-                };
-                if let Some(reason) = refusal {
-                    self.send(pipe, &ToDaemon::Refused(reason), &[]);
-                    self.event(DaemonEvent::Refused {
-                        launch_id: hello.launch_id,
-                        reason,
-                    });
-                    return;
-                }
-                let mut core = self.host.lock();
-                let daemon = core.daemon_connected(self.local, Instant::now());
-                let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
-                links.daemon_of.insert(pipe, daemon);
-                links.pipe_of.insert(daemon, (pipe, hello.launch_id));
-                drop(links);
-                drop(core);
-                self.event(DaemonEvent::Joined {
-                    daemon,
-                    launch_id: hello.launch_id,
-                });
-            }
-            FromDaemon::Result { task, status, last } => {
-                let daemon = self
-                    .links
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .daemon_of
-                    .get(&pipe)
-                    .copied();
-                let Some(daemon) = daemon else {
-                    return;
-                };
-                let reply = match status {
-                    ResultStatus::Ok => {
-                        let frame = msg.into_vec();
-                        let start = frame.len() - payload_len;
-                        match Payload::from_frame(frame, start) {
-                            Some(p) => Reply::Value(p),
-                            None => return,
-                        }
-                    }
-                    ResultStatus::Err(e) => Reply::Error(e),
-                    ResultStatus::Interrupted => Reply::Interrupted,
-                };
-                // A daemon answering out of turn is ignored; its connection stays.
-                let _ = self
-                    .host
-                    .lock()
-                    .on_result(daemon, task, reply, last, Instant::now());
-            }
-            FromDaemon::Heartbeat => {}
-        }
-    }
-
-    /// Drains the core's actions and carries them out, in order.
-    fn flush(&self) {
-        let mut core = self.host.lock();
         if !core.has_actions() {
             return;
         }
+        let track = core.config().release_when_written;
         let actions: Vec<Action> = std::iter::from_fn(|| core.poll_action()).collect();
-        let _order = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        let order = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
         drop(core);
+        let mut resolved = Vec::new();
+        let mut written = Vec::new();
         for action in actions {
-            self.carry_out(action);
+            match action {
+                Action::Resolve { task, outcome } => resolved.push((task, outcome)),
+                Action::Send { daemon, task, job } if track => {
+                    self.carry_out(Action::Send { daemon, task, job });
+                    written.push(task);
+                }
+                other => self.carry_out(other),
+            }
+        }
+        drop(order);
+        if !resolved.is_empty() {
+            let c = &self.completions;
+            c.done
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(resolved);
+            c.ready.notify_all();
+        }
+        if !written.is_empty() {
+            // The payloads are out of our hands: their bytes leave the budget, which may let
+            // blocked submitters in and queue more sends.
+            let mut core = self.host.lock();
+            let now = Instant::now();
+            for task in written {
+                core.written(task, now);
+            }
+            self.flush_held(core);
         }
     }
 
-    fn pipe_of(&self, daemon: DaemonId) -> Option<(PipeId, u64)> {
+    fn nanos(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX - 1)
+            .max(1)
+    }
+
+    fn link(&self, daemon: DaemonId) -> Option<(ConnSender, u64)> {
         self.links
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .pipe_of
             .get(&daemon)
-            .copied()
+            .map(|l| (l.sender.clone(), l.launch_id))
     }
 
     fn carry_out(&self, action: Action) {
         match action {
             Action::Joined { daemon, rng_stream } => {
-                if let Some((pipe, _)) = self.pipe_of(daemon) {
+                if let Some((sender, _)) = self.link(daemon) {
                     let init = Init {
                         daemon,
                         rng_stream,
                         max_frame: self.limits.max_frame as u64,
-                        heartbeat_ms: 0,
+                        heartbeat_ms: self
+                            .heartbeat
+                            .map_or(0, |h| u64::try_from(h.as_millis()).unwrap_or(u64::MAX)),
                         settings: self.settings.clone(),
                     };
-                    self.send(pipe, &ToDaemon::Init(init), &[]);
+                    self.send(&sender, &ToDaemon::Init(init), &[]);
                 }
             }
             Action::Send { daemon, task, job } => {
-                if let Some((pipe, _)) = self.pipe_of(daemon) {
+                let _span =
+                    tracing::debug_span!("dispatch", task = task.0, daemon = daemon.0).entered();
+                if let Some((sender, _)) = self.link(daemon) {
                     let msg = ToDaemon::Task {
                         task,
                         function: job.function,
                         trace: job.trace,
                         rng_seed: job.rng_seed,
                     };
-                    // A failed send means the pipe is going; its removal resolves the task.
-                    self.send(pipe, &msg, &job.payload);
+                    // A failed send means the connection is going; its close resolves the task.
+                    self.send(&sender, &msg, &job.payload);
                 }
             }
             Action::Cancel { daemon, task } => {
-                if let Some((pipe, _)) = self.pipe_of(daemon) {
-                    self.send(pipe, &ToDaemon::Cancel { task }, &[]);
+                if let Some((sender, _)) = self.link(daemon) {
+                    self.send(&sender, &ToDaemon::Cancel { task }, &[]);
                 }
             }
             Action::Kill { daemon } => {
-                if let Some((pipe, launch_id)) = self.pipe_of(daemon) {
-                    self.send(pipe, &ToDaemon::Exit, &[]);
+                if let Some((sender, launch_id)) = self.link(daemon) {
+                    self.send(&sender, &ToDaemon::Exit, &[]);
                     self.event(DaemonEvent::KillRequested { daemon, launch_id });
                 }
             }
             Action::Release { daemon } => {
-                if let Some((pipe, _)) = self.pipe_of(daemon) {
-                    self.send(pipe, &ToDaemon::Exit, &[]);
+                if let Some((sender, _)) = self.link(daemon) {
+                    self.send(&sender, &ToDaemon::Exit, &[]);
                 }
             }
             Action::Left { daemon } => {
-                let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Some((pipe, launch_id)) = links.pipe_of.remove(&daemon) {
-                    links.daemon_of.remove(&pipe);
-                    drop(links);
-                    self.event(DaemonEvent::Left { daemon, launch_id });
+                let link = self
+                    .links
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&daemon);
+                if let Some(link) = link {
+                    self.event(DaemonEvent::Left {
+                        daemon,
+                        launch_id: link.launch_id,
+                    });
                 }
             }
             Action::Resolve { task, outcome } => {
@@ -520,14 +556,30 @@ impl Shell {
         }
     }
 
-    fn send(&self, pipe: PipeId, msg: &ToDaemon, payload: &[u8]) {
-        let mut frame = Vec::with_capacity(64 + payload.len());
-        if msg.encode(&mut frame).is_err() {
+    /// Writes one message: `PAIR1 header + envelope` and the payload as separate slices of one
+    /// vectored write, so the payload is not copied.
+    fn send(&self, sender: &ConnSender, msg: &ToDaemon, payload: &[u8]) {
+        let mut head = Vec::with_capacity(64);
+        head.extend_from_slice(&PAIR1_HEADER);
+        if msg.encode(&mut head).is_err() {
             return;
         }
-        // The one payload copy of the send path: the socket API takes a single buffer.
-        frame.extend_from_slice(payload);
-        let _ = self.socket.send_to(pipe, &frame);
+        let sent = if payload.len() >= BLOCKING_SEND {
+            // Wait for the daemon (idle: it was just given this task) to read it, rather than
+            // copy megabytes into the connection's queue: the copy would double the task's
+            // memory outside the byte budget.
+            sender.send_blocking(&[&head, payload], Some(Instant::now() + BLOCKING_SEND_WAIT))
+        } else {
+            sender.send(&[&head, payload])
+        };
+        match sent {
+            Ok(SendStatus::Written) => {}
+            // The rest waits in the connection's queue: the dispatcher thread flushes it. A
+            // failed write marks the connection failed; the dispatcher thread closes it.
+            Ok(SendStatus::Queued) | Err(_) => {
+                let _ = self.waker.wake();
+            }
+        }
     }
 
     fn event(&self, event: DaemonEvent) {
@@ -537,5 +589,459 @@ impl Shell {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .send(event);
+    }
+}
+
+enum Listener {
+    Tcp(mio::net::TcpListener),
+    Unix(mio::net::UnixListener),
+}
+
+/// Binds `address`; returns the listener, the URL daemons dial, and the socket file to remove
+/// at the end (`ipc://` only).
+fn bind(address: &Address, url: &str) -> Result<(Listener, String, Option<PathBuf>), StartError> {
+    let in_use = |e: io::Error| -> StartError {
+        if e.kind() == io::ErrorKind::AddrInUse {
+            nano_transport::Error::AddrInUse(url.to_owned()).into()
+        } else {
+            e.into()
+        }
+    };
+    match address {
+        Address::Tcp(sa) => {
+            let l = mio::net::TcpListener::bind(*sa).map_err(in_use)?;
+            let local = Address::Tcp(l.local_addr()?).to_url();
+            Ok((Listener::Tcp(l), local, None))
+        }
+        Address::Ipc(path) => {
+            let l = match mio::net::UnixListener::bind(path) {
+                Ok(l) => l,
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                    // A stale file from a dead dispatcher: nobody accepts on it, so take it over.
+                    match std::os::unix::net::UnixStream::connect(path) {
+                        Err(c) if c.kind() == io::ErrorKind::ConnectionRefused => {
+                            std::fs::remove_file(path)?;
+                            mio::net::UnixListener::bind(path).map_err(in_use)?
+                        }
+                        _ => return Err(in_use(e)),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            };
+            Ok((Listener::Unix(l), address.to_url(), Some(path.clone())))
+        }
+        Address::Abstract(name) => {
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            let l = mio::net::UnixListener::bind_addr(&addr).map_err(in_use)?;
+            Ok((Listener::Unix(l), address.to_url(), None))
+        }
+    }
+}
+
+/// One accepted connection, admitted or not yet.
+struct Peer {
+    conn: Connection,
+    daemon: Option<DaemonId>,
+    accepted: Instant,
+    last_rx: Instant,
+    /// Registered for writability (only while its sender has bytes queued).
+    writable: bool,
+}
+
+/// A daemon message after decoding, waiting for the core.
+enum Inbound {
+    Result {
+        daemon: DaemonId,
+        token: Token,
+        task: TaskId,
+        reply: Reply,
+        last: bool,
+    },
+}
+
+/// The dispatcher thread's state.
+struct EventLoop {
+    shared: Arc<Shared>,
+    poll: Poll,
+    listener: Listener,
+    ipc_path: Option<PathBuf>,
+    token: Vec<u8>,
+    peers: HashMap<Token, Peer>,
+    by_daemon: HashMap<DaemonId, Token>,
+    next_token: usize,
+    /// Connections that may hold unread bytes no readiness event will announce.
+    ready: Vec<Token>,
+    next_beat: Option<Instant>,
+}
+
+impl EventLoop {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        while !self.shared.stop.load(Ordering::Acquire) {
+            let timeout = if self.ready.is_empty() {
+                self.sleep_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
+            let polled = self.poll.poll(&mut events, timeout);
+            self.shared.sleep_until.store(0, Ordering::Relaxed);
+            if let Err(e) = polled
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                break;
+            }
+            let mut woken = false;
+            for event in &events {
+                match event.token() {
+                    WAKER => woken = true,
+                    LISTENER => self.accept(),
+                    token => {
+                        if (event.is_readable() || event.is_read_closed() || event.is_error())
+                            && let Some(peer) = self.peers.get_mut(&token)
+                        {
+                            peer.conn.note_readable();
+                            if !self.ready.contains(&token) {
+                                self.ready.push(token);
+                            }
+                        }
+                        if event.is_writable() {
+                            woken = true;
+                        }
+                    }
+                }
+            }
+            if woken {
+                self.flush_queues();
+            }
+            self.read_ready();
+            // Also carries out what host calls through [`Dispatcher::host`] left.
+            self.timers(Instant::now());
+        }
+        self.close_all();
+    }
+
+    /// The earliest time something is due (a core timeout, a heartbeat, a silence limit),
+    /// published for host threads before the thread sleeps.
+    fn sleep_deadline(&self) -> Option<Instant> {
+        let core = self.shared.host.lock();
+        let next = self.next_deadline(core.poll_timeout());
+        let until = next.map_or(u64::MAX, |t| self.shared.nanos(t));
+        self.shared.sleep_until.store(until, Ordering::Relaxed);
+        drop(core);
+        next
+    }
+
+    fn next_deadline(&self, core_next: Option<Instant>) -> Option<Instant> {
+        let mut next = core_next;
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        if let Some(b) = self.next_beat {
+            consider(b);
+        }
+        for peer in self.peers.values() {
+            match (peer.daemon, self.shared.heartbeat) {
+                (None, _) => consider(peer.accepted + HELLO_TIMEOUT),
+                (Some(_), Some(h)) => consider(peer.last_rx + h * MISSED_BEATS),
+                (Some(_), None) => {}
+            }
+        }
+        next
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let stream = match &self.listener {
+                Listener::Tcp(l) => l.accept().map(|(s, _)| {
+                    let _ = s.set_nodelay(true);
+                    Stream::Tcp(s)
+                }),
+                Listener::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
+            };
+            let stream = match stream {
+                Ok(s) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Out of descriptors or a connection reset before accept: try again on the next
+                // event rather than spin.
+                Err(_) => return,
+            };
+            let recv_limit = self.shared.limits.max_frame as u64 + PAIR1_HEADER.len() as u64;
+            let Ok(conn) = Connection::new(stream, Protocol::Pair1, recv_limit) else {
+                continue;
+            };
+            let token = Token(self.next_token);
+            self.next_token += 1;
+            let fd = conn.stream().as_raw_fd();
+            if self
+                .poll
+                .registry()
+                .register(&mut SourceFd(&fd), token, Interest::READABLE)
+                .is_err()
+            {
+                continue;
+            }
+            let now = Instant::now();
+            self.peers.insert(
+                token,
+                Peer {
+                    conn,
+                    daemon: None,
+                    accepted: now,
+                    last_rx: now,
+                    writable: false,
+                },
+            );
+            // The peer's header may already be waiting.
+            self.ready.push(token);
+        }
+    }
+
+    /// Flushes connections with queued bytes; watches for writability only while some remain.
+    fn flush_queues(&mut self) {
+        let mut failed = Vec::new();
+        for (&token, peer) in &mut self.peers {
+            let sender = peer.conn.sender();
+            if sender.has_failed() {
+                failed.push(token);
+                continue;
+            }
+            if sender.queued() == 0 && !peer.writable {
+                continue;
+            }
+            let Ok(done) = sender.flush() else {
+                failed.push(token);
+                continue;
+            };
+            let want = !done;
+            if want != peer.writable {
+                let interest = if want {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                let fd = peer.conn.stream().as_raw_fd();
+                if self
+                    .poll
+                    .registry()
+                    .reregister(&mut SourceFd(&fd), token, interest)
+                    .is_err()
+                {
+                    failed.push(token);
+                    continue;
+                }
+                peer.writable = want;
+            }
+        }
+        for token in failed {
+            self.close(token);
+        }
+    }
+
+    /// Reads every connection that may have bytes, then feeds the results to the core under one
+    /// lock.
+    fn read_ready(&mut self) {
+        let mut inbound = Vec::new();
+        let mut closing = Vec::new();
+        let tokens = std::mem::take(&mut self.ready);
+        for token in tokens {
+            let Some(peer) = self.peers.get_mut(&token) else {
+                continue;
+            };
+            let mut bodies = Vec::new();
+            let progress = peer.conn.on_readable(READ_BATCH, &mut |b| {
+                bodies.push(b);
+                true
+            });
+            if !bodies.is_empty() {
+                peer.last_rx = Instant::now();
+            }
+            match progress {
+                Ok(ReadProgress::Drained) => {}
+                Ok(ReadProgress::HandshakeDone | ReadProgress::Yielded) => self.ready.push(token),
+                Err(_) => closing.push(token),
+            }
+            for body in bodies {
+                if !self.on_body(token, body, &mut inbound) {
+                    closing.push(token);
+                    break;
+                }
+            }
+        }
+        if !inbound.is_empty() {
+            let now = Instant::now();
+            let mut core = self.shared.host.lock();
+            for Inbound::Result {
+                daemon,
+                token,
+                task,
+                reply,
+                last,
+            } in inbound
+            {
+                if core.on_result(daemon, task, reply, last, now).is_err() {
+                    // A result for a task the daemon was not running: drop the daemon.
+                    closing.push(token);
+                }
+            }
+            self.shared.flush_held(core);
+        }
+        for token in closing {
+            self.close(token);
+        }
+    }
+
+    /// Handles one message body; `false` closes the connection.
+    fn on_body(&mut self, token: Token, body: Vec<u8>, inbound: &mut Vec<Inbound>) -> bool {
+        match pair1_hops(&body, MAX_TTL_DEFAULT) {
+            Ok(_) => {}
+            Err(e) => return !e.closes_pipe(),
+        }
+        let frame = &body[PAIR1_HEADER.len()..];
+        let Ok((msg, payload)) = FromDaemon::decode(frame, &self.shared.limits) else {
+            // A malformed message: this daemon cannot be trusted, the others carry on.
+            return false;
+        };
+        let payload_len = payload.len();
+        let Some(peer) = self.peers.get(&token) else {
+            return false;
+        };
+        match (msg, peer.daemon) {
+            (FromDaemon::Hello(hello), None) => self.on_hello(token, &hello),
+            // A second hello, or anything before the first: not our protocol.
+            (FromDaemon::Hello(_), Some(_)) | (_, None) => false,
+            (FromDaemon::Heartbeat, Some(_)) => true,
+            (FromDaemon::Result { task, status, last }, Some(daemon)) => {
+                let reply = match status {
+                    ResultStatus::Ok => {
+                        let start = body.len() - payload_len;
+                        match Payload::from_frame(body, start) {
+                            Some(p) => Reply::Value(p),
+                            None => return false,
+                        }
+                    }
+                    ResultStatus::Err(e) => Reply::Error(e),
+                    ResultStatus::Interrupted => Reply::Interrupted,
+                };
+                inbound.push(Inbound::Result {
+                    daemon,
+                    token,
+                    task,
+                    reply,
+                    last,
+                });
+                true
+            }
+        }
+    }
+
+    fn on_hello(&mut self, token: Token, hello: &Hello) -> bool {
+        let Some(peer) = self.peers.get_mut(&token) else {
+            return false;
+        };
+        let sender = peer.conn.sender().clone();
+        let mut core = self.shared.host.lock();
+        let refusal = match check_hello(hello, &self.token) {
+            Err(e) => Some(e.refuse_reason()),
+            Ok(()) if core.is_shut_down() => Some(RefuseReason::ShuttingDown),
+            Ok(()) => None,
+        };
+        if let Some(reason) = refusal {
+            drop(core);
+            self.shared.send(&sender, &ToDaemon::Refused(reason), &[]);
+            self.shared.event(DaemonEvent::Refused {
+                launch_id: hello.launch_id,
+                reason,
+            });
+            // Kept open until the daemon reads the refusal and leaves (or the hello limit).
+            return true;
+        }
+        let daemon = core.daemon_connected(self.shared.local, Instant::now());
+        // Linked before the core's lock is released, so whoever carries out the init finds it.
+        self.shared
+            .links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                daemon,
+                Link {
+                    sender,
+                    launch_id: hello.launch_id,
+                },
+            );
+        peer.daemon = Some(daemon);
+        self.by_daemon.insert(daemon, token);
+        self.shared.event(DaemonEvent::Joined {
+            daemon,
+            launch_id: hello.launch_id,
+        });
+        self.shared.flush_held(core);
+        true
+    }
+
+    /// Fires the core's timeouts, sends heartbeats, and closes silent connections.
+    fn timers(&mut self, now: Instant) {
+        {
+            let mut core = self.shared.host.lock();
+            if core.poll_timeout().is_some_and(|t| t <= now) {
+                core.handle_timeout(now);
+            }
+            self.shared.flush_held(core);
+        }
+        let heartbeat = self.shared.heartbeat;
+        if let (Some(h), Some(beat)) = (heartbeat, self.next_beat)
+            && beat <= now
+        {
+            self.next_beat = Some(now + h);
+            for peer in self.peers.values() {
+                if peer.daemon.is_some() {
+                    self.shared
+                        .send(peer.conn.sender(), &ToDaemon::Heartbeat, &[]);
+                }
+            }
+        }
+        let silent: Vec<Token> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| match (p.daemon, heartbeat) {
+                (None, _) => now >= p.accepted + HELLO_TIMEOUT,
+                (Some(_), Some(h)) => now >= p.last_rx + h * MISSED_BEATS,
+                (Some(_), None) => false,
+            })
+            .map(|(&t, _)| t)
+            .collect();
+        for token in silent {
+            self.close(token);
+        }
+    }
+
+    /// Closes a connection; an admitted daemon leaves the core (resolving or retrying its task).
+    fn close(&mut self, token: Token) {
+        let Some(peer) = self.peers.remove(&token) else {
+            return;
+        };
+        self.ready.retain(|&t| t != token);
+        let fd = peer.conn.stream().as_raw_fd();
+        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        let _ = peer.conn.stream().shutdown();
+        if let Some(daemon) = peer.daemon {
+            self.by_daemon.remove(&daemon);
+            let mut core = self.shared.host.lock();
+            core.daemon_disconnected(daemon, Instant::now());
+            self.shared.flush_held(core);
+        }
+    }
+
+    /// At stop: push out what is queued (the exit messages), then close everything.
+    fn close_all(&mut self) {
+        for peer in self.peers.values() {
+            let _ = peer.conn.sender().flush();
+        }
+        let tokens: Vec<Token> = self.peers.keys().copied().collect();
+        for token in tokens {
+            self.close(token);
+        }
+        if let Some(path) = &self.ipc_path {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }

@@ -101,6 +101,18 @@ impl Host {
     /// ([`RejectReason::Full`] when it passes). Never waits for a task that cannot fit
     /// ([`RejectReason::TooLarge`]) or after shutdown.
     pub fn submit(&self, task: Task, deadline: Option<Instant>) -> Result<TaskId, Rejected> {
+        let (result, core) = self.submit_held(task, deadline);
+        self.after(core);
+        result
+    }
+
+    /// [`Host::submit`], handing back the still-locked core instead of waking the dispatcher
+    /// thread: the shell drains and carries out the actions itself.
+    pub(crate) fn submit_held(
+        &self,
+        task: Task,
+        deadline: Option<Instant>,
+    ) -> (Result<TaskId, Rejected>, CoreGuard<'_>) {
         self.wait_for_space(task, deadline, |core, task, now| core.submit(task, now))
     }
 
@@ -111,6 +123,18 @@ impl Host {
         min: usize,
         deadline: Option<Instant>,
     ) -> Result<Vec<TaskId>, Rejected> {
+        let (result, core) = self.everywhere_held(task, min, deadline);
+        self.after(core);
+        result
+    }
+
+    /// [`Host::everywhere`], handing back the still-locked core (see [`Host::submit_held`]).
+    pub(crate) fn everywhere_held(
+        &self,
+        task: Task,
+        min: usize,
+        deadline: Option<Instant>,
+    ) -> (Result<Vec<TaskId>, Rejected>, CoreGuard<'_>) {
         self.wait_for_space(task, deadline, |core, task, now| {
             core.everywhere(task, min, now)
         })
@@ -149,7 +173,7 @@ impl Host {
         mut task: Task,
         deadline: Option<Instant>,
         mut attempt: impl FnMut(&mut Core, Task, Instant) -> Result<T, Rejected>,
-    ) -> Result<T, Rejected> {
+    ) -> (Result<T, Rejected>, CoreGuard<'_>) {
         let space = &self.shared.space;
         let mut core = self.raw_lock();
         loop {
@@ -163,10 +187,11 @@ impl Host {
                     core = match deadline {
                         None => space.wait(core).unwrap_or_else(PoisonError::into_inner),
                         Some(d) if d <= now => {
-                            return Err(Rejected {
+                            let err = Err(Rejected {
                                 reason: RejectReason::Full,
                                 task,
                             });
+                            return (err, CoreGuard { core, space });
                         }
                         Some(d) => {
                             space
@@ -176,10 +201,7 @@ impl Host {
                         }
                     };
                 }
-                result => {
-                    self.after(CoreGuard { core, space });
-                    return result;
-                }
+                result => return (result, CoreGuard { core, space }),
             }
         }
     }

@@ -5,9 +5,9 @@
 //!   [`Action`]s; no threads, sockets or clocks.
 //! - [`Host`]: the submission handle host threads share: blocking [`Host::submit`],
 //!   non-blocking [`Host::try_submit`], cancel and status, over one mutex and condition variable.
-//! - `Dispatcher` (feature `shell`, on by default): the I/O shell around both: a PAIR1 socket
-//!   daemons dial, a thread feeding the core, and results waited for by task id; and
-//!   `daemon::serve`, the daemon's socket loop.
+//! - `Dispatcher` (feature `shell`, on by default): the I/O shell around both: a thread owning a
+//!   mio poll over the daemons' PAIR1 connections and a waker for host threads, heartbeats, and
+//!   results waited for by task id; and `daemon::serve`, the daemon's socket loop.
 //! - [`protocol`]: the dispatcher <-> daemon messages, postcard envelopes with the payload kept
 //!   as a separate slice so it is never copied into a frame.
 //! - [`daemon`]: the daemon's pure logic: exit rules, the function registry that turns panics into
@@ -29,7 +29,9 @@ pub use crate::core::{
     Reply, Status,
 };
 #[cfg(feature = "shell")]
-pub use crate::dispatcher::{DaemonEvent, Dispatcher, DispatcherConfig, StartError, TICK};
+pub use crate::dispatcher::{
+    DaemonEvent, Dispatcher, DispatcherConfig, HELLO_TIMEOUT, MISSED_BEATS, StartError,
+};
 pub use crate::host::{CoreGuard, Host};
 pub use crate::task::{DaemonId, Outcome, Payload, Task, TaskError, TaskId};
 

@@ -46,6 +46,9 @@ enum Op {
     Collect {
         pick: usize,
     },
+    Written {
+        pick: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -60,6 +63,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(pick, kind, last)| Op::Reply { pick, kind, last }),
         3 => (0..30u64).prop_map(|ms| Op::Advance { ms }),
         1 => any::<usize>().prop_map(|pick| Op::Collect { pick }),
+        2 => any::<usize>().prop_map(|pick| Op::Written { pick }),
     ]
 }
 
@@ -76,6 +80,8 @@ fn config() -> impl Strategy<Value = Config> {
             seed,
             entropy: 1,
             cancel_grace: grace.map(Duration::from_millis),
+            // Odd seeds also hold dispatched bytes until written.
+            release_when_written: seed.is_some_and(|s| s % 2 == 1),
         })
 }
 
@@ -100,10 +106,14 @@ struct Model {
     last_plain_sent: Option<TaskId>,
     daemons: BTreeMap<DaemonId, ModelDaemon>,
     values: Vec<TaskId>,
+    /// With `release_when_written`: dispatched tasks whose bytes stay reserved until written.
+    hold: bool,
+    unwritten: BTreeSet<TaskId>,
 }
 
 impl Model {
     fn new(config: Config) -> Self {
+        let config_hold = config.release_when_written;
         Self {
             cap: config.max_queued_bytes,
             uncollected_cap: config.max_uncollected_bytes,
@@ -117,6 +127,8 @@ impl Model {
             last_plain_sent: None,
             daemons: BTreeMap::new(),
             values: Vec::new(),
+            hold: config_hold,
+            unwritten: BTreeSet::new(),
         }
     }
 
@@ -213,6 +225,15 @@ impl Model {
                     self.values.retain(|&v| v != id);
                 }
             }
+            Op::Written { pick } => {
+                let ids: Vec<TaskId> = self.unwritten.iter().copied().collect();
+                if let Some(id) = Self::pick(&ids, pick) {
+                    prop_assert!(self.core.written(id, now), "{id} held no bytes");
+                    self.unwritten.remove(&id);
+                } else if let Some(&id) = self.size.keys().next() {
+                    prop_assert!(!self.core.written(id, now), "{id} was not held");
+                }
+            }
         }
         self.drain()?;
         self.check()
@@ -265,6 +286,9 @@ impl Model {
                             "{task} resolved before sending"
                         );
                         d.busy = Some(task);
+                        if self.hold && self.retries_left[&task] == 0 && self.size[&task] > 0 {
+                            self.unwritten.insert(task);
+                        }
                         if self.first_sent.insert(task) && !self.copies.contains(&task) {
                             prop_assert!(
                                 self.last_plain_sent < Some(task),
@@ -295,6 +319,7 @@ impl Model {
                         if outcome.is_value() && self.uncollected_cap.is_some() {
                             self.values.push(task);
                         }
+                        self.unwritten.remove(&task);
                         let before = self.resolved.insert(task, outcome);
                         prop_assert!(before.is_none(), "{task} resolved twice");
                     }
@@ -332,7 +357,7 @@ impl Model {
         let mut queued_plain = 0;
         for t in pending {
             let queued = !running.contains(t);
-            if queued || self.retries_left[t] > 0 {
+            if queued || self.retries_left[t] > 0 || self.unwritten.contains(t) {
                 expected_used += self.size[t];
             }
             if queued && !self.copies.contains(t) {

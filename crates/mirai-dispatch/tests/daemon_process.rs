@@ -269,3 +269,87 @@ fn everywhere_reaches_each_daemon_once_and_a_run_timeout_frees_the_daemon() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[test]
+fn the_trace_context_reaches_the_task_on_the_daemon() {
+    let (dispatcher, events) = start(Config::default());
+    let _daemon = Daemon::spawn(dispatcher.url(), TOKEN, 1, &[]);
+    joined(&events);
+    let parent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec();
+    let id = dispatcher
+        .submit(task("trace", &()).with_trace(parent.clone()), None)
+        .unwrap();
+    assert_eq!(
+        value::<Option<Vec<u8>>>(dispatcher.wait(id, Some(PATIENCE))),
+        Some(parent)
+    );
+    let id = dispatcher.submit(task("trace", &()), None).unwrap();
+    assert_eq!(
+        value::<Option<Vec<u8>>>(dispatcher.wait(id, Some(PATIENCE))),
+        None
+    );
+}
+
+#[test]
+fn a_cancel_that_arrived_before_the_task_looked_is_seen_when_it_looks() {
+    let (dispatcher, events) = start(Config::default());
+    let _daemon = Daemon::spawn(dispatcher.url(), TOKEN, 1, &[]);
+    joined(&events);
+    let late = dispatcher
+        .submit(task("late_check", &300u64), None)
+        .unwrap();
+    let next = dispatcher
+        .submit(Task::new("echo", b"next".to_vec()), None)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let t = Instant::now();
+    assert!(dispatcher.cancel(late, CancelMode::Soft));
+    match dispatcher.wait(next, Some(PATIENCE)) {
+        Some(Outcome::Value(v)) => assert_eq!(&*v, b"next"),
+        other => panic!("expected the echo, got {other:?}"),
+    }
+    // Freed once the task first looked (after its 300 ms), not after its minute of waiting.
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "daemon freed after {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn large_payloads_cross_both_ways_intact_within_a_tight_budget() {
+    const MB: usize = 1 << 20;
+    // Room for two 3 MB tasks: the others wait until a payload has been written out.
+    let (dispatcher, events) = start(Config::default().with_max_queued_bytes(6 * MB as u64));
+    let _daemons = [
+        Daemon::spawn(dispatcher.url(), TOKEN, 1, &[]),
+        Daemon::spawn(dispatcher.url(), TOKEN, 2, &[]),
+    ];
+    joined(&events);
+    joined(&events);
+    let payloads: Vec<Vec<u8>> = (0..8u8)
+        .map(|i| {
+            (0..3 * MB)
+                .map(|j| (j as u8).wrapping_mul(31) ^ i)
+                .collect()
+        })
+        .collect();
+    let ids: Vec<_> = payloads
+        .iter()
+        .map(|p| {
+            dispatcher
+                .submit(Task::new("echo", p.clone()), None)
+                .unwrap()
+        })
+        .collect();
+    for (id, sent) in ids.into_iter().zip(&payloads) {
+        match dispatcher.wait(id, Some(PATIENCE)) {
+            Some(Outcome::Value(v)) => assert!(&*v == sent.as_slice(), "payload corrupted"),
+            other => panic!("expected the echo, got {other:?}"),
+        }
+    }
+    let s = dispatcher.status();
+    assert_eq!(s.memory.used, 0);
+    assert!(s.memory.peak <= 6 * MB as u64);
+    assert_eq!((s.completed, s.submitted), (8, 8));
+}

@@ -1,27 +1,48 @@
 //! A daemon with a few built-in functions, for trying a dispatcher and for its integration tests.
 //!
 //! `mirai-demo-daemon --url URL --token TOKEN [--launch-id N] [--maxtasks N] [--idletime-ms N]
-//! [--walltime-ms N]`; exits with the exit reason's code (0 host gone, 1 idletime, 2 walltime,
+//! [--walltime-ms N] [--autoexit immediately|finish-task|never]`; exits with the exit reason's code (0 host gone, 1 idletime, 2 walltime,
 //! 3 maxtasks), or 10 on an error.
 //!
-//! Functions: `echo` (bytes back), `add` ((i64, i64) -> i64), `sleep_ms` (u64, stops early when
-//! cancelled), `panic` (panics with its argument as message), `seed` (the task's RNG seed),
-//! `pid` (the daemon's process id).
+//! Functions: `echo` (bytes back), `len` (the argument's length, u64 little-endian), `slow_len`
+//! (the same after 20 ms, a slow consumer), `add`
+//! ((i64, i64) -> i64), `sleep_ms` (u64, stops early when cancelled), `late_check` (u64 ms
+//! without looking at its cancel token, then up to a minute looking), `panic` (panics with its
+//! argument as message), `seed` (the task's RNG seed), `pid` (the daemon's process id), `trace`
+//! (the trace context the submitter attached).
+//!
+//! `mirai-demo-daemon host URL N` runs a host instead (see `host`).
 #![forbid(unsafe_code)]
 
 use std::time::Duration;
 
 use mirai_dispatch::TaskError;
-use mirai_dispatch::daemon::{DaemonConfig, Registry, TaskContext, serve};
+use mirai_dispatch::daemon::{AutoExit, DaemonConfig, Registry, TaskContext, serve};
 
 fn registry() -> Registry {
     let mut r = Registry::new();
     r.register_bytes("echo", |bytes, _| Ok(bytes.to_vec()));
+    r.register_bytes("len", |bytes, _| {
+        Ok((bytes.len() as u64).to_le_bytes().to_vec())
+    });
+    r.register_bytes("slow_len", |bytes, _| {
+        std::thread::sleep(Duration::from_millis(20));
+        Ok((bytes.len() as u64).to_le_bytes().to_vec())
+    });
     r.register("add", |(a, b): (i64, i64), _: &TaskContext| {
         a.checked_add(b).ok_or_else(|| TaskError::new("overflow"))
     });
     r.register("sleep_ms", |ms: u64, ctx: &TaskContext| {
         for _ in 0..ms {
+            ctx.cancel_token().check()?;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(ms)
+    });
+    r.register("late_check", |ms: u64, ctx: &TaskContext| {
+        // Busy for `ms` without looking at the token, then waits up to a minute for a cancel.
+        std::thread::sleep(Duration::from_millis(ms));
+        for _ in 0..60_000 {
             ctx.cancel_token().check()?;
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -33,6 +54,9 @@ fn registry() -> Registry {
     );
     r.register("seed", |(): (), ctx: &TaskContext| Ok(ctx.rng_seed()));
     r.register("pid", |(): (), _: &TaskContext| Ok(std::process::id()));
+    r.register("trace", |(): (), ctx: &TaskContext| {
+        Ok(ctx.trace().map(<[u8]>::to_vec))
+    });
     r
 }
 
@@ -53,6 +77,14 @@ fn parse() -> Result<DaemonConfig, String> {
             "--maxtasks" => config.rules.maxtasks = Some(number()?),
             "--idletime-ms" => config.rules.idletime = Some(Duration::from_millis(number()?)),
             "--walltime-ms" => config.rules.walltime = Some(Duration::from_millis(number()?)),
+            "--autoexit" => {
+                config.rules.autoexit = match value.as_str() {
+                    "immediately" => AutoExit::Immediately,
+                    "finish-task" => AutoExit::FinishTask,
+                    "never" => AutoExit::Never,
+                    _ => return Err(format!("--autoexit: unknown mode {value}")),
+                }
+            }
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -62,7 +94,57 @@ fn parse() -> Result<DaemonConfig, String> {
     Ok(config)
 }
 
+/// `mirai-demo-daemon host URL N`: a host process that starts a dispatcher at `URL`, launches
+/// `N` daemons (this binary), gives each a long task, prints `pids P1 P2 ...` and then waits
+/// forever. It exists to show that killing a host leaves no daemon behind.
+fn host(url: &str, daemons: usize) -> Result<(), String> {
+    use mirai_dispatch::{DaemonEvent, Dispatcher, DispatcherConfig, Task};
+    use std::io::Write;
+    let token = "host-token";
+    let (dispatcher, events) =
+        Dispatcher::start(DispatcherConfig::new(url, token.as_bytes().to_vec()))
+            .map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut children = Vec::new();
+    for i in 0..daemons {
+        let child = std::process::Command::new(&exe)
+            .args(["--url", dispatcher.url(), "--token", token])
+            .args(["--launch-id", &i.to_string()])
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        children.push(child);
+    }
+    for _ in 0..daemons {
+        match events.recv_timeout(Duration::from_secs(30)) {
+            Ok(DaemonEvent::Joined { .. }) => {}
+            other => return Err(format!("expected a join, got {other:?}")),
+        }
+    }
+    for _ in 0..daemons {
+        let arg = postcard::to_allocvec(&3_600_000u64).map_err(|e| e.to_string())?;
+        dispatcher
+            .submit(Task::new("sleep_ms", arg), None)
+            .map_err(|e| e.to_string())?;
+    }
+    let pids: Vec<String> = children.iter().map(|c| c.id().to_string()).collect();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "pids {}", pids.join(" ")).map_err(|e| e.to_string())?;
+    out.flush().map_err(|e| e.to_string())?;
+    loop {
+        std::thread::park();
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("host") {
+        let n = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(2);
+        let url = args.get(2).cloned().unwrap_or_default();
+        if let Err(e) = host(&url, n) {
+            eprintln!("mirai-demo-daemon host: {e}");
+        }
+        std::process::exit(10);
+    }
     let code = match parse() {
         Ok(config) => match serve(&config, &registry()) {
             Ok(reason) => reason.code(),

@@ -42,6 +42,10 @@ pub struct Config {
     /// A running task cancelled on a local daemon that has not answered within this time gets the
     /// daemon killed; `None` never escalates.
     pub cancel_grace: Option<Duration>,
+    /// Keep a dispatched task's bytes reserved until the shell reports them written
+    /// ([`Core::written`]) instead of releasing them at dispatch, so the budget also bounds
+    /// payloads on their way out (the dispatcher shell turns this on when there is a cap).
+    pub release_when_written: bool,
 }
 
 impl Config {
@@ -72,6 +76,12 @@ impl Config {
     /// Sets [`Config::cancel_grace`].
     pub fn with_cancel_grace(mut self, grace: Duration) -> Self {
         self.cancel_grace = Some(grace);
+        self
+    }
+
+    /// Sets [`Config::release_when_written`].
+    pub fn with_release_when_written(mut self, on: bool) -> Self {
+        self.release_when_written = on;
         self
     }
 }
@@ -280,6 +290,8 @@ struct Entry {
     retries_left: u32,
     attempt: u32,
     group: Option<u64>,
+    /// Dispatched, its bytes still reserved until [`Core::written`].
+    unwritten: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,8 +326,9 @@ struct Group {
 ///
 /// - **Budget.** Submitting a task reserves its payload length against
 ///   [`Config::max_queued_bytes`] in the same step that queues it, so `used <= capacity` always
-///   holds. The bytes are released when the task leaves the queue: dispatched, cancelled or timed
-///   out while queued. A task with [`Task::retries`] keeps its reservation until it resolves,
+///   holds. The bytes are released when the task leaves the queue: dispatched (or, with
+///   [`Config::release_when_written`], once the shell reports its payload written), cancelled
+///   or timed out while queued. A task with [`Task::retries`] keeps its reservation until it resolves,
 ///   because the core keeps its payload to run it again.
 /// - **Oversized tasks.** A task whose payload alone exceeds the whole capacity is refused at
 ///   once with [`RejectReason::TooLarge`]: it could never fit, so waiting for it would deadlock.
@@ -625,6 +638,40 @@ impl Core {
         true
     }
 
+    /// The shell finished writing `task`'s payload (or gave up): with
+    /// [`Config::release_when_written`], its bytes leave the budget now. `false` if nothing was
+    /// held for it (already resolved, retryable, or the option is off).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use mirai_dispatch::{Action, Config, Core, Task};
+    /// let now = Instant::now();
+    /// let mut core = Core::new(
+    ///     Config::default().with_max_queued_bytes(8).with_release_when_written(true),
+    /// );
+    /// let id = core.submit(Task::new("f", vec![0; 8]), now).unwrap();
+    /// core.daemon_connected(true, now);
+    /// assert!(std::iter::from_fn(|| core.poll_action()).any(|a| matches!(a, Action::Send { .. })));
+    /// assert_eq!(core.status().memory.used, 8, "still on its way out");
+    /// assert!(core.written(id, now));
+    /// assert_eq!(core.status().memory.used, 0);
+    /// ```
+    pub fn written(&mut self, task: TaskId, now: Instant) -> bool {
+        let Some(entry) = self.tasks.get_mut(&task) else {
+            return false;
+        };
+        if !std::mem::take(&mut entry.unwritten) {
+            return false;
+        }
+        let bytes = std::mem::take(&mut entry.reserved);
+        if bytes > 0 {
+            self.budget.release(bytes);
+            self.released = true;
+        }
+        self.finish(now);
+        true
+    }
+
     /// The earliest time [`Core::handle_timeout`] has work (possibly none by then).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
@@ -789,6 +836,7 @@ impl Core {
             retries_left: task.retries,
             attempt: 0,
             group,
+            unwritten: false,
         };
         self.tasks.insert(id, entry);
         self.queue.push_back(id);
@@ -871,6 +919,9 @@ impl Core {
         self.executing += 1;
         let job = if entry.retries_left > 0 {
             entry.job.clone()
+        } else if self.config.release_when_written && entry.reserved > 0 {
+            entry.unwritten = true;
+            entry.job.take()
         } else {
             let bytes = std::mem::take(&mut entry.reserved);
             if bytes > 0 {

@@ -1,7 +1,7 @@
 //! Cooperative cancellation and the context a task function receives.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::task::{TaskError, TaskId};
 
@@ -16,8 +16,27 @@ use crate::task::{TaskError, TaskId};
 /// assert!(seen_by_task.is_cancelled());
 /// assert!(seen_by_task.check().is_err());
 /// ```
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
+#[derive(Clone, Default)]
+pub struct CancelToken(Arc<Flag>);
+
+/// Runs once, at the first look at the token.
+type FirstLook = Box<dyn FnOnce() + Send>;
+
+#[derive(Default)]
+struct Flag {
+    cancelled: AtomicBool,
+    /// Whether `first_look` is still to run (checked without the lock).
+    pending: AtomicBool,
+    first_look: Mutex<Option<FirstLook>>,
+}
+
+impl std::fmt::Debug for CancelToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CancelToken")
+            .field(&self.0.cancelled.load(Ordering::Relaxed))
+            .finish()
+    }
+}
 
 impl CancelToken {
     /// A token not cancelled yet.
@@ -25,14 +44,37 @@ impl CancelToken {
         Self::default()
     }
 
+    /// A token that runs `first_look` the first time anyone asks whether it is cancelled. The
+    /// daemon starts watching its connection for cancel messages only then: a function that
+    /// never looks cannot be cancelled anyway, and a trivial task then costs no extra syscall.
+    #[cfg_attr(not(feature = "shell"), allow(dead_code))]
+    pub(crate) fn with_first_look(first_look: impl FnOnce() + Send + 'static) -> Self {
+        Self(Arc::new(Flag {
+            cancelled: AtomicBool::new(false),
+            pending: AtomicBool::new(true),
+            first_look: Mutex::new(Some(Box::new(first_look))),
+        }))
+    }
+
     /// Requests cancellation.
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.cancelled.store(true, Ordering::Release);
     }
 
     /// Whether cancellation was requested.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        if self.0.pending.load(Ordering::Acquire) && self.0.pending.swap(false, Ordering::AcqRel) {
+            let first_look = self
+                .0
+                .first_look
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(f) = first_look {
+                f();
+            }
+        }
+        self.0.cancelled.load(Ordering::Acquire)
     }
 
     /// `Err` once cancelled, so a function can stop with `token.check()?`.
@@ -42,6 +84,13 @@ impl CancelToken {
         } else {
             Ok(())
         }
+    }
+
+    /// Whether cancellation was requested, without running the first-look hook (for the daemon
+    /// itself, after the task).
+    #[cfg_attr(not(feature = "shell"), allow(dead_code))]
+    pub(crate) fn was_cancelled(&self) -> bool {
+        self.0.cancelled.load(Ordering::Acquire)
     }
 }
 
@@ -59,6 +108,7 @@ pub struct TaskContext {
     task: TaskId,
     rng_seed: Option<u64>,
     cancel: CancelToken,
+    trace: Option<Vec<u8>>,
 }
 
 impl TaskContext {
@@ -68,7 +118,27 @@ impl TaskContext {
             task,
             rng_seed,
             cancel: CancelToken::new(),
+            trace: None,
         }
+    }
+
+    /// Sets the trace context the submitter attached ([`crate::Task::trace`]).
+    ///
+    /// ```
+    /// use mirai_dispatch::daemon::TaskContext;
+    /// use mirai_dispatch::TaskId;
+    /// let ctx = TaskContext::new(TaskId(1), None).with_trace(Some(b"00-abc-01".to_vec()));
+    /// assert_eq!(ctx.trace(), Some(&b"00-abc-01"[..]));
+    /// ```
+    pub fn with_trace(mut self, trace: Option<Vec<u8>>) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// The trace context the submitter attached (e.g. a W3C `traceparent`), to continue its
+    /// trace in the task.
+    pub fn trace(&self) -> Option<&[u8]> {
+        self.trace.as_deref()
     }
 
     /// A context whose token the caller keeps, to cancel the task from another thread.
@@ -78,6 +148,7 @@ impl TaskContext {
             task,
             rng_seed,
             cancel,
+            trace: None,
         }
     }
 
@@ -99,5 +170,26 @@ impl TaskContext {
     /// Shorthand for `cancel_token().is_cancelled()`.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn the_first_look_runs_once_and_only_when_someone_looks() {
+        let looks = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&looks);
+        let token = CancelToken::with_first_look(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        token.cancel();
+        assert!(token.was_cancelled());
+        assert_eq!(looks.load(Ordering::SeqCst), 0);
+        assert!(token.clone().is_cancelled());
+        assert!(token.check().is_err());
+        assert_eq!(looks.load(Ordering::SeqCst), 1);
     }
 }

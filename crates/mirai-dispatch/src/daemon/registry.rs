@@ -91,7 +91,7 @@ impl Registry {
 
     /// Runs `name` on `payload`. Unknown names, failures and panics all become a
     /// [`TaskError`], its message and backtrace truncated to
-    /// [`MAX_ERROR_TEXT`](crate::protocol::MAX_ERROR_TEXT) bytes each so it always fits in a
+    /// [`MAX_ERROR_TEXT`] bytes each so it always fits in a
     /// result message.
     pub fn run(&self, name: &str, payload: &[u8], ctx: &TaskContext) -> Result<Vec<u8>, TaskError> {
         let Some(f) = self.functions.get(name) else {

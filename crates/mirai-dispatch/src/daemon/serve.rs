@@ -1,32 +1,58 @@
 //! The daemon's socket loop: dial, hello, init, then run tasks until an exit rule fires.
 //!
-//! A listener thread reads the socket for the daemon's whole life. It applies a cancel message
-//! to the running task's [`CancelToken`](super::CancelToken) at once, and hands everything else
-//! (tasks, exit, the host leaving or coming back) to the main thread over a channel. The main
-//! thread runs each task inline, so a trivial task costs no thread start. Rust code cannot be
-//! interrupted safely: a function that never checks its token runs to the end (a local daemon
-//! can still be killed by its launcher).
+//! Why this shape: a trivial task should cost the daemon one wake-up, as a plain blocking
+//! server would. So the main thread owns the connection (nano-transport's [`Connection`] over a
+//! mio stream): it sleeps in its own poll, reads the task, runs it inline, and writes the result
+//! as one vectored write whose value is its own slice (not copied). No other thread is involved
+//! while the daemon is idle or running short tasks.
+//!
+//! A watcher thread covers what the main thread cannot do while a task runs. Its poll holds only
+//! a waker, plus the connection from the running task's first look at its
+//! [`CancelToken`] until the task ends: a cancel or exit message then reaches
+//! the token at once. A function that never looks cannot be cancelled anyway (Rust code cannot
+//! be interrupted), so trivial tasks pay nothing for this. The watcher also sends the heartbeats and watches
+//! the host's silence (see [`MISSED_BEATS`]): a host silent that long gets its connection shut
+//! down, which the main thread then sees as the host gone.
+//!
+//! Rust code cannot be interrupted safely: a function that never checks its token runs to the end
+//! (a local daemon can still be killed by its launcher).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::VecDeque;
+use std::io;
+use std::net::TcpStream;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use nano_transport::{Message, PipeEvent, Protocol, Socket};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry as MioRegistry, Token, Waker};
+use nano_transport::conn::{ConnSender, Connection, ReadProgress, SendStatus, Stream};
+use nano_transport::proto::{MAX_TTL_DEFAULT, pair1_hops};
+use nano_transport::{Address, Protocol};
 
 use super::{
     AutoExit, CancelToken, ExitReason, ExitRules, HostGone, Lifecycle, Registry, TaskContext,
 };
+use crate::dispatcher::MISSED_BEATS;
 use crate::protocol::{
     EncodeError, FromDaemon, Hello, Init, Limits, RefuseReason, ResultStatus, ToDaemon, VERSION,
 };
 use crate::task::{TaskError, TaskId};
 
-/// How often the listener looks at pipe events and its stop flag.
-const TICK: Duration = Duration::from_millis(5);
-
 /// How long a daemon that sent its last result waits for the dispatcher's exit message.
 const ACK_WAIT: Duration = Duration::from_secs(2);
+
+/// The PAIR1 header of every message we send: a hop count of 1, as NNG writes it.
+const PAIR1_HEADER: [u8; 4] = [0, 0, 0, 1];
+
+const CONN: Token = Token(0);
+const WAKE: Token = Token(1);
+
+/// Most messages read in one go.
+const READ_BATCH: usize = 64;
 
 /// Where and how a daemon connects.
 ///
@@ -65,7 +91,7 @@ impl DaemonConfig {
 /// Why a daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    /// The socket failed.
+    /// The address is malformed.
     #[error("transport: {0}")]
     Transport(#[from] nano_transport::Error),
     /// The dispatcher refused the handshake.
@@ -77,78 +103,218 @@ pub enum DaemonError {
     /// A message could not be encoded.
     #[error("cannot encode a message: {0}")]
     Encode(#[from] EncodeError),
-    /// The listener thread could not start.
-    #[error("cannot start the listener thread: {0}")]
-    Thread(#[from] std::io::Error),
+    /// The connection or the watcher thread failed.
+    #[error("i/o: {0}")]
+    Thread(#[from] io::Error),
 }
 
 /// Connects to the dispatcher and serves tasks from `registry` until an exit rule fires;
 /// returns why (its [`ExitReason::code`] is the process exit code).
 pub fn serve(config: &DaemonConfig, registry: &Registry) -> Result<ExitReason, DaemonError> {
-    let socket = Socket::new(Protocol::Pair1)?;
-    socket.set_send_timeout(Some(config.connect_timeout));
-    let events = socket.pipe_events();
-    socket.dial_blocking(&config.url, config.connect_timeout)?;
-    let init = handshake(&socket, config)?;
-    let limits = Limits {
-        max_frame: usize::try_from(init.max_frame).unwrap_or(usize::MAX),
-    };
-    socket.set_recv_max_size(limits.max_frame);
-
+    let address = Address::parse(&config.url)?;
+    let mut poll = Poll::new()?;
+    let waker = Waker::new(poll.registry(), WAKE)?;
+    let watch_poll = Poll::new()?;
+    let watch_waker = Waker::new(watch_poll.registry(), WAKE)?;
+    let (conn, init, early) = connect(&address, config, &mut poll, None)?;
+    let fd = conn.stream().as_raw_fd();
     let shared = Arc::new(Shared {
+        sender: Mutex::new(conn.sender().clone()),
+        conn: Mutex::new(conn),
+        pending: Mutex::new(early.into()),
         current: Mutex::new(None),
-        connected: AtomicBool::new(true),
+        epoch: Instant::now(),
+        last_rx: AtomicU64::new(0),
+        heartbeat_ms: AtomicU64::new(init.heartbeat_ms),
+        exit: AtomicBool::new(false),
+        watching: AtomicBool::new(false),
         stop: AtomicBool::new(false),
+        autoexit: config.rules.autoexit,
+        main_waker: waker,
+        watch_waker,
+        watch_registry: watch_poll.registry().try_clone()?,
     });
-    let (tx, rx) = mpsc::channel();
-    let listener = {
-        let (socket, shared) = (socket.clone(), Arc::clone(&shared));
-        let autoexit = config.rules.autoexit;
+    let watcher = {
+        let shared = Arc::clone(&shared);
         std::thread::Builder::new()
-            .name("mirai-daemon-listener".into())
-            .spawn(move || listen(&socket, &events, &shared, limits, autoexit, &tx))?
+            .name("mirai-daemon-watch".into())
+            .spawn(move || watch(&shared, watch_poll))?
     };
     let mut daemon = Daemon {
-        socket,
         shared,
-        incoming: rx,
+        poll,
         life: Lifecycle::new(config.rules, Instant::now()),
+        limits: limits_of(&init),
+        address,
+        buffered: false,
+        fd,
     };
     let result = daemon.run(config, registry);
     daemon.shared.stop.store(true, Ordering::Release);
-    daemon.socket.close();
-    let _ = listener.join();
+    let _ = daemon.shared.watch_waker.wake();
+    let _ = watcher.join();
+    let _ = daemon.shared.conn().stream().shutdown();
     result
 }
 
-/// What the listener hands to the main thread.
-enum Incoming {
-    Task {
-        task: TaskId,
-        function: String,
-        rng_seed: Option<u64>,
-        token: CancelToken,
-        frame: Message,
-        payload_start: usize,
-    },
-    Init,
-    Refused(RefuseReason),
-    Exit,
-    HostLeft,
-    HostBack,
-    Closed,
+fn limits_of(init: &Init) -> Limits {
+    Limits {
+        max_frame: usize::try_from(init.max_frame).unwrap_or(usize::MAX),
+    }
 }
 
-/// State the listener and the main thread share.
+/// Dials until connected (or `connect_timeout`), then runs both handshakes.
+fn connect(
+    address: &Address,
+    config: &DaemonConfig,
+    poll: &mut Poll,
+    old: Option<RawFd>,
+) -> Result<(Connection, Init, Vec<Vec<u8>>), DaemonError> {
+    if let Some(fd) = old {
+        let _ = poll.registry().deregister(&mut SourceFd(&fd));
+    }
+    let deadline = Instant::now() + config.connect_timeout;
+    let stream = loop {
+        match dial(address) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() >= deadline => return Err(e.into()),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    };
+    let limit = Limits::default().max_frame as u64 + PAIR1_HEADER.len() as u64;
+    let mut conn = Connection::new(stream, Protocol::Pair1, limit)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let fd = conn.stream().as_raw_fd();
+    poll.registry()
+        .register(&mut SourceFd(&fd), CONN, Interest::READABLE)?;
+    let hello = FromDaemon::Hello(Hello {
+        version: VERSION,
+        launch_id: config.launch_id,
+        token: config.token.clone(),
+    });
+    let mut events = Events::with_capacity(8);
+    let mut said_hello = false;
+    loop {
+        let mut bodies = Vec::new();
+        let progress = conn.on_readable(READ_BATCH, &mut |b| {
+            bodies.push(b);
+            true
+        });
+        let progress = progress.map_err(|e| io::Error::other(e.to_string()))?;
+        if conn.is_open() && !said_hello {
+            send(conn.sender(), &hello, &[])?;
+            said_hello = true;
+        }
+        let mut bodies = bodies.into_iter();
+        while let Some(body) = bodies.next() {
+            match decode(&body, &Limits::default()) {
+                // What followed the init in the same read (a first task) is kept.
+                Some((ToDaemon::Init(init), _)) => return Ok((conn, init, bodies.collect())),
+                Some((ToDaemon::Refused(reason), _)) => return Err(DaemonError::Refused(reason)),
+                _ => {}
+            }
+        }
+        if progress != ReadProgress::Drained {
+            continue;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(DaemonError::NoInit(config.connect_timeout));
+        }
+        if let Err(e) = poll.poll(&mut events, Some(left))
+            && e.kind() != io::ErrorKind::Interrupted
+        {
+            return Err(e.into());
+        }
+        conn.note_readable();
+    }
+}
+
+fn dial(address: &Address) -> io::Result<Stream> {
+    Ok(match address {
+        Address::Tcp(sa) => {
+            let s = TcpStream::connect(sa)?;
+            s.set_nodelay(true)?;
+            s.set_nonblocking(true)?;
+            Stream::Tcp(mio::net::TcpStream::from_std(s))
+        }
+        Address::Ipc(path) => {
+            let s = UnixStream::connect(path)?;
+            s.set_nonblocking(true)?;
+            Stream::Unix(mio::net::UnixStream::from_std(s))
+        }
+        Address::Abstract(name) => {
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            let s = UnixStream::connect_addr(&addr)?;
+            s.set_nonblocking(true)?;
+            Stream::Unix(mio::net::UnixStream::from_std(s))
+        }
+    })
+}
+
+/// Decodes a body from the dispatcher: its PAIR1 header, then the message.
+fn decode<'a>(body: &'a [u8], limits: &Limits) -> Option<(ToDaemon, &'a [u8])> {
+    pair1_hops(body, MAX_TTL_DEFAULT).ok()?;
+    ToDaemon::decode(&body[PAIR1_HEADER.len()..], limits).ok()
+}
+
+/// Writes one message, `PAIR1 header + envelope` and the payload as separate slices, waiting
+/// for the stream to drain if it must (the watcher shuts a silent host's stream, which ends a
+/// wait that would otherwise last).
+fn send(sender: &ConnSender, msg: &FromDaemon, payload: &[u8]) -> Result<(), DaemonError> {
+    let mut head = Vec::with_capacity(64);
+    head.extend_from_slice(&PAIR1_HEADER);
+    msg.encode(&mut head)?;
+    let failed = |e: nano_transport::conn::ConnError| io::Error::other(e.to_string());
+    let status = sender
+        .send_blocking(&[&head, payload], None)
+        .map_err(failed)?;
+    if status == SendStatus::Queued {
+        // A heartbeat was queued ahead (the dispatcher had stopped reading): nobody else
+        // flushes this connection, so push everything out before going back to sleep. A
+        // silent host's stream is shut by the watcher, which ends this loop with an error.
+        while !sender.flush().map_err(failed)? {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    Ok(())
+}
+
+/// State the main thread and the watcher share.
 struct Shared {
+    conn: Mutex<Connection>,
+    sender: Mutex<ConnSender>,
+    /// Messages the watcher read that are for the main thread (pushed under the `conn` lock, so
+    /// their order with what the main thread reads is kept).
+    pending: Mutex<VecDeque<Vec<u8>>>,
     /// The running task and its token, for cancel messages.
     current: Mutex<Option<(TaskId, CancelToken)>>,
-    /// Whether a pipe to the dispatcher is up (no point sending otherwise).
-    connected: AtomicBool,
+    epoch: Instant,
+    /// When the dispatcher was last heard from, in milliseconds since `epoch`.
+    last_rx: AtomicU64,
+    heartbeat_ms: AtomicU64,
+    /// The dispatcher said exit (seen by the watcher during a task).
+    exit: AtomicBool,
+    /// The watcher is attached to the connection (for the running task).
+    watching: AtomicBool,
     stop: AtomicBool,
+    autoexit: AutoExit,
+    main_waker: Waker,
+    /// Wakes the watcher to read bytes the main thread already took from the kernel.
+    watch_waker: Waker,
+    watch_registry: MioRegistry,
 }
 
 impl Shared {
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn heard(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_rx.store(ms, Ordering::Release);
+    }
+
     fn cancel_current(&self, only: Option<TaskId>) {
         let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((task, token)) = current.as_ref()
@@ -157,128 +323,126 @@ impl Shared {
             token.cancel();
         }
     }
+
+    /// The host is gone (closed, or silent too long): a task that must not outlive it stops.
+    fn host_lost(&self) {
+        if self.autoexit == AutoExit::Immediately {
+            self.cancel_current(None);
+        }
+        let _ = self.main_waker.wake();
+    }
 }
 
-fn listen(
-    socket: &Socket,
-    events: &mpsc::Receiver<PipeEvent>,
-    shared: &Shared,
-    limits: Limits,
-    autoexit: AutoExit,
-    tx: &mpsc::Sender<Incoming>,
-) {
-    let forward = |i: Incoming| tx.send(i).is_ok();
+/// The watcher thread: heartbeats, the host's silence, and messages during a task.
+fn watch(shared: &Shared, mut poll: Poll) {
+    let mut events = Events::with_capacity(8);
+    let mut beat = PAIR1_HEADER.to_vec();
+    if FromDaemon::Heartbeat.encode(&mut beat).is_err() {
+        return;
+    }
+    let mut next_beat = Instant::now();
     while !shared.stop.load(Ordering::Acquire) {
-        while let Ok(event) = events.try_recv() {
-            let incoming = match event {
-                PipeEvent::Removed(_) => {
-                    shared.connected.store(false, Ordering::Release);
-                    if autoexit == AutoExit::Immediately {
-                        shared.cancel_current(None);
-                    }
-                    Incoming::HostLeft
-                }
-                PipeEvent::Added(_) => {
-                    shared.connected.store(true, Ordering::Release);
-                    Incoming::HostBack
-                }
-            };
-            if !forward(incoming) {
-                return;
-            }
-        }
-        let msg = match socket.recv_timeout(TICK) {
-            Ok(m) => m,
-            Err(nano_transport::Error::Timeout) => continue,
-            Err(_) => {
-                forward(Incoming::Closed);
-                return;
-            }
-        };
-        let incoming = match ToDaemon::decode(&msg, &limits) {
-            Ok((
-                ToDaemon::Task {
-                    task,
-                    function,
-                    rng_seed,
-                    ..
-                },
-                payload,
-            )) => {
-                let payload_start = msg.len() - payload.len();
-                // Registered here, not when the task starts, so a cancel that follows at once
-                // finds it.
-                let token = CancelToken::new();
-                *shared
-                    .current
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some((task, token.clone()));
-                Incoming::Task {
-                    task,
-                    function,
-                    rng_seed,
-                    token,
-                    frame: msg,
-                    payload_start,
-                }
-            }
-            Ok((ToDaemon::Cancel { task }, _)) => {
-                shared.cancel_current(Some(task));
-                continue;
-            }
-            Ok((ToDaemon::Exit, _)) => {
-                shared.cancel_current(None);
-                Incoming::Exit
-            }
-            Ok((ToDaemon::Init(_), _)) => Incoming::Init,
-            Ok((ToDaemon::Refused(reason), _)) => Incoming::Refused(reason),
-            // Heartbeats and malformed frames are ignored.
-            _ => continue,
-        };
-        if !forward(incoming) {
+        let h = Duration::from_millis(shared.heartbeat_ms.load(Ordering::Acquire));
+        let timeout = (!h.is_zero()).then(|| next_beat.saturating_duration_since(Instant::now()));
+        if let Err(e) = poll.poll(&mut events, timeout)
+            && e.kind() != io::ErrorKind::Interrupted
+        {
             return;
         }
-    }
-}
-
-fn hello(socket: &Socket, config: &DaemonConfig) -> Result<(), DaemonError> {
-    let hello = FromDaemon::Hello(Hello {
-        version: VERSION,
-        launch_id: config.launch_id,
-        token: config.token.clone(),
-    });
-    let mut frame = Vec::new();
-    hello.encode(&mut frame)?;
-    socket.send(&frame)?;
-    Ok(())
-}
-
-/// The first handshake, before the listener runs.
-fn handshake(socket: &Socket, config: &DaemonConfig) -> Result<Init, DaemonError> {
-    hello(socket, config)?;
-    let deadline = Instant::now() + config.connect_timeout;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = match socket.recv_timeout(left) {
-            Ok(m) => m,
-            Err(nano_transport::Error::Timeout) => {
-                return Err(DaemonError::NoInit(config.connect_timeout));
+        if shared.stop.load(Ordering::Acquire) {
+            return;
+        }
+        if !h.is_zero() && Instant::now() >= next_beat {
+            next_beat = Instant::now() + h;
+            let sender = shared
+                .sender
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            // A heartbeat that does not fit now is not worth waiting for, nor worth piling up.
+            if sender.queued() == 0 {
+                let _ = sender.send(&[&beat]);
             }
-            Err(e) => return Err(e.into()),
-        };
-        match ToDaemon::decode(&msg, &Limits::default()) {
-            Ok((ToDaemon::Init(init), _)) => return Ok(init),
-            Ok((ToDaemon::Refused(reason), _)) => return Err(DaemonError::Refused(reason)),
-            _ => {}
+            let silent_ms = u64::try_from(shared.epoch.elapsed().as_millis())
+                .unwrap_or(u64::MAX)
+                .saturating_sub(shared.last_rx.load(Ordering::Acquire));
+            if shared.autoexit != AutoExit::Never
+                && Duration::from_millis(silent_ms) >= h * MISSED_BEATS
+            {
+                // Frozen, or the network is gone: end the connection as a close would.
+                let _ = sender.stream().shutdown();
+                shared.host_lost();
+            }
+        }
+        let running = shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        if running && !events.is_empty() {
+            watch_read(shared);
         }
     }
+}
+
+/// Reads the connection while a task runs: cancel and exit act at once, the rest waits for the
+/// main thread.
+fn watch_read(shared: &Shared) {
+    let mut conn = shared.conn();
+    conn.note_readable();
+    let mut bodies = Vec::new();
+    let progress = conn.on_readable(READ_BATCH, &mut |b| {
+        bodies.push(b);
+        true
+    });
+    if !bodies.is_empty() {
+        shared.heard();
+    }
+    let mut for_main = Vec::new();
+    for body in bodies {
+        match decode(&body, &Limits::default()) {
+            Some((ToDaemon::Cancel { task }, _)) => shared.cancel_current(Some(task)),
+            Some((ToDaemon::Heartbeat, _)) => {}
+            Some((ToDaemon::Exit, _)) => {
+                shared.exit.store(true, Ordering::Release);
+                shared.cancel_current(None);
+            }
+            _ => for_main.push(body),
+        }
+    }
+    let closed = progress.is_err();
+    if !for_main.is_empty() {
+        shared
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(for_main);
+    }
+    drop(conn);
+    if closed {
+        shared.host_lost();
+    } else if progress.is_ok_and(|p| p != ReadProgress::Drained) {
+        // More to read: the main thread picks it up when the task ends.
+        let _ = shared.main_waker.wake();
+    }
+}
+
+/// What the main thread got from a read.
+enum Got {
+    Bodies(Vec<Vec<u8>>),
+    Closed,
 }
 
 struct Daemon {
-    socket: Socket,
     shared: Arc<Shared>,
-    incoming: mpsc::Receiver<Incoming>,
+    poll: Poll,
     life: Lifecycle,
+    limits: Limits,
+    address: Address,
+    /// The last read stopped at its batch limit with bytes left in the connection.
+    buffered: bool,
+    /// The connection's descriptor.
+    fd: RawFd,
 }
 
 impl Daemon {
@@ -287,75 +451,151 @@ impl Daemon {
         config: &DaemonConfig,
         registry: &Registry,
     ) -> Result<ExitReason, DaemonError> {
+        self.shared.heard();
+        let mut events = Events::with_capacity(8);
         loop {
+            if self.shared.exit.swap(false, Ordering::AcqRel) {
+                self.life.exit_requested();
+            }
             let now = Instant::now();
             if let Some(reason) = self.life.poll(now) {
                 return Ok(reason);
             }
-            let wait = self
-                .life
-                .next_deadline()
-                .map_or(Duration::from_secs(1), |d| d.saturating_duration_since(now));
-            let incoming = match self.incoming.recv_timeout(wait) {
-                Ok(i) => i,
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => Incoming::Closed,
-            };
-            match incoming {
-                Incoming::Task {
-                    task,
-                    function,
-                    rng_seed,
-                    token,
-                    frame,
-                    payload_start,
-                } => {
-                    let ctx = TaskContext::with_token(task, rng_seed, token);
-                    self.run_task(registry, &function, &frame[payload_start..], &ctx)?;
+            let bodies = match self.read() {
+                Got::Bodies(b) => b,
+                Got::Closed => {
+                    match self.life.host_gone(Instant::now()) {
+                        HostGone::Redial => self.reconnect(config)?,
+                        HostGone::Exit | HostGone::ExitAfterTask => {
+                            return Ok(ExitReason::HostGone);
+                        }
+                    }
+                    continue;
                 }
-                Incoming::Exit => self.life.exit_requested(),
-                Incoming::HostLeft => match self.life.host_gone(Instant::now()) {
-                    HostGone::Redial => self.reconnect(config)?,
-                    HostGone::Exit | HostGone::ExitAfterTask => return Ok(ExitReason::HostGone),
-                },
-                Incoming::Closed => return Err(nano_transport::Error::Closed.into()),
-                Incoming::HostBack | Incoming::Init | Incoming::Refused(_) => {}
+            };
+            if bodies.is_empty() {
+                let timeout = self
+                    .life
+                    .next_deadline()
+                    .map(|d| d.saturating_duration_since(now));
+                if let Err(e) = self.poll.poll(&mut events, timeout)
+                    && e.kind() != io::ErrorKind::Interrupted
+                {
+                    return Err(e.into());
+                }
+                self.shared.conn().note_readable();
+                continue;
+            }
+            for (i, body) in bodies.iter().enumerate() {
+                if self.handle(registry, body, &bodies[i + 1..])? {
+                    break;
+                }
             }
         }
     }
 
-    /// Waits for the background redial to reconnect, then handshakes again.
-    fn reconnect(&mut self, config: &DaemonConfig) -> Result<(), DaemonError> {
-        let mut hello_sent_at = None;
-        loop {
-            if self.life.poll(Instant::now()).is_some() {
-                return Ok(());
+    /// What the watcher left, then what the connection has.
+    fn read(&mut self) -> Got {
+        let mut conn = self.shared.conn();
+        let mut bodies: Vec<Vec<u8>> = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        if !conn.may_have_more() {
+            return Got::Bodies(bodies);
+        }
+        let progress = conn.on_readable(READ_BATCH, &mut |b| {
+            bodies.push(b);
+            true
+        });
+        // Bytes past the batch stay in the connection, where no event will announce them.
+        self.buffered = matches!(progress, Ok(ReadProgress::Yielded));
+        drop(conn);
+        if !bodies.is_empty() {
+            self.shared.heard();
+        }
+        match progress {
+            Err(_) if bodies.is_empty() => Got::Closed,
+            // Whatever arrived before the close is handled first; the close is seen next time.
+            _ => Got::Bodies(bodies),
+        }
+    }
+
+    /// A token for `task` whose first look attaches the watcher to the connection, so cancel
+    /// messages reach it while it runs; a task that never looks costs no syscall for this.
+    fn watch_token(&self, task: TaskId) -> CancelToken {
+        let shared = Arc::clone(&self.shared);
+        let (fd, buffered) = (self.fd, self.buffered);
+        CancelToken::with_first_look(move || {
+            let running = shared
+                .current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .is_some_and(|(t, _)| *t == task);
+            if !running || shared.watching.swap(true, Ordering::AcqRel) {
+                return;
             }
-            if hello_sent_at.is_some_and(|t: Instant| t.elapsed() > config.connect_timeout) {
-                return Err(DaemonError::NoInit(config.connect_timeout));
+            if shared
+                .watch_registry
+                .register(&mut SourceFd(&fd), CONN, Interest::READABLE)
+                .is_err()
+            {
+                shared.watching.store(false, Ordering::Release);
             }
-            let wait = self
-                .life
-                .next_deadline()
-                .map_or(Duration::from_secs(1), |d| {
-                    d.saturating_duration_since(Instant::now())
+            if buffered {
+                // Bytes already read from the kernel raise no event: have the watcher look.
+                let _ = shared.watch_waker.wake();
+            }
+        })
+    }
+
+    /// Handles one message; `true` when the rest of the batch must wait (an exit rule fired).
+    /// `later` holds the messages read after this one: a cancel or exit among them applies to
+    /// a task here before it starts (the watcher only sees what is still unread).
+    fn handle(
+        &mut self,
+        registry: &Registry,
+        body: &[u8],
+        later: &[Vec<u8>],
+    ) -> Result<bool, DaemonError> {
+        let Some((msg, payload)) = decode(body, &self.limits) else {
+            // Malformed frames are ignored.
+            return Ok(false);
+        };
+        match msg {
+            ToDaemon::Task {
+                task,
+                function,
+                rng_seed,
+                trace,
+            } => {
+                let token = self.watch_token(task);
+                let stopped = later.iter().any(|b| match decode(b, &self.limits) {
+                    Some((ToDaemon::Cancel { task: t }, _)) => t == task,
+                    Some((ToDaemon::Exit, _)) => true,
+                    _ => false,
                 });
-            match self.incoming.recv_timeout(wait) {
-                Ok(Incoming::HostBack) => {
-                    hello(&self.socket, config)?;
-                    hello_sent_at = Some(Instant::now());
+                if stopped {
+                    token.cancel();
                 }
-                Ok(Incoming::Init) if hello_sent_at.is_some() => return Ok(()),
-                Ok(Incoming::Refused(reason)) => return Err(DaemonError::Refused(reason)),
-                Ok(Incoming::Exit) => {
-                    self.life.exit_requested();
-                    return Ok(());
-                }
-                Ok(Incoming::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(nano_transport::Error::Closed.into());
-                }
-                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                let ctx = TaskContext::with_token(task, rng_seed, token.clone()).with_trace(trace);
+                self.run_task(registry, &function, payload, &ctx, token)?;
+                Ok(self.life.poll(Instant::now()).is_some())
             }
+            ToDaemon::Exit => {
+                self.life.exit_requested();
+                Ok(true)
+            }
+            ToDaemon::Init(init) => {
+                // A fresh init after a reconnect.
+                self.limits = limits_of(&init);
+                Ok(false)
+            }
+            ToDaemon::Cancel { .. } | ToDaemon::Heartbeat | ToDaemon::Refused(_) => Ok(false),
         }
     }
 
@@ -365,23 +605,39 @@ impl Daemon {
         function: &str,
         payload: &[u8],
         ctx: &TaskContext,
+        token: CancelToken,
     ) -> Result<(), DaemonError> {
+        *self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((ctx.task(), token));
         self.life.task_started(Instant::now());
-        let result = registry.run(function, payload, ctx);
+        let span = tracing::debug_span!(
+            "execute",
+            task = ctx.task().0,
+            function,
+            trace = ctx.trace().map(String::from_utf8_lossy).as_deref(),
+        );
+        let result = span.in_scope(|| registry.run(function, payload, ctx));
+        if self.shared.watching.swap(false, Ordering::AcqRel) {
+            let _ = self
+                .shared
+                .watch_registry
+                .deregister(&mut SourceFd(&self.fd));
+        }
         // Cleared before the result goes, so it never covers the next task.
         *self
             .shared
             .current
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = None;
+        // Bytes that arrived during the task raised an edge in the main poll too (its
+        // registration never lapses), so the next wait returns at once for them: no read here.
         let last = self.life.task_finished(Instant::now());
-        if !self.shared.connected.load(Ordering::Acquire) {
-            // The result has nowhere to go; the host-left notice is handled next.
-            return Ok(());
-        }
-        // A failed send means the host is going; its notice follows.
+        // A failed send means the host is going; the next read sees it.
         if self
-            .send_result(ctx.task(), result, ctx.is_cancelled(), last)
+            .send_result(ctx.task(), result, ctx.cancel_token().was_cancelled(), last)
             .is_ok()
             && last
         {
@@ -402,25 +658,70 @@ impl Daemon {
             Ok(value) => (ResultStatus::Ok, value),
             Err(e) => (ResultStatus::Err(e), Vec::new()),
         };
-        let mut frame = Vec::with_capacity(64 + value.len());
-        FromDaemon::Result { task, status, last }.encode(&mut frame)?;
-        // The one copy of the result path: the socket API takes a single buffer.
-        frame.extend_from_slice(&value);
-        self.socket.send(&frame)?;
-        Ok(())
+        let sender = self.shared.conn().sender().clone();
+        send(&sender, &FromDaemon::Result { task, status, last }, &value)
     }
 
-    /// After a last result, wait (bounded) for the dispatcher's exit message, so the result is
-    /// delivered before the connection drops.
+    /// After a last result, wait (bounded) for the dispatcher's exit message or its close, so
+    /// the result is delivered before the connection drops.
     fn await_exit(&mut self) {
         let deadline = Instant::now() + ACK_WAIT;
+        let mut events = Events::with_capacity(8);
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.incoming.recv_timeout(left) {
-                Ok(Incoming::Exit) | Ok(Incoming::HostLeft) | Ok(Incoming::Closed) | Err(_) => {
-                    return;
+            match self.read() {
+                Got::Closed => return,
+                Got::Bodies(bodies) => {
+                    let exit = bodies
+                        .iter()
+                        .any(|b| matches!(decode(b, &self.limits), Some((ToDaemon::Exit, _))));
+                    if exit || self.shared.exit.load(Ordering::Acquire) {
+                        return;
+                    }
+                    if !bodies.is_empty() {
+                        continue;
+                    }
                 }
-                Ok(_) => {}
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.poll.poll(&mut events, Some(left)).is_err() {
+                return;
+            }
+            self.shared.conn().note_readable();
+        }
+    }
+
+    /// Redials and handshakes again (autoexit `Never`), unless an exit rule fires first.
+    fn reconnect(&mut self, config: &DaemonConfig) -> Result<(), DaemonError> {
+        let old = self.shared.conn().stream().as_raw_fd();
+        let _ = self.shared.conn().stream().shutdown();
+        let mut first = Some(old);
+        loop {
+            if self.life.poll(Instant::now()).is_some() {
+                return Ok(());
+            }
+            match connect(&self.address, config, &mut self.poll, first.take()) {
+                Ok((conn, init, early)) => {
+                    self.shared
+                        .pending
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .extend(early);
+                    self.limits = limits_of(&init);
+                    self.shared
+                        .heartbeat_ms
+                        .store(init.heartbeat_ms, Ordering::Release);
+                    *self
+                        .shared
+                        .sender
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = conn.sender().clone();
+                    self.fd = conn.stream().as_raw_fd();
+                    *self.shared.conn() = conn;
+                    self.shared.heard();
+                    return Ok(());
+                }
+                Err(DaemonError::Refused(r)) => return Err(DaemonError::Refused(r)),
+                Err(_) => {}
             }
         }
     }

@@ -45,7 +45,7 @@ pub enum DecodeError {
         /// The limit.
         max: usize,
     },
-    /// The envelope length exceeds [`MAX_ENVELOPE`](super::MAX_ENVELOPE).
+    /// The envelope length exceeds [`MAX_ENVELOPE`].
     #[error("envelope of {len} bytes exceeds the {max}-byte limit")]
     EnvelopeTooLarge {
         /// The claimed length.
