@@ -7,6 +7,10 @@
 //! As in the anchor measurements, client and server are separate processes: our servers are
 //! this binary re-executed, pynng's are `benches/peers/pynng_bench.py`. The receiver times from
 //! the first message to the last.
+//!
+//! Arguments after `--` select parts by substring of their names (`reqrep ipc`, `pushpull 64 B
+//! tcp`, `pushpull 1 MiB ipc`, ...), e.g. `cargo bench -p mirai-benches --bench transport --
+//! "1 MiB"`; the floors always run.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -32,6 +36,12 @@ fn main() {
     mirai_benches::serve_floor_child();
     serve_transport_child();
 
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
+
     let floor = mirai_benches::uds_pingpong_floor(SMALL, 1_000, ROUNDS);
     record(
         "uds ping-pong 64 B p50 (floor)",
@@ -42,6 +52,7 @@ fn main() {
     );
     let python = python();
     let scratch = Scratch::new();
+    let memcpy = memcpy_gbps();
 
     // The same ping-pong over loopback TCP: what the kernel alone costs on the tcp transport.
     let tcp_floor = tcp_pingpong_floor();
@@ -54,6 +65,9 @@ fn main() {
     );
 
     for transport in ["ipc", "tcp"] {
+        if !wanted(&format!("reqrep {transport}")) {
+            continue;
+        }
         let ours = our_reqrep(&scratch.url(transport, "rr"));
         let pynng = pynng_reqrep(&python, &scratch.url(transport, "prr"));
         record(
@@ -82,6 +96,9 @@ fn main() {
     }
 
     for transport in ["ipc", "tcp"] {
+        if !wanted(&format!("pushpull 64 B {transport}")) {
+            continue;
+        }
         let ours = our_pushpull(&scratch.url(transport, "pp"), SMALL, SMALL_COUNT);
         let pynng = pynng_pushpull(&python, &scratch.url(transport, "ppp"), SMALL, SMALL_COUNT);
         record(
@@ -98,6 +115,11 @@ fn main() {
             &format!("nano-transport {transport}"),
             ours,
         );
+    }
+    for transport in ["ipc", "tcp"] {
+        if !wanted(&format!("pushpull 1 MiB {transport}")) {
+            continue;
+        }
         let gbps = |msgs: f64| msgs * LARGE as f64 / 1e9;
         let ours = gbps(our_pushpull(
             &scratch.url(transport, "pl"),
@@ -115,7 +137,7 @@ fn main() {
             ours,
             "GB/s",
             "memcpy floor",
-            memcpy_gbps(),
+            memcpy,
         );
         record(
             &format!("pynng PUSH/PULL 1 MiB {transport}"),

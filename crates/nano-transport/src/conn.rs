@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
@@ -53,6 +53,26 @@ impl Stream {
         match self {
             Self::Tcp(s) => (&*s).read(buf),
             Self::Unix(s) => (&*s).read(buf),
+        }
+    }
+
+    /// Reads at most `max` bytes appended to `buf`, into its spare capacity (which the caller
+    /// reserved): the kernel writes the bytes straight into the message, nothing is zeroed first.
+    fn read_append(&self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        if buf.capacity() - buf.len() <= max {
+            let fd = match self {
+                Self::Tcp(s) => s.as_fd(),
+                Self::Unix(s) => s.as_fd(),
+            };
+            Ok(rustix::io::read(fd, rustix::buffer::spare_capacity(buf))?)
+        } else {
+            // The allocator gave more than asked; bound the read to this frame through an
+            // initialized window (not reached with the standard allocator).
+            let start = buf.len();
+            buf.resize(start + max, 0);
+            let read = self.read(&mut buf[start..]);
+            buf.truncate(start + *read.as_ref().unwrap_or(&0));
+            read
         }
     }
 
@@ -560,13 +580,16 @@ impl Connection {
                     if drained {
                         return Ok(ReadProgress::Drained);
                     }
-                    // A large body in progress: read straight into it, no bounce through `buf`.
-                    if let Some(spare) = decoder.body_spare().filter(|s| s.len() >= READ_BUF) {
-                        match stream.read(spare) {
+                    // A large body in progress: read straight into its spare capacity (no
+                    // zero-filling, no bounce through `buf`).
+                    if let Some((body, room)) =
+                        decoder.body_buffer().filter(|(_, r)| *r >= READ_BUF)
+                    {
+                        match stream.read_append(body, room) {
                             Ok(0) => return Err(ConnError::Closed),
                             Ok(n) => {
-                                drained = n < spare.len();
-                                if let Some(body) = decoder.body_filled(n) {
+                                drained = n < room;
+                                if let Some(body) = decoder.body_appended() {
                                     delivered += 1;
                                     if !deliver(body) {
                                         return Ok(ReadProgress::Yielded);

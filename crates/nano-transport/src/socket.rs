@@ -70,13 +70,47 @@ pub(crate) struct PipeSlot {
     pub(crate) interests: Arc<Mutex<io::Interests>>,
 }
 
+/// Received messages waiting for a receiver, with their total size (the I/O thread stops
+/// reading ahead at [`io::RECV_QUEUE_BYTES`]).
+#[derive(Default)]
+pub(crate) struct RecvQueue {
+    q: VecDeque<Message>,
+    bytes: usize,
+}
+
+impl RecvQueue {
+    pub(crate) fn push_back(&mut self, m: Message) {
+        self.bytes += m.wire_len();
+        self.q.push_back(m);
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<Message> {
+        let m = self.q.pop_front()?;
+        self.bytes -= m.wire_len();
+        Some(m)
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.q.clear();
+        self.bytes = 0;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.q.len()
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
 /// Everything the user threads and the I/O thread share, under one lock.
 pub(crate) struct Core {
     pub(crate) opts: Options,
     pub(crate) closed: bool,
     pub(crate) pipes: BTreeMap<PipeId, PipeSlot>,
     rr: RoundRobin,
-    pub(crate) recv_q: VecDeque<Message>,
+    pub(crate) recv_q: RecvQueue,
     /// REQ: the reply of each context that has arrived and not been taken.
     pub(crate) replies: HashMap<u32, Message>,
     pub(crate) req: ReqState,
@@ -306,7 +340,7 @@ impl Socket {
             closed: false,
             pipes: BTreeMap::new(),
             rr: RoundRobin::default(),
-            recv_q: VecDeque::new(),
+            recv_q: RecvQueue::default(),
             replies: HashMap::new(),
             req: ReqState::new(random_u32(), Some(Duration::from_secs(60))),
             survey: SurveyorState::new(random_u32()),
@@ -915,7 +949,10 @@ fn take_message(
             let Some(m) = core.recv_q.pop_front() else {
                 return Ok(None);
             };
-            if core.reads_paused && core.recv_q.len() <= core.opts.recv_buffer / 2 {
+            if core.reads_paused
+                && core.recv_q.len() <= core.opts.recv_buffer / 2
+                && core.recv_q.bytes() <= io::RECV_QUEUE_BYTES / 2
+            {
                 core.reads_paused = false;
                 core.commands.push(Command::ResumeReads);
                 inner.wake_io();
@@ -1088,6 +1125,9 @@ impl Drop for Context {
     }
 }
 
+/// How many bytes of messages a direct read hands over per batch.
+const DIRECT_BATCH_BYTES: usize = 64 * 1024;
+
 /// A blocking receive that reads the socket's only pipe itself instead of waiting for the I/O
 /// thread to hand messages over: one thread wake-up per message instead of two, which is most
 /// of a request/reply round trip. The I/O thread's read interest in the pipe is paused
@@ -1138,9 +1178,15 @@ impl DirectRead {
                 if room == 0 {
                     break None;
                 }
+                // Stop once a batch holds DIRECT_BATCH_BYTES: small messages still come many per
+                // lock, but large ones are handed over one by one instead of being read ahead
+                // into fresh memory, so the allocator reuses the buffer the caller just freed
+                // (still in cache, its pages already mapped).
+                let mut bytes = 0;
                 let progress = conn.on_readable(room, &mut |body| {
+                    bytes += body.len();
                     batch.push(body);
-                    true
+                    bytes < DIRECT_BATCH_BYTES
                 });
                 let yielded = matches!(progress, Ok(ReadProgress::Yielded));
                 let mut core = inner.lock();

@@ -617,6 +617,38 @@ fn a_tiny_receive_queue_still_delivers_every_message_in_order() {
 }
 
 #[test]
+fn order_holds_while_reading_moves_between_receiver_and_io_thread() {
+    for t in ALL {
+        let (pull, push) = (sock(Protocol::Pull0), sock(Protocol::Push0));
+        let _g = connect(t, &pull, &[&push]);
+        let sender = {
+            let push = push.clone();
+            thread::spawn(move || (0..30_000u32).try_for_each(|i| push.send(&i.to_le_bytes())))
+        };
+        for i in 0..30_000u32 {
+            let m = if i % 2 == 0 {
+                pull.recv().unwrap()
+            } else {
+                loop {
+                    match pull.try_recv() {
+                        Ok(m) => break m,
+                        Err(Error::WouldBlock) => thread::yield_now(),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            };
+            assert_eq!(&*m, &i.to_le_bytes(), "{t:?}");
+            if i % 1000 == 999 {
+                // Past the direct-read lease: the I/O thread takes the pipe back, and the next
+                // blocking receive takes it over again while frames keep arriving.
+                thread::sleep(Duration::from_millis(11));
+            }
+        }
+        sender.join().unwrap().unwrap();
+    }
+}
+
+#[test]
 fn a_peer_closing_after_a_receive_is_noticed() {
     let (a, b) = (sock(Protocol::Pair1), sock(Protocol::Pair1));
     let events = a.pipe_events();
