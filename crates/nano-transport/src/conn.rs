@@ -141,10 +141,49 @@ pub enum SendStatus {
     Queued,
 }
 
+/// A message body the send queue can keep without copying it: any owned, shareable bytes
+/// (`Arc::new(vec)` moves a `Vec<u8>` in without touching its bytes; a broadcast shares one body
+/// among all its pipes).
+///
+/// ```
+/// use std::sync::Arc;
+/// use nano_transport::conn::SharedBody;
+/// let body: SharedBody = Arc::new(vec![1u8, 2, 3]);
+/// assert_eq!((*body).as_ref(), &[1, 2, 3]);
+/// ```
+pub type SharedBody = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// One frame waiting in the send queue: copied bytes (frame and protocol headers, or the
+/// unwritten rest of a borrowed payload), then possibly a shared body kept without a copy.
+struct QueuedFrame {
+    head: Vec<u8>,
+    tail: Option<(SharedBody, usize)>,
+}
+
+impl QueuedFrame {
+    fn tail(&self) -> &[u8] {
+        self.tail
+            .as_ref()
+            .map_or(&[][..], |(body, from)| &(**body).as_ref()[*from..])
+    }
+
+    fn len(&self) -> usize {
+        self.head.len() + self.tail().len()
+    }
+}
+
+impl std::fmt::Debug for QueuedFrame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuedFrame")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
 #[derive(Debug, Default)]
 struct OutQueue {
-    chunks: VecDeque<Vec<u8>>,
-    /// Bytes of the front chunk already written.
+    frames: VecDeque<QueuedFrame>,
+    /// Bytes of the front frame already written.
     offset: usize,
 }
 
@@ -166,14 +205,20 @@ pub struct ConnSender {
     shared: Arc<ConnShared>,
 }
 
+/// How many slices one frame is written from without allocating an iovec list.
+const INLINE_PARTS: usize = 6;
+
 impl ConnSender {
     /// Sends one message whose body is the concatenation of `parts` (typically the protocol
-    /// header and the caller's payload), framed for this transport.
+    /// header and the caller's payload, or a payload in several pieces), framed for this
+    /// transport, in one vectored write straight from the caller's buffers.
     ///
-    /// Writes directly when nothing is queued; copies only the unwritten rest into the queue.
-    /// At most three non-empty parts go out without being joined first.
+    /// Writes directly when nothing is queued. What the kernel does not take is copied into the
+    /// queue: the caller's buffers are borrowed only for this call, so under back-pressure that
+    /// copy is unavoidable (use [`send_shared`](Self::send_shared) to hand the body over
+    /// instead, or [`send_blocking`](Self::send_blocking) to wait for the stream to drain).
     pub fn send(&self, parts: &[&[u8]]) -> Result<SendStatus, ConnError> {
-        self.send_until(parts, None)
+        self.send_until(parts, None, None)
     }
 
     /// Like [`send`](Self::send), but when the kernel takes only part of the frame, waits (up to
@@ -186,33 +231,53 @@ impl ConnSender {
         parts: &[&[u8]],
         deadline: Option<Instant>,
     ) -> Result<SendStatus, ConnError> {
-        self.send_until(parts, Some(deadline))
+        self.send_until(parts, None, Some(deadline))
+    }
+
+    /// Sends `parts` (protocol headers, copied if they must be queued) followed by `body`,
+    /// which the queue keeps by reference when the kernel does not take it all: no payload byte
+    /// is ever copied. `wait` as for [`send_blocking`](Self::send_blocking) (`None`: do not wait
+    /// for the stream to drain).
+    pub fn send_shared(
+        &self,
+        parts: &[&[u8]],
+        body: &SharedBody,
+        wait: Option<Option<Instant>>,
+    ) -> Result<SendStatus, ConnError> {
+        self.send_until(parts, Some(body), wait)
     }
 
     fn send_until(
         &self,
         parts: &[&[u8]],
+        shared: Option<&SharedBody>,
         wait: Option<Option<Instant>>,
     ) -> Result<SendStatus, ConnError> {
-        let body_len: usize = parts.iter().map(|p| p.len()).sum();
+        let shared_bytes: &[u8] = shared.map_or(&[][..], |b| (**b).as_ref());
+        let body_len = parts.iter().map(|p| p.len()).sum::<usize>() + shared_bytes.len();
         let header = FrameHeader::new(self.shared.framing, body_len as u64);
-        let joined;
-        let mut all: [&[u8]; 4] = [header.as_bytes(), &[], &[], &[]];
-        let mut n = 1;
-        if parts.iter().filter(|p| !p.is_empty()).count() > all.len() - 1 {
-            // Rare: more pieces than the fixed slice array holds; join them once.
-            joined = parts.concat();
-            all[1] = &joined;
-            n = 2;
-        } else {
-            for p in parts.iter().filter(|p| !p.is_empty()) {
-                all[n] = p;
+        // header | parts.. | shared body, as slices into the callers' buffers (a list of
+        // pointers, not of bytes, when there are many parts).
+        let mut inline: [&[u8]; INLINE_PARTS] = [&[]; INLINE_PARTS];
+        let mut many: Vec<&[u8]> = Vec::new();
+        let pieces = std::iter::once(header.as_bytes())
+            .chain(parts.iter().copied())
+            .chain(std::iter::once(shared_bytes))
+            .filter(|p| !p.is_empty());
+        let all: &[&[u8]] = if parts.len() + 2 <= INLINE_PARTS {
+            let mut n = 0;
+            for p in pieces {
+                inline[n] = p;
                 n += 1;
             }
-        }
+            &inline[..n]
+        } else {
+            many.extend(pieces);
+            &many
+        };
         let mut out = self.lock_out();
-        let written = if out.chunks.is_empty() {
-            match write_slices(&self.shared.stream, &all[..n], 0) {
+        let written = if out.frames.is_empty() {
+            match write_slices(&self.shared.stream, all, 0) {
                 Ok(w) => w,
                 Err(e) => {
                     self.shared.failed.store(true, Ordering::Release);
@@ -224,30 +289,39 @@ impl ConnSender {
         };
         let total = header.as_bytes().len() + body_len;
         let mut written = written;
-        if let (Some(deadline), true) = (wait, out.chunks.is_empty()) {
+        if let (Some(deadline), true) = (wait, out.frames.is_empty()) {
             while written < total && self.wait_writable(deadline)? {
-                written +=
-                    write_slices(&self.shared.stream, &all[..n], written).inspect_err(|_| {
-                        self.shared.failed.store(true, Ordering::Release);
-                    })?;
+                written += write_slices(&self.shared.stream, all, written).inspect_err(|_| {
+                    self.shared.failed.store(true, Ordering::Release);
+                })?;
             }
         }
         if written == total {
             return Ok(SendStatus::Written);
         }
-        // The kernel buffer is full: keep the unwritten rest until the stream drains. This is the
-        // only copy of payload bytes, and only under back-pressure.
-        let mut rest = Vec::with_capacity(total - written);
+        // The kernel buffer is full: keep the unwritten rest until the stream drains. A shared
+        // body is kept by reference; borrowed bytes must be copied (this is the only copy of
+        // payload bytes, and only under back-pressure).
+        let tail_len = shared_bytes.len();
+        let copied_end = total - tail_len;
+        let mut head = Vec::with_capacity(copied_end.saturating_sub(written));
         let mut skip = written;
-        for s in &all[..n] {
+        let mut left = copied_end.saturating_sub(written);
+        for s in all {
+            if left == 0 {
+                break;
+            }
             if skip >= s.len() {
                 skip -= s.len();
             } else {
-                rest.extend_from_slice(&s[skip..]);
+                let piece = &s[skip..s.len().min(skip + left)];
+                head.extend_from_slice(piece);
+                left -= piece.len();
                 skip = 0;
             }
         }
-        out.chunks.push_back(rest);
+        let tail = shared.map(|b| (Arc::clone(b), written.saturating_sub(copied_end)));
+        out.frames.push_back(QueuedFrame { head, tail });
         self.shared.queued.fetch_add(1, Ordering::SeqCst);
         Ok(SendStatus::Queued)
     }
@@ -303,23 +377,27 @@ impl ConnSender {
             // queued behind it are flushed when it is done (their senders wake the loop).
             Err(TryLockError::WouldBlock) => return Ok(false),
         };
-        while !out.chunks.is_empty() {
-            let slices: Vec<&[u8]> = out
-                .chunks
-                .iter()
-                .take(MAX_IOVECS)
-                .map(Vec::as_slice)
-                .collect();
+        while !out.frames.is_empty() {
+            let mut slices: Vec<&[u8]> = Vec::with_capacity(2 * MAX_IOVECS);
+            for f in out.frames.iter().take(MAX_IOVECS) {
+                slices.extend(
+                    [&f.head[..], f.tail()]
+                        .into_iter()
+                        .filter(|s| !s.is_empty()),
+                );
+            }
             let written = write_slices(&self.shared.stream, &slices, out.offset)?;
+            drop(slices);
             if written == 0 {
                 return Ok(false);
             }
             let mut left = out.offset + written;
             out.offset = 0;
-            while let Some(front) = out.chunks.front() {
-                if left >= front.len() {
-                    left -= front.len();
-                    out.chunks.pop_front();
+            while let Some(front) = out.frames.front() {
+                let len = front.len();
+                if left >= len {
+                    left -= len;
+                    out.frames.pop_front();
                     self.shared.queued.fetch_sub(1, Ordering::SeqCst);
                 } else {
                     out.offset = left;
@@ -361,7 +439,10 @@ impl ConnSender {
     /// Queues raw bytes (the connection header) and tries to write them.
     fn send_raw(&self, bytes: &[u8]) -> Result<(), ConnError> {
         let mut out = self.lock_out();
-        out.chunks.push_back(bytes.to_vec());
+        out.frames.push_back(QueuedFrame {
+            head: bytes.to_vec(),
+            tail: None,
+        });
         self.shared.queued.fetch_add(1, Ordering::SeqCst);
         drop(out);
         self.flush().map(|_| ())

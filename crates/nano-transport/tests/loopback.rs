@@ -10,6 +10,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nano_transport::conn::SharedBody;
 use nano_transport::{Error, PipeEvent, Protocol, Socket};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -714,4 +715,105 @@ fn a_send_timeout_in_the_middle_of_a_message_keeps_the_frame_whole() {
         assert_eq!(&*b.recv().unwrap(), b"fills b's queue");
         assert!(b.recv().unwrap()[..] == big[..], "{t:?}");
     }
+}
+
+/// Pieces of assorted sizes (empty, tiny, larger than a socket buffer) in one message.
+fn pieces() -> Vec<Vec<u8>> {
+    [0usize, 1, 300_000, 0, 5, 1 << 20, 17, 2, 3, 4, 70_000]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (0..*n).map(|j| (i * 31 + j) as u8).collect())
+        .collect()
+}
+
+#[test]
+fn send_parts_arrives_as_one_message() {
+    let pieces = pieces();
+    for t in ALL {
+        let (pull, push) = (sock(Protocol::Pull0), sock(Protocol::Push0));
+        let _g = connect(t, &pull, &[&push]);
+        for n in [1, 2, 3, 4, pieces.len()] {
+            let parts: Vec<&[u8]> = pieces[..n].iter().map(Vec::as_slice).collect();
+            let expected = parts.concat();
+            let receiver = {
+                let pull = pull.clone();
+                thread::spawn(move || pull.recv().unwrap().into_vec())
+            };
+            push.send_parts(&parts).unwrap();
+            assert!(receiver.join().unwrap() == expected, "{t:?}, {n} parts");
+        }
+    }
+}
+
+#[test]
+fn pair1_poly_send_parts_to_reaches_only_that_pipe() {
+    for t in ALL {
+        let hub = sock(Protocol::Pair1);
+        hub.set_pair1_poly(true);
+        let (a, b) = (sock(Protocol::Pair1), sock(Protocol::Pair1));
+        let _g = connect(t, &hub, &[&a, &b]);
+        b.send(b"from b").unwrap();
+        let m = hub.recv().unwrap();
+        assert_eq!(&*m, b"from b");
+        let big = vec![0xa5u8; 400_000];
+        hub.send_parts_to(m.pipe(), &[b"re:", &m, &big]).unwrap();
+        let got = b.recv().unwrap();
+        assert!(*got == [&b"re:from b"[..], &big].concat()[..], "{t:?}");
+        assert!(matches!(
+            a.recv_timeout(Duration::from_millis(50)),
+            Err(Error::Timeout)
+        ));
+        hub.send_vec_to(m.pipe(), b"owned".to_vec()).unwrap();
+        assert_eq!(&*b.recv().unwrap(), b"owned");
+    }
+}
+
+/// Polls until the queue let go of its reference to `body`.
+fn wait_released(body: &SharedBody) {
+    let deadline = Instant::now() + WAIT;
+    while Arc::strong_count(body) > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the queue never released the body"
+        );
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn a_queued_shared_body_is_kept_by_reference_not_copied() {
+    for t in ALL {
+        let (pull, push) = (sock(Protocol::Pull0), sock(Protocol::Push0));
+        let _g = connect(t, &pull, &[&push]);
+        // Far more than the kernel's socket buffers take while nobody reads.
+        let body: SharedBody = Arc::new((0..64u32 << 20).map(|i| i as u8).collect::<Vec<u8>>());
+        push.try_send_shared(Arc::clone(&body)).unwrap();
+        assert_eq!(Arc::strong_count(&body), 2, "{t:?}: queued by reference");
+        let got = pull.recv().unwrap();
+        assert!(*got == *(*body).as_ref(), "{t:?}");
+        wait_released(&body);
+    }
+}
+
+#[test]
+fn a_broadcast_shares_one_body_among_its_pipes() {
+    let publisher = sock(Protocol::Pub0);
+    let (s1, s2) = (sock(Protocol::Sub0), sock(Protocol::Sub0));
+    for s in [&s1, &s2] {
+        s.subscribe(b"").unwrap();
+    }
+    let _g = connect(Transport::Abstract, &publisher, &[&s1, &s2]);
+    let body: SharedBody = Arc::new(vec![3u8; 64 << 20]);
+    publisher.send_shared(Arc::clone(&body)).unwrap();
+    assert_eq!(
+        Arc::strong_count(&body),
+        3,
+        "one reference per pipe, no copies"
+    );
+    for s in [&s1, &s2] {
+        let got = s.recv().unwrap();
+        assert_eq!(got.len(), 64 << 20);
+        assert!(got.iter().all(|b| *b == 3));
+    }
+    wait_released(&body);
 }
