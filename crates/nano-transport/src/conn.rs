@@ -208,6 +208,9 @@ pub struct ConnSender {
 /// How many slices one frame is written from without allocating an iovec list.
 const INLINE_PARTS: usize = 6;
 
+/// Frames up to this size are gathered into one buffer before their write.
+const SMALL_FRAME: usize = 256;
+
 impl ConnSender {
     /// Sends one message whose body is the concatenation of `parts` (typically the protocol
     /// header and the caller's payload, or a payload in several pieces), framed for this
@@ -275,6 +278,23 @@ impl ConnSender {
             many.extend(pieces);
             &many
         };
+        // A small frame is gathered into one stack buffer first: the kernel takes one
+        // contiguous piece faster than a walk over several tiny iovecs (measurable on tcp, where
+        // each iovec is copied and checksummed separately), and these bytes are few.
+        let mut small = [0u8; SMALL_FRAME];
+        let total = header.as_bytes().len() + body_len;
+        let gathered: [&[u8]; 1];
+        let all: &[&[u8]] = if total <= SMALL_FRAME && all.len() > 1 {
+            let mut n = 0;
+            for p in all {
+                small[n..n + p.len()].copy_from_slice(p);
+                n += p.len();
+            }
+            gathered = [&small[..n]];
+            &gathered
+        } else {
+            all
+        };
         let mut out = self.lock_out();
         let written = if out.frames.is_empty() {
             match write_slices(&self.shared.stream, all, 0) {
@@ -287,7 +307,6 @@ impl ConnSender {
         } else {
             0
         };
-        let total = header.as_bytes().len() + body_len;
         let mut written = written;
         if let (Some(deadline), true) = (wait, out.frames.is_empty()) {
             while written < total && self.wait_writable(deadline)? {
@@ -455,7 +474,7 @@ fn write_slices(stream: &Stream, slices: &[&[u8]], skip: usize) -> io::Result<us
     let total: usize = slices.iter().map(|s| s.len()).sum::<usize>() - skip;
     let mut done = 0;
     let mut iov: Vec<IoSlice<'_>> = Vec::new();
-    let mut fixed: [IoSlice<'_>; 4] = [IoSlice::new(&[]); 4];
+    let mut fixed: [IoSlice<'_>; 8] = [IoSlice::new(&[]); 8];
     while done < total {
         let mut skip_left = skip + done;
         let mut budget = MAX_WRITE;

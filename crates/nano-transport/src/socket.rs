@@ -128,6 +128,8 @@ pub(crate) struct Core {
     pub(crate) dial_errors: HashMap<u32, HandshakeError>,
     next_dialer: u32,
     next_ctx: u32,
+    /// Receivers blocked on `recv_cv`.
+    pub(crate) recv_waiting: usize,
     /// The I/O thread stopped reading some pipe because `recv_q` was full.
     pub(crate) reads_paused: bool,
 }
@@ -211,7 +213,11 @@ impl Inner {
 
     pub(crate) fn notify_recv(&self, core: &mut Core) {
         self.wake_direct();
-        self.recv_cv.notify_all();
+        // A notification is a syscall even with nobody waiting; most receives never wait here
+        // (they read directly or find the queue full).
+        if core.recv_waiting > 0 {
+            self.recv_cv.notify_all();
+        }
         for w in core.recv_wakers.drain(..) {
             w.wake();
         }
@@ -380,6 +386,7 @@ impl Socket {
             next_dialer: 1,
             next_ctx: 1,
             reads_paused: false,
+            recv_waiting: 0,
         };
         let send_buffer = if protocol == Protocol::Pub0 { 16 } else { 128 };
         let inner = Arc::new(Inner {
@@ -807,7 +814,18 @@ impl Socket {
                 }
             }
             inner.expire_leases(&core);
-            core = wait(&inner.recv_cv, core, deadline)?;
+            core.recv_waiting += 1;
+            let waited = wait(&inner.recv_cv, core, deadline);
+            core = match waited {
+                Ok(mut c) => {
+                    c.recv_waiting -= 1;
+                    c
+                }
+                Err(e) => {
+                    inner.lock().recv_waiting -= 1;
+                    return Err(e);
+                }
+            };
         }
     }
 }
