@@ -817,3 +817,131 @@ fn a_broadcast_shares_one_body_among_its_pipes() {
     }
     wait_released(&body);
 }
+
+#[test]
+fn tcp_over_ipv6_loopback() {
+    let (rep, req) = (sock(Protocol::Rep0), sock(Protocol::Req0));
+    let url = rep.listen("tcp://[::1]:0").unwrap().local_url().to_owned();
+    assert!(url.starts_with("tcp://[::1]:"), "{url}");
+    req.dial_blocking(&url, WAIT).unwrap();
+    req.send(b"v6?").unwrap();
+    assert_eq!(&*rep.recv().unwrap(), b"v6?");
+    rep.send(b"v6!").unwrap();
+    assert_eq!(&*req.recv().unwrap(), b"v6!");
+    // tcp6:// insists on an IPv6 address, tcp4:// on an IPv4 one.
+    let port = url.rsplit_once(':').unwrap().1;
+    let other = sock(Protocol::Req0);
+    other
+        .dial_blocking(&format!("tcp6://[::1]:{port}"), WAIT)
+        .unwrap();
+    assert!(matches!(
+        other.dial(&format!("tcp4://[::1]:{port}")),
+        Err(Error::BadUrl { .. })
+    ));
+}
+
+#[test]
+fn one_socket_listens_and_dials_on_several_endpoints() {
+    let hub = sock(Protocol::Pull0);
+    let mut guards = Vec::new();
+    let mut urls = Vec::new();
+    for t in ALL {
+        let (url, g) = endpoint(t);
+        urls.push(hub.listen(&url).unwrap().local_url().to_owned());
+        guards.extend(g);
+    }
+    // One pusher per listening endpoint, plus one socket that dials all of them.
+    let pushers: Vec<Socket> = urls
+        .iter()
+        .map(|u| {
+            let p = sock(Protocol::Push0);
+            p.dial_blocking(u, WAIT).unwrap();
+            p
+        })
+        .collect();
+    let everywhere = sock(Protocol::Push0);
+    for u in &urls {
+        everywhere.dial_blocking(u, WAIT).unwrap();
+    }
+    wait_pipes(&hub, 2 * urls.len());
+    assert_eq!(everywhere.pipes().len(), urls.len());
+    for (i, p) in pushers.iter().enumerate() {
+        p.send(format!("from {i}").as_bytes()).unwrap();
+    }
+    for i in 0..urls.len() {
+        everywhere
+            .send(format!("round robin {i}").as_bytes())
+            .unwrap();
+    }
+    let mut got: Vec<String> = (0..2 * urls.len())
+        .map(|_| String::from_utf8(hub.recv().unwrap().into_vec()).unwrap())
+        .collect();
+    got.sort();
+    let mut want: Vec<String> = (0..urls.len())
+        .flat_map(|i| [format!("from {i}"), format!("round robin {i}")])
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    drop(guards);
+}
+
+/// Counts connection attempts on a TCP listener that hangs up on each one at once.
+fn count_attempts(min: Duration, max: Duration, window: Duration) -> usize {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let dialer = sock(Protocol::Push0);
+    dialer.set_reconnect(min, max);
+    dialer.dial(&url).unwrap();
+    let end = Instant::now() + window;
+    let mut attempts = 0;
+    while Instant::now() < end {
+        match listener.accept() {
+            Ok((s, _)) => {
+                attempts += 1;
+                drop(s);
+            }
+            Err(_) => thread::sleep(Duration::from_millis(1)),
+        }
+    }
+    attempts
+}
+
+#[test]
+fn redial_interval_backs_off_up_to_its_maximum() {
+    let window = Duration::from_millis(1200);
+    // No backoff: an attempt every 40 ms (about 30 in the window).
+    let flat = count_attempts(Duration::from_millis(40), Duration::ZERO, window);
+    // Doubling from 40 ms up to 320 ms: 40+80+160+320+320+320 ms covers the window, about 7.
+    let backoff = count_attempts(
+        Duration::from_millis(40),
+        Duration::from_millis(320),
+        window,
+    );
+    assert!(flat >= 15, "flat interval: only {flat} attempts");
+    assert!(
+        (4..=10).contains(&backoff),
+        "doubling interval: {backoff} attempts"
+    );
+}
+
+#[test]
+#[ignore = "soak: moves a 4.1 GiB message (needs about 4.5 GiB of memory)"]
+fn soak_a_message_over_4_gib_arrives_whole() {
+    let size = (4usize << 30) + 4097;
+    let (pull, push) = (sock(Protocol::Pull0), sock(Protocol::Push0));
+    pull.set_recv_max_size(size);
+    pull.set_recv_timeout(Some(Duration::from_secs(600)));
+    let _g = connect(Transport::Abstract, &pull, &[&push]);
+    // Zeroed memory the sender never touches stays unbacked (the kernel reads its zero page),
+    // so only the receiver's copy takes real memory; marks at both ends catch truncation.
+    let mut body = vec![0u8; size];
+    body[0] = 0xa1;
+    body[size - 1] = 0xb2;
+    let sender = thread::spawn(move || push.send(&body));
+    let got = pull.recv().unwrap();
+    sender.join().unwrap().unwrap();
+    assert_eq!(got.len(), size);
+    assert_eq!((got[0], got[size - 1]), (0xa1, 0xb2));
+    assert!(got[1..size - 1].iter().all(|b| *b == 0));
+}
