@@ -302,6 +302,35 @@ mod tests {
         }
 
         #[test]
+        fn reading_into_the_body_buffer_gives_the_same_messages(
+            bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 0..6),
+            step in 1usize..700,
+            ipc in any::<bool>(),
+        ) {
+            let framing = if ipc { Framing::Ipc } else { Framing::Tcp };
+            let wire = encode(framing, &bodies);
+            let mut dec = FrameDecoder::new(framing, 0);
+            let mut out = Vec::new();
+            let mut rest = &wire[..];
+            while !rest.is_empty() {
+                let piece = &rest[..step.min(rest.len())];
+                // Like the connection: bodies in progress are filled in place, headers pushed.
+                if let Some((body, room)) = dec.body_buffer() {
+                    let take = room.min(piece.len());
+                    body.extend_from_slice(&piece[..take]);
+                    out.extend(dec.body_appended());
+                    rest = &rest[take..];
+                } else {
+                    let (n, msg) = dec.push(piece).unwrap();
+                    out.extend(msg);
+                    rest = &rest[n..];
+                }
+            }
+            prop_assert!(dec.is_idle());
+            prop_assert_eq!(out, bodies);
+        }
+
+        #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let mut dec = FrameDecoder::new(Framing::Ipc, 1 << 16);
             let mut rest = &bytes[..];
