@@ -3,9 +3,11 @@
 //! [`Connection`] is the reading half, owned by whoever drives the mio loop; [`ConnSender`] is the
 //! writing half, cheap to clone and usable from any thread. A send first tries one vectored
 //! write of `frame header | protocol header | payload` straight from the caller's buffer; only
-//! what the kernel does not take is copied into the queue, and the loop owner flushes the queue
-//! (coalescing many queued frames into one `writev`) when the stream becomes writable. This split
-//! lets another crate run its own mio loop over these connections.
+//! what the kernel does not take is copied into the queue (or, for an owned [`SharedBody`],
+//! referenced), and the loop owner flushes the queue (coalescing many queued frames into one
+//! `writev`) when the stream becomes writable. Received bodies are read into one allocation at
+//! their announced size, straight into its spare capacity once they outgrow the shared read
+//! buffer. This split lets another crate run its own mio loop over these connections.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};

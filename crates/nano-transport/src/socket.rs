@@ -529,6 +529,22 @@ impl Socket {
 
     /// Like [`send_vec`](Self::send_vec), for a body that is already shared (say a region
     /// several messages refer to): it is referenced by the queues, never copied.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use nano_transport::{Protocol, Socket, conn::SharedBody};
+    /// let publisher = Socket::new(Protocol::Pub0)?;
+    /// let url = publisher.listen("tcp://127.0.0.1:0")?.local_url().to_owned();
+    /// let sub = Socket::new(Protocol::Sub0)?;
+    /// sub.subscribe(b"")?;
+    /// sub.dial_blocking(&url, Duration::from_secs(5))?;
+    /// # while publisher.pipes().is_empty() { std::thread::sleep(Duration::from_millis(1)); }
+    /// let body: SharedBody = Arc::new(vec![1u8; 32 << 20]);
+    /// publisher.send_shared(Arc::clone(&body))?;
+    /// assert_eq!(sub.recv()?.len(), 32 << 20);
+    /// # Ok::<(), nano_transport::Error>(())
+    /// ```
     pub fn send_shared(&self, body: SharedBody) -> Result<(), Error> {
         let timeout = self.inner.lock().opts.send_timeout;
         self.send_shared_inner(Target::Route, body, Wait::until(timeout))
