@@ -770,6 +770,38 @@ mod tests {
     }
 
     #[test]
+    fn queued_frames_keep_order_and_shared_bodies_arrive_whole() {
+        let (a, b) = pair();
+        let mut push = Connection::new(a, Protocol::Push0, 0).unwrap();
+        let mut pull = Connection::new(b, Protocol::Pull0, 0).unwrap();
+        assert!(drain(&mut push).is_empty());
+        assert!(drain(&mut pull).is_empty());
+        let first: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
+        let shared: SharedBody = Arc::new(
+            (0..2_000_000u32)
+                .map(|i| (i / 7) as u8)
+                .collect::<Vec<u8>>(),
+        );
+        // The first frame overflows the socket buffer (its rest is copied into the queue); the
+        // second is queued whole behind it, its body by reference.
+        assert_eq!(push.sender().send(&[&first]).unwrap(), SendStatus::Queued);
+        let status = push.sender().send_shared(&[b"hd"], &shared, None).unwrap();
+        assert_eq!(status, SendStatus::Queued);
+        assert_eq!(Arc::strong_count(&shared), 2);
+        assert_eq!(push.sender().queued(), 2);
+        let mut got = Vec::new();
+        while !push.sender().flush().unwrap() {
+            got.extend(drain(&mut pull));
+        }
+        got.extend(drain(&mut pull));
+        assert_eq!(Arc::strong_count(&shared), 1, "released once written");
+        assert_eq!(got.len(), 2);
+        assert!(got[0] == first);
+        assert_eq!(&got[1][..2], b"hd");
+        assert!(got[1][2..] == *(*shared).as_ref());
+    }
+
+    #[test]
     fn wrong_peer_is_refused() {
         let (a, b) = pair();
         let mut push = Connection::new(a, Protocol::Push0, 0).unwrap();
