@@ -1,12 +1,19 @@
 //! nano-transport against its floor and against pynng, all measured in this one run.
 //!
 //! - REQ/REP 64 B round trip p50 over ipc and tcp: ours vs the Unix-socket ping-pong floor
-//!   (target <= 1.5x) and pynng talking to pynng vs ours (target >= 4x slower).
-//! - PUSH/PULL 64 B msg/s (target >= 500k and >= 10x pynng) and 1 MiB GB/s (>= 2x pynng).
+//!   (target <= 1.5x) and pynng talking to pynng vs ours (target >= 4x slower). Floors, ours
+//!   and pynng take turns (5 turns of 4,000 round trips after 1,000 warm-up); each figure is
+//!   the median of its turns' p50s.
+//! - PUSH/PULL 64 B msg/s (target >= 500k and >= 10x pynng) and 1 MiB GB/s (>= 2x pynng);
+//!   ours and pynng take 3 turns each, medians reported.
 //!
 //! As in the anchor measurements, client and server are separate processes: our servers are
 //! this binary re-executed, pynng's are `benches/peers/pynng_bench.py`. The receiver times from
 //! the first message to the last.
+//!
+//! Arguments after `--` select parts by substring of their names (`reqrep ipc`, `pushpull 64 B
+//! tcp`, `pushpull 1 MiB ipc`, ...), e.g. `cargo bench -p mirai-benches --bench transport --
+//! "1 MiB"`; the floors always run.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -20,8 +27,13 @@ use nano_transport::{Protocol, Socket};
 /// Set in a re-executed child: `rep URL`, `push URL COUNT SIZE` or `tcp-echo ADDR`.
 const CHILD_ENV: &str = "MIRAI_BENCH_TRANSPORT_CHILD";
 
-const WARMUP: usize = 2_000;
+const WARMUP: usize = 1_000;
+/// Timed round trips per latency figure, over all turns.
 const ROUNDS: usize = 20_000;
+/// Turns of the latency measurements (floors, ours, pynng each once per turn).
+const LATENCY_REPS: usize = 5;
+/// Turns of the throughput measurements (ours, pynng).
+const THROUGHPUT_REPS: usize = 3;
 const SMALL: usize = 64;
 const SMALL_COUNT: usize = 200_000;
 const LARGE: usize = 1 << 20;
@@ -32,99 +44,136 @@ fn main() {
     mirai_benches::serve_floor_child();
     serve_transport_child();
 
-    let floor = mirai_benches::uds_pingpong_floor(SMALL, 1_000, ROUNDS);
-    record(
-        "uds ping-pong 64 B p50 (floor)",
-        floor.p50_us(),
-        "us",
-        "p99",
-        floor.p99_us(),
-    );
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| name.contains(o.as_str()));
+
     let python = python();
     let scratch = Scratch::new();
+    let memcpy = memcpy_gbps();
+    let transports = ["ipc", "tcp"];
 
-    // The same ping-pong over loopback TCP: what the kernel alone costs on the tcp transport.
-    let tcp_floor = tcp_pingpong_floor();
-    record(
-        "tcp ping-pong 64 B p50 (floor)",
-        tcp_floor.p50_us(),
-        "us",
-        "uds ping-pong floor p50",
-        floor.p50_us(),
-    );
-
-    for transport in ["ipc", "tcp"] {
-        let ours = our_reqrep(&scratch.url(transport, "rr"));
-        let pynng = pynng_reqrep(&python, &scratch.url(transport, "prr"));
-        record(
-            &format!("nano-transport REQ/REP 64 B p50 {transport}"),
-            ours.p50_us(),
-            "us",
-            "uds ping-pong floor p50",
-            floor.p50_us(),
-        );
-        if transport == "tcp" {
-            record(
-                "nano-transport REQ/REP 64 B p50 tcp",
-                ours.p50_us(),
-                "us",
-                "tcp ping-pong floor p50",
-                tcp_floor.p50_us(),
+    // Latency: floors, ours and pynng take turns, LATENCY_REPS times, so a change in the
+    // machine's load or in where the scheduler puts the processes (on these 2-vCPU VMs a
+    // cross-CPU wake-up can cost 10x a same-CPU one) hits all of them alike; each figure is the
+    // median of its per-turn p50s.
+    let reqrep: Vec<&str> = transports
+        .into_iter()
+        .filter(|t| wanted(&format!("reqrep {t}")))
+        .collect();
+    if !reqrep.is_empty() {
+        let rounds = ROUNDS / LATENCY_REPS;
+        let (mut uds, mut tcp) = (Vec::new(), Vec::new());
+        let mut ours = vec![Vec::new(); reqrep.len()];
+        let mut peer = vec![Vec::new(); reqrep.len()];
+        for rep in 0..LATENCY_REPS {
+            uds.push(mirai_benches::uds_pingpong_floor(SMALL, WARMUP, rounds).p50_us());
+            tcp.push(tcp_pingpong_floor(rounds).p50_us());
+            for (i, t) in reqrep.iter().enumerate() {
+                ours[i].push(our_reqrep(&scratch.url(t, "rr"), rounds).p50_us());
+                peer[i].push(pynng_reqrep(&python, &scratch.url(t, "prr"), rounds));
+            }
+            eprintln!(
+                "turn {rep}: uds floor {:.2} us, tcp floor {:.2} us, ours {:.2?} us, pynng {:.2?} us",
+                uds[rep],
+                tcp[rep],
+                ours.iter().map(|v| v[rep]).collect::<Vec<_>>(),
+                peer.iter().map(|v| v[rep]).collect::<Vec<_>>(),
             );
         }
+        let (uds, tcp) = (median(&uds), median(&tcp));
+        record("uds ping-pong 64 B p50 (floor)", uds, "us", "self", uds);
         record(
-            &format!("pynng REQ/REP 64 B p50 {transport}"),
-            pynng,
+            "tcp ping-pong 64 B p50 (floor)",
+            tcp,
             "us",
-            &format!("nano-transport {transport}"),
-            ours.p50_us(),
+            "uds ping-pong floor p50",
+            uds,
         );
+        for (i, t) in reqrep.iter().enumerate() {
+            let (ours, peer) = (median(&ours[i]), median(&peer[i]));
+            record(
+                &format!("nano-transport REQ/REP 64 B p50 {t}"),
+                ours,
+                "us",
+                "uds ping-pong floor p50",
+                uds,
+            );
+            if *t == "tcp" {
+                record(
+                    "nano-transport REQ/REP 64 B p50 tcp",
+                    ours,
+                    "us",
+                    "tcp ping-pong floor p50",
+                    tcp,
+                );
+            }
+            record(
+                &format!("pynng REQ/REP 64 B p50 {t}"),
+                peer,
+                "us",
+                &format!("nano-transport {t}"),
+                ours,
+            );
+        }
     }
 
-    for transport in ["ipc", "tcp"] {
-        let ours = our_pushpull(&scratch.url(transport, "pp"), SMALL, SMALL_COUNT);
-        let pynng = pynng_pushpull(&python, &scratch.url(transport, "ppp"), SMALL, SMALL_COUNT);
-        record(
-            &format!("nano-transport PUSH/PULL 64 B {transport}"),
-            ours,
-            "msg/s",
-            "target 500k msg/s",
-            500_000.0,
-        );
-        record(
-            &format!("pynng PUSH/PULL 64 B {transport}"),
-            pynng,
-            "msg/s",
-            &format!("nano-transport {transport}"),
-            ours,
-        );
-        let gbps = |msgs: f64| msgs * LARGE as f64 / 1e9;
-        let ours = gbps(our_pushpull(
-            &scratch.url(transport, "pl"),
-            LARGE,
-            LARGE_COUNT,
-        ));
-        let pynng = gbps(pynng_pushpull(
-            &python,
-            &scratch.url(transport, "ppl"),
-            LARGE,
-            LARGE_COUNT,
-        ));
-        record(
-            &format!("nano-transport PUSH/PULL 1 MiB {transport}"),
-            ours,
-            "GB/s",
-            "memcpy floor",
-            memcpy_gbps(),
-        );
-        record(
-            &format!("pynng PUSH/PULL 1 MiB {transport}"),
-            pynng,
-            "GB/s",
-            &format!("nano-transport {transport}"),
-            ours,
-        );
+    // Throughput: ours and pynng take turns THROUGHPUT_REPS times; medians.
+    for (size, count, label) in [(SMALL, SMALL_COUNT, "64 B"), (LARGE, LARGE_COUNT, "1 MiB")] {
+        for t in transports {
+            if !wanted(&format!("pushpull {label} {t}")) {
+                continue;
+            }
+            let (mut ours, mut peer) = (Vec::new(), Vec::new());
+            for _ in 0..THROUGHPUT_REPS {
+                ours.push(our_pushpull(&scratch.url(t, "pp"), size, count));
+                peer.push(pynng_pushpull(&python, &scratch.url(t, "ppp"), size, count));
+            }
+            eprintln!("PUSH/PULL {label} {t} msg/s, per turn: ours {ours:.0?}, pynng {peer:.0?}");
+            let (ours, peer) = (median(&ours), median(&peer));
+            if size == SMALL {
+                record(
+                    &format!("nano-transport PUSH/PULL 64 B {t}"),
+                    ours,
+                    "msg/s",
+                    "target 500k msg/s",
+                    500_000.0,
+                );
+                record(
+                    &format!("pynng PUSH/PULL 64 B {t}"),
+                    peer,
+                    "msg/s",
+                    &format!("nano-transport {t}"),
+                    ours,
+                );
+            } else {
+                let gbps = |msgs: f64| msgs * LARGE as f64 / 1e9;
+                record(
+                    &format!("nano-transport PUSH/PULL 1 MiB {t}"),
+                    gbps(ours),
+                    "GB/s",
+                    "memcpy floor",
+                    memcpy,
+                );
+                record(
+                    &format!("pynng PUSH/PULL 1 MiB {t}"),
+                    gbps(peer),
+                    "GB/s",
+                    &format!("nano-transport {t}"),
+                    gbps(ours),
+                );
+            }
+        }
     }
+}
+
+/// The median of a few figures (the upper one of the middle two for an even count).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 fn memcpy_gbps() -> f64 {
@@ -232,15 +281,15 @@ fn serve_transport_child() {
 
 /// 64-byte blocking ping-pong over loopback TCP (NODELAY, as NNG sets it) with a child
 /// process, measured like the Unix-socket floor.
-fn tcp_pingpong_floor() -> Samples {
+fn tcp_pingpong_floor(rounds: usize) -> Samples {
     let listener = TcpListener::bind("127.0.0.1:0").expect("tcp floor bind");
     let addr = listener.local_addr().expect("tcp floor addr");
     let _child = reexec(&format!("tcp-echo {addr}"));
     let (mut s, _) = listener.accept().expect("tcp floor accept");
     s.set_nodelay(true).expect("nodelay");
     let mut buf = [7u8; SMALL];
-    let mut samples = Vec::with_capacity(ROUNDS);
-    for i in 0..WARMUP + ROUNDS {
+    let mut samples = Vec::with_capacity(rounds);
+    for i in 0..WARMUP + rounds {
         let t = Instant::now();
         s.write_all(&buf).expect("tcp floor write");
         s.read_exact(&mut buf).expect("tcp floor read");
@@ -252,14 +301,14 @@ fn tcp_pingpong_floor() -> Samples {
 }
 
 /// Our REQ here, our REP in a child process.
-fn our_reqrep(url: &str) -> Samples {
+fn our_reqrep(url: &str, rounds: usize) -> Samples {
     let req = Socket::new(Protocol::Req0).expect("req");
     req.set_recv_timeout(Some(WAIT));
     let url = req.listen(url).expect("listen").local_url().to_owned();
     let _child = reexec(&format!("rep {url}"));
     let payload = vec![7u8; SMALL];
-    let mut samples = Vec::with_capacity(ROUNDS);
-    for i in 0..WARMUP + ROUNDS {
+    let mut samples = Vec::with_capacity(rounds);
+    for i in 0..WARMUP + rounds {
         let t = Instant::now();
         req.send(&payload).expect("send");
         let reply = req.recv().expect("recv");
@@ -327,12 +376,12 @@ fn json_field(line: &str, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("pynng bench: no {key} in {line}"))
 }
 
-fn pynng_reqrep(python: &Path, url: &str) -> f64 {
+fn pynng_reqrep(python: &Path, url: &str, rounds: usize) -> f64 {
     let args = [
         "reqrep",
         url,
         &WARMUP.to_string(),
-        &ROUNDS.to_string(),
+        &rounds.to_string(),
         &SMALL.to_string(),
     ];
     let line = pynng_script(python, &args.map(str::to_owned));

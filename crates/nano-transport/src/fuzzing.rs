@@ -4,14 +4,29 @@ use crate::Protocol;
 use crate::proto::{FrameDecoder, Framing, HANDSHAKE_LEN, Incoming, ReqState, decode_handshake};
 
 /// Feeds arbitrary bytes to both frame decoders with a small limit, in pieces whose sizes come
-/// from the input itself.
+/// from the input itself, alternating between [`FrameDecoder::push`] and appending straight to
+/// [`FrameDecoder::body_buffer`] (as the connection does for large bodies).
 pub fn frame_decode(data: &[u8]) {
     for framing in [Framing::Tcp, Framing::Ipc] {
         let mut dec = FrameDecoder::new(framing, 1 << 16);
         let step = usize::from(data.first().copied().unwrap_or(1)).max(1);
+        let direct = data.get(1).copied().unwrap_or(0);
         let mut rest = data;
+        let mut turn = 0u32;
         while !rest.is_empty() {
             let piece = &rest[..step.min(rest.len())];
+            turn += 1;
+            if direct & (1 << (turn % 8)) != 0
+                && let Some((body, room)) = dec.body_buffer()
+            {
+                assert!(room > 0, "a body in progress always has room");
+                let take = room.min(piece.len());
+                body.extend_from_slice(&piece[..take]);
+                let done = dec.body_appended();
+                assert!(done.is_none_or(|b| b.len() <= 1 << 16));
+                rest = &rest[take..];
+                continue;
+            }
             match dec.push(piece) {
                 Ok((n, body)) => {
                     assert!(n <= piece.len());
@@ -49,4 +64,18 @@ pub fn proto_headers(data: &[u8]) {
     let mut req = ReqState::new(0, None);
     req.start(0, Vec::new());
     let _ = req.on_reply(data);
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn entry_points_hold_on_arbitrary_input(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+            super::frame_decode(&data);
+            super::handshake(&data);
+            super::proto_headers(&data);
+        }
+    }
 }

@@ -552,17 +552,22 @@ impl IoLoop {
                 continue;
             }
             let pipe = p.id;
-            let Some(room) = self.room(tok) else { return };
+            let Some((room, mut room_bytes)) = self.room(tok) else {
+                return;
+            };
             let batch = &mut self.batch;
             let result = conn.on_readable(room, &mut |body| {
+                room_bytes = room_bytes.saturating_sub(body.len());
                 batch.push(body);
-                true
+                room_bytes > 0
             });
-            drop(conn);
+            // Delivered before the pipe's reader is released: a receiver reading this pipe
+            // directly next must find these messages queued ahead of the ones it reads.
             let mut close = {
                 let mut core = self.inner.lock();
                 deliver(&self.inner, &mut core, pipe, &mut self.batch)
             };
+            drop(conn);
             match result {
                 Ok(ReadProgress::Yielded) => self.again.push(tok),
                 Ok(_) => {}
@@ -575,9 +580,9 @@ impl IoLoop {
         }
     }
 
-    /// How many messages may be read from a pipe now; `None` (and the pipe parked until
-    /// `ResumeReads`) when the receive queue is full.
-    fn room(&mut self, tok: Token) -> Option<usize> {
+    /// How many messages and bytes may be read from a pipe now; `None` (and the pipe parked
+    /// until `ResumeReads`) when the receive queue is full.
+    fn room(&mut self, tok: Token) -> Option<(usize, usize)> {
         let mut core = self.inner.lock();
         let room = receive_room(self.inner.protocol, &core);
         if room == 0 {
@@ -585,7 +590,7 @@ impl IoLoop {
             self.paused.push(tok);
             return None;
         }
-        Some(room)
+        Some((room, receive_room_bytes(self.inner.protocol, &core)))
     }
 
     /// Makes a handshaken pipe visible to senders; `false` if the protocol refuses it.
@@ -757,16 +762,41 @@ fn resend(inner: &Inner, core: &mut Core, list: &[Resend]) {
     }
 }
 
-/// How many messages may be taken into the receive queue now (REQ, SURVEYOR and SUB are not
-/// limited: replies are few, and SUB drops the oldest instead).
+/// How many bytes of received messages may wait in the socket before the I/O thread stops
+/// reading ahead (besides the message count of `set_recv_buffer`).
+///
+/// Reading far ahead of the consumer only moves the backlog from the kernel's buffers into
+/// freshly faulted-in memory: with 1 MiB messages a 1,024-message queue would be a GiB. Bounded
+/// at a few MiB, the allocator keeps reusing the buffers the consumer frees (mapped, in cache),
+/// the kernel's socket buffers hold the rest, and the sender feels back-pressure as with NNG.
+pub(crate) const RECV_QUEUE_BYTES: usize = 4 << 20;
+
+/// Whether a protocol's receive queue is bounded (REQ, SURVEYOR and SUB are not: replies are
+/// few, and SUB drops the oldest instead).
+fn receive_limited(proto: Protocol) -> bool {
+    !matches!(proto, Protocol::Sub0 | Protocol::Req0 | Protocol::Surveyor0)
+}
+
+/// How many messages may be taken into the receive queue now; 0 when it holds
+/// [`set_recv_buffer`](crate::Socket::set_recv_buffer) messages or [`RECV_QUEUE_BYTES`] bytes.
 pub(crate) fn receive_room(proto: Protocol, core: &Core) -> usize {
-    let limited = !matches!(proto, Protocol::Sub0 | Protocol::Req0 | Protocol::Surveyor0);
-    let room = if limited {
-        core.opts.recv_buffer.saturating_sub(core.recv_q.len())
-    } else {
+    let room = if !receive_limited(proto) {
         BATCH
+    } else if core.recv_q.bytes() >= RECV_QUEUE_BYTES {
+        0
+    } else {
+        core.opts.recv_buffer.saturating_sub(core.recv_q.len())
     };
     room.min(BATCH)
+}
+
+/// How many bytes one batch may add to the receive queue (at least one message is read).
+pub(crate) fn receive_room_bytes(proto: Protocol, core: &Core) -> usize {
+    if receive_limited(proto) {
+        RECV_QUEUE_BYTES.saturating_sub(core.recv_q.bytes()).max(1)
+    } else {
+        usize::MAX
+    }
 }
 
 /// Applies the protocol's receive rules to a batch read from `pipe`, queueing what is kept and

@@ -11,7 +11,11 @@
 //!   [`Socket::dial_blocking`]`(url, timeout)` (waits for a handshaken pipe; `ProtocolMismatch`
 //!   at once if the peer's header is refused, `Timeout` otherwise). URLs:
 //!   `tcp://host:port`, `ipc:///path` (or `unix://`), `abstract://name` (Linux; `%xx` escapes).
-//! - Messages: [`Socket::send`]`(&[u8])`, [`Socket::try_send`], [`Socket::recv`]` -> `[`Message`],
+//! - Messages: [`Socket::send`]`(&[u8])`, [`Socket::try_send`], [`Socket::send_parts`]`(&[&[u8]])`
+//!   (one message from several slices, one vectored write), [`Socket::send_vec`]`(Vec<u8>)` /
+//!   [`Socket::try_send_vec`] / [`Socket::send_shared`]`(`[`conn::SharedBody`]`)` (the queue keeps
+//!   the owned body instead of copying what the kernel did not take; a broadcast shares it),
+//!   [`Socket::recv`]` -> `[`Message`],
 //!   [`Socket::try_recv`], [`Socket::recv_timeout`], and executor-agnostic futures
 //!   [`Socket::recv_async`] / [`Socket::send_async`]. A [`Message`] derefs to its payload (protocol
 //!   header stripped), tells its [`Message::pipe`], and gives [`Message::into_vec`].
@@ -19,9 +23,12 @@
 //!   default infinite), [`Socket::set_recv_max_size`] (0 = unlimited, the NNG 1.x default),
 //!   [`Socket::set_reconnect`]`(min, max)`, [`Socket::set_handshake_timeout`] (default 10 s),
 //!   [`Socket::set_send_buffer`], [`Socket::set_recv_buffer`], [`Socket::set_max_ttl`].
+//! - Feature `cli` (default): the `nano-cat` binary and its `clap` dependency; library users
+//!   turn default features off and do not build clap.
 //! - Protocol specifics: [`Socket::subscribe`] / [`Socket::unsubscribe`] (SUB),
 //!   [`Socket::set_survey_time`] (SURVEYOR), [`Socket::set_resend_time`] (REQ),
-//!   [`Socket::set_pair1_poly`] + [`Socket::send_to`]`(PipeId, &[u8])` (PAIR1 poly),
+//!   [`Socket::set_pair1_poly`] + [`Socket::send_to`]`(PipeId, &[u8])`,
+//!   [`Socket::send_parts_to`], [`Socket::send_vec_to`] (PAIR1 poly),
 //!   [`Socket::context`]` -> `[`Context`] (REQ/REP/RESPONDENT concurrent requests).
 //! - Observability: [`Socket::pipe_events`]` -> mpsc::Receiver<`[`PipeEvent`]`>`
 //!   (`Added(PipeId)` / `Removed(PipeId)`), [`Socket::pipes`].
@@ -30,7 +37,8 @@
 //! - Building blocks for other event loops: [`conn::Connection`] (handshake + frame decoding over
 //!   a mio [`conn::Stream`]; register its fd with `mio::unix::SourceFd`, call
 //!   [`conn::Connection::on_readable`] on events) and [`conn::ConnSender`] (zero-copy vectored
-//!   sends from any thread; [`conn::ConnSender::flush`] on writable events); the pure protocol
+//!   sends from any thread, [`conn::ConnSender::send_shared`] for owned bodies;
+//!   [`conn::ConnSender::flush`] on writable events); the pure protocol
 //!   logic (handshake, framing, headers, REQ/SURVEY state, routing) lives in [`proto`].
 //! - Semantics worth knowing: sends block until a suitable pipe is ready (PUB, BUS and SURVEYOR
 //!   never block; peers whose queue is full miss the message); a blocking send of a large message
@@ -49,15 +57,24 @@
 //!   handshakes (with their timeout), reads pipes nobody else is reading, flushes send queues and
 //!   fires timers.
 //! - A send is written by the calling thread itself: one vectored write of
-//!   `frame header | protocol header | payload` straight from the caller's buffer, each syscall
-//!   capped at 1 GiB so messages over 4 GiB work. Only bytes the kernel does not take are copied
-//!   into the pipe's queue, which the I/O thread flushes many frames per `writev`.
+//!   `frame header | protocol header | payload` straight from the caller's buffer (frames up to
+//!   256 bytes are gathered on the stack first: one contiguous piece is cheaper for the kernel),
+//!   each syscall capped at 1 GiB so messages over 4 GiB work. A blocking send waits for the
+//!   stream to drain rather than copy; otherwise only bytes the kernel does not take are copied
+//!   into the pipe's queue (an owned body is queued by reference instead), which the I/O thread
+//!   flushes many frames per `writev`.
 //! - A blocking receive on a socket with one pipe reads that pipe itself (the I/O thread's read
 //!   interest is paused for a short lease, so a request/reply loop costs one wake-up per
 //!   message, as a plain blocking socket would). Otherwise the I/O thread reads, in batches, and
 //!   hands messages over under one lock and one notification per batch.
-//! - Frames are read into one allocation at the announced size (after the receive limit check);
-//!   bodies over 64 KiB are read straight into it.
+//! - Frames are read into one allocation at the announced size (after the receive limit check;
+//!   without a limit, bodies over 1 MiB grow as their bytes arrive), never zero-filled: the rest
+//!   of a body over 64 KiB is read straight into the message's spare capacity; only the part
+//!   that came in the same read as its header (and small frames, many per read) is copied once
+//!   from the connection's read buffer.
+//! - The receive queue is bounded in messages ([`Socket::set_recv_buffer`]) and in bytes
+//!   (4 MiB): reading further ahead of the consumer would only move the backlog from the
+//!   kernel's socket buffers into freshly faulted-in memory.
 //!
 //! A malformed header or wrong peer type drops that message or closes that pipe, as NNG does;
 //! the socket keeps serving its other pipes.

@@ -32,6 +32,11 @@ impl Message {
         self.pipe
     }
 
+    /// The size of the whole body as it came off the wire (header included).
+    pub(crate) fn wire_len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The payload.
     pub fn body(&self) -> &[u8] {
         &self.buf[self.start..]

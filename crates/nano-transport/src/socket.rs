@@ -19,7 +19,7 @@ use std::task::{Context as TaskContext, Poll as TaskPoll, Waker};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::conn::{ConnSender, Connection, ReadProgress, SendStatus};
+use crate::conn::{ConnSender, Connection, ReadProgress, SendStatus, SharedBody};
 use crate::io::{self, Command};
 use crate::proto::{
     HandshakeError, MAX_FRAME_LEN, MAX_TTL_DEFAULT, ReqState, RoundRobin, SurveyorState,
@@ -70,13 +70,47 @@ pub(crate) struct PipeSlot {
     pub(crate) interests: Arc<Mutex<io::Interests>>,
 }
 
+/// Received messages waiting for a receiver, with their total size (the I/O thread stops
+/// reading ahead at [`io::RECV_QUEUE_BYTES`]).
+#[derive(Default)]
+pub(crate) struct RecvQueue {
+    q: VecDeque<Message>,
+    bytes: usize,
+}
+
+impl RecvQueue {
+    pub(crate) fn push_back(&mut self, m: Message) {
+        self.bytes += m.wire_len();
+        self.q.push_back(m);
+    }
+
+    pub(crate) fn pop_front(&mut self) -> Option<Message> {
+        let m = self.q.pop_front()?;
+        self.bytes -= m.wire_len();
+        Some(m)
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.q.clear();
+        self.bytes = 0;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.q.len()
+    }
+
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
 /// Everything the user threads and the I/O thread share, under one lock.
 pub(crate) struct Core {
     pub(crate) opts: Options,
     pub(crate) closed: bool,
     pub(crate) pipes: BTreeMap<PipeId, PipeSlot>,
     rr: RoundRobin,
-    pub(crate) recv_q: VecDeque<Message>,
+    pub(crate) recv_q: RecvQueue,
     /// REQ: the reply of each context that has arrived and not been taken.
     pub(crate) replies: HashMap<u32, Message>,
     pub(crate) req: ReqState,
@@ -94,6 +128,8 @@ pub(crate) struct Core {
     pub(crate) dial_errors: HashMap<u32, HandshakeError>,
     next_dialer: u32,
     next_ctx: u32,
+    /// Receivers blocked on `recv_cv`.
+    pub(crate) recv_waiting: usize,
     /// The I/O thread stopped reading some pipe because `recv_q` was full.
     pub(crate) reads_paused: bool,
 }
@@ -177,7 +213,11 @@ impl Inner {
 
     pub(crate) fn notify_recv(&self, core: &mut Core) {
         self.wake_direct();
-        self.recv_cv.notify_all();
+        // A notification is a syscall even with nobody waiting; most receives never wait here
+        // (they read directly or find the queue full).
+        if core.recv_waiting > 0 {
+            self.recv_cv.notify_all();
+        }
         for w in core.recv_wakers.drain(..) {
             w.wake();
         }
@@ -244,6 +284,31 @@ fn random_u32() -> u32 {
     h.finish() as u32
 }
 
+/// What a send carries: borrowed pieces (written straight from the caller's buffers, copied
+/// only if they must wait in a queue) or an owned body the queues keep without a copy.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    Parts(&'a [&'a [u8]]),
+    Shared(&'a SharedBody),
+}
+
+impl Body<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Self::Parts(p) => p.iter().map(|p| p.len()).sum(),
+            Self::Shared(b) => (***b).as_ref().len(),
+        }
+    }
+
+    /// The whole body in one buffer, for a REQ request kept for resends.
+    fn to_vec(self) -> Vec<u8> {
+        match self {
+            Self::Parts(p) => p.concat(),
+            Self::Shared(b) => (**b).as_ref().to_vec(),
+        }
+    }
+}
+
 /// Where a send goes.
 #[derive(Clone, Copy)]
 enum Target {
@@ -306,7 +371,7 @@ impl Socket {
             closed: false,
             pipes: BTreeMap::new(),
             rr: RoundRobin::default(),
-            recv_q: VecDeque::new(),
+            recv_q: RecvQueue::default(),
             replies: HashMap::new(),
             req: ReqState::new(random_u32(), Some(Duration::from_secs(60))),
             survey: SurveyorState::new(random_u32()),
@@ -321,6 +386,7 @@ impl Socket {
             next_dialer: 1,
             next_ctx: 1,
             reads_paused: false,
+            recv_waiting: 0,
         };
         let send_buffer = if protocol == Protocol::Pub0 { 16 } else { 128 };
         let inner = Arc::new(Inner {
@@ -418,19 +484,130 @@ impl Socket {
     /// Sends a message, blocking while no suitable pipe is ready (up to the send timeout).
     /// PUB, BUS and SURVEYOR never block: peers whose queue is full miss the message.
     pub fn send(&self, body: &[u8]) -> Result<(), Error> {
+        self.send_parts(&[body])
+    }
+
+    /// Sends one message made of several pieces (say a header and a payload), as
+    /// [`send`](Self::send) does, without assembling them: the frame goes out in one vectored
+    /// write straight from these slices.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nano_transport::{Protocol, Socket};
+    /// let pull = Socket::new(Protocol::Pull0)?;
+    /// let url = pull.listen("tcp://127.0.0.1:0")?.local_url().to_owned();
+    /// let push = Socket::new(Protocol::Push0)?;
+    /// push.dial_blocking(&url, Duration::from_secs(5))?;
+    /// push.send_parts(&[b"head:", b"payload"])?;
+    /// assert_eq!(&*pull.recv()?, b"head:payload");
+    /// # Ok::<(), nano_transport::Error>(())
+    /// ```
+    pub fn send_parts(&self, parts: &[&[u8]]) -> Result<(), Error> {
         let timeout = self.inner.lock().opts.send_timeout;
-        self.send_inner(0, Target::Route, body, Wait::until(timeout))
+        self.send_inner(0, Target::Route, Body::Parts(parts), Wait::until(timeout))
+    }
+
+    /// Sends an owned message as [`send`](Self::send) does; when the kernel does not take it at
+    /// once (a non-blocking, timed-out or broadcast send), the queue keeps this very buffer
+    /// instead of a copy of its unwritten part, and a broadcast shares it among all pipes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nano_transport::{Protocol, Socket};
+    /// let pull = Socket::new(Protocol::Pull0)?;
+    /// let url = pull.listen("tcp://127.0.0.1:0")?.local_url().to_owned();
+    /// let push = Socket::new(Protocol::Push0)?;
+    /// push.dial_blocking(&url, Duration::from_secs(5))?;
+    /// push.send_vec(vec![7u8; 1 << 20])?;
+    /// assert_eq!(pull.recv()?.len(), 1 << 20);
+    /// # Ok::<(), nano_transport::Error>(())
+    /// ```
+    pub fn send_vec(&self, body: Vec<u8>) -> Result<(), Error> {
+        let timeout = self.inner.lock().opts.send_timeout;
+        self.send_shared_inner(Target::Route, Arc::new(body), Wait::until(timeout))
+    }
+
+    /// Like [`send_vec`](Self::send_vec), for a body that is already shared (say a region
+    /// several messages refer to): it is referenced by the queues, never copied.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use nano_transport::{Protocol, Socket, conn::SharedBody};
+    /// let publisher = Socket::new(Protocol::Pub0)?;
+    /// let url = publisher.listen("tcp://127.0.0.1:0")?.local_url().to_owned();
+    /// let sub = Socket::new(Protocol::Sub0)?;
+    /// sub.subscribe(b"")?;
+    /// sub.dial_blocking(&url, Duration::from_secs(5))?;
+    /// # while publisher.pipes().is_empty() { std::thread::sleep(Duration::from_millis(1)); }
+    /// let body: SharedBody = Arc::new(vec![1u8; 32 << 20]);
+    /// publisher.send_shared(Arc::clone(&body))?;
+    /// assert_eq!(sub.recv()?.len(), 32 << 20);
+    /// # Ok::<(), nano_transport::Error>(())
+    /// ```
+    pub fn send_shared(&self, body: SharedBody) -> Result<(), Error> {
+        let timeout = self.inner.lock().opts.send_timeout;
+        self.send_shared_inner(Target::Route, body, Wait::until(timeout))
+    }
+
+    /// [`send_vec`](Self::send_vec) without blocking: [`Error::WouldBlock`] when no pipe is
+    /// ready. What the kernel does not take at once waits in the pipe's queue without a copy.
+    pub fn try_send_vec(&self, body: Vec<u8>) -> Result<(), Error> {
+        self.send_shared_inner(Target::Route, Arc::new(body), Wait::Never)
+    }
+
+    /// [`send_shared`](Self::send_shared) without blocking: [`Error::WouldBlock`] when no pipe
+    /// is ready.
+    pub fn try_send_shared(&self, body: SharedBody) -> Result<(), Error> {
+        self.send_shared_inner(Target::Route, body, Wait::Never)
+    }
+
+    fn send_shared_inner(&self, target: Target, body: SharedBody, wait: Wait) -> Result<(), Error> {
+        self.send_inner(0, target, Body::Shared(&body), wait)
     }
 
     /// Sends without blocking; [`Error::WouldBlock`] when no pipe is ready.
     pub fn try_send(&self, body: &[u8]) -> Result<(), Error> {
-        self.send_inner(0, Target::Route, body, Wait::Never)
+        self.send_inner(0, Target::Route, Body::Parts(&[body]), Wait::Never)
     }
 
     /// PAIR1 poly mode: sends to one pipe (e.g. [`Message::pipe`] of a received message).
     pub fn send_to(&self, pipe: PipeId, body: &[u8]) -> Result<(), Error> {
+        self.send_parts_to(pipe, &[body])
+    }
+
+    /// PAIR1 poly mode: sends one message made of several pieces to one pipe, in one vectored
+    /// write from these slices (see [`send_parts`](Self::send_parts)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nano_transport::{Protocol, Socket};
+    /// let hub = Socket::new(Protocol::Pair1)?;
+    /// hub.set_pair1_poly(true);
+    /// let url = hub.listen("tcp://127.0.0.1:0")?.local_url().to_owned();
+    /// let peer = Socket::new(Protocol::Pair1)?;
+    /// peer.dial_blocking(&url, Duration::from_secs(5))?;
+    /// peer.send(b"hello")?;
+    /// let m = hub.recv()?;
+    /// hub.send_parts_to(m.pipe(), &[b"re: ", &m])?;
+    /// assert_eq!(&*peer.recv()?, b"re: hello");
+    /// # Ok::<(), nano_transport::Error>(())
+    /// ```
+    pub fn send_parts_to(&self, pipe: PipeId, parts: &[&[u8]]) -> Result<(), Error> {
         let timeout = self.inner.lock().opts.send_timeout;
-        self.send_inner(0, Target::Pipe(pipe), body, Wait::until(timeout))
+        self.send_inner(
+            0,
+            Target::Pipe(pipe),
+            Body::Parts(parts),
+            Wait::until(timeout),
+        )
+    }
+
+    /// PAIR1 poly mode: sends an owned message to one pipe; the queue keeps it without a copy
+    /// (see [`send_vec`](Self::send_vec)).
+    pub fn send_vec_to(&self, pipe: PipeId, body: Vec<u8>) -> Result<(), Error> {
+        let timeout = self.inner.lock().opts.send_timeout;
+        self.send_shared_inner(Target::Pipe(pipe), Arc::new(body), Wait::until(timeout))
     }
 
     /// Receives a message, blocking up to the receive timeout.
@@ -594,7 +771,7 @@ impl Socket {
         &self,
         ctx: u32,
         target: Target,
-        body: &[u8],
+        body: Body<'_>,
         wait_for: Wait,
     ) -> Result<(), Error> {
         let inner = &self.inner;
@@ -653,7 +830,18 @@ impl Socket {
                 }
             }
             inner.expire_leases(&core);
-            core = wait(&inner.recv_cv, core, deadline)?;
+            core.recv_waiting += 1;
+            let waited = wait(&inner.recv_cv, core, deadline);
+            core = match waited {
+                Ok(mut c) => {
+                    c.recv_waiting -= 1;
+                    c
+                }
+                Err(e) => {
+                    inner.lock().recv_waiting -= 1;
+                    return Err(e);
+                }
+            };
         }
     }
 }
@@ -739,7 +927,7 @@ fn plan_send(
     core: &mut Core,
     ctx: u32,
     target: Target,
-    body: &[u8],
+    body: Body<'_>,
 ) -> Result<Option<Plan>, Error> {
     let proto = inner.protocol;
     if !proto.can_send() {
@@ -747,11 +935,9 @@ fn plan_send(
     }
     // Room for the largest protocol header (a full REP backtrace) under the wire's limit.
     let limit = MAX_FRAME_LEN - 64;
-    if body.len() as u64 > limit {
-        return Err(Error::TooLarge {
-            size: body.len() as u64,
-            limit,
-        });
+    let len = body.len() as u64;
+    if len > limit {
+        return Err(Error::TooLarge { size: len, limit });
     }
     if let Target::Pipe(pipe) = target {
         if proto != Protocol::Pair1 {
@@ -824,7 +1010,8 @@ fn plan_send(
                 Protocol::Pair1 => Header::Word(1u32.to_be_bytes()),
                 Protocol::Req0 => {
                     // The request is kept until its reply arrives: a resend (timer or lost pipe)
-                    // needs the payload after the caller's buffer is gone.
+                    // needs the payload after the caller's buffer is gone. This copy is the
+                    // price of REQ's resend guarantee.
                     let id = core.req.start(ctx, body.to_vec());
                     core.req.sent_on(ctx, pipe, Instant::now());
                     core.replies.remove(&ctx);
@@ -848,17 +1035,33 @@ fn plan_send(
 ///
 /// A blocking send to one pipe (`wait` is `Some(deadline)`) waits for the stream to drain rather
 /// than copy the unwritten part of a large message; broadcasts never wait.
-fn write_plan(inner: &Inner, plan: &Plan, body: &[u8], wait: Option<Option<Instant>>) {
+fn write_plan(inner: &Inner, plan: &Plan, body: Body<'_>, wait: Option<Option<Instant>>) {
     let broadcast = matches!(
         inner.protocol,
         Protocol::Pub0 | Protocol::Bus0 | Protocol::Surveyor0
     );
     let mut wake = false;
     for t in &plan.targets {
-        let parts = [plan.header.as_slice(), body];
-        let sent = match wait {
-            Some(deadline) if !broadcast => t.send_blocking(&parts, deadline),
-            _ => t.send(&parts),
+        let wait = wait.filter(|_| !broadcast);
+        let sent = match body {
+            Body::Parts(parts) => {
+                let mut inline: [&[u8]; 4] = [plan.header.as_slice(), &[], &[], &[]];
+                let joined: Vec<&[u8]>;
+                let all: &[&[u8]] = if parts.len() < inline.len() {
+                    inline[1..=parts.len()].copy_from_slice(parts);
+                    &inline[..=parts.len()]
+                } else {
+                    joined = std::iter::once(plan.header.as_slice())
+                        .chain(parts.iter().copied())
+                        .collect();
+                    &joined
+                };
+                match wait {
+                    Some(deadline) => t.send_blocking(all, deadline),
+                    None => t.send(all),
+                }
+            }
+            Body::Shared(b) => t.send_shared(&[plan.header.as_slice()], b, wait),
         };
         match sent {
             Ok(SendStatus::Written) => {}
@@ -915,7 +1118,10 @@ fn take_message(
             let Some(m) = core.recv_q.pop_front() else {
                 return Ok(None);
             };
-            if core.reads_paused && core.recv_q.len() <= core.opts.recv_buffer / 2 {
+            if core.reads_paused
+                && core.recv_q.len() <= core.opts.recv_buffer / 2
+                && core.recv_q.bytes() <= io::RECV_QUEUE_BYTES / 2
+            {
                 core.reads_paused = false;
                 core.commands.push(Command::ResumeReads);
                 inner.wake_io();
@@ -993,10 +1199,11 @@ impl Future for SendFuture<'_> {
         }
         // Announced before looking, as a blocking sender does (see `send_inner`).
         inner.send_wakers_waiting.store(true, Ordering::SeqCst);
-        match plan_send(inner, &mut core, self.ctx, Target::Route, self.body) {
+        let body = Body::Parts(std::slice::from_ref(&self.body));
+        match plan_send(inner, &mut core, self.ctx, Target::Route, body) {
             Ok(Some(plan)) => {
                 drop(core);
-                write_plan(inner, &plan, self.body, None);
+                write_plan(inner, &plan, body, None);
                 TaskPoll::Ready(Ok(()))
             }
             Ok(None) => {
@@ -1041,8 +1248,12 @@ impl Context {
     /// REP: the reply to the request this context received last).
     pub fn send(&self, body: &[u8]) -> Result<(), Error> {
         let timeout = self.socket.inner.lock().opts.send_timeout;
-        self.socket
-            .send_inner(self.id, Target::Route, body, Wait::until(timeout))
+        self.socket.send_inner(
+            self.id,
+            Target::Route,
+            Body::Parts(&[body]),
+            Wait::until(timeout),
+        )
     }
 
     /// Receives on this context, blocking up to the socket's receive timeout.
@@ -1087,6 +1298,9 @@ impl Drop for Context {
         core.saved.remove(&self.id);
     }
 }
+
+/// How many bytes of messages a direct read hands over per batch.
+const DIRECT_BATCH_BYTES: usize = 64 * 1024;
 
 /// A blocking receive that reads the socket's only pipe itself instead of waiting for the I/O
 /// thread to hand messages over: one thread wake-up per message instead of two, which is most
@@ -1138,9 +1352,15 @@ impl DirectRead {
                 if room == 0 {
                     break None;
                 }
+                // Stop once a batch holds DIRECT_BATCH_BYTES: small messages still come many per
+                // lock, but large ones are handed over one by one instead of being read ahead
+                // into fresh memory, so the allocator reuses the buffer the caller just freed
+                // (still in cache, its pages already mapped).
+                let mut bytes = 0;
                 let progress = conn.on_readable(room, &mut |body| {
+                    bytes += body.len();
                     batch.push(body);
-                    true
+                    bytes < DIRECT_BATCH_BYTES
                 });
                 let yielded = matches!(progress, Ok(ReadProgress::Yielded));
                 let mut core = inner.lock();

@@ -107,9 +107,9 @@ pub struct FrameDecoder {
     limit: u64,
     header: [u8; 9],
     header_filled: usize,
-    /// `Some` while a body is being received; its `len()` is the part allocated so far.
+    /// `Some` while a body is being received: `len()` is what has arrived, `capacity()` what is
+    /// allocated so far.
     body: Option<Vec<u8>>,
-    body_filled: usize,
     body_total: usize,
 }
 
@@ -122,7 +122,6 @@ impl FrameDecoder {
             header: [0; 9],
             header_filled: 0,
             body: None,
-            body_filled: 0,
             body_total: 0,
         }
     }
@@ -162,40 +161,50 @@ impl FrameDecoder {
             return Ok((used, None));
         }
         let total = self.body_total;
-        let spare = self.body_spare().ok_or(FrameError::Alloc(total))?;
-        let take = spare.len().min(rest.len());
-        spare[..take].copy_from_slice(&rest[..take]);
+        let (body, room) = self.body_buffer().ok_or(FrameError::Alloc(total))?;
+        let take = room.min(rest.len());
+        // The bytes were already read into the caller's buffer (small frames share one read);
+        // this is their one copy, into the message's own allocation.
+        body.extend_from_slice(&rest[..take]);
         used += take;
-        Ok((used, self.body_filled(take)))
+        Ok((used, self.body_appended()))
     }
 
-    /// While a body is in progress, the allocated but unfilled part of it, so the caller can read
-    /// from the stream straight into the message (no intermediate copy for large bodies).
+    /// While a body is in progress: the message's buffer (its length is what has arrived so far,
+    /// its spare capacity is allocated but unfilled) and how many more bytes may be appended
+    /// now, so the caller can read from the stream straight into the message's spare capacity,
+    /// without zero-filling it first and without an intermediate copy. Append at most that
+    /// many bytes, then call [`body_appended`](Self::body_appended).
     ///
-    /// Grows the allocation when the filled part reached it; `None` between frames or when memory
-    /// cannot be had (the next [`push`](Self::push) then reports nothing new).
-    pub fn body_spare(&mut self) -> Option<&mut [u8]> {
+    /// Grows the allocation when it is full (geometrically, never beyond the announced size);
+    /// `None` between frames or when memory cannot be had.
+    ///
+    /// ```
+    /// use nano_transport::proto::{FrameDecoder, Framing};
+    /// let mut dec = FrameDecoder::new(Framing::Tcp, 0);
+    /// assert_eq!(dec.push(&[0, 0, 0, 0, 0, 0, 0, 3]).unwrap(), (8, None));
+    /// let (body, room) = dec.body_buffer().unwrap();
+    /// assert_eq!((body.len(), room), (0, 3));
+    /// body.extend_from_slice(b"abc");
+    /// assert_eq!(dec.body_appended().as_deref(), Some(&b"abc"[..]));
+    /// ```
+    pub fn body_buffer(&mut self) -> Option<(&mut Vec<u8>, usize)> {
+        let total = self.body_total;
         let body = self.body.as_mut()?;
-        if self.body_filled == body.len() && body.len() < self.body_total {
-            let grown = (body.len().saturating_mul(2)).clamp(EAGER_ALLOC, self.body_total);
-            if body.try_reserve_exact(grown - body.len()).is_err() {
-                return None;
-            }
-            body.resize(grown, 0);
+        if body.len() == body.capacity() && body.len() < total {
+            let grown = (body.len().saturating_mul(2)).clamp(EAGER_ALLOC, total);
+            body.try_reserve_exact(grown - body.len()).ok()?;
         }
-        Some(&mut body[self.body_filled..])
+        let room = (body.capacity() - body.len()).min(total - body.len());
+        Some((body, room))
     }
 
-    /// Records that `n` bytes were written into [`body_spare`](Self::body_spare); returns the
-    /// body when it is complete.
-    pub fn body_filled(&mut self, n: usize) -> Option<Vec<u8>> {
-        self.body_filled += n;
-        debug_assert!(
-            self.body
-                .as_ref()
-                .is_some_and(|b| self.body_filled <= b.len())
-        );
-        if self.body_filled == self.body_total {
+    /// Records bytes appended to [`body_buffer`](Self::body_buffer); returns the body when it
+    /// is complete.
+    pub fn body_appended(&mut self) -> Option<Vec<u8>> {
+        let filled = self.body.as_ref().map_or(0, Vec::len);
+        debug_assert!(filled <= self.body_total, "appended beyond the frame");
+        if self.body.is_some() && filled >= self.body_total {
             self.finish()
         } else {
             None
@@ -226,20 +235,19 @@ impl FrameDecoder {
         if total > isize::MAX as usize {
             return Err(too_large);
         }
+        // One allocation at the announced size (up to EAGER_ALLOC when there is no limit), and
+        // no zero-filling: the stream's bytes are the first thing written into it.
         let first = total.min(EAGER_ALLOC);
         let mut body = Vec::new();
         body.try_reserve_exact(first)
             .map_err(|_| FrameError::Alloc(first))?;
-        body.resize(first, 0);
         self.body = Some(body);
-        self.body_filled = 0;
         self.body_total = total;
         Ok(())
     }
 
     fn finish(&mut self) -> Option<Vec<u8>> {
         self.header_filled = 0;
-        self.body_filled = 0;
         self.body_total = 0;
         self.body.take()
     }
@@ -294,6 +302,35 @@ mod tests {
         }
 
         #[test]
+        fn reading_into_the_body_buffer_gives_the_same_messages(
+            bodies in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..3000), 0..6),
+            step in 1usize..700,
+            ipc in any::<bool>(),
+        ) {
+            let framing = if ipc { Framing::Ipc } else { Framing::Tcp };
+            let wire = encode(framing, &bodies);
+            let mut dec = FrameDecoder::new(framing, 0);
+            let mut out = Vec::new();
+            let mut rest = &wire[..];
+            while !rest.is_empty() {
+                let piece = &rest[..step.min(rest.len())];
+                // Like the connection: bodies in progress are filled in place, headers pushed.
+                if let Some((body, room)) = dec.body_buffer() {
+                    let take = room.min(piece.len());
+                    body.extend_from_slice(&piece[..take]);
+                    out.extend(dec.body_appended());
+                    rest = &rest[take..];
+                } else {
+                    let (n, msg) = dec.push(piece).unwrap();
+                    out.extend(msg);
+                    rest = &rest[n..];
+                }
+            }
+            prop_assert!(dec.is_idle());
+            prop_assert_eq!(out, bodies);
+        }
+
+        #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let mut dec = FrameDecoder::new(Framing::Ipc, 1 << 16);
             let mut rest = &bytes[..];
@@ -326,7 +363,9 @@ mod tests {
         let mut dec = FrameDecoder::new(Framing::Tcp, 0);
         let header = FrameHeader::new(Framing::Tcp, 1 << 50);
         assert_eq!(dec.push(header.as_bytes()).unwrap(), (8, None));
-        assert_eq!(dec.body_spare().map(|s| s.len()), Some(EAGER_ALLOC));
+        let (body, room) = dec.body_buffer().unwrap();
+        assert_eq!((body.len(), room), (0, EAGER_ALLOC));
+        assert!(body.capacity() < 2 * EAGER_ALLOC);
         let beyond = FrameHeader::new(Framing::Tcp, MAX_FRAME_LEN + 1);
         let mut dec = FrameDecoder::new(Framing::Tcp, 0);
         assert!(matches!(
@@ -341,6 +380,25 @@ mod tests {
         let wire = encode(Framing::Ipc, std::slice::from_ref(&body));
         let got = decode_in_pieces(Framing::Ipc, &wire, &[9, 100_000]).unwrap();
         assert_eq!(got, vec![body]);
+    }
+
+    #[test]
+    fn a_body_is_allocated_once_at_its_announced_size() {
+        let body = vec![5u8; 300_000];
+        let wire = encode(Framing::Tcp, std::slice::from_ref(&body));
+        let mut dec = FrameDecoder::new(Framing::Tcp, 1 << 20);
+        let mut got = None;
+        for piece in wire.chunks(4096) {
+            let mut rest = piece;
+            while !rest.is_empty() {
+                let (n, msg) = dec.push(rest).unwrap();
+                rest = &rest[n..];
+                got = got.or(msg);
+            }
+        }
+        let got = got.unwrap();
+        assert_eq!(got, body);
+        assert_eq!(got.capacity(), body.len(), "one allocation, never regrown");
     }
 
     #[test]
