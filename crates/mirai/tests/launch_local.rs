@@ -176,7 +176,7 @@ fn submit_hands_the_script_to_sbatch_and_returns_the_job_id() {
         .sbatch_program(scratch.0.join("absent").to_str().unwrap())
         .submit(&join, 0, 1)
         .unwrap_err();
-    assert!(matches!(missing, Error::Spawn { .. }), "{missing:?}");
+    assert!(matches!(missing, Error::NotFound { .. }), "{missing:?}");
 }
 
 #[test]

@@ -26,6 +26,7 @@
 //! as a join ticket on a trusted network, not as authentication across an untrusted one.
 
 mod quote;
+pub(crate) mod remote;
 mod slurm;
 mod ssh;
 mod template;
@@ -38,7 +39,7 @@ use mirai_dispatch::daemon::ExitRules;
 use crate::daemon::{ENV_LAUNCH_ID, ENV_RULES, ENV_TOKEN, ENV_URL, format_rules};
 
 pub use quote::quote;
-pub use slurm::Slurm;
+pub use slurm::{Slurm, SlurmJob};
 pub use ssh::Ssh;
 pub use template::Template;
 
@@ -59,7 +60,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The launching program ran and refused (for `sbatch`: its exit status and message).
+    /// The launching program is not installed (not found on `PATH`, or no such file).
+    #[error("{program} not found: install it or give its path")]
+    NotFound {
+        /// The program looked for.
+        program: String,
+    },
+    /// The launching program ran and refused: `sbatch` rejecting a script, `ssh` failing to
+    /// log in (status 255), or a daemon that exited before it joined (its status, through
+    /// `ssh`), with what it printed on stderr.
     #[error("{program} failed ({status}): {stderr}")]
     Refused {
         /// The program.
@@ -69,6 +78,39 @@ pub enum Error {
         /// What it printed on stderr.
         stderr: String,
     },
+    /// The daemon reached the dispatcher, which refused it (a wrong join token, say).
+    #[error("daemon {launch_id} was refused by the dispatcher: {reason}")]
+    Rejected {
+        /// The daemon's launch id.
+        launch_id: u64,
+        /// Why, as the dispatcher said.
+        reason: String,
+    },
+    /// The daemon did not join within the launch timeout; its launching process was killed.
+    #[error("daemon {launch_id} did not join within {waited:?}; its launcher was stopped")]
+    NotJoined {
+        /// The daemon's launch id.
+        launch_id: u64,
+        /// How long the pool waited.
+        waited: Duration,
+    },
+}
+
+impl Error {
+    /// The error for a program that could not be started: [`Error::NotFound`] when it does not
+    /// exist, [`Error::Spawn`] otherwise.
+    pub(crate) fn spawn(program: &str, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Self::NotFound {
+                program: program.to_owned(),
+            }
+        } else {
+            Self::Spawn {
+                program: program.to_owned(),
+                source,
+            }
+        }
+    }
 }
 
 /// What a daemon needs to join a dispatcher: its address, its join token and the exit rules,
@@ -105,6 +147,15 @@ impl Join {
             url: url.into(),
             token: token.into(),
             rules: ExitRules::default(),
+        }
+    }
+
+    /// A join with the exit rules a pool gives its own daemons.
+    pub(crate) fn with_rules(url: &str, token: &str, rules: ExitRules) -> Self {
+        Self {
+            url: url.to_owned(),
+            token: token.to_owned(),
+            rules,
         }
     }
 
@@ -242,10 +293,9 @@ pub struct Launched {
 
 impl Launched {
     fn spawn(mut command: Command, program: &str, launch_id: u64) -> Result<Self, Error> {
-        let child = command.spawn().map_err(|source| Error::Spawn {
-            program: program.to_owned(),
-            source,
-        })?;
+        let child = command
+            .spawn()
+            .map_err(|source| Error::spawn(program, source))?;
         Ok(Self { child, launch_id })
     }
 

@@ -2,6 +2,7 @@
 //! array task one daemon whose launch id is the first id plus `SLURM_ARRAY_TASK_ID`.
 
 use std::io::Write;
+use std::ops::Range;
 use std::process::{Command, Stdio};
 
 use super::quote::one_line;
@@ -130,10 +131,7 @@ impl Slurm {
     /// `sbatch --parsable`, the script on its stdin; returns the job id.
     pub fn submit(&self, join: &Join, first: u64, n: u64) -> Result<String, Error> {
         let script = self.script(join, first, n)?;
-        let spawn_err = |source| Error::Spawn {
-            program: self.sbatch.clone(),
-            source,
-        };
+        let spawn_err = |source| Error::spawn(&self.sbatch, source);
         let mut child = Command::new(&self.sbatch)
             .arg("--parsable")
             .stdin(Stdio::piped())
@@ -173,6 +171,22 @@ impl Slurm {
         }
         Ok(id)
     }
+}
+
+/// A job array a [`Pool`](crate::Pool) submitted: the Slurm job id and the launch ids its
+/// daemons will join with. The pool does not own the job: its daemons exit when the pool goes
+/// away, which ends the job.
+///
+/// ```
+/// let job = mirai::launch::SlurmJob { job_id: "4242".into(), launch_ids: 3..5 };
+/// assert_eq!(job.launch_ids.len(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlurmJob {
+    /// What `sbatch --parsable` printed (without the cluster name).
+    pub job_id: String,
+    /// One launch id per array task: array task `i` is launch id `launch_ids.start + i`.
+    pub launch_ids: Range<u64>,
 }
 
 #[cfg(test)]

@@ -177,6 +177,11 @@ impl Ssh {
         Ok(args)
     }
 
+    /// The client program this launcher runs (`ssh` unless [`ssh_program`](Self::ssh_program)).
+    pub(crate) fn client(&self) -> &str {
+        &self.ssh
+    }
+
     /// The command that starts daemon `launch_id`, as one line to paste into a shell.
     pub fn command_line(&self, join: &Join, launch_id: u64) -> Result<String, Error> {
         let mut words = vec![quote(&self.ssh)?];

@@ -73,17 +73,20 @@ impl Template {
         Ok(out)
     }
 
+    /// The `sh -c LINE` command that starts daemon `launch_id` (stdin and stdout closed).
+    pub(crate) fn command(&self, join: &Join, launch_id: u64) -> Result<Command, Error> {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(self.command_line(join, launch_id)?)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        Ok(c)
+    }
+
     /// Runs the line for each launch id in `ids` with `sh -c` (stdin and stdout closed).
     pub fn launch(&self, join: &Join, ids: Range<u64>) -> Result<Vec<Launched>, Error> {
-        ids.map(|id| {
-            let mut c = Command::new("sh");
-            c.arg("-c")
-                .arg(self.command_line(join, id)?)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null());
-            Launched::spawn(c, "sh", id)
-        })
-        .collect()
+        ids.map(|id| Launched::spawn(self.command(join, id)?, "sh", id))
+            .collect()
     }
 }
 
