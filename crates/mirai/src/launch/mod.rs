@@ -141,7 +141,13 @@ impl std::fmt::Debug for Join {
 }
 
 impl Join {
-    /// Daemons dial `url` (as the daemon's machine reaches the dispatcher) with `token`.
+    /// Daemons dial `url` (as the daemon's machine reaches the dispatcher) with `token`. A pool
+    /// gives its own with [`Pool::join`](crate::Pool::join).
+    ///
+    /// ```
+    /// let join = mirai::launch::Join::new("tcp://10.0.0.1:5555", "t0ken");
+    /// assert_eq!(join.url(), "tcp://10.0.0.1:5555");
+    /// ```
     pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -160,24 +166,49 @@ impl Join {
     }
 
     /// Daemons exit after this long without a task.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, manual};
+    /// let join = Join::new("tcp://h:1", "t").idletime(std::time::Duration::from_secs(60));
+    /// assert!(manual(&join, 0, &Program::new("w"))?.contains(" MIRAI_DAEMON_RULES=60000,, "));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn idletime(mut self, d: Duration) -> Self {
         self.rules.idletime = Some(d);
         self
     }
 
     /// Daemons exit between tasks once they have run this long.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, manual};
+    /// let join = Join::new("tcp://h:1", "t").walltime(std::time::Duration::from_secs(3600));
+    /// assert!(manual(&join, 0, &Program::new("w"))?.contains(" MIRAI_DAEMON_RULES=,3600000, "));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn walltime(mut self, d: Duration) -> Self {
         self.rules.walltime = Some(d);
         self
     }
 
     /// Daemons exit after this many tasks.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, manual};
+    /// let join = Join::new("tcp://h:1", "t").maxtasks(10);
+    /// assert!(manual(&join, 0, &Program::new("w"))?.contains(" MIRAI_DAEMON_RULES=,,10 "));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn maxtasks(mut self, n: u64) -> Self {
         self.rules.maxtasks = Some(n);
         self
     }
 
     /// The address daemons dial.
+    ///
+    /// ```
+    /// assert_eq!(mirai::launch::Join::new("tcp://h:1", "t").url(), "tcp://h:1");
+    /// ```
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -198,6 +229,11 @@ pub struct Program {
 
 impl Program {
     /// The program at `path` on the daemon's machine.
+    ///
+    /// ```
+    /// assert_eq!(mirai::launch::Program::new("/opt/my app/w").words()?, "'/opt/my app/w'");
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn new(path: impl Into<String>) -> Self {
         Self {
             path: path.into(),
@@ -207,6 +243,12 @@ impl Program {
 
     /// This process's own executable, for machines that share its file system (a cluster's
     /// shared home, or this machine).
+    ///
+    /// ```
+    /// let me = mirai::launch::Program::current()?;
+    /// assert!(me.words()?.starts_with('/'));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn current() -> Result<Self, Error> {
         let exe = std::env::current_exe().map_err(|source| Error::Spawn {
             program: "current executable".into(),
@@ -219,12 +261,23 @@ impl Program {
     }
 
     /// Adds an argument.
+    ///
+    /// ```
+    /// let p = mirai::launch::Program::new("w").arg("--name").arg("it's");
+    /// assert_eq!(p.words()?, r"w --name 'it'\''s'");
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
     }
 
     /// The program and its arguments as shell words.
+    ///
+    /// ```
+    /// assert_eq!(mirai::launch::Program::new("w").arg("a b").words()?, "w 'a b'");
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn words(&self) -> Result<String, Error> {
         let mut words = vec![quote(&self.path)?];
         for a in &self.args {
@@ -300,16 +353,45 @@ impl Launched {
     }
 
     /// The launch id the daemon got.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Template};
+    /// let t = Template::new("exit 0").program(Program::new("w"));
+    /// let launched = t.launch(&Join::new("tcp://127.0.0.1:9", "t"), 7..9)?;
+    /// assert_eq!(launched.iter().map(|l| l.launch_id()).collect::<Vec<_>>(), [7, 8]);
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn launch_id(&self) -> u64 {
         self.launch_id
     }
 
     /// The process id of the local launching process.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Template};
+    /// let t = Template::new("exec sleep 5").program(mirai::launch::Program::new("w"));
+    /// let launched = t.launch(&Join::new("tcp://127.0.0.1:9", "t"), 0..1)?;
+    /// assert!(std::path::Path::new(&format!("/proc/{}", launched[0].id())).exists());
+    /// drop(launched); // killed and reaped
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn id(&self) -> u32 {
         self.child.id()
     }
 
     /// Whether the launching process has ended, and how.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Template};
+    /// let t = Template::new("exit 4").program(Program::new("w"));
+    /// let mut launched = t.launch(&Join::new("tcp://127.0.0.1:9", "t"), 0..1)?;
+    /// let status = loop {
+    ///     if let Some(s) = launched[0].try_wait().unwrap() { break s; }
+    ///     std::thread::sleep(std::time::Duration::from_millis(5));
+    /// };
+    /// assert_eq!(status.code(), Some(4));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
         self.child.try_wait()
     }
