@@ -317,3 +317,23 @@ fn a_refused_ssh_login_fails_the_launch_with_ssh_status_and_stderr() {
     }
     assert_eq!(pool.status().connections, 0);
 }
+
+/// `Pool::launch` with a reverse tunnel: the daemon dials its own loopback, and still joins
+/// the pool and runs its tasks.
+#[test]
+fn the_pool_launches_a_daemon_through_a_reverse_tunnel() {
+    let sshd = Sshd::start();
+    let pool = Daemons::new()
+        .url("tcp://127.0.0.1:0")
+        .launch_timeout(PATIENCE)
+        .start()
+        .unwrap();
+    let remote_port = free_port();
+    pool.launch(&sshd.ssh().tunnel_port(remote_port), 1)
+        .unwrap();
+    let answer = &ask_everywhere(&pool, 1, PATIENCE)[0];
+    let _reap = Reap(vec![answer.pid]);
+    assert_eq!(answer.url, Some(format!("tcp://127.0.0.1:{remote_port}")));
+    assert_ne!(answer.url.as_deref(), Some(pool.url()));
+    assert_eq!(pool.submit(&SQUARE, 3).unwrap().wait().unwrap(), 9);
+}
