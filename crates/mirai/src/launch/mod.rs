@@ -7,6 +7,11 @@
 //! building the right shell line, which is pure text and tested as such; the runners that
 //! spawn `ssh`, `sbatch` or `sh -c` are thin shells around it.
 //!
+//! A [`Pool`](crate::Pool) runs them with its own address, token and fresh launch ids
+//! ([`Pool::launch`](crate::Pool::launch), [`Pool::launch_slurm`](crate::Pool::launch_slurm),
+//! [`Pool::launch_with`](crate::Pool::launch_with), [`Pool::remote_command`](crate::Pool::remote_command))
+//! and waits for the daemons to join; the types here build the same lines for any dispatcher.
+//!
 //! Every value (address, token, paths, arguments) is put into those lines through [`quote`],
 //! so it reaches the daemon as exactly the bytes given, whatever shell characters it holds.
 //!
