@@ -374,3 +374,26 @@ fn the_pool_submits_a_job_array_to_sbatch_and_its_daemons_run_tasks() {
         "{err:?}"
     );
 }
+
+/// A daemon with the wrong token reaches the pool and is refused: the launch says so, and the
+/// daemon never counts as a connection.
+#[test]
+fn a_daemon_with_a_wrong_token_is_refused_and_the_launch_says_so() {
+    let pool = Daemons::new()
+        .url("tcp://127.0.0.1:0")
+        .launch_timeout(PATIENCE)
+        .start()
+        .unwrap();
+    let forged = Template::new(format!(
+        "exec env MIRAI_DAEMON_URL={{url}} MIRAI_DAEMON_TOKEN=forged \
+         MIRAI_DAEMON_LAUNCH_ID={{launch_id}} {}",
+        this_program().words().unwrap()
+    ));
+    let err = pool.launch_with(&forged, 1).unwrap_err();
+    assert!(
+        matches!(err, mirai::Error::Launch(Error::Rejected { launch_id: 0, ref reason }) if reason.contains("Token")),
+        "{err:?}"
+    );
+    assert_eq!(pool.status().connections, 0);
+    assert_eq!(pool.remote_daemons(), 0);
+}

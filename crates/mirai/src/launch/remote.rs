@@ -24,6 +24,10 @@ const TAIL_BYTES: usize = 4096;
 /// How long a launching process that exited gets to have its stderr read to the end.
 const TAIL_GRACE: Duration = Duration::from_secs(1);
 
+/// How long a failed launch waits for the dispatcher's refusal event, which the dispatcher
+/// sends just after the refusal itself (so a refused daemon may exit before it).
+const REFUSAL_GRACE: Duration = Duration::from_millis(250);
+
 /// How often a waiting launch looks at its launching processes (exits raise no event).
 const POLL: Duration = Duration::from_millis(20);
 
@@ -228,10 +232,17 @@ impl Remote {
             }
             if let Some((program, status, tail)) = failed {
                 drop(state);
+                let stderr = tail.text(TAIL_GRACE);
+                // A daemon the dispatcher refused exits too: the refusal says more than the
+                // exit, and its event may arrive just after the exit was seen.
+                let rejected = self.rejected_within(ids.clone(), REFUSAL_GRACE);
+                if let Some((launch_id, reason)) = rejected {
+                    return Err(Error::Rejected { launch_id, reason });
+                }
                 return Err(Error::Refused {
                     program,
                     status,
-                    stderr: tail.text(TAIL_GRACE),
+                    stderr,
                 });
             }
             let Some(first_missing) = missing else {
@@ -256,6 +267,29 @@ impl Remote {
             state = self
                 .changed
                 .wait_timeout(state, POLL.min(deadline - now))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// The first daemon of `ids` the dispatcher refused, waiting up to `grace` for the event.
+    fn rejected_within(&self, ids: Range<u64>, grace: Duration) -> Option<(u64, String)> {
+        let deadline = Instant::now() + grace;
+        let mut state = self.state();
+        loop {
+            let found = ids
+                .clone()
+                .find_map(|id| match &state.launches.get(&id)?.phase {
+                    Phase::Rejected(reason) => Some((id, reason.clone())),
+                    _ => None,
+                });
+            let left = deadline.saturating_duration_since(Instant::now());
+            if found.is_some() || left.is_zero() {
+                return found;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, left)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
