@@ -320,6 +320,7 @@ impl Daemons {
             children: Mutex::new(Children::default()),
             remote: Remote::default(),
             launch_timeout: self.launch_timeout.unwrap_or(DEFAULT_LAUNCH_TIMEOUT),
+            slurm_jobs: Mutex::new(Vec::new()),
         });
         let pool = Pool {
             dispatcher: Arc::new(dispatcher),
@@ -341,6 +342,26 @@ impl Daemons {
 
 /// See [`Daemons::cancel_grace`].
 const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// How long `scancel` gets at the pool's drop (it waits for the controller, which may be down).
+const SCANCEL_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Runs `scancel`, killing it after [`SCANCEL_PATIENCE`]; errors are ignored (the job may be
+/// over already, and the daemons exit without the pool anyway).
+fn cancel_job(scancel: &mut Command) {
+    let Ok(mut child) = scancel.spawn() else {
+        return;
+    };
+    let deadline = Instant::now() + SCANCEL_PATIENCE;
+    while matches!(child.try_wait(), Ok(None)) {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.wait();
+}
 
 /// See [`Daemons::launch_timeout`].
 const DEFAULT_LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -370,6 +391,8 @@ struct Local {
     children: Mutex<Children>,
     remote: Remote,
     launch_timeout: Duration,
+    /// `scancel JOB` for each Slurm job submitted, run when the pool is dropped.
+    slurm_jobs: Mutex<Vec<Command>>,
 }
 
 #[derive(Debug, Default)]
@@ -670,7 +693,9 @@ impl Pool {
     }
 
     /// Submits one Slurm job array of `n` daemons and returns at once (a job may wait in the
-    /// queue for hours): the job id and the daemons' launch ids. Wait for the daemons with
+    /// queue for hours): the job id and the daemons' launch ids. When the pool is dropped it
+    /// cancels the job (`scancel`, see [`Slurm::scancel_program`]), so array tasks still queued
+    /// do not start daemons for a pool that is gone. Wait for the daemons with
     /// [`Pool::everywhere`] (its `min`) or by submitting tasks, which queue until a daemon
     /// joins. An `sbatch` refusal is [`launch::Error::Refused`](crate::launch::Error::Refused)
     /// with its message.
@@ -689,6 +714,11 @@ impl Pool {
         let job_id = slurm
             .submit(&self.join(), ids.start, n as u64)
             .inspect_err(|_| remote.forget(ids.clone()))?;
+        self.local
+            .slurm_jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(slurm.scancel_command(&job_id));
         Ok(SlurmJob {
             job_id,
             launch_ids: ids,
@@ -966,5 +996,15 @@ impl Drop for Pool {
         }
         drop(children);
         self.local.remote.shutdown();
+        let jobs = std::mem::take(
+            &mut *self
+                .local
+                .slurm_jobs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for mut scancel in jobs {
+            cancel_job(&mut scancel);
+        }
     }
 }

@@ -333,9 +333,15 @@ fn the_pool_submits_a_job_array_to_sbatch_and_its_daemons_run_tasks() {
     let scratch = Scratch::new("pool-sbatch");
     let sbatch = scratch.executable("sbatch", FAKE_SBATCH);
     let pool = Daemons::new().url("tcp://127.0.0.1:0").start().unwrap();
+    let cancelled = scratch.0.join("cancelled");
+    let scancel = scratch.executable(
+        "scancel",
+        &format!("#!/bin/sh\necho \"$@\" >> '{}'\n", cancelled.display()),
+    );
     let slurm = Slurm::new()
         .program(this_program())
-        .sbatch_program(sbatch.to_str().unwrap());
+        .sbatch_program(sbatch.to_str().unwrap())
+        .scancel_program(scancel.to_str().unwrap());
     let job = pool.launch_slurm(&slurm, 2).unwrap();
     assert_eq!(job.job_id, "4242");
     assert_eq!(job.launch_ids, 0..2);
@@ -373,6 +379,13 @@ fn the_pool_submits_a_job_array_to_sbatch_and_its_daemons_run_tasks() {
         matches!(err, mirai::Error::Launch(Error::Refused { ref stderr, .. }) if stderr == "invalid partition"),
         "{err:?}"
     );
+    assert!(
+        !cancelled.exists(),
+        "nothing cancelled while the pool lives"
+    );
+    drop(pool);
+    // The submitted job is cancelled with the pool; the refused one never existed.
+    assert_eq!(std::fs::read_to_string(&cancelled).unwrap(), "4242\n");
 }
 
 /// A daemon with the wrong token reaches the pool and is refused: the launch says so, and the

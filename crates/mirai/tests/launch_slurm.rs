@@ -135,7 +135,7 @@ impl Cluster {
         let conf = d.join("slurm.conf");
         std::fs::write(&conf, config).unwrap();
         // sbatch and sinfo find the private cluster through SLURM_CONF: a wrapper sets it.
-        for tool in ["sbatch", "sinfo", "scancel"] {
+        for tool in ["sbatch", "sinfo", "scancel", "squeue"] {
             let path = d.join(tool);
             std::fs::write(
                 &path,
@@ -302,5 +302,41 @@ fn the_pool_runs_tasks_on_every_daemon_of_a_slurm_job_array() {
             ends_within(pid, PATIENCE),
             "array daemon {pid} outlived its pool"
         );
+    }
+}
+
+/// Array tasks still waiting in the queue when the pool goes away are cancelled with it, so
+/// they never start daemons for a pool that is gone.
+#[test]
+fn dropping_the_pool_cancels_its_queued_slurm_job() {
+    let cluster = Cluster::start();
+    let pool = Daemons::new().url("tcp://127.0.0.1:0").start().unwrap();
+    let slurm = Slurm::new()
+        .sbatch("--output=/dev/null")
+        .sbatch("--begin=now+1hour") // held in the queue
+        .program(this_program())
+        .sbatch_program(cluster.tool("sbatch"))
+        .scancel_program(cluster.tool("scancel"));
+    let job = pool.launch_slurm(&slurm, 3).unwrap();
+    let queued = || {
+        output(Command::new(cluster.tool("squeue")).args([
+            "-h",
+            "-r",
+            "-o",
+            "%i",
+            "-j",
+            &job.job_id,
+        ]))
+    };
+    assert_eq!(queued().lines().count(), 3, "{}", cluster.logs());
+    drop(pool);
+    let t = Instant::now();
+    while !queued().is_empty() {
+        assert!(
+            t.elapsed() < PATIENCE,
+            "the job outlived its pool: {}",
+            queued()
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

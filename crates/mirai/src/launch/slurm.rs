@@ -31,6 +31,7 @@ pub struct Slurm {
     setup: Vec<String>,
     program: Option<Program>,
     sbatch: String,
+    scancel: String,
 }
 
 impl Default for Slurm {
@@ -57,6 +58,7 @@ impl Slurm {
             setup: Vec::new(),
             program: None,
             sbatch: "sbatch".into(),
+            scancel: "scancel".into(),
         }
     }
 
@@ -156,6 +158,34 @@ impl Slurm {
     pub fn sbatch_program(mut self, path: impl Into<String>) -> Self {
         self.sbatch = path.into();
         self
+    }
+
+    /// Runs this program instead of `scancel` from `PATH` when a [`Pool`](crate::Pool) that
+    /// submitted the job is dropped.
+    ///
+    /// ```
+    /// let slurm = mirai::launch::Slurm::new().scancel_program("/opt/slurm/bin/scancel");
+    /// assert_eq!(slurm.scancel_command("42").get_program(), "/opt/slurm/bin/scancel");
+    /// ```
+    pub fn scancel_program(mut self, path: impl Into<String>) -> Self {
+        self.scancel = path.into();
+        self
+    }
+
+    /// `scancel JOB_ID`: what a pool runs for its jobs when it is dropped, so array tasks still
+    /// waiting in the queue do not start daemons for a pool that is gone.
+    ///
+    /// ```
+    /// let cmd = mirai::launch::Slurm::new().scancel_command("42");
+    /// assert_eq!(cmd.get_args().collect::<Vec<_>>(), ["42"]);
+    /// ```
+    pub fn scancel_command(&self, job_id: &str) -> Command {
+        let mut c = Command::new(&self.scancel);
+        c.arg(job_id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
     }
 
     /// The batch script for `n` daemons with launch ids `first..first + n`: array task `i`
