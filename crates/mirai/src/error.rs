@@ -47,6 +47,9 @@ pub enum Error {
     /// The dispatcher or a daemon process could not be started.
     #[error("cannot start: {0}")]
     Start(String),
+    /// Remote daemons could not be launched (see [`Pool::launch`](crate::Pool::launch)).
+    #[error("launch: {0}")]
+    Launch(#[from] crate::launch::Error),
 }
 
 impl From<RejectReason> for Error {

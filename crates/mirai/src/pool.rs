@@ -15,6 +15,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::daemon::{ENV_LAUNCH_ID, ENV_RULES, ENV_TOKEN, ENV_URL, format_rules};
+use crate::launch::remote::Remote;
+use crate::launch::{Join, Program, Slurm, SlurmJob, Ssh, Template};
 use crate::{Error, Mirai, TaskFn};
 
 /// Settings for a [`Pool`]: how many local daemons, where to listen, the byte cap.
@@ -53,6 +55,8 @@ pub struct Daemons {
     cancel_grace: Option<Duration>,
     no_respawn: bool,
     token: Option<String>,
+    advertise: Option<String>,
+    launch_timeout: Option<Duration>,
 }
 
 impl Daemons {
@@ -235,6 +239,37 @@ impl Daemons {
         self
     }
 
+    /// The address remote daemons dial, when it differs from the one the pool listens on
+    /// (listening on `tcp://0.0.0.0:5555`, daemons dial `tcp://login1.cluster:5555`). Used by
+    /// [`Pool::launch`] and the other launchers; default: [`Pool::url`].
+    ///
+    /// ```
+    /// let pool = mirai::Daemons::new()
+    ///     .url("tcp://0.0.0.0:0")
+    ///     .advertise("tcp://login1.example:5555")
+    ///     .start()?;
+    /// assert_eq!(pool.join().url(), "tcp://login1.example:5555");
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn advertise(mut self, url: impl Into<String>) -> Self {
+        self.advertise = Some(url.into());
+        self
+    }
+
+    /// How long [`Pool::launch`] and [`Pool::launch_with`] wait for their daemons to join
+    /// before they stop the launching processes and fail with
+    /// [`launch::Error::NotJoined`](crate::launch::Error::NotJoined). Default: 60 seconds.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let pool = mirai::Daemons::new().launch_timeout(Duration::from_secs(300)).start()?;
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn launch_timeout(mut self, timeout: Duration) -> Self {
+        self.launch_timeout = Some(timeout);
+        self
+    }
+
     /// Starts the dispatcher and the local daemons.
     ///
     /// ```
@@ -274,13 +309,18 @@ impl Daemons {
         let local = Arc::new(Local {
             program,
             url: dispatcher.url().to_owned(),
+            advertise: self.advertise.clone(),
             token,
+            exit_rules: self.rules,
             rules: format_rules(&self.rules),
             passthrough: self.passthrough,
             respawn: !self.no_respawn,
             next_launch: AtomicU64::new(0),
             replaced: AtomicU64::new(0),
             children: Mutex::new(Children::default()),
+            remote: Remote::default(),
+            launch_timeout: self.launch_timeout.unwrap_or(DEFAULT_LAUNCH_TIMEOUT),
+            slurm_jobs: Mutex::new(Vec::new()),
         });
         let pool = Pool {
             dispatcher: Arc::new(dispatcher),
@@ -303,6 +343,29 @@ impl Daemons {
 /// See [`Daemons::cancel_grace`].
 const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(1);
 
+/// How long `scancel` gets at the pool's drop (it waits for the controller, which may be down).
+const SCANCEL_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Runs `scancel`, killing it after [`SCANCEL_PATIENCE`]; errors are ignored (the job may be
+/// over already, and the daemons exit without the pool anyway).
+fn cancel_job(scancel: &mut Command) {
+    let Ok(mut child) = scancel.spawn() else {
+        return;
+    };
+    let deadline = Instant::now() + SCANCEL_PATIENCE;
+    while matches!(child.try_wait(), Ok(None)) {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.wait();
+}
+
+/// See [`Daemons::launch_timeout`].
+const DEFAULT_LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How often the launcher looks for local daemons that died without an event.
 const REAP_EVERY: Duration = Duration::from_millis(200);
 
@@ -310,18 +373,26 @@ const REAP_EVERY: Duration = Duration::from_millis(200);
 const EXIT_GRACE: Duration = Duration::from_secs(1);
 
 /// The local daemon processes and how to start more: shared by the pool and the launcher
-/// thread, which turns the dispatcher's [`DaemonEvent`]s into kills and replacements.
+/// thread, which turns the dispatcher's [`DaemonEvent`]s into kills and replacements. Remote
+/// launches share the launch id counter, so every daemon of the pool has its own id, and are
+/// tracked apart ([`Remote`]): the pool never kills or replaces a daemon it did not start.
 #[derive(Debug)]
 struct Local {
     program: PathBuf,
     url: String,
+    advertise: Option<String>,
     token: String,
+    exit_rules: ExitRules,
     rules: String,
     passthrough: bool,
     respawn: bool,
     next_launch: AtomicU64,
     replaced: AtomicU64,
     children: Mutex<Children>,
+    remote: Remote,
+    launch_timeout: Duration,
+    /// `scancel JOB` for each Slurm job submitted, run when the pool is dropped.
+    slurm_jobs: Mutex<Vec<Command>>,
 }
 
 #[derive(Debug, Default)]
@@ -335,6 +406,13 @@ struct Children {
 impl Local {
     fn children(&self) -> MutexGuard<'_, Children> {
         self.children.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `n` fresh launch ids.
+    fn ids(&self, n: usize) -> std::ops::Range<u64> {
+        let n = n as u64;
+        let first = self.next_launch.fetch_add(n, Ordering::Relaxed);
+        first..first + n
     }
 
     fn launch(&self, children: &mut Children) -> Result<(), Error> {
@@ -366,9 +444,8 @@ impl Local {
             // The dispatcher outlives the pool while handles hold it, so its channel may stay
             // open after the drop: look at the stop flag now and then.
             match events.recv_timeout(REAP_EVERY) {
-                Ok(DaemonEvent::KillRequested { launch_id, .. }) => self.kill(launch_id),
-                Ok(DaemonEvent::Left { launch_id, .. }) => self.left(launch_id),
-                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Ok(event) => self.on_event(event),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
             if self.children().stopped {
@@ -376,8 +453,24 @@ impl Local {
             }
             if last_reap.elapsed() >= REAP_EVERY {
                 self.reap();
+                self.remote.reap();
                 last_reap = Instant::now();
             }
+        }
+    }
+
+    /// One event from the dispatcher. (Matched one by one, so events this launcher does not
+    /// act on need no arm.)
+    fn on_event(&self, event: DaemonEvent) {
+        if let DaemonEvent::KillRequested { launch_id, .. } = event {
+            self.kill(launch_id);
+        } else if let DaemonEvent::Left { launch_id, .. } = event {
+            self.remote.left(launch_id);
+            self.left(launch_id);
+        } else if let DaemonEvent::Joined { launch_id, .. } = event {
+            self.remote.joined(launch_id);
+        } else if let DaemonEvent::Refused { launch_id, reason } = event {
+            self.remote.rejected(launch_id, format!("{reason:?}"));
         }
     }
 
@@ -489,6 +582,160 @@ impl Pool {
     /// ```
     pub fn token(&self) -> &str {
         &self.local.token
+    }
+
+    /// What a remote daemon needs to join this pool: the address it dials (see
+    /// [`Daemons::advertise`]), the token and the pool's exit rules. The launchers of
+    /// [`launch`](crate::launch) take it, for launches the pool does not track.
+    ///
+    /// ```
+    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").start()?;
+    /// assert_eq!(pool.join().url(), pool.url());
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn join(&self) -> Join {
+        let url = self
+            .local
+            .advertise
+            .as_deref()
+            .unwrap_or_else(|| self.url());
+        Join::with_rules(url, &self.local.token, self.local.exit_rules)
+    }
+
+    /// The command that starts one more daemon of this pool when pasted into a shell on
+    /// another machine: this executable's path, for machines that share its file system (see
+    /// [`Pool::remote_command_for`] for another path). Like R's `launch_remote()` with an
+    /// empty configuration; each call gives the daemon a fresh launch id.
+    ///
+    /// ```
+    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").start()?;
+    /// let line = pool.remote_command()?;
+    /// assert!(line.starts_with(&format!("env MIRAI_DAEMON_URL={} ", pool.url())));
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn remote_command(&self) -> Result<String, Error> {
+        self.remote_command_for(&Program::current()?)
+    }
+
+    /// [`Pool::remote_command`] for `program` on the daemon's machine.
+    ///
+    /// ```
+    /// use mirai::launch::Program;
+    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").token("t").start()?;
+    /// let first = pool.remote_command_for(&Program::new("/opt/app/worker"))?;
+    /// let second = pool.remote_command_for(&Program::new("/opt/app/worker"))?;
+    /// assert!(first.contains(" MIRAI_DAEMON_TOKEN=t MIRAI_DAEMON_LAUNCH_ID=0 "));
+    /// assert!(second.contains(" MIRAI_DAEMON_LAUNCH_ID=1 "));
+    /// assert!(first.ends_with(" /opt/app/worker"));
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn remote_command_for(&self, program: &Program) -> Result<String, Error> {
+        let id = self.local.ids(1).start;
+        Ok(crate::launch::manual(&self.join(), id, program)?)
+    }
+
+    /// Starts `n` daemons over ssh, each over its own connection, and waits until they joined
+    /// (at most [`Daemons::launch_timeout`]); returns their launch ids. The pool owns the `ssh`
+    /// clients, not the remote daemons: it never kills or replaces those, they exit when the
+    /// pool goes away (and their `ssh` with them). [`Pool::status`] counts them in
+    /// `connections` once joined.
+    ///
+    /// Errors: [`launch::Error::NotFound`](crate::launch::Error::NotFound) without an `ssh`
+    /// client, [`launch::Error::Refused`](crate::launch::Error::Refused) with ssh's exit status
+    /// and stderr when it could not log in or the daemon exited before it joined,
+    /// [`launch::Error::NotJoined`](crate::launch::Error::NotJoined) on the timeout. Daemons
+    /// that joined before an error keep serving.
+    ///
+    /// ```
+    /// use mirai::launch::{Error, Ssh};
+    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").start()?;
+    /// let ssh = Ssh::new("node1")?.ssh_program("/nonexistent/ssh");
+    /// let err = pool.launch(&ssh, 1).unwrap_err();
+    /// assert!(matches!(err, mirai::Error::Launch(Error::NotFound { .. })), "{err}");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn launch(&self, ssh: &Ssh, n: usize) -> Result<Vec<u64>, Error> {
+        let join = self.join();
+        let ids = self.local.ids(n);
+        let remote = &self.local.remote;
+        remote.spawn(ids.clone(), ssh.client(), self.local.passthrough, |id| {
+            ssh.command(&join, id)
+        })?;
+        remote.wait_joined(ids.clone(), self.local.launch_timeout)?;
+        Ok(ids.collect())
+    }
+
+    /// Starts `n` daemons through a command template, one `sh -c` each, and waits as
+    /// [`Pool::launch`] does, except that a template that exits with success before its daemon
+    /// joined (it handed the daemon to a scheduler, as `qsub` does) is not waited for.
+    ///
+    /// ```
+    /// use mirai::launch::Template;
+    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").start()?;
+    /// let refused = Template::new("echo 'quota exceeded' >&2; exit 3");
+    /// match pool.launch_with(&refused, 1) {
+    ///     Err(mirai::Error::Launch(mirai::launch::Error::Refused { status, stderr, .. })) => {
+    ///         assert_eq!((status.code(), stderr.as_str()), (Some(3), "quota exceeded"));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn launch_with(&self, template: &Template, n: usize) -> Result<Vec<u64>, Error> {
+        let join = self.join();
+        let ids = self.local.ids(n);
+        let remote = &self.local.remote;
+        remote.spawn(ids.clone(), "sh", self.local.passthrough, |id| {
+            template.command(&join, id)
+        })?;
+        remote.wait_joined(ids.clone(), self.local.launch_timeout)?;
+        Ok(ids.collect())
+    }
+
+    /// Submits one Slurm job array of `n` daemons and returns at once (a job may wait in the
+    /// queue for hours): the job id and the daemons' launch ids. When the pool is dropped it
+    /// cancels the job (`scancel`, see [`Slurm::scancel_program`]), so array tasks still queued
+    /// do not start daemons for a pool that is gone. Wait for the daemons with
+    /// [`Pool::everywhere`] (its `min`) or by submitting tasks, which queue until a daemon
+    /// joins. An `sbatch` refusal is [`launch::Error::Refused`](crate::launch::Error::Refused)
+    /// with its message.
+    ///
+    /// ```
+    /// use mirai::launch::Slurm;
+    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").start()?;
+    /// let err = pool.launch_slurm(&Slurm::new().sbatch_program("/nonexistent/sbatch"), 4);
+    /// assert!(matches!(err, Err(mirai::Error::Launch(mirai::launch::Error::NotFound { .. }))));
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn launch_slurm(&self, slurm: &Slurm, n: usize) -> Result<SlurmJob, Error> {
+        let ids = self.local.ids(n);
+        let remote = &self.local.remote;
+        remote.expect(ids.clone(), "sbatch");
+        let job_id = slurm
+            .submit(&self.join(), ids.start, n as u64)
+            .inspect_err(|_| remote.forget(ids.clone()))?;
+        self.local
+            .slurm_jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(slurm.scancel_command(&job_id));
+        Ok(SlurmJob {
+            job_id,
+            launch_ids: ids,
+        })
+    }
+
+    /// The daemons started through [`Pool::launch`], [`Pool::launch_with`] and
+    /// [`Pool::launch_slurm`] that are connected now. [`Pool::status`]'s `connections` counts
+    /// every connected daemon: local ones, these, and any started by hand.
+    ///
+    /// ```
+    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").start()?;
+    /// assert_eq!(pool.remote_daemons(), 0);
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn remote_daemons(&self) -> usize {
+        self.local.remote.connected()
     }
 
     /// Queues `task(arg)`, waiting for room under the byte cap.
@@ -746,6 +993,18 @@ impl Drop for Pool {
         }
         for (_, mut child) in children.live.drain() {
             let _ = child.wait();
+        }
+        drop(children);
+        self.local.remote.shutdown();
+        let jobs = std::mem::take(
+            &mut *self
+                .local
+                .slurm_jobs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for mut scancel in jobs {
+            cancel_job(&mut scancel);
         }
     }
 }

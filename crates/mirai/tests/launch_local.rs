@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use launch_support::{Reap, ask, dispatcher, this_program};
+use launch_support::{Reap, SQUARE, ask, ask_everywhere, dispatcher, ends_within, this_program};
+use mirai::Daemons;
 use mirai::launch::{Error, Slurm, Template, manual};
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -176,7 +177,7 @@ fn submit_hands_the_script_to_sbatch_and_returns_the_job_id() {
         .sbatch_program(scratch.0.join("absent").to_str().unwrap())
         .submit(&join, 0, 1)
         .unwrap_err();
-    assert!(matches!(missing, Error::Spawn { .. }), "{missing:?}");
+    assert!(matches!(missing, Error::NotFound { .. }), "{missing:?}");
 }
 
 #[test]
@@ -220,4 +221,192 @@ fn the_manual_command_typed_into_a_shell_starts_a_daemon() {
         "the shell stays, the daemon is its child"
     );
     drop(d);
+}
+
+/// The pool's printable command, pasted into a shell, starts a daemon that joins this pool.
+#[test]
+fn the_pools_remote_command_pasted_into_a_shell_joins_that_pool() {
+    let pool = Daemons::new().url("tcp://127.0.0.1:0").start().unwrap();
+    let line = pool.remote_command_for(&this_program()).unwrap();
+    let _shell = Children(vec![
+        Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ]);
+    let answer = &ask_everywhere(&pool, 1, PATIENCE)[0];
+    let _reap = Reap(vec![answer.pid]);
+    assert_eq!(answer.launch_id.as_deref(), Some("0"));
+    assert_eq!(pool.status().connections, 1);
+    assert_eq!(pool.submit(&SQUARE, 9).unwrap().wait().unwrap(), 81);
+    // Started by hand: the pool counts the connection, not a launch of its own.
+    assert_eq!(pool.remote_daemons(), 0);
+    let next = pool.remote_command_for(&this_program()).unwrap();
+    assert!(next.contains(" MIRAI_DAEMON_LAUNCH_ID=1 "), "{next}");
+}
+
+#[test]
+fn the_pool_launches_daemons_through_a_template_and_they_exit_with_it() {
+    let pool = Daemons::new()
+        .url("tcp://127.0.0.1:0")
+        .launch_timeout(PATIENCE)
+        .start()
+        .unwrap();
+    let template =
+        Template::new("MIRAI_SEEN={launch_id} exec sh -c {command}").program(this_program());
+    let ids = pool.launch_with(&template, 2).unwrap();
+    assert_eq!(ids, [0, 1]);
+    assert_eq!(pool.status().connections, 2);
+    assert_eq!(pool.remote_daemons(), 2);
+    let pids: Vec<u32> = ask_everywhere(&pool, 2, PATIENCE)
+        .iter()
+        .map(|a| a.pid)
+        .collect();
+    let _reap = Reap(pids.clone());
+    assert_eq!(
+        pool.map(&SQUARE, [3u64, 4, 5]).unwrap(),
+        [9, 16, 25],
+        "typed tasks on the launched daemons"
+    );
+    drop(pool);
+    for pid in pids {
+        assert!(ends_within(pid, PATIENCE), "daemon {pid} outlived its pool");
+    }
+}
+
+#[test]
+fn a_daemon_that_cannot_join_fails_the_launch_with_its_own_message() {
+    // The daemon dials an address nobody listens on, and exits saying why.
+    let pool = Daemons::new()
+        .url("tcp://127.0.0.1:0")
+        .advertise("ipc://mirai-launch-test-nobody-listens")
+        .launch_timeout(PATIENCE)
+        .start()
+        .unwrap();
+    let err = pool
+        .launch_with(
+            &Template::new("exec sh -c {command}").program(this_program()),
+            1,
+        )
+        .unwrap_err();
+    match err {
+        mirai::Error::Launch(Error::Refused { status, stderr, .. }) => {
+            assert_eq!(status.code(), Some(10), "the daemon's own error exit");
+            assert!(stderr.contains("mirai daemon:"), "{stderr}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pool.status().connections, 0);
+}
+
+#[test]
+fn a_launcher_that_never_joins_is_stopped_at_the_launch_timeout() {
+    let pool = Daemons::new()
+        .url("tcp://127.0.0.1:0")
+        .launch_timeout(Duration::from_millis(300))
+        .start()
+        .unwrap();
+    let scratch = Scratch::new("timeout");
+    let pidfile = scratch.0.join("pid");
+    let line = format!("echo $$ > '{}'; exec sleep 600", pidfile.display());
+    let err = pool.launch_with(&Template::new(line), 1).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            mirai::Error::Launch(Error::NotJoined { launch_id: 0, .. })
+        ),
+        "{err:?}"
+    );
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ends_within(pid, PATIENCE), "the launcher was left running");
+}
+
+#[test]
+fn the_pool_submits_a_job_array_to_sbatch_and_its_daemons_run_tasks() {
+    let scratch = Scratch::new("pool-sbatch");
+    let sbatch = scratch.executable("sbatch", FAKE_SBATCH);
+    let pool = Daemons::new().url("tcp://127.0.0.1:0").start().unwrap();
+    let cancelled = scratch.0.join("cancelled");
+    let scancel = scratch.executable(
+        "scancel",
+        &format!("#!/bin/sh\necho \"$@\" >> '{}'\n", cancelled.display()),
+    );
+    let slurm = Slurm::new()
+        .program(this_program())
+        .sbatch_program(sbatch.to_str().unwrap())
+        .scancel_program(scancel.to_str().unwrap());
+    let job = pool.launch_slurm(&slurm, 2).unwrap();
+    assert_eq!(job.job_id, "4242");
+    assert_eq!(job.launch_ids, 0..2);
+    let answers = ask_everywhere(&pool, 2, PATIENCE);
+    let _reap = Reap(answers.iter().map(|a| a.pid).collect());
+    let got: BTreeSet<_> = answers
+        .iter()
+        .map(|a| {
+            (
+                a.slurm_array_task_id.clone().unwrap(),
+                a.launch_id.clone().unwrap(),
+            )
+        })
+        .collect();
+    let want: BTreeSet<_> = [("0", "0"), ("1", "1")]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .into();
+    assert_eq!(got, want);
+    assert_eq!(pool.remote_daemons(), 2);
+    assert_eq!(pool.submit(&SQUARE, 7).unwrap().wait().unwrap(), 49);
+
+    let refusing = scratch.executable(
+        "sbatch-no",
+        "#!/bin/sh\necho 'invalid partition' >&2\nexit 1\n",
+    );
+    let err = pool
+        .launch_slurm(
+            &Slurm::new()
+                .program(this_program())
+                .sbatch_program(refusing.to_str().unwrap()),
+            1,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(err, mirai::Error::Launch(Error::Refused { ref stderr, .. }) if stderr == "invalid partition"),
+        "{err:?}"
+    );
+    assert!(
+        !cancelled.exists(),
+        "nothing cancelled while the pool lives"
+    );
+    drop(pool);
+    // The submitted job is cancelled with the pool; the refused one never existed.
+    assert_eq!(std::fs::read_to_string(&cancelled).unwrap(), "4242\n");
+}
+
+/// A daemon with the wrong token reaches the pool and is refused: the launch says so, and the
+/// daemon never counts as a connection.
+#[test]
+fn a_daemon_with_a_wrong_token_is_refused_and_the_launch_says_so() {
+    let pool = Daemons::new()
+        .url("tcp://127.0.0.1:0")
+        .launch_timeout(PATIENCE)
+        .start()
+        .unwrap();
+    let forged = Template::new(format!(
+        "exec env MIRAI_DAEMON_URL={{url}} MIRAI_DAEMON_TOKEN=forged \
+         MIRAI_DAEMON_LAUNCH_ID={{launch_id}} {}",
+        this_program().words().unwrap()
+    ));
+    let err = pool.launch_with(&forged, 1).unwrap_err();
+    assert!(
+        matches!(err, mirai::Error::Launch(Error::Rejected { launch_id: 0, ref reason }) if reason.contains("Token")),
+        "{err:?}"
+    );
+    assert_eq!(pool.status().connections, 0);
+    assert_eq!(pool.remote_daemons(), 0);
 }

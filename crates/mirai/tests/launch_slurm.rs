@@ -16,7 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use launch_support::{Reap, ask, dispatcher, this_program};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use launch_support::{Reap, SQUARE, ask, ask_everywhere, dispatcher, ends_within, this_program};
+use mirai::Daemons;
 use mirai::launch::Slurm;
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -52,10 +55,14 @@ fn output(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// One cluster at a time: two on one node would compete for its two CPUs.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// A private one-node cluster; every daemon killed and its directory removed when dropped.
 struct Cluster {
     dir: PathBuf,
     daemons: Vec<Child>,
+    _turn: MutexGuard<'static, ()>,
 }
 
 impl Cluster {
@@ -69,7 +76,11 @@ impl Cluster {
             installed(),
             "install the Debian packages slurmctld slurmd slurm-client munge (`cargo xtask setup` does, as root)"
         );
-        let dir = std::env::temp_dir().join(format!("mirai-launch-slurm-{}", std::process::id()));
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("mirai-launch-slurm-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for sub in ["state", "spool"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -90,6 +101,7 @@ impl Cluster {
         let mut cluster = Self {
             dir,
             daemons: Vec::new(),
+            _turn: turn,
         };
         let d = cluster.dir.clone();
         let socket = d.join("munge.sock");
@@ -123,7 +135,7 @@ impl Cluster {
         let conf = d.join("slurm.conf");
         std::fs::write(&conf, config).unwrap();
         // sbatch and sinfo find the private cluster through SLURM_CONF: a wrapper sets it.
-        for tool in ["sbatch", "sinfo", "scancel"] {
+        for tool in ["sbatch", "sinfo", "scancel", "squeue"] {
             let path = d.join(tool);
             std::fs::write(
                 &path,
@@ -245,4 +257,86 @@ fn a_job_array_on_a_real_slurm_cluster_starts_one_daemon_per_task() {
         .into();
     assert_eq!(got, want, "{}", cluster.logs());
     drop(d);
+}
+
+/// Through the facade alone: `Pool::launch_slurm` submits one job array with the pool's
+/// address and token; each array task's daemon joins, runs a task, and ends with the pool.
+#[test]
+fn the_pool_runs_tasks_on_every_daemon_of_a_slurm_job_array() {
+    let cluster = Cluster::start();
+    let pool = Daemons::new().url("tcp://127.0.0.1:0").start().unwrap();
+    let slurm = Slurm::new()
+        .job_name("mirai pool test")
+        .sbatch("--output=/dev/null")
+        .sbatch("--time=00:05:00")
+        .program(this_program())
+        .sbatch_program(cluster.tool("sbatch"));
+    let job = pool.launch_slurm(&slurm, 2).unwrap();
+    assert!(job.job_id.parse::<u64>().is_ok(), "job id {:?}", job.job_id);
+    let answers = ask_everywhere(&pool, 2, PATIENCE);
+    let pids: Vec<u32> = answers.iter().map(|a| a.pid).collect();
+    let _reap = Reap(pids.clone());
+    let got: BTreeSet<_> = answers
+        .iter()
+        .map(|a| {
+            (
+                a.slurm_array_task_id.clone().unwrap_or_default(),
+                a.launch_id.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let first = job.launch_ids.start;
+    let want: BTreeSet<_> = [("0".to_owned(), first), ("1".to_owned(), first + 1)]
+        .map(|(a, b)| (a, b.to_string()))
+        .into();
+    assert_eq!(got, want, "{}", cluster.logs());
+    assert_eq!(pool.status().connections, 2);
+    assert_eq!(pool.remote_daemons(), 2);
+    assert_eq!(
+        pool.map(&SQUARE, 0..10u64).unwrap(),
+        (0..10u64).map(|x| x * x).collect::<Vec<_>>()
+    );
+    drop(pool);
+    for pid in pids {
+        assert!(
+            ends_within(pid, PATIENCE),
+            "array daemon {pid} outlived its pool"
+        );
+    }
+}
+
+/// Array tasks still waiting in the queue when the pool goes away are cancelled with it, so
+/// they never start daemons for a pool that is gone.
+#[test]
+fn dropping_the_pool_cancels_its_queued_slurm_job() {
+    let cluster = Cluster::start();
+    let pool = Daemons::new().url("tcp://127.0.0.1:0").start().unwrap();
+    let slurm = Slurm::new()
+        .sbatch("--output=/dev/null")
+        .sbatch("--begin=now+1hour") // held in the queue
+        .program(this_program())
+        .sbatch_program(cluster.tool("sbatch"))
+        .scancel_program(cluster.tool("scancel"));
+    let job = pool.launch_slurm(&slurm, 3).unwrap();
+    let queued = || {
+        output(Command::new(cluster.tool("squeue")).args([
+            "-h",
+            "-r",
+            "-o",
+            "%i",
+            "-j",
+            &job.job_id,
+        ]))
+    };
+    assert_eq!(queued().lines().count(), 3, "{}", cluster.logs());
+    drop(pool);
+    let t = Instant::now();
+    while !queued().is_empty() {
+        assert!(
+            t.elapsed() < PATIENCE,
+            "the job outlived its pool: {}",
+            queued()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

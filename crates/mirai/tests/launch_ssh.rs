@@ -11,8 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use launch_support::{Reap, ask, dispatcher, this_program};
-use mirai::launch::{Join, Ssh};
+use launch_support::{
+    Reap, SQUARE, alive, ask, ask_everywhere, dispatcher, ends_within, this_program,
+};
+use mirai::Daemons;
+use mirai::launch::{Error, Join, Ssh};
 
 const SSHD: &str = "/usr/sbin/sshd";
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -224,4 +227,113 @@ fn the_printed_command_pasted_into_a_shell_starts_a_daemon() {
     };
     assert!(status.code().is_some());
     drop(d);
+}
+
+/// Through the facade alone: `Pool::launch` starts two daemons over ssh with the pool's own
+/// address and token, they count as connections, run typed tasks, and exit with the pool.
+#[test]
+fn the_pool_launches_daemons_over_ssh_that_run_typed_tasks() {
+    let sshd = Sshd::start();
+    let pool = Daemons::new()
+        .url("tcp://127.0.0.1:0")
+        .launch_timeout(PATIENCE)
+        .start()
+        .unwrap();
+    let ids = pool.launch(&sshd.ssh(), 2).unwrap();
+    assert_eq!(ids.len(), 2);
+    // `launch` returns once both joined.
+    assert_eq!(pool.status().connections, 2);
+    assert_eq!(pool.remote_daemons(), 2);
+    assert!(pool.local_pids().is_empty(), "remote daemons are not local");
+    let answers = ask_everywhere(&pool, 2, PATIENCE);
+    let pids: Vec<u32> = answers.iter().map(|a| a.pid).collect();
+    let _reap = Reap(pids.clone());
+    for a in &answers {
+        assert!(a.ssh_connection.is_some(), "{a:?} did not run under sshd");
+        assert_eq!(a.url.as_deref(), Some(pool.url()));
+    }
+    let mut got: Vec<u64> = answers
+        .iter()
+        .map(|a| a.launch_id.as_deref().unwrap().parse().unwrap())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, ids);
+    let squares = pool.map(&SQUARE, 0..40u64).unwrap();
+    assert_eq!(squares, (0..40u64).map(|x| x * x).collect::<Vec<_>>());
+    assert_eq!(pool.submit(&SQUARE, 12).unwrap().wait().unwrap(), 144);
+    drop(pool);
+    for pid in pids {
+        assert!(
+            ends_within(pid, PATIENCE),
+            "remote daemon {pid} outlived its pool"
+        );
+    }
+}
+
+/// A remote daemon that dies is not the pool's to replace: the connection count drops and
+/// nothing is started in its place.
+#[test]
+fn a_remote_daemon_that_dies_is_not_replaced() {
+    let sshd = Sshd::start();
+    let pool = Daemons::new().url("tcp://127.0.0.1:0").start().unwrap();
+    pool.launch(&sshd.ssh(), 1).unwrap();
+    let victim = ask_everywhere(&pool, 1, PATIENCE)[0].pid;
+    let _reap = Reap(vec![victim]);
+    Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status()
+        .unwrap();
+    let t = Instant::now();
+    while pool.status().connections != 0 {
+        assert!(t.elapsed() < PATIENCE, "the dead daemon still counts");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(victim));
+    std::thread::sleep(Duration::from_millis(500)); // a replacement would have joined by now
+    assert_eq!(pool.status().connections, 0);
+    assert_eq!(pool.remote_daemons(), 0);
+    assert_eq!(pool.replaced(), 0);
+}
+
+#[test]
+fn a_refused_ssh_login_fails_the_launch_with_ssh_status_and_stderr() {
+    let sshd = Sshd::start();
+    let pool = Daemons::new().url("tcp://127.0.0.1:0").start().unwrap();
+    // The host key is no user key this server accepts.
+    let err = pool
+        .launch(&sshd.ssh().identity(sshd.dir.join("host_key")), 1)
+        .unwrap_err();
+    match err {
+        mirai::Error::Launch(Error::Refused {
+            program,
+            status,
+            stderr,
+        }) => {
+            assert_eq!(program, "ssh");
+            assert_eq!(status.code(), Some(255));
+            assert!(stderr.contains("Permission denied"), "{stderr}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(pool.status().connections, 0);
+}
+
+/// `Pool::launch` with a reverse tunnel: the daemon dials its own loopback, and still joins
+/// the pool and runs its tasks.
+#[test]
+fn the_pool_launches_a_daemon_through_a_reverse_tunnel() {
+    let sshd = Sshd::start();
+    let pool = Daemons::new()
+        .url("tcp://127.0.0.1:0")
+        .launch_timeout(PATIENCE)
+        .start()
+        .unwrap();
+    let remote_port = free_port();
+    pool.launch(&sshd.ssh().tunnel_port(remote_port), 1)
+        .unwrap();
+    let answer = &ask_everywhere(&pool, 1, PATIENCE)[0];
+    let _reap = Reap(vec![answer.pid]);
+    assert_eq!(answer.url, Some(format!("tcp://127.0.0.1:{remote_port}")));
+    assert_ne!(answer.url.as_deref(), Some(pool.url()));
+    assert_eq!(pool.submit(&SQUARE, 3).unwrap().wait().unwrap(), 9);
 }

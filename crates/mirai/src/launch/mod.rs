@@ -7,6 +7,11 @@
 //! building the right shell line, which is pure text and tested as such; the runners that
 //! spawn `ssh`, `sbatch` or `sh -c` are thin shells around it.
 //!
+//! A [`Pool`](crate::Pool) runs them with its own address, token and fresh launch ids
+//! ([`Pool::launch`](crate::Pool::launch), [`Pool::launch_slurm`](crate::Pool::launch_slurm),
+//! [`Pool::launch_with`](crate::Pool::launch_with), [`Pool::remote_command`](crate::Pool::remote_command))
+//! and waits for the daemons to join; the types here build the same lines for any dispatcher.
+//!
 //! Every value (address, token, paths, arguments) is put into those lines through [`quote`],
 //! so it reaches the daemon as exactly the bytes given, whatever shell characters it holds.
 //!
@@ -26,6 +31,7 @@
 //! as a join ticket on a trusted network, not as authentication across an untrusted one.
 
 mod quote;
+pub(crate) mod remote;
 mod slurm;
 mod ssh;
 mod template;
@@ -38,7 +44,7 @@ use mirai_dispatch::daemon::ExitRules;
 use crate::daemon::{ENV_LAUNCH_ID, ENV_RULES, ENV_TOKEN, ENV_URL, format_rules};
 
 pub use quote::quote;
-pub use slurm::Slurm;
+pub use slurm::{Slurm, SlurmJob};
 pub use ssh::Ssh;
 pub use template::Template;
 
@@ -59,7 +65,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The launching program ran and refused (for `sbatch`: its exit status and message).
+    /// The launching program is not installed (not found on `PATH`, or no such file).
+    #[error("{program} not found: install it or give its path")]
+    NotFound {
+        /// The program looked for.
+        program: String,
+    },
+    /// The launching program ran and refused: `sbatch` rejecting a script, `ssh` failing to
+    /// log in (status 255), or a daemon that exited before it joined (its status, through
+    /// `ssh`), with what it printed on stderr.
     #[error("{program} failed ({status}): {stderr}")]
     Refused {
         /// The program.
@@ -69,6 +83,39 @@ pub enum Error {
         /// What it printed on stderr.
         stderr: String,
     },
+    /// The daemon reached the dispatcher, which refused it (a wrong join token, say).
+    #[error("daemon {launch_id} was refused by the dispatcher: {reason}")]
+    Rejected {
+        /// The daemon's launch id.
+        launch_id: u64,
+        /// Why, as the dispatcher said.
+        reason: String,
+    },
+    /// The daemon did not join within the launch timeout; its launching process was killed.
+    #[error("daemon {launch_id} did not join within {waited:?}; its launcher was stopped")]
+    NotJoined {
+        /// The daemon's launch id.
+        launch_id: u64,
+        /// How long the pool waited.
+        waited: Duration,
+    },
+}
+
+impl Error {
+    /// The error for a program that could not be started: [`Error::NotFound`] when it does not
+    /// exist, [`Error::Spawn`] otherwise.
+    pub(crate) fn spawn(program: &str, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            Self::NotFound {
+                program: program.to_owned(),
+            }
+        } else {
+            Self::Spawn {
+                program: program.to_owned(),
+                source,
+            }
+        }
+    }
 }
 
 /// What a daemon needs to join a dispatcher: its address, its join token and the exit rules,
@@ -99,7 +146,13 @@ impl std::fmt::Debug for Join {
 }
 
 impl Join {
-    /// Daemons dial `url` (as the daemon's machine reaches the dispatcher) with `token`.
+    /// Daemons dial `url` (as the daemon's machine reaches the dispatcher) with `token`. A pool
+    /// gives its own with [`Pool::join`](crate::Pool::join).
+    ///
+    /// ```
+    /// let join = mirai::launch::Join::new("tcp://10.0.0.1:5555", "t0ken");
+    /// assert_eq!(join.url(), "tcp://10.0.0.1:5555");
+    /// ```
     pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -108,25 +161,59 @@ impl Join {
         }
     }
 
+    /// A join with the exit rules a pool gives its own daemons.
+    pub(crate) fn with_rules(url: &str, token: &str, rules: ExitRules) -> Self {
+        Self {
+            url: url.to_owned(),
+            token: token.to_owned(),
+            rules,
+        }
+    }
+
     /// Daemons exit after this long without a task.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, manual};
+    /// let join = Join::new("tcp://h:1", "t").idletime(std::time::Duration::from_secs(60));
+    /// assert!(manual(&join, 0, &Program::new("w"))?.contains(" MIRAI_DAEMON_RULES=60000,, "));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn idletime(mut self, d: Duration) -> Self {
         self.rules.idletime = Some(d);
         self
     }
 
     /// Daemons exit between tasks once they have run this long.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, manual};
+    /// let join = Join::new("tcp://h:1", "t").walltime(std::time::Duration::from_secs(3600));
+    /// assert!(manual(&join, 0, &Program::new("w"))?.contains(" MIRAI_DAEMON_RULES=,3600000, "));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn walltime(mut self, d: Duration) -> Self {
         self.rules.walltime = Some(d);
         self
     }
 
     /// Daemons exit after this many tasks.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, manual};
+    /// let join = Join::new("tcp://h:1", "t").maxtasks(10);
+    /// assert!(manual(&join, 0, &Program::new("w"))?.contains(" MIRAI_DAEMON_RULES=,,10 "));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn maxtasks(mut self, n: u64) -> Self {
         self.rules.maxtasks = Some(n);
         self
     }
 
     /// The address daemons dial.
+    ///
+    /// ```
+    /// assert_eq!(mirai::launch::Join::new("tcp://h:1", "t").url(), "tcp://h:1");
+    /// ```
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -147,6 +234,11 @@ pub struct Program {
 
 impl Program {
     /// The program at `path` on the daemon's machine.
+    ///
+    /// ```
+    /// assert_eq!(mirai::launch::Program::new("/opt/my app/w").words()?, "'/opt/my app/w'");
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn new(path: impl Into<String>) -> Self {
         Self {
             path: path.into(),
@@ -156,6 +248,12 @@ impl Program {
 
     /// This process's own executable, for machines that share its file system (a cluster's
     /// shared home, or this machine).
+    ///
+    /// ```
+    /// let me = mirai::launch::Program::current()?;
+    /// assert!(me.words()?.starts_with('/'));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn current() -> Result<Self, Error> {
         let exe = std::env::current_exe().map_err(|source| Error::Spawn {
             program: "current executable".into(),
@@ -168,12 +266,23 @@ impl Program {
     }
 
     /// Adds an argument.
+    ///
+    /// ```
+    /// let p = mirai::launch::Program::new("w").arg("--name").arg("it's");
+    /// assert_eq!(p.words()?, r"w --name 'it'\''s'");
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
     }
 
     /// The program and its arguments as shell words.
+    ///
+    /// ```
+    /// assert_eq!(mirai::launch::Program::new("w").arg("a b").words()?, "w 'a b'");
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn words(&self) -> Result<String, Error> {
         let mut words = vec![quote(&self.path)?];
         for a in &self.args {
@@ -242,24 +351,52 @@ pub struct Launched {
 
 impl Launched {
     fn spawn(mut command: Command, program: &str, launch_id: u64) -> Result<Self, Error> {
-        let child = command.spawn().map_err(|source| Error::Spawn {
-            program: program.to_owned(),
-            source,
-        })?;
+        let child = command
+            .spawn()
+            .map_err(|source| Error::spawn(program, source))?;
         Ok(Self { child, launch_id })
     }
 
     /// The launch id the daemon got.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Template};
+    /// let t = Template::new("exit 0").program(Program::new("w"));
+    /// let launched = t.launch(&Join::new("tcp://127.0.0.1:9", "t"), 7..9)?;
+    /// assert_eq!(launched.iter().map(|l| l.launch_id()).collect::<Vec<_>>(), [7, 8]);
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn launch_id(&self) -> u64 {
         self.launch_id
     }
 
     /// The process id of the local launching process.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Template};
+    /// let t = Template::new("exec sleep 5").program(mirai::launch::Program::new("w"));
+    /// let launched = t.launch(&Join::new("tcp://127.0.0.1:9", "t"), 0..1)?;
+    /// assert!(std::path::Path::new(&format!("/proc/{}", launched[0].id())).exists());
+    /// drop(launched); // killed and reaped
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn id(&self) -> u32 {
         self.child.id()
     }
 
     /// Whether the launching process has ended, and how.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Template};
+    /// let t = Template::new("exit 4").program(Program::new("w"));
+    /// let mut launched = t.launch(&Join::new("tcp://127.0.0.1:9", "t"), 0..1)?;
+    /// let status = loop {
+    ///     if let Some(s) = launched[0].try_wait().unwrap() { break s; }
+    ///     std::thread::sleep(std::time::Duration::from_millis(5));
+    /// };
+    /// assert_eq!(status.code(), Some(4));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn try_wait(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
         self.child.try_wait()
     }

@@ -2,6 +2,7 @@
 //! array task one daemon whose launch id is the first id plus `SLURM_ARRAY_TASK_ID`.
 
 use std::io::Write;
+use std::ops::Range;
 use std::process::{Command, Stdio};
 
 use super::quote::one_line;
@@ -30,6 +31,7 @@ pub struct Slurm {
     setup: Vec<String>,
     program: Option<Program>,
     sbatch: String,
+    scancel: String,
 }
 
 impl Default for Slurm {
@@ -40,6 +42,14 @@ impl Default for Slurm {
 
 impl Slurm {
     /// A job named `mirai`, with no further options.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Slurm};
+    /// let join = Join::new("tcp://login1:5555", "t");
+    /// let script = Slurm::new().program(Program::new("w")).script(&join, 0, 1)?;
+    /// assert!(script.contains("#SBATCH --job-name=mirai\n"));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn new() -> Self {
         Self {
             job_name: "mirai".into(),
@@ -48,10 +58,19 @@ impl Slurm {
             setup: Vec::new(),
             program: None,
             sbatch: "sbatch".into(),
+            scancel: "scancel".into(),
         }
     }
 
     /// The job name (`#SBATCH --job-name`).
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Slurm};
+    /// let join = Join::new("tcp://login1:5555", "t");
+    /// let s = Slurm::new().job_name("my fit").program(Program::new("w")).script(&join, 0, 1)?;
+    /// assert!(s.contains("#SBATCH --job-name='my fit'\n"));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn job_name(mut self, name: impl Into<String>) -> Self {
         self.job_name = name.into();
         self
@@ -59,6 +78,18 @@ impl Slurm {
 
     /// Adds an `#SBATCH` line: an sbatch option such as `--partition=gpu`, with or without the
     /// leading `#SBATCH`.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Slurm};
+    /// let join = Join::new("tcp://login1:5555", "t");
+    /// let s = Slurm::new()
+    ///     .sbatch("--partition=gpu")
+    ///     .sbatch("#SBATCH --mem=4G")
+    ///     .program(Program::new("w"))
+    ///     .script(&join, 0, 1)?;
+    /// assert!(s.contains("#SBATCH --partition=gpu\n#SBATCH --mem=4G\n"));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn sbatch(mut self, option: impl Into<String>) -> Self {
         let option = option.into();
         let option = option
@@ -70,12 +101,28 @@ impl Slurm {
     }
 
     /// Adds a `module load NAME` line.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Slurm};
+    /// let join = Join::new("tcp://login1:5555", "t");
+    /// let s = Slurm::new().module("R/4.4").program(Program::new("w")).script(&join, 0, 1)?;
+    /// assert!(s.contains("\nmodule load R/4.4\n"));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn module(mut self, name: impl Into<String>) -> Self {
         self.modules.push(name.into());
         self
     }
 
     /// Adds a line of shell run before the daemon starts (taken as written: it is code).
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Slurm};
+    /// let join = Join::new("tcp://login1:5555", "t");
+    /// let s = Slurm::new().setup("cd $SCRATCH").program(Program::new("w")).script(&join, 0, 1)?;
+    /// assert!(s.contains("\ncd $SCRATCH\nexec env "));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn setup(mut self, line: impl Into<String>) -> Self {
         self.setup.push(line.into());
         self
@@ -83,18 +130,75 @@ impl Slurm {
 
     /// The daemon program on the cluster's nodes (default: this executable's path, for a
     /// cluster that shares its file system).
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Slurm};
+    /// let join = Join::new("tcp://login1:5555", "t");
+    /// let s = Slurm::new().program(Program::new("/home/me/w").arg("-q")).script(&join, 0, 1)?;
+    /// assert!(s.ends_with(" /home/me/w -q\n"));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn program(mut self, program: Program) -> Self {
         self.program = Some(program);
         self
     }
 
     /// Runs this program instead of `sbatch` from `PATH`.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Slurm};
+    /// let join = Join::new("tcp://login1:5555", "t");
+    /// let err = Slurm::new()
+    ///     .sbatch_program("/nonexistent/sbatch")
+    ///     .program(Program::new("w"))
+    ///     .submit(&join, 0, 1)
+    ///     .unwrap_err();
+    /// assert!(matches!(err, mirai::launch::Error::NotFound { .. }));
+    /// ```
     pub fn sbatch_program(mut self, path: impl Into<String>) -> Self {
         self.sbatch = path.into();
         self
     }
 
-    /// The batch script for `n` daemons with launch ids `first..first + n`.
+    /// Runs this program instead of `scancel` from `PATH` when a [`Pool`](crate::Pool) that
+    /// submitted the job is dropped.
+    ///
+    /// ```
+    /// let slurm = mirai::launch::Slurm::new().scancel_program("/opt/slurm/bin/scancel");
+    /// assert_eq!(slurm.scancel_command("42").get_program(), "/opt/slurm/bin/scancel");
+    /// ```
+    pub fn scancel_program(mut self, path: impl Into<String>) -> Self {
+        self.scancel = path.into();
+        self
+    }
+
+    /// `scancel JOB_ID`: what a pool runs for its jobs when it is dropped, so array tasks still
+    /// waiting in the queue do not start daemons for a pool that is gone.
+    ///
+    /// ```
+    /// let cmd = mirai::launch::Slurm::new().scancel_command("42");
+    /// assert_eq!(cmd.get_args().collect::<Vec<_>>(), ["42"]);
+    /// ```
+    pub fn scancel_command(&self, job_id: &str) -> Command {
+        let mut c = Command::new(&self.scancel);
+        c.arg(job_id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c
+    }
+
+    /// The batch script for `n` daemons with launch ids `first..first + n`: array task `i`
+    /// gets launch id `first + i`.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Slurm};
+    /// let join = Join::new("tcp://login1:5555", "t");
+    /// let s = Slurm::new().program(Program::new("w")).script(&join, 10, 4)?;
+    /// assert!(s.contains("#SBATCH --array=0-3\n"));
+    /// assert!(s.contains("MIRAI_DAEMON_LAUNCH_ID=\"$((10 + ${SLURM_ARRAY_TASK_ID:-0}))\""));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn script(&self, join: &Join, first: u64, n: u64) -> Result<String, Error> {
         if n == 0 {
             return Err(Error::Invalid(
@@ -127,13 +231,18 @@ impl Slurm {
     }
 
     /// Submits the script for `n` daemons (launch ids `first..first + n`) with
-    /// `sbatch --parsable`, the script on its stdin; returns the job id.
+    /// `sbatch --parsable`, the script on its stdin; returns the job id. A refusal is
+    /// [`Error::Refused`] with sbatch's status and message.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Slurm};
+    /// let join = Join::new("tcp://login1:5555", "t");
+    /// let refusing = Slurm::new().sbatch_program("false").program(Program::new("w"));
+    /// assert!(matches!(refusing.submit(&join, 0, 1), Err(mirai::launch::Error::Refused { .. })));
+    /// ```
     pub fn submit(&self, join: &Join, first: u64, n: u64) -> Result<String, Error> {
         let script = self.script(join, first, n)?;
-        let spawn_err = |source| Error::Spawn {
-            program: self.sbatch.clone(),
-            source,
-        };
+        let spawn_err = |source| Error::spawn(&self.sbatch, source);
         let mut child = Command::new(&self.sbatch)
             .arg("--parsable")
             .stdin(Stdio::piped())
@@ -173,6 +282,22 @@ impl Slurm {
         }
         Ok(id)
     }
+}
+
+/// A job array a [`Pool`](crate::Pool) submitted: the Slurm job id and the launch ids its
+/// daemons will join with. The pool does not own the job: its daemons exit when the pool goes
+/// away, which ends the job.
+///
+/// ```
+/// let job = mirai::launch::SlurmJob { job_id: "4242".into(), launch_ids: 3..5 };
+/// assert_eq!(job.launch_ids.clone().count(), 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlurmJob {
+    /// What `sbatch --parsable` printed (without the cluster name).
+    pub job_id: String,
+    /// One launch id per array task: array task `i` is launch id `launch_ids.start + i`.
+    pub launch_ids: Range<u64>,
 }
 
 #[cfg(test)]

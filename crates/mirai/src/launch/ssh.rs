@@ -90,12 +90,28 @@ impl Ssh {
     }
 
     /// Logs in with this private key (`ssh -i`).
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Ssh};
+    /// let join = Join::new("tcp://10.0.0.1:5555", "t");
+    /// let ssh = Ssh::new("n1")?.identity("/keys/id_ed25519").program(Program::new("w"));
+    /// assert!(ssh.command_line(&join, 0)?.contains(" -i /keys/id_ed25519 "));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn identity(mut self, key: impl Into<PathBuf>) -> Self {
         self.identity = Some(key.into());
         self
     }
 
     /// Adds an `ssh -o` option such as `UserKnownHostsFile=/path` or `ConnectTimeout=10`.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Ssh};
+    /// let join = Join::new("tcp://10.0.0.1:5555", "t");
+    /// let ssh = Ssh::new("n1")?.option("ConnectTimeout=10").program(Program::new("w"));
+    /// assert!(ssh.command_line(&join, 0)?.contains(" -o ConnectTimeout=10 n1 "));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn option(mut self, option: impl Into<String>) -> Self {
         self.options.push(option.into());
         self
@@ -103,6 +119,14 @@ impl Ssh {
 
     /// Daemons dial `127.0.0.1` on their machine at the dispatcher's port, forwarded back to
     /// the dispatcher by `ssh -R`. The dispatcher's address must be `tcp://host:port`.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Ssh};
+    /// let join = Join::new("tcp://10.0.0.1:5555", "t");
+    /// let line = Ssh::new("n1")?.tunnel().program(Program::new("w")).command_line(&join, 0)?;
+    /// assert!(line.contains(" -R 127.0.0.1:5555:10.0.0.1:5555 "));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn tunnel(mut self) -> Self {
         self.tunnel = Some(None);
         self
@@ -110,6 +134,14 @@ impl Ssh {
 
     /// [`tunnel`](Self::tunnel), with the forwarded port on the daemon's machine set to `port`
     /// (when the dispatcher's port is taken there).
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Ssh};
+    /// let join = Join::new("tcp://10.0.0.1:5555", "t");
+    /// let ssh = Ssh::new("n1")?.tunnel_port(6000).program(Program::new("w"));
+    /// assert!(ssh.command_line(&join, 0)?.contains("MIRAI_DAEMON_URL=tcp://127.0.0.1:6000 "));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn tunnel_port(mut self, port: u16) -> Self {
         self.tunnel = Some(Some(port));
         self
@@ -117,12 +149,28 @@ impl Ssh {
 
     /// The daemon program on the remote machine (default: this executable's path, for machines
     /// that share its file system).
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Ssh};
+    /// let join = Join::new("tcp://10.0.0.1:5555", "t");
+    /// let ssh = Ssh::new("n1")?.program(Program::new("/opt/w").arg("-v"));
+    /// assert!(ssh.command_line(&join, 0)?.ends_with(" /opt/w -v'"));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn program(mut self, program: Program) -> Self {
         self.program = Some(program);
         self
     }
 
     /// Runs this client program instead of `ssh` from `PATH`.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Ssh};
+    /// let join = Join::new("tcp://10.0.0.1:5555", "t");
+    /// let ssh = Ssh::new("n1")?.ssh_program("/usr/local/bin/ssh").program(Program::new("w"));
+    /// assert!(ssh.command_line(&join, 0)?.starts_with("/usr/local/bin/ssh -o BatchMode=yes "));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn ssh_program(mut self, path: impl Into<String>) -> Self {
         self.ssh = path.into();
         self
@@ -177,7 +225,21 @@ impl Ssh {
         Ok(args)
     }
 
+    /// The client program this launcher runs (`ssh` unless [`ssh_program`](Self::ssh_program)).
+    pub(crate) fn client(&self) -> &str {
+        &self.ssh
+    }
+
     /// The command that starts daemon `launch_id`, as one line to paste into a shell.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Ssh};
+    /// let join = Join::new("tcp://10.0.0.1:5555", "t");
+    /// let line = Ssh::new("alice@n1:2222")?.program(Program::new("w")).command_line(&join, 3)?;
+    /// assert!(line.starts_with("ssh -o BatchMode=yes -p 2222 alice@n1 'exec env "));
+    /// assert!(line.contains(" MIRAI_DAEMON_LAUNCH_ID=3 "));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn command_line(&self, join: &Join, launch_id: u64) -> Result<String, Error> {
         let mut words = vec![quote(&self.ssh)?];
         for a in self.args(join, launch_id)? {
@@ -188,6 +250,14 @@ impl Ssh {
 
     /// The `ssh` command that starts daemon `launch_id` (stdin and stdout closed; stderr kept
     /// for ssh's own diagnostics).
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Ssh};
+    /// let join = Join::new("tcp://10.0.0.1:5555", "t");
+    /// let cmd = Ssh::new("n1")?.program(Program::new("w")).command(&join, 0)?;
+    /// assert_eq!(cmd.get_program(), "ssh");
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn command(&self, join: &Join, launch_id: u64) -> Result<Command, Error> {
         let mut c = Command::new(&self.ssh);
         c.args(self.args(join, launch_id)?)
@@ -196,7 +266,16 @@ impl Ssh {
         Ok(c)
     }
 
-    /// Starts one daemon per launch id in `ids`, each over its own ssh connection.
+    /// Starts one daemon per launch id in `ids`, each over its own ssh connection, without
+    /// waiting for them ([`Pool::launch`](crate::Pool::launch) waits, and reports failures).
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Ssh};
+    /// let join = Join::new("tcp://10.0.0.1:5555", "t");
+    /// let ssh = Ssh::new("n1")?.ssh_program("/nonexistent/ssh").program(Program::new("w"));
+    /// assert!(matches!(ssh.launch(&join, 0..2), Err(mirai::launch::Error::NotFound { .. })));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn launch(&self, join: &Join, ids: Range<u64>) -> Result<Vec<Launched>, Error> {
         ids.map(|id| Launched::spawn(self.command(join, id)?, &self.ssh, id))
             .collect()

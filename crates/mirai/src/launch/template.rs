@@ -29,6 +29,14 @@ pub struct Template {
 
 impl Template {
     /// A template line (see the type's documentation for its placeholders).
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Template};
+    /// let join = Join::new("tcp://10.0.0.1:5555", "t");
+    /// let t = Template::new("qsub -N d{launch_id} -- {url}").program(Program::new("w"));
+    /// assert_eq!(t.command_line(&join, 5)?, "qsub -N d5 -- tcp://10.0.0.1:5555");
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn new(template: impl Into<String>) -> Self {
         Self {
             template: template.into(),
@@ -37,12 +45,28 @@ impl Template {
     }
 
     /// The daemon program where the template runs it (default: this executable's path).
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Template};
+    /// let join = Join::new("tcp://10.0.0.1:5555", "t");
+    /// let t = Template::new("sh -c {command}").program(Program::new("/app/w"));
+    /// assert!(t.command_line(&join, 0)?.ends_with(" /app/w'"));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn program(mut self, program: Program) -> Self {
         self.program = Some(program);
         self
     }
 
     /// The line for daemon `launch_id`, placeholders filled.
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Template};
+    /// let join = Join::new("tcp://10.0.0.1:5555", "t");
+    /// let t = Template::new("echo {token}").program(Program::new("w"));
+    /// assert_eq!(t.command_line(&Join::new("tcp://h:1", "a b"), 0)?, "echo 'a b'");
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn command_line(&self, join: &Join, launch_id: u64) -> Result<String, Error> {
         let program = match &self.program {
             Some(p) => p.clone(),
@@ -73,17 +97,29 @@ impl Template {
         Ok(out)
     }
 
-    /// Runs the line for each launch id in `ids` with `sh -c` (stdin and stdout closed).
+    /// The `sh -c LINE` command that starts daemon `launch_id` (stdin and stdout closed).
+    pub(crate) fn command(&self, join: &Join, launch_id: u64) -> Result<Command, Error> {
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(self.command_line(join, launch_id)?)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        Ok(c)
+    }
+
+    /// Runs the line for each launch id in `ids` with `sh -c` (stdin and stdout closed),
+    /// without waiting ([`Pool::launch_with`](crate::Pool::launch_with) waits for the joins).
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, Template};
+    /// let join = Join::new("tcp://10.0.0.1:5555", "t");
+    /// let launched = Template::new("exit 0").program(Program::new("w")).launch(&join, 0..3)?;
+    /// assert_eq!(launched.len(), 3);
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
     pub fn launch(&self, join: &Join, ids: Range<u64>) -> Result<Vec<Launched>, Error> {
-        ids.map(|id| {
-            let mut c = Command::new("sh");
-            c.arg("-c")
-                .arg(self.command_line(join, id)?)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null());
-            Launched::spawn(c, "sh", id)
-        })
-        .collect()
+        ids.map(|id| Launched::spawn(self.command(join, id)?, "sh", id))
+            .collect()
     }
 }
 

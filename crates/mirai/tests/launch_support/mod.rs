@@ -31,10 +31,17 @@ fn where_am_i((): ()) -> Whereabouts {
 
 pub const WHERE_AM_I: TaskFn<(), Whereabouts> = task!(where_am_i);
 
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// A plain typed task, for the pool tests.
+pub const SQUARE: TaskFn<u64, u64> = task!(square);
+
 /// Called by the `daemon_entry` test of each file: serves tasks and exits when this process
 /// was started as a daemon; fails otherwise.
 pub fn daemon_entry() {
-    mirai::daemon_main_if_requested(&Registry::new().with(&WHERE_AM_I));
+    mirai::daemon_main_if_requested(&Registry::new().with(&WHERE_AM_I).with(&SQUARE));
     panic!("daemon_entry only runs as a launched daemon");
 }
 
@@ -46,6 +53,7 @@ pub fn this_program() -> Program {
         .arg("daemon_entry")
         .arg("--ignored")
         .arg("--test-threads=1")
+        .arg("--nocapture")
 }
 
 /// A dispatcher on a loopback TCP port, and what a daemon needs to join it.
@@ -74,6 +82,41 @@ pub fn ask(d: &Dispatcher, patience: Duration) -> Whereabouts {
     }
 }
 
+/// Whether process `pid` is running (not gone, not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|r| r.trim_start().starts_with('Z'))
+        })
+}
+
+/// Waits up to `patience` for process `pid` to end; whether it did.
+pub fn ends_within(pid: u32, patience: Duration) -> bool {
+    let t = std::time::Instant::now();
+    while alive(pid) {
+        if t.elapsed() > patience {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// Runs `where_am_i` once on every daemon of `pool` (at least `n` of them, waiting for them
+/// to join), failing after `patience`.
+pub fn ask_everywhere(pool: &mirai::Pool, n: usize, patience: Duration) -> Vec<Whereabouts> {
+    pool.everywhere(&WHERE_AM_I, (), n)
+        .expect("everywhere")
+        .into_iter()
+        .map(|mut h| {
+            h.wait_timeout(patience)
+                .unwrap_or_else(|e| panic!("no answer from a launched daemon: {e}"))
+        })
+        .collect()
+}
+
 /// Kills process `pid` (a daemon this test launched) if it still runs after the dispatcher
 /// went away, so no daemon outlives its test even when it fails to exit by itself.
 pub struct Reap(pub Vec<u32>);
@@ -81,19 +124,7 @@ pub struct Reap(pub Vec<u32>);
 impl Drop for Reap {
     fn drop(&mut self) {
         for &pid in &self.0 {
-            let alive = || {
-                std::path::Path::new(&format!("/proc/{pid}")).exists()
-                    && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                        s.rsplit(')')
-                            .next()
-                            .is_some_and(|r| r.trim_start().starts_with('Z'))
-                    })
-            };
-            let t = std::time::Instant::now();
-            while alive() && t.elapsed() < Duration::from_secs(5) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if alive() {
+            if !ends_within(pid, Duration::from_secs(5)) {
                 let _ = std::process::Command::new("kill")
                     .args(["-KILL", &pid.to_string()])
                     .status();
