@@ -349,7 +349,8 @@ impl Dispatcher {
     }
 
     /// Waits up to `timeout` (forever with `None`) for the task's outcome and takes it; `None`
-    /// if it is not ready by then (or was already taken). Outcomes are kept until taken.
+    /// if it is not ready by then (or was already taken). Outcomes are kept until taken or
+    /// forgotten ([`Dispatcher::forget`]).
     pub fn wait(&self, task: TaskId, timeout: Option<Duration>) -> Option<Outcome> {
         let outcome = self.shared.completions.wait(task, timeout)?;
         self.shared.taken(task, &outcome);
@@ -359,12 +360,15 @@ impl Dispatcher {
     /// Takes the task's outcome if it is ready; otherwise registers `waker` (replacing the one
     /// registered before) to be woken, once, when it arrives. For `Future` implementations.
     ///
-    /// ```no_run
-    /// # use mirai_dispatch::{Dispatcher, DispatcherConfig, Task};
+    /// ```
+    /// # use mirai_dispatch::{CancelMode, Dispatcher, DispatcherConfig, Outcome, Task};
     /// # let (dispatcher, _events) =
     /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"t".to_vec()))?;
-    /// let id = dispatcher.submit(Task::new("f", vec![]), None).unwrap();
-    /// assert!(dispatcher.poll_outcome(id, std::task::Waker::noop()).is_none());
+    /// let waker = std::task::Waker::noop();
+    /// let id = dispatcher.submit(Task::new("f", vec![]), None).unwrap(); // no daemon: queued
+    /// assert_eq!(dispatcher.poll_outcome(id, waker), None); // `waker` is kept
+    /// dispatcher.cancel(id, CancelMode::Soft); // wakes it
+    /// assert_eq!(dispatcher.poll_outcome(id, waker), Some(Outcome::Cancelled));
     /// # Ok::<(), mirai_dispatch::StartError>(())
     /// ```
     pub fn poll_outcome(&self, task: TaskId, waker: &std::task::Waker) -> Option<Outcome> {
@@ -377,12 +381,19 @@ impl Dispatcher {
     /// arrival, and its value never counts against the uncollected-results cap. The task itself
     /// is not cancelled. Call it at most once, for a task whose outcome was not taken.
     ///
-    /// ```no_run
-    /// # use mirai_dispatch::{Dispatcher, DispatcherConfig, Task};
+    /// ```
+    /// # use mirai_dispatch::{CancelMode, Dispatcher, DispatcherConfig, Task};
     /// # let (dispatcher, _events) =
     /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"t".to_vec()))?;
-    /// let id = dispatcher.submit(Task::new("f", vec![]), None).unwrap();
-    /// dispatcher.forget(id); // fire and forget: it still runs
+    /// let id = dispatcher.submit(Task::new("f", vec![]), None).unwrap(); // no daemon: queued
+    /// dispatcher.forget(id); // fire and forget: it stays queued, to run when a daemon joins
+    /// assert_eq!(dispatcher.status().awaiting, 1);
+    ///
+    /// let other = dispatcher.submit(Task::new("f", vec![]), None).unwrap();
+    /// dispatcher.cancel(other, CancelMode::Soft);
+    /// assert_eq!(dispatcher.retained(), 2); // a forget mark and an untaken outcome
+    /// dispatcher.forget(other);
+    /// assert_eq!(dispatcher.retained(), 1);
     /// # Ok::<(), mirai_dispatch::StartError>(())
     /// ```
     pub fn forget(&self, task: TaskId) {
@@ -396,6 +407,19 @@ impl Dispatcher {
 
     /// How many tasks the dispatcher keeps an outcome, waker or forget mark for: zero once
     /// every outcome was taken or forgotten and every forgotten task resolved.
+    ///
+    /// ```
+    /// # use mirai_dispatch::{CancelMode, Dispatcher, DispatcherConfig, Task};
+    /// # let (dispatcher, _events) =
+    /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"t".to_vec()))?;
+    /// let id = dispatcher.submit(Task::new("f", vec![]), None).unwrap();
+    /// assert_eq!(dispatcher.retained(), 0);
+    /// dispatcher.cancel(id, CancelMode::Soft);
+    /// assert_eq!(dispatcher.retained(), 1);
+    /// assert!(dispatcher.wait(id, None).is_some());
+    /// assert_eq!(dispatcher.retained(), 0);
+    /// # Ok::<(), mirai_dispatch::StartError>(())
+    /// ```
     pub fn retained(&self) -> usize {
         self.shared.completions.len()
     }

@@ -28,8 +28,8 @@ use crate::error::decode;
 /// arrived is freed at once. Call [`Mirai::cancel`] first if the work itself should stop; this
 /// also applies to a pending `.await` dropped by `select!` or a timeout.
 ///
-/// It is also a `Future`, woken by the dispatcher when the result arrives, so it can be
-/// awaited on tokio or any other executor:
+/// It is also a `Future`: the result's arrival wakes the waker of its latest poll, once, so it
+/// can be awaited on tokio or any other executor:
 ///
 /// ```rust,standalone_crate
 /// # use mirai::{Daemons, Registry, TaskFn, task};
