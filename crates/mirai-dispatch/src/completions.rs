@@ -157,3 +157,140 @@ impl Completions {
         self.lock().entries.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Random interleavings of arrivals, polls with changing wakers, zero-timeout waits and
+    //! forgets, against a model: every outcome is taken once or discarded, each arrival wakes
+    //! exactly the latest waker of its task (once) and no other, and nothing stays behind.
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const TASKS: u64 = 6;
+    const WAKERS: usize = 3;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Deliver(u64),
+        Poll(u64, usize),
+        WaitZero(u64),
+        Forget(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..TASKS).prop_map(Op::Deliver),
+            (0..TASKS, 0..WAKERS).prop_map(|(t, w)| Op::Poll(t, w)),
+            (0..TASKS).prop_map(Op::WaitZero),
+            (0..TASKS).prop_map(Op::Forget),
+        ]
+    }
+
+    #[derive(Default, Clone, Copy)]
+    struct Handle {
+        delivered: bool,
+        /// Taken by a poll or a wait, or forgotten: the handle is done.
+        done: bool,
+        /// The waker of the latest poll that found nothing.
+        waiting: Option<usize>,
+    }
+
+    proptest! {
+        #[test]
+        fn outcomes_are_taken_once_and_wake_exactly_their_waiter(
+            ops in proptest::collection::vec(op(), 1..80),
+        ) {
+            let table = Completions::default();
+            let counts: Vec<Vec<Arc<Count>>> = (0..TASKS)
+                .map(|_| (0..WAKERS).map(|_| Arc::new(Count(AtomicUsize::new(0)))).collect())
+                .collect();
+            let wakers: Vec<Vec<Waker>> = counts
+                .iter()
+                .map(|c| c.iter().map(|c| Waker::from(Arc::clone(c))).collect())
+                .collect();
+            let snapshot = || -> Vec<usize> {
+                counts.iter().flatten().map(|c| c.0.load(Ordering::SeqCst)).collect()
+            };
+            let mut model = [Handle::default(); TASKS as usize];
+            let outcome = |t: u64| Outcome::Value(vec![t as u8].into());
+            for op in ops {
+                let before = snapshot();
+                match op {
+                    Op::Deliver(t) => {
+                        let h = &mut model[t as usize];
+                        if h.delivered {
+                            continue; // the core resolves a task once
+                        }
+                        h.delivered = true;
+                        table.deliver([(TaskId(t), outcome(t))]);
+                        let mut expected = before.clone();
+                        if let (false, Some(w)) = (h.done, h.waiting.take()) {
+                            expected[t as usize * WAKERS + w] += 1;
+                        }
+                        prop_assert_eq!(snapshot(), expected);
+                    }
+                    Op::Poll(t, w) => {
+                        let h = &mut model[t as usize];
+                        if h.done {
+                            continue;
+                        }
+                        let got = table.poll(TaskId(t), &wakers[t as usize][w]);
+                        if h.delivered {
+                            prop_assert_eq!(got, Some(outcome(t)));
+                            h.done = true;
+                        } else {
+                            prop_assert_eq!(got, None);
+                            h.waiting = Some(w);
+                        }
+                        prop_assert_eq!(snapshot(), before);
+                    }
+                    Op::WaitZero(t) => {
+                        let h = &mut model[t as usize];
+                        if h.done {
+                            continue;
+                        }
+                        let got = table.wait(TaskId(t), Some(Duration::ZERO));
+                        if h.delivered {
+                            prop_assert_eq!(got, Some(outcome(t)));
+                            h.done = true;
+                        } else {
+                            prop_assert_eq!(got, None);
+                        }
+                    }
+                    Op::Forget(t) => {
+                        let h = &mut model[t as usize];
+                        if h.done {
+                            continue;
+                        }
+                        table.forget(TaskId(t));
+                        h.done = true;
+                        prop_assert_eq!(snapshot(), before);
+                    }
+                }
+            }
+            // Every task resolves; every handle still alive is dropped.
+            for t in 0..TASKS {
+                if !model[t as usize].done {
+                    table.forget(TaskId(t));
+                }
+                if !model[t as usize].delivered {
+                    table.deliver([(TaskId(t), outcome(t))]);
+                }
+            }
+            prop_assert_eq!(table.len(), 0, "something stayed behind");
+        }
+    }
+}
