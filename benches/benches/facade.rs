@@ -4,20 +4,25 @@
 //! - Round trip of one 64-byte task (`submit` + `wait`) on one local daemon: p50 against the
 //!   Unix-socket ping-pong floor between two processes, and against `submit().result()` of a
 //!   one-worker ProcessPoolExecutor.
-//! - The same round trip awaited as a `Future` (`.await` on a minimal executor): what the
-//!   completion thread that wakes it costs, against the blocking wait.
+//! - The same round trip awaited as a `Future` (`.await` on a minimal executor): what waking
+//!   the task's waker costs, against the blocking wait.
+//! - Batches of 256 tasks in flight on two daemons, each handle awaited with its own waker on
+//!   one thread, against the same batches collected with blocking waits: what many pending
+//!   awaits cost when results arrive.
 //! - Throughput of `map` over 20,000 trivial tasks on two daemons, against
 //!   `ProcessPoolExecutor(2).map` over as many (its default chunksize of 1: one task per message,
 //!   as ours).
 //!
 //! This binary is its own daemon program: `main` first calls `daemon_main_if_requested`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::process::Command;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
-use mirai::{Daemons, Pool, Registry, TaskFn, task};
+use mirai::{Daemons, Mirai, Pool, Registry, TaskFn, task};
 use mirai_benches::{Samples, record};
 
 fn echo(bytes: Vec<u8>) -> Vec<u8> {
@@ -32,6 +37,79 @@ const INC: TaskFn<u64, u64> = task!(inc);
 const WARMUP: usize = 1_000;
 const ROUNDS: usize = 10_000;
 const MAP_TASKS: u64 = 20_000;
+const BATCH: u64 = 256;
+const BATCHES: u64 = 40;
+
+/// Tasks per second through batches of [`BATCH`] in flight, awaited or waited for in order.
+fn batches(pool: &Pool, awaited: bool) -> f64 {
+    let t = Instant::now();
+    for b in 0..BATCHES {
+        let handles: Vec<Mirai<u64>> = (0..BATCH)
+            .map(|i| pool.submit(&INC, b * BATCH + i).expect("submit"))
+            .collect();
+        let out = if awaited {
+            await_each(handles)
+        } else {
+            handles
+                .into_iter()
+                .map(|h| h.wait().expect("inc"))
+                .collect()
+        };
+        assert_eq!(out.last().copied(), Some(b * BATCH + BATCH));
+    }
+    (BATCH * BATCHES) as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Polls every handle with its own waker on this thread, re-polling only those woken.
+fn await_each(handles: Vec<Mirai<u64>>) -> Vec<u64> {
+    struct Woken {
+        queue: Mutex<Vec<usize>>,
+        thread: std::thread::Thread,
+    }
+    struct One {
+        index: usize,
+        woken: Arc<Woken>,
+    }
+    impl Wake for One {
+        fn wake(self: Arc<Self>) {
+            self.woken.queue.lock().unwrap().push(self.index);
+            self.woken.thread.unpark();
+        }
+    }
+    let woken = Arc::new(Woken {
+        queue: Mutex::new((0..handles.len()).collect()),
+        thread: std::thread::current(),
+    });
+    let wakers: Vec<Waker> = (0..handles.len())
+        .map(|index| {
+            Waker::from(Arc::new(One {
+                index,
+                woken: Arc::clone(&woken),
+            }))
+        })
+        .collect();
+    let mut out = vec![0; handles.len()];
+    let mut handles: Vec<Option<Mirai<u64>>> = handles.into_iter().map(Some).collect();
+    let mut left = handles.len();
+    while left > 0 {
+        let ready = std::mem::take(&mut *woken.queue.lock().unwrap());
+        if ready.is_empty() {
+            std::thread::park();
+            continue;
+        }
+        for i in ready {
+            let Some(handle) = handles[i].as_mut() else {
+                continue;
+            };
+            if let Poll::Ready(v) = Pin::new(handle).poll(&mut Context::from_waker(&wakers[i])) {
+                out[i] = v.expect("inc");
+                handles[i] = None;
+                left -= 1;
+            }
+        }
+    }
+    out
+}
 
 fn round_trips(pool: &Pool, awaited: bool) -> Samples {
     let payload = vec![7u8; 64];
@@ -125,6 +203,8 @@ fn main() {
     let out = two.map(&INC, 0..MAP_TASKS).expect("map");
     let ours_rate = MAP_TASKS as f64 / t.elapsed().as_secs_f64();
     assert_eq!(out.last().copied(), Some(MAP_TASKS));
+    let batch_waited = batches(&two, false);
+    let batch_awaited = batches(&two, true);
     drop(two);
 
     let (ppe_rt, _) = ppe(1, 2_000).unwrap_or((f64::NAN, f64::NAN));
@@ -157,6 +237,13 @@ fn main() {
         "us",
         "mirai submit+wait p50",
         waited.p50_us(),
+    );
+    record(
+        "mirai 256 in flight, each .await (2 daemons)",
+        batch_awaited,
+        "task/s",
+        "256 in flight, each wait",
+        batch_waited,
     );
     record(
         "mirai map trivial tasks (2 daemons)",

@@ -34,7 +34,7 @@ use std::os::linux::net::SocketAddrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -173,13 +173,6 @@ impl DispatcherConfig {
     }
 }
 
-/// Outcomes waiting for their handles.
-#[derive(Default)]
-struct Completions {
-    done: Mutex<HashMap<TaskId, Outcome>>,
-    ready: Condvar,
-}
-
 /// How host threads reach a daemon.
 struct Link {
     sender: ConnSender,
@@ -192,7 +185,7 @@ struct Shared {
     links: Mutex<HashMap<DaemonId, Link>>,
     /// Held while actions are carried out, so they go out in the order the core made them.
     outbox: Mutex<()>,
-    completions: Completions,
+    completions: crate::completions::Completions,
     events: Mutex<mpsc::Sender<DaemonEvent>>,
     waker: Arc<Waker>,
     stop: AtomicBool,
@@ -266,7 +259,7 @@ impl Dispatcher {
             host,
             links: Mutex::new(HashMap::new()),
             outbox: Mutex::new(()),
-            completions: Completions::default(),
+            completions: Default::default(),
             events: Mutex::new(tx),
             waker,
             stop: AtomicBool::new(false),
@@ -356,36 +349,79 @@ impl Dispatcher {
     }
 
     /// Waits up to `timeout` (forever with `None`) for the task's outcome and takes it; `None`
-    /// if it is not ready by then (or was already taken). Outcomes are kept until taken.
+    /// if it is not ready by then (or was already taken). Outcomes are kept until taken or
+    /// forgotten ([`Dispatcher::forget`]).
     pub fn wait(&self, task: TaskId, timeout: Option<Duration>) -> Option<Outcome> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let c = &self.shared.completions;
-        let mut done = c.done.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if let Some(outcome) = done.remove(&task) {
-                drop(done);
-                if outcome.is_value() && self.shared.track_collected {
-                    let mut core = self.shared.host.lock();
-                    if core.collected(task, Instant::now()) {
-                        self.shared.flush_held(core);
-                    }
-                }
-                return Some(outcome);
-            }
-            done = match deadline {
-                None => c.ready.wait(done).unwrap_or_else(PoisonError::into_inner),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return None;
-                    }
-                    c.ready
-                        .wait_timeout(done, d - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
-        }
+        let outcome = self.shared.completions.wait(task, timeout)?;
+        self.shared.taken(task, &outcome);
+        Some(outcome)
+    }
+
+    /// Takes the task's outcome if it is ready; otherwise registers `waker` (replacing the one
+    /// registered before) to be woken, once, when it arrives. For `Future` implementations.
+    ///
+    /// ```
+    /// # use mirai_dispatch::{CancelMode, Dispatcher, DispatcherConfig, Outcome, Task};
+    /// # let (dispatcher, _events) =
+    /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"t".to_vec()))?;
+    /// let waker = std::task::Waker::noop();
+    /// let id = dispatcher.submit(Task::new("f", vec![]), None).unwrap(); // no daemon: queued
+    /// assert_eq!(dispatcher.poll_outcome(id, waker), None); // `waker` is kept
+    /// dispatcher.cancel(id, CancelMode::Soft); // wakes it
+    /// assert_eq!(dispatcher.poll_outcome(id, waker), Some(Outcome::Cancelled));
+    /// # Ok::<(), mirai_dispatch::StartError>(())
+    /// ```
+    pub fn poll_outcome(&self, task: TaskId, waker: &std::task::Waker) -> Option<Outcome> {
+        let outcome = self.shared.completions.poll(task, waker)?;
+        self.shared.taken(task, &outcome);
+        Some(outcome)
+    }
+
+    /// Nobody will take the task's outcome: it is freed now if it arrived, or discarded on
+    /// arrival, and its value never counts against the uncollected-results cap. The task itself
+    /// is not cancelled. Call it at most once, for a task whose outcome was not taken.
+    ///
+    /// ```
+    /// # use mirai_dispatch::{CancelMode, Dispatcher, DispatcherConfig, Task};
+    /// # let (dispatcher, _events) =
+    /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"t".to_vec()))?;
+    /// let id = dispatcher.submit(Task::new("f", vec![]), None).unwrap(); // no daemon: queued
+    /// dispatcher.forget(id); // fire and forget: it stays queued, to run when a daemon joins
+    /// assert_eq!(dispatcher.status().awaiting, 1);
+    ///
+    /// let other = dispatcher.submit(Task::new("f", vec![]), None).unwrap();
+    /// dispatcher.cancel(other, CancelMode::Soft);
+    /// assert_eq!(dispatcher.retained(), 2); // a forget mark and an untaken outcome
+    /// dispatcher.forget(other);
+    /// assert_eq!(dispatcher.retained(), 1);
+    /// # Ok::<(), mirai_dispatch::StartError>(())
+    /// ```
+    pub fn forget(&self, task: TaskId) {
+        // Either order is exact: the core stops counting the value whether it resolved yet or
+        // not, and the table drops the outcome whether it was delivered yet or not.
+        let mut core = self.shared.host.lock();
+        core.forget(task, Instant::now());
+        self.shared.flush_held(core);
+        self.shared.completions.forget(task);
+    }
+
+    /// How many tasks the dispatcher keeps an outcome, waker or forget mark for: zero once
+    /// every outcome was taken or forgotten and every forgotten task resolved.
+    ///
+    /// ```
+    /// # use mirai_dispatch::{CancelMode, Dispatcher, DispatcherConfig, Task};
+    /// # let (dispatcher, _events) =
+    /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"t".to_vec()))?;
+    /// let id = dispatcher.submit(Task::new("f", vec![]), None).unwrap();
+    /// assert_eq!(dispatcher.retained(), 0);
+    /// dispatcher.cancel(id, CancelMode::Soft);
+    /// assert_eq!(dispatcher.retained(), 1);
+    /// assert!(dispatcher.wait(id, None).is_some());
+    /// assert_eq!(dispatcher.retained(), 0);
+    /// # Ok::<(), mirai_dispatch::StartError>(())
+    /// ```
+    pub fn retained(&self) -> usize {
+        self.shared.completions.len()
     }
 
     /// The counters.
@@ -419,6 +455,16 @@ impl Drop for Dispatcher {
 }
 
 impl Shared {
+    /// A handle took `task`'s outcome: with an uncollected cap, its value leaves the count.
+    fn taken(&self, task: TaskId, outcome: &Outcome) {
+        if outcome.is_value() && self.track_collected {
+            let mut core = self.host.lock();
+            if core.collected(task, Instant::now()) {
+                self.flush_held(core);
+            }
+        }
+    }
+
     /// Drains the core's actions and carries them out, in order; takes the core's lock and
     /// releases it before anything is written.
     fn flush_held(&self, mut core: CoreGuard<'_>) {
@@ -452,12 +498,7 @@ impl Shared {
         }
         drop(order);
         if !resolved.is_empty() {
-            let c = &self.completions;
-            c.done
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .extend(resolved);
-            c.ready.notify_all();
+            self.completions.deliver(resolved);
         }
         if !written.is_empty() {
             // The payloads are out of our hands: their bytes leave the budget, which may let
@@ -544,14 +585,7 @@ impl Shared {
                     });
                 }
             }
-            Action::Resolve { task, outcome } => {
-                let c = &self.completions;
-                c.done
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(task, outcome);
-                c.ready.notify_all();
-            }
+            Action::Resolve { task, outcome } => self.completions.deliver([(task, outcome)]),
             Action::WakeSubmitters => {}
         }
     }

@@ -15,6 +15,8 @@
 //! - [`rng`]: how each task's reproducible RNG stream is derived.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "shell")]
+mod completions;
 mod core;
 pub mod daemon;
 #[cfg(feature = "shell")]

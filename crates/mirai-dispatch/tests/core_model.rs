@@ -2,7 +2,8 @@
 //! each step: the byte cap is never exceeded and `used` is exactly the bytes of queued (and
 //! retryable running) tasks; every accepted task resolves exactly once; ordinary tasks are first
 //! dispatched in FIFO order; no daemon gets two tasks or work after its release; counters add up;
-//! no ordinary task waits while a daemon idles.
+//! no ordinary task waits while a daemon idles; the uncollected bytes are exactly the values
+//! resolved and neither collected nor forgotten; forgetting a task never cancels it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -49,6 +50,9 @@ enum Op {
     Written {
         pick: usize,
     },
+    Forget {
+        pick: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -64,6 +68,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0..30u64).prop_map(|ms| Op::Advance { ms }),
         1 => any::<usize>().prop_map(|pick| Op::Collect { pick }),
         2 => any::<usize>().prop_map(|pick| Op::Written { pick }),
+        2 => any::<usize>().prop_map(|pick| Op::Forget { pick }),
     ]
 }
 
@@ -109,6 +114,8 @@ struct Model {
     /// With `release_when_written`: dispatched tasks whose bytes stay reserved until written.
     hold: bool,
     unwritten: BTreeSet<TaskId>,
+    /// Tasks whose handle is gone.
+    forgotten: BTreeSet<TaskId>,
 }
 
 impl Model {
@@ -129,6 +136,7 @@ impl Model {
             values: Vec::new(),
             hold: config_hold,
             unwritten: BTreeSet::new(),
+            forgotten: BTreeSet::new(),
         }
     }
 
@@ -225,6 +233,32 @@ impl Model {
                     self.values.retain(|&v| v != id);
                 }
             }
+            Op::Forget { pick } => {
+                let ids: Vec<TaskId> = self
+                    .size
+                    .keys()
+                    .filter(|t| !self.forgotten.contains(t))
+                    .copied()
+                    .collect();
+                if let Some(id) = Self::pick(&ids, pick) {
+                    let before = self.core.status();
+                    let expected = !self.resolved.contains_key(&id) || self.values.contains(&id);
+                    prop_assert_eq!(self.core.forget(id, now), expected);
+                    let after = self.core.status();
+                    // Freed uncollected bytes may unpause dispatch, but nothing resolves.
+                    prop_assert_eq!(
+                        before.completed,
+                        after.completed,
+                        "forgetting resolved a task"
+                    );
+                    prop_assert_eq!(
+                        after.awaiting + after.executing,
+                        before.awaiting + before.executing
+                    );
+                    self.forgotten.insert(id);
+                    self.values.retain(|&v| v != id);
+                }
+            }
             Op::Written { pick } => {
                 let ids: Vec<TaskId> = self.unwritten.iter().copied().collect();
                 if let Some(id) = Self::pick(&ids, pick) {
@@ -316,7 +350,10 @@ impl Model {
                     }
                     Action::Resolve { task, outcome } => {
                         prop_assert!(self.size.contains_key(&task), "unknown {task} resolved");
-                        if outcome.is_value() && self.uncollected_cap.is_some() {
+                        if outcome.is_value()
+                            && self.uncollected_cap.is_some()
+                            && !self.forgotten.contains(&task)
+                        {
                             self.values.push(task);
                         }
                         self.unwritten.remove(&task);
@@ -365,6 +402,19 @@ impl Model {
             }
         }
         prop_assert_eq!(s.memory.used, expected_used, "reserved bytes drifted");
+        let expected_uncollected: u64 = self
+            .values
+            .iter()
+            .map(|t| match &self.resolved[t] {
+                Outcome::Value(v) => v.len() as u64,
+                _ => 0,
+            })
+            .sum();
+        prop_assert_eq!(
+            s.memory.uncollected,
+            expected_uncollected,
+            "uncollected bytes drifted"
+        );
         let paused = self
             .uncollected_cap
             .is_some_and(|c| s.memory.uncollected >= c);

@@ -1,8 +1,10 @@
 //! `Mirai<T>`: the handle of one submitted task, blocking or as a `Future`.
 //!
-//! The dispatcher exposes a blocking `wait(id, timeout)` and no waker hook, so a polled handle
-//! that is not resolved yet hands that wait to a completion thread ([`crate::waiters`]), which
-//! wakes the task's waker when the outcome arrives: event-driven, no polling loop.
+//! Polled, a handle registers its task's waker with the dispatcher, and the thread that
+//! records the result wakes exactly that waker: one wake-up per task, no thread in between,
+//! no polling loop. Blocking waits sleep on the dispatcher's condition variable. A handle
+//! dropped before its result was taken tells the dispatcher to forget the task, so results
+//! nobody will read are never kept.
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -17,36 +19,17 @@ use serde::de::DeserializeOwned;
 use crate::Error;
 use crate::error::decode;
 
-/// Where a completion thread leaves the outcome.
-#[derive(Default)]
-pub(crate) struct Slot {
-    state: Mutex<SlotState>,
-    ready: Condvar,
-}
-
-impl Slot {
-    /// Stores the outcome and wakes whoever waits for it, blocking or as a future.
-    pub(crate) fn fill(&self, outcome: Outcome) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.outcome = Some(outcome);
-        self.ready.notify_all();
-        if let Some(waker) = state.waker.take() {
-            waker.wake();
-        }
-    }
-}
-
-#[derive(Default)]
-struct SlotState {
-    outcome: Option<Outcome>,
-    waker: Option<Waker>,
-}
-
 /// A task's eventual result. Get it with [`Mirai::wait`], [`Mirai::wait_timeout`],
 /// [`Mirai::try_result`], or `.await`.
 ///
-/// It is also a `Future`, woken by the dispatcher when the result arrives, so it can be
-/// awaited on tokio or any other executor:
+/// **Dropping a handle does not cancel its task**, as in R's mirai: a queued or running task
+/// still runs to the end (fire and forget), but its result is discarded as soon as it arrives,
+/// and never counts against [`max_uncollected_bytes`](crate::Daemons). A result that had already
+/// arrived is freed at once. Call [`Mirai::cancel`] first if the work itself should stop; this
+/// also applies to a pending `.await` dropped by `select!` or a timeout.
+///
+/// It is also a `Future`: the result's arrival wakes the waker of its latest poll, once, so it
+/// can be awaited on tokio or any other executor:
 ///
 /// ```rust,standalone_crate
 /// # use mirai::{Daemons, Registry, TaskFn, task};
@@ -80,10 +63,10 @@ struct SlotState {
 pub struct Mirai<T> {
     dispatcher: Arc<Dispatcher>,
     id: TaskId,
-    /// The outcome once taken from the dispatcher, or from the completion thread's slot.
+    /// The outcome once taken from the dispatcher, until decoded.
     outcome: Option<Outcome>,
-    /// Set once a completion thread owns the wait.
-    slot: Option<Arc<Slot>>,
+    /// The outcome was taken from the dispatcher: nothing to forget on drop.
+    taken: bool,
     _value: PhantomData<fn() -> T>,
 }
 
@@ -102,35 +85,18 @@ impl<T: DeserializeOwned> Mirai<T> {
             dispatcher,
             id,
             outcome: None,
-            slot: None,
+            taken: false,
             _value: PhantomData,
         }
     }
 
     /// Fetches the outcome if it arrives within `timeout` (`None`: forever).
     fn fetch(&mut self, timeout: Option<Duration>) {
-        if self.outcome.is_some() {
+        if self.taken {
             return;
         }
-        match &self.slot {
-            None => self.outcome = self.dispatcher.wait(self.id, timeout),
-            Some(slot) => {
-                let state = slot.state.lock().unwrap_or_else(PoisonError::into_inner);
-                let mut state = match timeout {
-                    None => slot
-                        .ready
-                        .wait_while(state, |s| s.outcome.is_none())
-                        .unwrap_or_else(PoisonError::into_inner),
-                    Some(t) => {
-                        slot.ready
-                            .wait_timeout_while(state, t, |s| s.outcome.is_none())
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .0
-                    }
-                };
-                self.outcome = state.outcome.take();
-            }
-        }
+        self.outcome = self.dispatcher.wait(self.id, timeout);
+        self.taken = self.outcome.is_some();
     }
 
     fn take(&mut self) -> Result<T, Error> {
@@ -273,48 +239,27 @@ impl<T> Mirai<T> {
     }
 }
 
+impl<T> Drop for Mirai<T> {
+    fn drop(&mut self) {
+        if !self.taken {
+            self.dispatcher.forget(self.id);
+        }
+    }
+}
+
 impl<T: DeserializeOwned> Future for Mirai<T> {
     type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        if this.outcome.is_some() {
-            return Poll::Ready(this.take());
+        if !this.taken {
+            this.outcome = this.dispatcher.poll_outcome(this.id, cx.waker());
+            this.taken = this.outcome.is_some();
         }
-        let slot = match &this.slot {
-            Some(slot) => Arc::clone(slot),
-            None => {
-                // Already resolved: no thread needed.
-                this.fetch(Some(Duration::ZERO));
-                if this.outcome.is_some() {
-                    return Poll::Ready(this.take());
-                }
-                let slot = Arc::new(Slot::default());
-                slot.state
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .waker = Some(cx.waker().clone());
-                let job = crate::waiters::Job {
-                    dispatcher: Arc::clone(&this.dispatcher),
-                    id: this.id,
-                    slot: Arc::clone(&slot),
-                };
-                if crate::waiters::watch(job).is_err() {
-                    // No thread to spare: fall back to waiting on this one.
-                    this.fetch(None);
-                    return Poll::Ready(this.take());
-                }
-                this.slot = Some(Arc::clone(&slot));
-                slot
-            }
-        };
-        let mut state = slot.state.lock().unwrap_or_else(PoisonError::into_inner);
-        match state.outcome.take() {
-            Some(outcome) => Poll::Ready(decode(outcome)),
-            None => {
-                state.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
+        if this.taken {
+            Poll::Ready(this.take())
+        } else {
+            Poll::Pending
         }
     }
 }

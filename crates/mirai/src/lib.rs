@@ -29,7 +29,6 @@ mod handle;
 pub mod launch;
 mod pool;
 mod task;
-mod waiters;
 
 pub use crate::daemon::{daemon_main_if_requested, run_daemon};
 pub use crate::error::Error;

@@ -968,6 +968,24 @@ impl Pool {
         self.local.replaced.load(Ordering::Relaxed)
     }
 
+    /// How many results the pool holds for handles that have not taken them yet (plus marks for
+    /// dropped handles whose task has not finished). Dropped handles never leave a result here.
+    ///
+    /// ```
+    /// # fn add((a, b): (i64, i64)) -> i64 { a + b }
+    /// # const ADD: mirai::TaskFn<(i64, i64), i64> = mirai::task!(add);
+    /// let pool = mirai::Daemons::new().start()?; // no daemons: it stays queued
+    /// let handle = pool.submit(&ADD, (1, 2))?;
+    /// handle.cancel();
+    /// assert_eq!(pool.retained(), 1, "the outcome waits for its handle");
+    /// drop(handle);
+    /// assert_eq!(pool.retained(), 0);
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn retained(&self) -> usize {
+        self.dispatcher.retained()
+    }
+
     /// Resolves every pending task with [`Error::ShutDown`] and stops every local daemon.
     ///
     /// ```

@@ -292,6 +292,8 @@ struct Entry {
     group: Option<u64>,
     /// Dispatched, its bytes still reserved until [`Core::written`].
     unwritten: bool,
+    /// Its handle is gone ([`Core::forget`]): its value will never be collected.
+    forgotten: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -638,6 +640,33 @@ impl Core {
         true
     }
 
+    /// The handle of `task` is gone and nobody will collect its value. An unresolved task keeps
+    /// its place (queued or running: forgetting is not cancelling) but its value will not count
+    /// as uncollected when it arrives; a resolved one's value leaves the uncollected count now.
+    /// It still resolves exactly once ([`Action::Resolve`]): the shell discards that outcome.
+    /// `false` if the task was neither unresolved nor holding uncollected bytes.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use mirai_dispatch::{Config, Core, Reply, Task};
+    /// let now = Instant::now();
+    /// let mut core = Core::new(Config::default().with_max_uncollected_bytes(100));
+    /// let id = core.submit(Task::new("f", vec![]), now).unwrap();
+    /// let daemon = core.daemon_connected(true, now);
+    /// assert!(core.forget(id, now));
+    /// assert_eq!(core.status().executing, 1, "still runs");
+    /// core.on_result(daemon, id, Reply::Value(vec![0; 10].into()), false, now).unwrap();
+    /// assert_eq!(core.status().memory.uncollected, 0, "never counted");
+    /// assert!(!core.forget(id, now));
+    /// ```
+    pub fn forget(&mut self, task: TaskId, now: Instant) -> bool {
+        if let Some(entry) = self.tasks.get_mut(&task) {
+            entry.forgotten = true;
+            return true;
+        }
+        self.collected(task, now)
+    }
+
     /// The shell finished writing `task`'s payload (or gave up): with
     /// [`Config::release_when_written`], its bytes leave the budget now. `false` if nothing was
     /// held for it (already resolved, retryable, or the option is off).
@@ -837,6 +866,7 @@ impl Core {
             attempt: 0,
             group,
             unwritten: false,
+            forgotten: false,
         };
         self.tasks.insert(id, entry);
         self.queue.push_back(id);
@@ -1012,7 +1042,9 @@ impl Core {
                 self.groups.remove(&g);
             }
         }
-        if let (Some(_), Outcome::Value(v)) = (self.config.max_uncollected_bytes, &outcome) {
+        if let (Some(_), Outcome::Value(v), false) =
+            (self.config.max_uncollected_bytes, &outcome, entry.forgotten)
+        {
             let bytes = v.len() as u64;
             self.uncollected.insert(task, bytes);
             self.uncollected_bytes += bytes;
