@@ -38,6 +38,9 @@ pub enum Stream {
     Tcp(mio::net::TcpStream),
     /// A Unix-domain connection, by path or abstract name (frames with the 0x01 type byte).
     Unix(mio::net::UnixStream),
+    /// A TLS session over TCP (TCP framing inside TLS).
+    #[cfg(feature = "tls")]
+    Tls(crate::tls::TlsStream),
 }
 
 impl Stream {
@@ -46,6 +49,8 @@ impl Stream {
         match self {
             Self::Tcp(_) => Framing::Tcp,
             Self::Unix(_) => Framing::Ipc,
+            #[cfg(feature = "tls")]
+            Self::Tls(_) => Framing::Tcp,
         }
     }
 
@@ -53,6 +58,8 @@ impl Stream {
         match self {
             Self::Tcp(s) => (&*s).read(buf),
             Self::Unix(s) => (&*s).read(buf),
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.read(buf),
         }
     }
 
@@ -62,6 +69,8 @@ impl Stream {
         match self {
             Self::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
             Self::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.shutdown(),
         }
     }
 
@@ -69,6 +78,27 @@ impl Stream {
         match self {
             Self::Tcp(s) => (&*s).write_vectored(bufs),
             Self::Unix(s) => (&*s).write_vectored(bufs),
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.write_vectored(bufs),
+        }
+    }
+
+    /// Whether the stream itself holds output the kernel has not taken (TLS records encrypted
+    /// from plaintext already accepted); plain streams never do.
+    fn has_pending(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.has_pending(),
+            _ => false,
+        }
+    }
+
+    /// Writes such output; `true` when none is left.
+    fn flush_pending(&self) -> io::Result<bool> {
+        match self {
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.flush_pending(),
+            _ => Ok(true),
         }
     }
 }
@@ -78,6 +108,8 @@ impl AsRawFd for Stream {
         match self {
             Self::Tcp(s) => s.as_raw_fd(),
             Self::Unix(s) => s.as_raw_fd(),
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.tcp().as_raw_fd(),
         }
     }
 }
@@ -213,6 +245,10 @@ impl ConnSender {
             }
         }
         if written == total {
+            // TLS: the frame is encrypted but some records may still wait for the socket.
+            if self.shared.stream.has_pending() {
+                return Ok(SendStatus::Queued);
+            }
             return Ok(SendStatus::Written);
         }
         // The kernel buffer is full: keep the unwritten rest until the stream drains. This is the
@@ -310,7 +346,7 @@ impl ConnSender {
                 return Ok(false);
             }
         }
-        Ok(true)
+        Ok(self.shared.stream.flush_pending()?)
     }
 
     /// The stream this sender writes to.
@@ -320,7 +356,7 @@ impl ConnSender {
 
     /// How many frames wait in the queue.
     pub fn queued(&self) -> usize {
-        self.shared.queued.load(Ordering::SeqCst)
+        self.shared.queued.load(Ordering::SeqCst) + usize::from(self.shared.stream.has_pending())
     }
 
     /// Marks the connection as broken (a protocol rule was violated by the peer, or a read

@@ -10,7 +10,8 @@
 //!   binding `tcp://127.0.0.1:0`), [`Socket::dial`]`(url)` (background, redials),
 //!   [`Socket::dial_blocking`]`(url, timeout)` (waits for a handshaken pipe; `ProtocolMismatch`
 //!   at once if the peer's header is refused, `Timeout` otherwise). URLs:
-//!   `tcp://host:port`, `ipc:///path` (or `unix://`), `abstract://name` (Linux; `%xx` escapes).
+//!   `tcp://host:port`, `ipc:///path` (or `unix://`), `abstract://name` (Linux; `%xx` escapes),
+//!   and with feature `tls`, `tls+tcp://host:port` after `Socket::set_tls` (see `tls`).
 //! - Messages: [`Socket::send`]`(&[u8])`, [`Socket::try_send`], [`Socket::recv`]` -> `[`Message`],
 //!   [`Socket::try_recv`], [`Socket::recv_timeout`], and executor-agnostic futures
 //!   [`Socket::recv_async`] / [`Socket::send_async`]. A [`Message`] derefs to its payload (protocol
@@ -82,6 +83,8 @@ mod io;
 mod message;
 pub mod proto;
 mod socket;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod url;
 
 pub use error::Error;
