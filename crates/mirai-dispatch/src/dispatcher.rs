@@ -23,13 +23,16 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nano_transport::tls::{ClientAuth, Fingerprint, Identity, TlsError};
 use nano_transport::{Message, PipeEvent, PipeId, Protocol, Socket};
 
+use crate::admission::Admission;
 use crate::core::{Action, CancelMode, Config, Core, Rejected, Reply, Status};
 use crate::host::Host;
 use crate::protocol::{
     FromDaemon, Init, Limits, RefuseReason, ResultStatus, ToDaemon, check_hello,
 };
+use crate::security::{PolicyError, check_listen_url, configure_tls};
 use crate::task::{DaemonId, Outcome, Payload, Task, TaskId};
 
 /// The longest the dispatcher thread sleeps before it looks at timers and pipe events.
@@ -44,6 +47,12 @@ pub enum StartError {
     /// The thread could not be started.
     #[error("cannot start the dispatcher thread: {0}")]
     Thread(#[from] std::io::Error),
+    /// The address is refused by the security policy (plain tcp without the opt-in).
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The TLS configuration could not be built.
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Something that happened to a daemon, for launchers and autoscalers.
@@ -99,6 +108,15 @@ pub struct DispatcherConfig {
     pub limits: Limits,
     /// Opaque settings sent to every daemon in its init message.
     pub settings: Vec<u8>,
+    /// The certificate a `tls+tcp://` listener presents; `None` generates one at start (its
+    /// fingerprint is [`Dispatcher::tls_fingerprint`], for the daemons to pin).
+    pub tls: Option<Identity>,
+    /// Client certificates demanded of daemons on `tls+tcp://` (mutual TLS), on top of the token.
+    pub tls_clients: ClientAuth,
+    /// Listen on plain `tcp://` although it carries the token and task data unencrypted.
+    pub allow_plain_tcp: bool,
+    /// How long a connection may stay without a valid hello before it is closed.
+    pub hello_timeout: Duration,
 }
 
 impl DispatcherConfig {
@@ -110,7 +128,23 @@ impl DispatcherConfig {
             core: Config::default(),
             limits: Limits::default(),
             settings: Vec::new(),
+            tls: None,
+            tls_clients: ClientAuth::None,
+            allow_plain_tcp: false,
+            hello_timeout: Duration::from_secs(10),
         }
+    }
+
+    /// Allows listening on plain `tcp://` (see [`crate::security`]).
+    pub fn with_plain_tcp(mut self, allow: bool) -> Self {
+        self.allow_plain_tcp = allow;
+        self
+    }
+
+    /// Sets the certificate `tls+tcp://` listeners present.
+    pub fn with_tls_identity(mut self, identity: Identity) -> Self {
+        self.tls = Some(identity);
+        self
     }
 
     /// Sets [`DispatcherConfig::core`].
@@ -144,6 +178,8 @@ struct Shell {
     completions: Completions,
     events: Mutex<mpsc::Sender<DaemonEvent>>,
     stop: AtomicBool,
+    /// Hello deadlines of connections not yet admitted.
+    admission: Mutex<Admission>,
 }
 
 /// A running dispatcher: the listening socket, its thread, and the host-side API.
@@ -161,6 +197,7 @@ struct Shell {
 pub struct Dispatcher {
     shell: Arc<Shell>,
     url: String,
+    tls_fingerprint: Option<Fingerprint>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -178,9 +215,11 @@ impl Dispatcher {
     pub fn start(
         config: DispatcherConfig,
     ) -> Result<(Self, mpsc::Receiver<DaemonEvent>), StartError> {
+        check_listen_url(&config.url, config.allow_plain_tcp)?;
         let socket = Socket::new(Protocol::Pair1)?;
         socket.set_pair1_poly(true);
         socket.set_recv_max_size(config.limits.max_frame);
+        let tls_fingerprint = configure_tls(&socket, &config.url, config.tls, config.tls_clients)?;
         let pipe_events = socket.pipe_events();
         let listener = socket.listen(&config.url)?;
         let url = listener.local_url().to_owned();
@@ -201,6 +240,7 @@ impl Dispatcher {
             completions: Completions::default(),
             events: Mutex::new(tx),
             stop: AtomicBool::new(false),
+            admission: Mutex::new(Admission::new(config.hello_timeout)),
         });
         let thread = {
             let shell = Arc::clone(&shell);
@@ -212,6 +252,7 @@ impl Dispatcher {
             Self {
                 shell,
                 url,
+                tls_fingerprint,
                 thread: Some(thread),
             },
             rx,
@@ -221,6 +262,12 @@ impl Dispatcher {
     /// The address daemons dial (with the bound port for `tcp://...:0`).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The fingerprint of the certificate a `tls+tcp://` dispatcher presents, for daemons to
+    /// pin (`None` on other transports).
+    pub fn tls_fingerprint(&self) -> Option<Fingerprint> {
+        self.tls_fingerprint
     }
 
     /// The submission handle (blocking and non-blocking submit, status) without the I/O.
@@ -325,12 +372,20 @@ impl Shell {
     /// The dispatcher thread: receive, feed the core, carry out its actions.
     fn run(&self, token: &[u8], pipe_events: &mpsc::Receiver<PipeEvent>) {
         while !self.stop.load(Ordering::Acquire) {
+            let now = Instant::now();
             while let Ok(event) = pipe_events.try_recv() {
-                if let PipeEvent::Removed(pipe) = event {
-                    self.pipe_removed(pipe);
+                match event {
+                    PipeEvent::Added(pipe) => self.admission().added(pipe, now),
+                    PipeEvent::Removed(pipe) => {
+                        self.admission().removed(pipe);
+                        self.pipe_removed(pipe);
+                    }
                 }
             }
-            let now = Instant::now();
+            let late = self.admission().expired(now);
+            for pipe in late {
+                self.drop_peer(pipe, "no valid hello in time");
+            }
             let wait = self
                 .host
                 .lock()
@@ -359,12 +414,37 @@ impl Shell {
         }
     }
 
+    fn admission(&self) -> std::sync::MutexGuard<'_, Admission> {
+        self.admission
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Logs and closes a connection that failed authentication (or never tried).
+    fn drop_peer(&self, pipe: PipeId, why: &str) {
+        tracing::warn!(
+            pipe = pipe.0,
+            reason = why,
+            "closing an unauthenticated connection"
+        );
+        let _ = self.socket.close_pipe(pipe);
+    }
+
     fn on_message(&self, msg: Message, token: &[u8]) {
         let pipe = msg.pipe();
+        let admitted = self.admission().is_admitted(pipe);
         let Ok((decoded, payload)) = FromDaemon::decode(&msg, &self.limits) else {
-            // A malformed message from one daemon does not stop the others.
+            // A malformed message from one daemon does not stop the others; from a connection
+            // that has not authenticated, it ends that connection.
+            if !admitted {
+                self.drop_peer(pipe, "malformed message before the hello");
+            }
             return;
         };
+        if !admitted && !matches!(decoded, FromDaemon::Hello(_)) {
+            self.drop_peer(pipe, "message before the hello");
+            return;
+        }
         let payload_len = payload.len();
         match decoded {
             FromDaemon::Hello(hello) => {
@@ -383,13 +463,21 @@ impl Shell {
                     Ok(()) => None,
                 };
                 if let Some(reason) = refusal {
+                    tracing::warn!(
+                        pipe = pipe.0,
+                        launch_id = hello.launch_id,
+                        ?reason,
+                        "refusing a daemon"
+                    );
                     self.send(pipe, &ToDaemon::Refused(reason), &[]);
+                    let _ = self.socket.close_pipe(pipe);
                     self.event(DaemonEvent::Refused {
                         launch_id: hello.launch_id,
                         reason,
                     });
                     return;
                 }
+                self.admission().admit(pipe);
                 let mut core = self.host.lock();
                 let daemon = core.daemon_connected(self.local, Instant::now());
                 let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);

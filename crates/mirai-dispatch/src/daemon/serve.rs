@@ -47,6 +47,9 @@ pub struct DaemonConfig {
     pub rules: ExitRules,
     /// How long to wait for the first connection, for the init message, and for a send.
     pub connect_timeout: Duration,
+    /// How to verify a `tls+tcp://` dispatcher (typically the pinned fingerprint from the launch
+    /// command) and the client certificate to present, if any.
+    pub tls: Option<nano_transport::tls::TlsConfig>,
 }
 
 impl DaemonConfig {
@@ -58,6 +61,7 @@ impl DaemonConfig {
             launch_id: 0,
             rules: ExitRules::default(),
             connect_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -87,6 +91,9 @@ pub enum DaemonError {
 pub fn serve(config: &DaemonConfig, registry: &Registry) -> Result<ExitReason, DaemonError> {
     let socket = Socket::new(Protocol::Pair1)?;
     socket.set_send_timeout(Some(config.connect_timeout));
+    if let Some(tls) = &config.tls {
+        socket.set_tls(tls.clone());
+    }
     let events = socket.pipe_events();
     socket.dial_blocking(&config.url, config.connect_timeout)?;
     let init = handshake(&socket, config)?;
