@@ -89,6 +89,24 @@ pub(crate) fn configure_tls(
     Ok(Some(fingerprint))
 }
 
+/// A dialer configuration that accepts exactly the dispatcher certificate with this
+/// fingerprint (as printed by [`Dispatcher::tls_fingerprint`](crate::Dispatcher::tls_fingerprint)),
+/// for daemons whose launch command carries it.
+///
+/// ```
+/// let pin = format!("sha256:{}", "ab".repeat(32));
+/// assert!(mirai_dispatch::security::pinned_dialer(&pin).is_ok());
+/// assert!(mirai_dispatch::security::pinned_dialer("sha256:00").is_err());
+/// ```
+#[cfg(feature = "shell")]
+pub fn pinned_dialer(
+    fingerprint: &str,
+) -> Result<nano_transport::tls::TlsConfig, nano_transport::tls::TlsError> {
+    use nano_transport::tls::{Fingerprint, ServerAuth, TlsConfig};
+    let pin = Fingerprint::parse(fingerprint)?;
+    TlsConfig::new().with_dialer(ServerAuth::Pinned(pin), None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

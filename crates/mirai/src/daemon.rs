@@ -18,6 +18,8 @@ pub(crate) const ENV_TOKEN: &str = "MIRAI_DAEMON_TOKEN";
 pub(crate) const ENV_LAUNCH_ID: &str = "MIRAI_DAEMON_LAUNCH_ID";
 /// Exit rules, as `idletime_ms,walltime_ms,maxtasks` (empty fields: never).
 pub(crate) const ENV_RULES: &str = "MIRAI_DAEMON_RULES";
+/// The fingerprint of a `tls+tcp://` dispatcher's certificate, which the daemon pins.
+pub(crate) const ENV_TLS_PIN: &str = "MIRAI_DAEMON_TLS_PIN";
 
 /// If the environment says this process is a local daemon, serves tasks from `registry` and
 /// exits the process; otherwise returns at once. Call it first thing in `main`.
@@ -39,6 +41,15 @@ pub fn daemon_main_if_requested(registry: &Registry) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     config.rules = parse_rules(&std::env::var(ENV_RULES).unwrap_or_default());
+    if let Ok(pin) = std::env::var(ENV_TLS_PIN) {
+        match mirai_dispatch::security::pinned_dialer(&pin) {
+            Ok(tls) => config.tls = Some(tls),
+            Err(e) => {
+                eprintln!("mirai daemon: {ENV_TLS_PIN}: {e}");
+                std::process::exit(10);
+            }
+        }
+    }
     let code = match serve(&config, registry.inner()) {
         Ok(reason) => reason.code(),
         Err(e) => {

@@ -11,7 +11,7 @@ use mirai_dispatch::{Config, Dispatcher, DispatcherConfig, Status, Task};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::daemon::{ENV_LAUNCH_ID, ENV_RULES, ENV_TOKEN, ENV_URL, format_rules};
+use crate::daemon::{ENV_LAUNCH_ID, ENV_RULES, ENV_TLS_PIN, ENV_TOKEN, ENV_URL, format_rules};
 use crate::{Error, Mirai, TaskFn};
 
 /// Settings for a [`Pool`]: how many local daemons, where to listen, the byte cap.
@@ -35,6 +35,7 @@ pub struct Daemons {
     rules: ExitRules,
     program: Option<PathBuf>,
     passthrough: bool,
+    allow_plain_tcp: bool,
 }
 
 impl Daemons {
@@ -49,9 +50,27 @@ impl Daemons {
         self
     }
 
-    /// Listens on `url` (e.g. `tcp://0.0.0.0:5555`) so remote daemons can dial in.
+    /// Listens on `url` (e.g. `tls+tcp://0.0.0.0:5555`) so remote daemons can dial in. A
+    /// `tls+tcp://` pool generates its certificate at start; daemons pin
+    /// [`Pool::tls_fingerprint`]. Plain `tcp://` is refused unless
+    /// [`allow_plain_tcp`](Self::allow_plain_tcp).
+    ///
+    /// ```
+    /// let refused = mirai::Daemons::new().url("tcp://127.0.0.1:0").start();
+    /// assert!(refused.is_err());
+    /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
+    /// assert!(pool.tls_fingerprint().unwrap().starts_with("sha256:"));
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
+        self
+    }
+
+    /// Accepts a plain `tcp://` url, whose token and task data cross the network unencrypted
+    /// (e.g. behind an SSH tunnel).
+    pub fn allow_plain_tcp(mut self, yes: bool) -> Self {
+        self.allow_plain_tcp = yes;
         self
     }
 
@@ -117,7 +136,9 @@ impl Daemons {
             core = core.with_seed(seed);
         }
         let (dispatcher, _events) = Dispatcher::start(
-            DispatcherConfig::new(url, token.clone().into_bytes()).with_core(core),
+            DispatcherConfig::new(url, token.clone().into_bytes())
+                .with_core(core)
+                .with_plain_tcp(self.allow_plain_tcp),
         )
         .map_err(|e| Error::Start(e.to_string()))?;
         let program = match &self.program {
@@ -136,6 +157,9 @@ impl Daemons {
                 .env(ENV_LAUNCH_ID, launch_id.to_string())
                 .env(ENV_RULES, format_rules(&self.rules))
                 .stdin(Stdio::null());
+            if let Some(pin) = pool.dispatcher.tls_fingerprint() {
+                command.env(ENV_TLS_PIN, pin.to_string());
+            }
             if !self.passthrough {
                 command.stdout(Stdio::null()).stderr(Stdio::null());
             }
@@ -164,6 +188,11 @@ impl Pool {
     /// The address daemons dial.
     pub fn url(&self) -> &str {
         self.dispatcher.url()
+    }
+
+    /// The fingerprint daemons of a `tls+tcp://` pool pin (`sha256:` and 64 hex digits).
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.dispatcher.tls_fingerprint().map(|f| f.to_string())
     }
 
     /// Queues `task(arg)`, waiting for room under the byte cap.
