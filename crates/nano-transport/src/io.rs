@@ -486,18 +486,14 @@ impl IoLoop {
     /// Starts the client side of TLS on a connected stream when its dialer's URL asks for it.
     #[cfg(feature = "tls")]
     fn secure(&self, dialer: u32, stream: Stream) -> Option<Stream> {
-        let (Some(Address::Tls { host, .. }), Stream::Tcp(tcp)) =
-            (self.dialers.get(&dialer).map(|d| &d.addr), &stream)
-        else {
+        let Some(Address::Tls { host, .. }) = self.dialers.get(&dialer).map(|d| &d.addr) else {
             return Some(stream);
         };
-        let host = host.clone();
-        let _ = tcp;
         let Stream::Tcp(tcp) = stream else {
             return None;
         };
         let config = self.inner.lock().opts.tls.clone()?;
-        crate::tls::connect(tcp, &config, &host)
+        crate::tls::connect(tcp, &config, host)
             .ok()
             .map(Stream::Tls)
     }

@@ -13,6 +13,11 @@
 //! - a write accepts plaintext only when no earlier ciphertext is waiting; ciphertext the kernel
 //!   did not take stays in the session and [`TlsStream::has_pending`] reports it, so the
 //!   connection counts the pipe as having queued output and flushes it when writable.
+//!
+//! A read may have to write too (handshake flights, alerts). During the handshake the I/O
+//! thread reads and watches writability while output is pending. Once a pipe is open, rustls
+//! writes on its own only for TLS 1.3 key updates; if the socket is full at that moment, the
+//! record goes out with the next send or flush.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
