@@ -142,7 +142,8 @@ impl Rogue {
             }
             assert!(
                 Instant::now() < deadline,
-                "the dispatcher kept the rogue connected"
+                "the dispatcher kept the rogue connected (pipes {:?}, received {got:?})",
+                self.socket.pipes()
             );
         }
         while let Ok(m) = self.socket.try_recv() {

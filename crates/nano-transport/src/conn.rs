@@ -83,6 +83,18 @@ impl Stream {
         }
     }
 
+    /// Whether a read that returned less than asked for proves the stream has nothing more
+    /// until its next readiness event. Not for TLS: the bytes that completed the last record
+    /// may have brought the peer's close (close_notify, FIN) too, which only the next read
+    /// reports, and no further event will announce it.
+    fn short_read_drains(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Self::Tls(_) => false,
+            _ => true,
+        }
+    }
+
     /// Whether the stream itself holds output the kernel has not taken (TLS records encrypted
     /// from plaintext already accepted); plain streams never do.
     fn has_pending(&self) -> bool {
@@ -601,7 +613,7 @@ impl Connection {
                         match stream.read(spare) {
                             Ok(0) => return Err(ConnError::Closed),
                             Ok(n) => {
-                                drained = n < spare.len();
+                                drained = n < spare.len() && stream.short_read_drains();
                                 if let Some(body) = decoder.body_filled(n) {
                                     delivered += 1;
                                     if !deliver(body) {
@@ -620,7 +632,7 @@ impl Connection {
                     match stream.read(buf) {
                         Ok(0) => return Err(ConnError::Closed),
                         Ok(n) => {
-                            drained = n < buf.len();
+                            drained = n < buf.len() && stream.short_read_drains();
                             *end = n;
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

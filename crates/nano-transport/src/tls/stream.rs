@@ -7,9 +7,10 @@
 //! sending thread) can share it, exactly as they share a plain socket, with no thread per
 //! connection.
 //!
-//! Two promises keep the connection code's edge-triggered loop correct:
-//! - a read returns fewer bytes than asked only when the socket said "would block" (or closed)
-//!   and no decrypted byte is left in the session, so "short read" still means "drained";
+//! Two rules keep the connection code's edge-triggered loop correct:
+//! - a read fills the caller's buffer until the socket says "would block" or closes; the
+//!   connection still reads once more after a short TLS read, because the records that
+//!   completed it may also have carried the peer's close, which no later event would announce;
 //! - a write accepts plaintext only when no earlier ciphertext is waiting; ciphertext the kernel
 //!   did not take stays in the session and [`TlsStream::has_pending`] reports it, so the
 //!   connection counts the pipe as having queued output and flushes it when writable.
