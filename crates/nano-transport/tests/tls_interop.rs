@@ -295,10 +295,20 @@ fn tls_with_pynng_both_ways() {
     let (pull, port, cert) = our_listener(Protocol::Pull0, ClientAuth::None);
     let url = format!("tls+tcp://127.0.0.1:{port}");
     let ca = format!("ca={}", cert.as_str());
-    let mut peer = pynng(&["push", "dial", &url, &ca, "name=localhost", &send, &send]);
+    let mut peer = pynng(&[
+        "push",
+        "dial",
+        &url,
+        &ca,
+        "name=localhost",
+        &send,
+        &send,
+        "stdin",
+    ]);
     peer.expect("ready", STEP);
     assert_eq!(&*pull.recv().unwrap(), &request[..]);
     assert_eq!(&*pull.recv().unwrap(), &request[..]);
+    peer.write_line("");
     peer.done();
 
     // pynng REP and PULL listen with a CA-signed certificate; we dial, pinned and through the CA.
@@ -314,7 +324,7 @@ fn tls_with_pynng_both_ways() {
         let key = format!("key={}", c.peer_key.as_str());
 
         let url = format!("tls+tcp://localhost:{}", free_tcp_port());
-        let mut peer = pynng(&["rep", "listen", &url, &cert, &key, "echo"]);
+        let mut peer = pynng(&["rep", "listen", &url, &cert, &key, "echo", "stdin"]);
         peer.expect("ready", STEP);
         let req = Socket::new(Protocol::Req0).unwrap();
         req.set_recv_timeout(Some(STEP));
@@ -323,6 +333,7 @@ fn tls_with_pynng_both_ways() {
         req.send(&request).unwrap();
         assert_eq!(&*req.recv().unwrap(), &request[..], "{side:?}: echo");
         assert_eq!(peer.msg(STEP), request, "{side:?}: pynng REP received");
+        peer.write_line("");
         peer.done();
 
         let url = format!("tls+tcp://localhost:{}", free_tcp_port());

@@ -11,7 +11,9 @@ listens or dials:
     name=HOST   the server name to verify (dialers)
     client=required  a listener demands a client certificate
 
-Action steps, in order: send=HEX, recv (prints `msg HEX`), echo (receive, print, send back).
+Action steps, in order: send=HEX, recv (prints `msg HEX`), echo (receive, print, send back),
+stdin (wait for a line on stdin: NNG has no linger, so a peer that closes right after a send
+may drop it; the test says when it has received everything).
 Prints `ready` once listening or dialed, `done` at the end; any failure prints `error: ...` on
 stderr and exits 1.
 """
@@ -79,6 +81,9 @@ def main(argv):
                 got = sock.recv()
                 say("msg " + got.hex())
                 sock.send(got)
+            elif name == "stdin":
+                if not sys.stdin.readline():
+                    raise EOFError("stdin closed")
             else:
                 raise ValueError(f"unknown step {name}")
         say("done")
