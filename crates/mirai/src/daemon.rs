@@ -79,6 +79,34 @@ pub fn run_daemon(url: &str, token: &[u8], registry: &Registry) -> i32 {
     }
 }
 
+/// [`run_daemon`] for a `tls+tcp://` dispatcher: the daemon accepts exactly the certificate
+/// whose fingerprint is `tls_pin` (as [`Pool::tls_fingerprint`](crate::Pool::tls_fingerprint)
+/// prints it, e.g. carried in the launch command). A malformed pin returns exit code 10.
+///
+/// ```
+/// let registry = mirai::Registry::new();
+/// // A pin that is not a SHA-256 fingerprint never dials.
+/// let code = mirai::run_daemon_tls("tls+tcp://10.0.0.1:5555", b"token", "sha256:00", &registry);
+/// assert_eq!(code, 10);
+/// ```
+pub fn run_daemon_tls(url: &str, token: &[u8], tls_pin: &str, registry: &Registry) -> i32 {
+    let mut config = DaemonConfig::new(url, token.to_vec());
+    match mirai_dispatch::security::pinned_dialer(tls_pin) {
+        Ok(tls) => config.tls = Some(tls),
+        Err(e) => {
+            eprintln!("mirai daemon: tls pin: {e}");
+            return 10;
+        }
+    }
+    match serve(&config, registry.inner()) {
+        Ok(reason) => reason.code(),
+        Err(e) => {
+            eprintln!("mirai daemon: {e}");
+            10
+        }
+    }
+}
+
 pub(crate) fn format_rules(rules: &ExitRules) -> String {
     let ms = |d: Option<Duration>| d.map(|d| d.as_millis().to_string()).unwrap_or_default();
     format!(
