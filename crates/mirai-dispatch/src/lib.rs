@@ -13,8 +13,12 @@
 //! - [`daemon`]: the daemon's pure logic: exit rules, the function registry that turns panics into
 //!   [`TaskError`]s, and the cooperative cancel token.
 //! - [`rng`]: how each task's reproducible RNG stream is derived.
+//! - [`security`]: which addresses may be listened on (plain `tcp://` only on request), and the
+//!   TLS set-up of `tls+tcp://` listeners (a certificate generated at start, pinned by daemons).
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "shell")]
+mod admission;
 mod core;
 pub mod daemon;
 #[cfg(feature = "shell")]
@@ -22,6 +26,7 @@ mod dispatcher;
 mod host;
 pub mod protocol;
 pub mod rng;
+pub mod security;
 mod task;
 
 pub use crate::core::{

@@ -31,7 +31,7 @@ mod pool;
 mod task;
 mod waiters;
 
-pub use crate::daemon::{daemon_main_if_requested, run_daemon};
+pub use crate::daemon::{daemon_main_if_requested, run_daemon, run_daemon_tls};
 pub use crate::error::Error;
 pub use crate::handle::{Mirai, collect, race};
 pub use crate::pool::{Daemons, Pool};

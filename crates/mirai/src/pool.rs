@@ -14,7 +14,7 @@ use mirai_dispatch::{Config, DaemonEvent, Dispatcher, DispatcherConfig, Status, 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::daemon::{ENV_LAUNCH_ID, ENV_RULES, ENV_TOKEN, ENV_URL, format_rules};
+use crate::daemon::{ENV_LAUNCH_ID, ENV_RULES, ENV_TLS_PIN, ENV_TOKEN, ENV_URL, format_rules};
 use crate::{Error, Mirai, TaskFn};
 
 /// Settings for a [`Pool`]: how many local daemons, where to listen, the byte cap.
@@ -53,6 +53,7 @@ pub struct Daemons {
     cancel_grace: Option<Duration>,
     no_respawn: bool,
     token: Option<String>,
+    allow_plain_tcp: bool,
 }
 
 impl Daemons {
@@ -85,18 +86,41 @@ impl Daemons {
         self
     }
 
-    /// Listens on `url` (e.g. `tcp://0.0.0.0:5555`) so remote daemons can dial in; port 0
-    /// picks a free port. Remote daemons run [`run_daemon`](crate::run_daemon) with this
-    /// address and the pool's [`token`](Pool::token).
+    /// Listens on `url` (e.g. `tls+tcp://0.0.0.0:5555`) so remote daemons can dial in; port 0
+    /// picks a free port. A `tls+tcp://` pool generates its certificate at start; remote daemons
+    /// run [`run_daemon_tls`](crate::run_daemon_tls) with this address, the pool's
+    /// [`token`](Pool::token) and its [`tls_fingerprint`](Pool::tls_fingerprint) to pin. Plain
+    /// `tcp://` (daemons run [`run_daemon`](crate::run_daemon)) is refused unless
+    /// [`allow_plain_tcp`](Self::allow_plain_tcp).
     ///
     /// ```
-    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").start()?;
-    /// assert!(pool.url().starts_with("tcp://127.0.0.1:"));
+    /// let refused = mirai::Daemons::new().url("tcp://127.0.0.1:0").start();
+    /// assert!(refused.is_err());
+    /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
+    /// assert!(pool.url().starts_with("tls+tcp://127.0.0.1:"));
     /// assert!(!pool.url().ends_with(":0"));
+    /// assert!(pool.tls_fingerprint().unwrap().starts_with("sha256:"));
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
+        self
+    }
+
+    /// Accepts a plain `tcp://` url, whose token and task data cross the network unencrypted
+    /// (e.g. behind an SSH tunnel).
+    ///
+    /// ```
+    /// let pool = mirai::Daemons::new()
+    ///     .url("tcp://127.0.0.1:0")
+    ///     .allow_plain_tcp(true)
+    ///     .start()?;
+    /// assert!(pool.url().starts_with("tcp://127.0.0.1:"));
+    /// assert_eq!(pool.tls_fingerprint(), None);
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn allow_plain_tcp(mut self, yes: bool) -> Self {
+        self.allow_plain_tcp = yes;
         self
     }
 
@@ -264,7 +288,9 @@ impl Daemons {
             core = core.with_seed(seed);
         }
         let (dispatcher, events) = Dispatcher::start(
-            DispatcherConfig::new(url, token.clone().into_bytes()).with_core(core),
+            DispatcherConfig::new(url, token.clone().into_bytes())
+                .with_core(core)
+                .with_plain_tcp(self.allow_plain_tcp),
         )
         .map_err(|e| Error::Start(e.to_string()))?;
         let program = match &self.program {
@@ -274,6 +300,7 @@ impl Daemons {
         let local = Arc::new(Local {
             program,
             url: dispatcher.url().to_owned(),
+            tls_pin: dispatcher.tls_fingerprint().map(|f| f.to_string()),
             token,
             rules: format_rules(&self.rules),
             passthrough: self.passthrough,
@@ -315,6 +342,8 @@ const EXIT_GRACE: Duration = Duration::from_secs(1);
 struct Local {
     program: PathBuf,
     url: String,
+    /// The fingerprint local daemons pin on a `tls+tcp://` pool.
+    tls_pin: Option<String>,
     token: String,
     rules: String,
     passthrough: bool,
@@ -349,6 +378,9 @@ impl Local {
             .env(ENV_LAUNCH_ID, launch_id.to_string())
             .env(ENV_RULES, &self.rules)
             .stdin(Stdio::null());
+        if let Some(pin) = &self.tls_pin {
+            command.env(ENV_TLS_PIN, pin);
+        }
         if !self.passthrough {
             command.stdout(Stdio::null()).stderr(Stdio::null());
         }
@@ -472,7 +504,7 @@ impl Pool {
     /// The address daemons dial.
     ///
     /// ```
-    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").start()?;
+    /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
     /// println!("daemons dial {}", pool.url());
     /// # Ok::<(), mirai::Error>(())
     /// ```
@@ -489,6 +521,18 @@ impl Pool {
     /// ```
     pub fn token(&self) -> &str {
         &self.local.token
+    }
+
+    /// The fingerprint daemons of a `tls+tcp://` pool pin (`sha256:` and 64 hex digits);
+    /// `None` on other transports.
+    ///
+    /// ```
+    /// let pool = mirai::Daemons::new().start()?;
+    /// assert_eq!(pool.tls_fingerprint(), None);
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.dispatcher.tls_fingerprint().map(|f| f.to_string())
     }
 
     /// Queues `task(arg)`, waiting for room under the byte cap.
