@@ -23,6 +23,16 @@
 //! `MISSED_BEATS * h` after its last message; a daemon whose host vanished likewise exits. A
 //! normal close (including a killed process) is seen at once.
 //!
+//! Admission: a connection is nobody until its hello carries the pool's token. Over
+//! `tls+tcp://` the listener's TLS handshake runs first, inside this same loop (the accepted TCP
+//! stream is wrapped as [`Stream::Tls`] and each read or flush advances the handshake, as on a
+//! nano-transport socket), then the SP header exchange, then the hello; all three must finish
+//! within [`DispatcherConfig::hello_timeout`] of the accept (see [`crate::admission`]). Heartbeat
+//! silence applies only to admitted daemons, so the two limits never overlap. Refused and timed
+//! out peers are logged (`tracing`, WARN) and closed; a refused one is closed once its refusal is
+//! written, and nothing but that refusal is ever sent to it. Plain `tcp://` is refused unless
+//! [`DispatcherConfig::allow_plain_tcp`] (see [`crate::security`]).
+//!
 //! Local daemons are the ones on `ipc://` and `abstract://` addresses, which only processes of
 //! this machine can reach; a hard cancel or an unanswered cancel turns into
 //! [`DaemonEvent::KillRequested`] for whoever launched them.
@@ -42,19 +52,23 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use nano_transport::conn::{ConnSender, Connection, ReadProgress, SendStatus, Stream};
 use nano_transport::proto::{MAX_TTL_DEFAULT, pair1_hops};
+use nano_transport::tls::{ClientAuth, Fingerprint, Identity, TlsConfig, TlsError};
 use nano_transport::{Address, Protocol};
 
+use crate::admission::Admission;
 use crate::core::{Action, CancelMode, Config, Core, Rejected, Reply, Status};
 use crate::host::{CoreGuard, Host};
 use crate::protocol::{
     FromDaemon, Hello, Init, Limits, RefuseReason, ResultStatus, ToDaemon, check_hello,
 };
+use crate::security::{PolicyError, check_listen_url, listener_tls};
 use crate::task::{DaemonId, Outcome, Payload, Task, TaskId};
 
 /// How many heartbeat intervals of silence mean a peer is lost (both sides use this rule).
 pub const MISSED_BEATS: u32 = 4;
 
-/// How long a connection may take to present its hello before it is closed.
+/// How long a connection may take to present its hello before it is closed, by default (see
+/// [`DispatcherConfig::hello_timeout`]).
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The PAIR1 header of every message we send: a hop count of 1, as NNG writes it.
@@ -84,6 +98,12 @@ pub enum StartError {
     /// The poll, the listener or the thread could not be set up.
     #[error("cannot start the dispatcher: {0}")]
     Thread(#[from] io::Error),
+    /// The address is refused by the security policy (plain tcp without the opt-in).
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The TLS configuration could not be built.
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Something that happened to a daemon, for launchers and autoscalers.
@@ -132,7 +152,8 @@ pub enum DaemonEvent {
 /// ```
 #[derive(Debug, Clone)]
 pub struct DispatcherConfig {
-    /// Where daemons dial (`tcp://127.0.0.1:0`, `ipc:///path`, `abstract://name`).
+    /// Where daemons dial (`tls+tcp://0.0.0.0:0`, `ipc:///path`, `abstract://name`, or
+    /// `tcp://...` with [`allow_plain_tcp`](Self::allow_plain_tcp)).
     pub url: String,
     /// The join token daemons must present.
     pub token: Vec<u8>,
@@ -145,6 +166,16 @@ pub struct DispatcherConfig {
     /// Heartbeat interval (default 1 s); `None` disables heartbeats, and with them the detection
     /// of peers lost without a close. See the module docs for the detection bound.
     pub heartbeat: Option<Duration>,
+    /// The certificate a `tls+tcp://` listener presents; `None` generates one at start (its
+    /// fingerprint is [`Dispatcher::tls_fingerprint`], for the daemons to pin).
+    pub tls: Option<Identity>,
+    /// Client certificates demanded of daemons on `tls+tcp://` (mutual TLS), on top of the token.
+    pub tls_clients: ClientAuth,
+    /// Listen on plain `tcp://` although it carries the token and task data unencrypted.
+    pub allow_plain_tcp: bool,
+    /// How long a connection may take, from its accept, to finish the TLS handshake (if any),
+    /// the SP header exchange and a valid hello before it is closed (default [`HELLO_TIMEOUT`]).
+    pub hello_timeout: Duration,
 }
 
 impl DispatcherConfig {
@@ -157,7 +188,39 @@ impl DispatcherConfig {
             limits: Limits::default(),
             settings: Vec::new(),
             heartbeat: Some(Duration::from_secs(1)),
+            tls: None,
+            tls_clients: ClientAuth::None,
+            allow_plain_tcp: false,
+            hello_timeout: HELLO_TIMEOUT,
         }
+    }
+
+    /// Allows listening on plain `tcp://` (see [`crate::security`]).
+    ///
+    /// ```
+    /// use mirai_dispatch::DispatcherConfig;
+    /// let c = DispatcherConfig::new("tcp://127.0.0.1:0", b"t".to_vec()).with_plain_tcp(true);
+    /// assert!(c.allow_plain_tcp);
+    /// ```
+    pub fn with_plain_tcp(mut self, allow: bool) -> Self {
+        self.allow_plain_tcp = allow;
+        self
+    }
+
+    /// Sets the certificate `tls+tcp://` listeners present.
+    ///
+    /// ```
+    /// use mirai_dispatch::DispatcherConfig;
+    /// use nano_transport::tls::Identity;
+    /// let id = Identity::generate(&["pool.example"])?;
+    /// let pin = id.fingerprint();
+    /// let c = DispatcherConfig::new("tls+tcp://0.0.0.0:0", b"t".to_vec()).with_tls_identity(id);
+    /// assert_eq!(c.tls.map(|i| i.fingerprint()), Some(pin));
+    /// # Ok::<(), nano_transport::tls::TlsError>(())
+    /// ```
+    pub fn with_tls_identity(mut self, identity: Identity) -> Self {
+        self.tls = Some(identity);
+        self
     }
 
     /// Sets [`DispatcherConfig::core`].
@@ -208,8 +271,9 @@ struct Shared {
 /// use std::time::Duration;
 /// use mirai_dispatch::{Dispatcher, DispatcherConfig, Outcome, Task};
 /// let (dispatcher, _events) =
-///     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"t0ken".to_vec()))?;
-/// // ... launch daemons that dial dispatcher.url() with the token ...
+///     Dispatcher::start(DispatcherConfig::new("tls+tcp://127.0.0.1:0", b"t0ken".to_vec()))?;
+/// // ... launch daemons that dial dispatcher.url() with the token, pinning
+/// // dispatcher.tls_fingerprint() ...
 /// let id = dispatcher.submit(Task::new("add", vec![1, 2]), None).unwrap();
 /// let outcome = dispatcher.wait(id, Some(Duration::from_secs(10)));
 /// # Ok::<(), mirai_dispatch::StartError>(())
@@ -217,6 +281,7 @@ struct Shared {
 pub struct Dispatcher {
     shared: Arc<Shared>,
     url: String,
+    tls_fingerprint: Option<Fingerprint>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -234,9 +299,12 @@ impl Dispatcher {
     pub fn start(
         config: DispatcherConfig,
     ) -> Result<(Self, mpsc::Receiver<DaemonEvent>), StartError> {
+        check_listen_url(&config.url, config.allow_plain_tcp)?;
         let address = Address::parse(&config.url)?;
-        let (mut listener, url, ipc_path) = bind(&address, &config.url)?;
-        let local = !matches!(address, Address::Tcp(_));
+        let tls = listener_tls(&config.url, config.tls, config.tls_clients)?;
+        let tls_fingerprint = tls.as_ref().map(|(_, f)| *f);
+        let (mut listener, url, ipc_path) = bind(&address, &config.url, tls.map(|(c, _)| c))?;
+        let local = matches!(address, Address::Ipc(_) | Address::Abstract(_));
         let track_collected = config.core.max_uncollected_bytes.is_some();
         let mut core_config = config.core;
         // With a cap, a payload counts against it until it is written to its daemon, so the
@@ -245,7 +313,9 @@ impl Dispatcher {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         match &mut listener {
-            Listener::Tcp(l) => poll.registry().register(l, LISTENER, Interest::READABLE)?,
+            Listener::Tcp(l) | Listener::Tls(l, _) => {
+                poll.registry().register(l, LISTENER, Interest::READABLE)?
+            }
             Listener::Unix(l) => poll.registry().register(l, LISTENER, Interest::READABLE)?,
         }
         let host = {
@@ -282,6 +352,7 @@ impl Dispatcher {
             next_token: FIRST_PEER,
             ready: Vec::new(),
             next_beat: config.heartbeat.map(|h| Instant::now() + h),
+            admission: Admission::new(config.hello_timeout),
         };
         let thread = std::thread::Builder::new()
             .name("mirai-dispatcher".into())
@@ -290,6 +361,7 @@ impl Dispatcher {
             Self {
                 shared,
                 url,
+                tls_fingerprint,
                 thread: Some(thread),
             },
             rx,
@@ -299,6 +371,24 @@ impl Dispatcher {
     /// The address daemons dial (with the bound port for `tcp://...:0`).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The fingerprint of the certificate a `tls+tcp://` dispatcher presents, for daemons to
+    /// pin (`None` on other transports).
+    ///
+    /// ```
+    /// use mirai_dispatch::{Dispatcher, DispatcherConfig};
+    /// let (d, _events) =
+    ///     Dispatcher::start(DispatcherConfig::new("tls+tcp://127.0.0.1:0", b"t".to_vec()))?;
+    /// let pin = d.tls_fingerprint().expect("a tls+tcp dispatcher has one");
+    /// assert!(pin.to_string().starts_with("sha256:"));
+    /// let (local, _events) =
+    ///     Dispatcher::start(DispatcherConfig::new("abstract://doc-fingerprint", b"t".to_vec()))?;
+    /// assert_eq!(local.tls_fingerprint(), None);
+    /// # Ok::<(), mirai_dispatch::StartError>(())
+    /// ```
+    pub fn tls_fingerprint(&self) -> Option<Fingerprint> {
+        self.tls_fingerprint
     }
 
     /// The submission handle (blocking and non-blocking submit, status) without the I/O. Calls
@@ -363,7 +453,7 @@ impl Dispatcher {
     /// ```
     /// # use mirai_dispatch::{CancelMode, Dispatcher, DispatcherConfig, Outcome, Task};
     /// # let (dispatcher, _events) =
-    /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"t".to_vec()))?;
+    /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"t".to_vec()).with_plain_tcp(true))?;
     /// let waker = std::task::Waker::noop();
     /// let id = dispatcher.submit(Task::new("f", vec![]), None).unwrap(); // no daemon: queued
     /// assert_eq!(dispatcher.poll_outcome(id, waker), None); // `waker` is kept
@@ -384,7 +474,7 @@ impl Dispatcher {
     /// ```
     /// # use mirai_dispatch::{CancelMode, Dispatcher, DispatcherConfig, Task};
     /// # let (dispatcher, _events) =
-    /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"t".to_vec()))?;
+    /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"t".to_vec()).with_plain_tcp(true))?;
     /// let id = dispatcher.submit(Task::new("f", vec![]), None).unwrap(); // no daemon: queued
     /// dispatcher.forget(id); // fire and forget: it stays queued, to run when a daemon joins
     /// assert_eq!(dispatcher.status().awaiting, 1);
@@ -411,7 +501,7 @@ impl Dispatcher {
     /// ```
     /// # use mirai_dispatch::{CancelMode, Dispatcher, DispatcherConfig, Task};
     /// # let (dispatcher, _events) =
-    /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"t".to_vec()))?;
+    /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"t".to_vec()).with_plain_tcp(true))?;
     /// let id = dispatcher.submit(Task::new("f", vec![]), None).unwrap();
     /// assert_eq!(dispatcher.retained(), 0);
     /// dispatcher.cancel(id, CancelMode::Soft);
@@ -629,11 +719,17 @@ impl Shared {
 enum Listener {
     Tcp(mio::net::TcpListener),
     Unix(mio::net::UnixListener),
+    /// Accepted connections start the server side of TLS with this configuration.
+    Tls(mio::net::TcpListener, TlsConfig),
 }
 
 /// Binds `address`; returns the listener, the URL daemons dial, and the socket file to remove
-/// at the end (`ipc://` only).
-fn bind(address: &Address, url: &str) -> Result<(Listener, String, Option<PathBuf>), StartError> {
+/// at the end (`ipc://` only). `tls` is the listener configuration of a `tls+tcp://` address.
+fn bind(
+    address: &Address,
+    url: &str,
+    tls: Option<TlsConfig>,
+) -> Result<(Listener, String, Option<PathBuf>), StartError> {
     let in_use = |e: io::Error| -> StartError {
         if e.kind() == io::ErrorKind::AddrInUse {
             nano_transport::Error::AddrInUse(url.to_owned()).into()
@@ -669,6 +765,19 @@ fn bind(address: &Address, url: &str) -> Result<(Listener, String, Option<PathBu
             let l = mio::net::UnixListener::bind_addr(&addr).map_err(in_use)?;
             Ok((Listener::Unix(l), address.to_url(), None))
         }
+        Address::Tls { addr, .. } => {
+            let tls = tls.ok_or(nano_transport::Error::State(
+                "tls+tcp:// listeners need a TLS listener configuration",
+            ))?;
+            let l = mio::net::TcpListener::bind(*addr).map_err(in_use)?;
+            let local = l.local_addr()?;
+            let url = Address::Tls {
+                addr: local,
+                host: local.ip().to_string(),
+            }
+            .to_url();
+            Ok((Listener::Tls(l, tls), url, None))
+        }
     }
 }
 
@@ -676,10 +785,11 @@ fn bind(address: &Address, url: &str) -> Result<(Listener, String, Option<PathBu
 struct Peer {
     conn: Connection,
     daemon: Option<DaemonId>,
-    accepted: Instant,
     last_rx: Instant,
     /// Registered for writability (only while its sender has bytes queued).
     writable: bool,
+    /// Refused: closed as soon as the refusal is written, and read no more.
+    refused: bool,
 }
 
 /// A daemon message after decoding, waiting for the core.
@@ -706,6 +816,8 @@ struct EventLoop {
     /// Connections that may hold unread bytes no readiness event will announce.
     ready: Vec<Token>,
     next_beat: Option<Instant>,
+    /// Hello deadlines of the connections not yet admitted.
+    admission: Admission<Token>,
 }
 
 impl EventLoop {
@@ -735,6 +847,11 @@ impl EventLoop {
                             && let Some(peer) = self.peers.get_mut(&token)
                         {
                             peer.conn.note_readable();
+                            if event.is_read_closed() {
+                                // The daemon's last frame and its close may both be in this
+                                // event: read until the close shows.
+                                peer.conn.note_read_closed();
+                            }
                             if !self.ready.contains(&token) {
                                 self.ready.push(token);
                             }
@@ -772,11 +889,12 @@ impl EventLoop {
         if let Some(b) = self.next_beat {
             consider(b);
         }
-        for peer in self.peers.values() {
-            match (peer.daemon, self.shared.heartbeat) {
-                (None, _) => consider(peer.accepted + HELLO_TIMEOUT),
-                (Some(_), Some(h)) => consider(peer.last_rx + h * MISSED_BEATS),
-                (Some(_), None) => {}
+        if let Some(t) = self.admission.next_deadline() {
+            consider(t);
+        }
+        if let Some(h) = self.shared.heartbeat {
+            for peer in self.peers.values().filter(|p| p.daemon.is_some()) {
+                consider(peer.last_rx + h * MISSED_BEATS);
             }
         }
         next
@@ -790,11 +908,19 @@ impl EventLoop {
                     Stream::Tcp(s)
                 }),
                 Listener::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
+                Listener::Tls(l, config) => l.accept().and_then(|(s, _)| {
+                    let _ = s.set_nodelay(true);
+                    // The server side of TLS; its handshake advances with this connection's
+                    // reads and flushes, before the SP headers are exchanged.
+                    config.accept(s).map(Stream::Tls)
+                }),
             };
             let stream = match stream {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // TLS could not start on this connection: skip it alone.
+                Err(e) if e.kind() == io::ErrorKind::Other => continue,
                 // Out of descriptors or a connection reset before accept: try again on the next
                 // event rather than spin.
                 Err(_) => return,
@@ -815,14 +941,15 @@ impl EventLoop {
                 continue;
             }
             let now = Instant::now();
+            self.admission.added(token, now);
             self.peers.insert(
                 token,
                 Peer {
                     conn,
                     daemon: None,
-                    accepted: now,
                     last_rx: now,
                     writable: false,
+                    refused: false,
                 },
             );
             // The peer's header may already be waiting.
@@ -846,6 +973,11 @@ impl EventLoop {
                 failed.push(token);
                 continue;
             };
+            if done && peer.refused {
+                // The refusal is out: nothing more for this peer.
+                failed.push(token);
+                continue;
+            }
             let want = !done;
             if want != peer.writable {
                 let interest = if want {
@@ -877,10 +1009,14 @@ impl EventLoop {
         let mut inbound = Vec::new();
         let mut closing = Vec::new();
         let tokens = std::mem::take(&mut self.ready);
+        let mut output = false;
         for token in tokens {
             let Some(peer) = self.peers.get_mut(&token) else {
                 continue;
             };
+            if peer.refused {
+                continue;
+            }
             let mut bodies = Vec::new();
             let progress = peer.conn.on_readable(READ_BATCH, &mut |b| {
                 bodies.push(b);
@@ -889,10 +1025,17 @@ impl EventLoop {
             if !bodies.is_empty() {
                 peer.last_rx = Instant::now();
             }
+            // A TLS read may leave handshake records for the socket to take.
+            output |= peer.conn.sender().queued() > 0 && !peer.writable;
             match progress {
                 Ok(ReadProgress::Drained) => {}
                 Ok(ReadProgress::HandshakeDone | ReadProgress::Yielded) => self.ready.push(token),
-                Err(_) => closing.push(token),
+                Err(e) => {
+                    if peer.daemon.is_none() {
+                        unauthenticated_closed(token, &e);
+                    }
+                    closing.push(token);
+                }
             }
             for body in bodies {
                 if !self.on_body(token, body, &mut inbound) {
@@ -922,6 +1065,9 @@ impl EventLoop {
         for token in closing {
             self.close(token);
         }
+        if output {
+            self.flush_queues();
+        }
     }
 
     /// Handles one message body; `false` closes the connection.
@@ -931,18 +1077,26 @@ impl EventLoop {
             Err(e) => return !e.closes_pipe(),
         }
         let frame = &body[PAIR1_HEADER.len()..];
-        let Ok((msg, payload)) = FromDaemon::decode(frame, &self.shared.limits) else {
-            // A malformed message: this daemon cannot be trusted, the others carry on.
-            return false;
-        };
-        let payload_len = payload.len();
         let Some(peer) = self.peers.get(&token) else {
             return false;
         };
+        let admitted = peer.daemon.is_some();
+        let Ok((msg, payload)) = FromDaemon::decode(frame, &self.shared.limits) else {
+            // A malformed message: this daemon cannot be trusted, the others carry on.
+            if !admitted {
+                drop_unauthenticated(token, "malformed message before the hello");
+            }
+            return false;
+        };
+        let payload_len = payload.len();
         match (msg, peer.daemon) {
             (FromDaemon::Hello(hello), None) => self.on_hello(token, &hello),
-            // A second hello, or anything before the first: not our protocol.
-            (FromDaemon::Hello(_), Some(_)) | (_, None) => false,
+            (_, None) => {
+                drop_unauthenticated(token, "message before the hello");
+                false
+            }
+            // A second hello: not our protocol.
+            (FromDaemon::Hello(_), Some(_)) => false,
             (FromDaemon::Heartbeat, Some(_)) => true,
             (FromDaemon::Result { task, status, last }, Some(daemon)) => {
                 let reply = match status {
@@ -981,14 +1135,23 @@ impl EventLoop {
         };
         if let Some(reason) = refusal {
             drop(core);
+            tracing::warn!(
+                connection = token.0,
+                launch_id = hello.launch_id,
+                ?reason,
+                "refusing a daemon"
+            );
+            peer.refused = true;
             self.shared.send(&sender, &ToDaemon::Refused(reason), &[]);
             self.shared.event(DaemonEvent::Refused {
                 launch_id: hello.launch_id,
                 reason,
             });
-            // Kept open until the daemon reads the refusal and leaves (or the hello limit).
-            return true;
+            // Closed once the refusal is written: at once if the kernel took it, else when the
+            // dispatcher thread has flushed it (the hello deadline still bounds the wait).
+            return sender.queued() > 0;
         }
+        self.admission.admit(token);
         let daemon = core.daemon_connected(self.shared.local, Instant::now());
         // Linked before the core's lock is released, so whoever carries out the init finds it.
         self.shared
@@ -1033,16 +1196,21 @@ impl EventLoop {
                 }
             }
         }
-        let silent: Vec<Token> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| match (p.daemon, heartbeat) {
-                (None, _) => now >= p.accepted + HELLO_TIMEOUT,
-                (Some(_), Some(h)) => now >= p.last_rx + h * MISSED_BEATS,
-                (Some(_), None) => false,
-            })
-            .map(|(&t, _)| t)
-            .collect();
+        for token in self.admission.expired(now) {
+            if self.peers.get(&token).is_some_and(|p| !p.refused) {
+                drop_unauthenticated(token, "no valid hello in time");
+            }
+            self.close(token);
+        }
+        let silent: Vec<Token> = match heartbeat {
+            Some(h) => self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.daemon.is_some() && now >= p.last_rx + h * MISSED_BEATS)
+                .map(|(&t, _)| t)
+                .collect(),
+            None => Vec::new(),
+        };
         for token in silent {
             self.close(token);
         }
@@ -1053,6 +1221,7 @@ impl EventLoop {
         let Some(peer) = self.peers.remove(&token) else {
             return;
         };
+        self.admission.removed(token);
         self.ready.retain(|&t| t != token);
         let fd = peer.conn.stream().as_raw_fd();
         let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
@@ -1076,6 +1245,30 @@ impl EventLoop {
         }
         if let Some(path) = &self.ipc_path {
             let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Logs that a connection which never authenticated is being closed, and why.
+fn drop_unauthenticated(token: Token, why: &str) {
+    tracing::warn!(
+        connection = token.0,
+        reason = why,
+        "closing an unauthenticated connection"
+    );
+}
+
+/// Logs a transport failure of a connection that never authenticated (a failed TLS handshake,
+/// a refused SP header, an oversized frame). A plain close is only a debug event: refused
+/// daemons and probes leave that way.
+fn unauthenticated_closed(token: Token, error: &nano_transport::conn::ConnError) {
+    match error {
+        nano_transport::conn::ConnError::Closed => {
+            tracing::debug!(connection = token.0, "closed before its hello");
+        }
+        e => {
+            let why = e.to_string();
+            drop_unauthenticated(token, &why);
         }
     }
 }

@@ -13,8 +13,12 @@
 //! - [`daemon`]: the daemon's pure logic: exit rules, the function registry that turns panics into
 //!   [`TaskError`]s, and the cooperative cancel token.
 //! - [`rng`]: how each task's reproducible RNG stream is derived.
+//! - [`security`]: which addresses may be listened on (plain `tcp://` only on request), and the
+//!   TLS set-up of `tls+tcp://` listeners (a certificate generated at start, pinned by daemons).
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "shell")]
+mod admission;
 #[cfg(feature = "shell")]
 mod completions;
 mod core;
@@ -24,6 +28,7 @@ mod dispatcher;
 mod host;
 pub mod protocol;
 pub mod rng;
+pub mod security;
 mod task;
 
 pub use crate::core::{

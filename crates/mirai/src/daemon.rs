@@ -18,6 +18,8 @@ pub(crate) const ENV_TOKEN: &str = "MIRAI_DAEMON_TOKEN";
 pub(crate) const ENV_LAUNCH_ID: &str = "MIRAI_DAEMON_LAUNCH_ID";
 /// Exit rules, as `idletime_ms,walltime_ms,maxtasks` (empty fields: never).
 pub(crate) const ENV_RULES: &str = "MIRAI_DAEMON_RULES";
+/// The fingerprint of a `tls+tcp://` dispatcher's certificate, which the daemon pins.
+pub(crate) const ENV_TLS_PIN: &str = "MIRAI_DAEMON_TLS_PIN";
 
 /// If the environment says this process is a local daemon, serves tasks from `registry` and
 /// exits the process; otherwise returns at once. Call it first thing in `main`.
@@ -39,6 +41,15 @@ pub fn daemon_main_if_requested(registry: &Registry) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     config.rules = parse_rules(&std::env::var(ENV_RULES).unwrap_or_default());
+    if let Ok(pin) = std::env::var(ENV_TLS_PIN) {
+        match mirai_dispatch::security::pinned_dialer(&pin) {
+            Ok(tls) => config.tls = Some(tls),
+            Err(e) => {
+                eprintln!("mirai daemon: {ENV_TLS_PIN}: {e}");
+                std::process::exit(10);
+            }
+        }
+    }
     let code = match serve(&config, registry.inner()) {
         Ok(reason) => reason.code(),
         Err(e) => {
@@ -53,14 +64,15 @@ pub fn daemon_main_if_requested(registry: &Registry) {
 /// until the host goes away; returns the process exit code to use.
 ///
 /// On a remote machine this is the whole `main` of the daemon program, with the url and token
-/// of a pool started with [`Daemons::url`](crate::Daemons::url). Here a thread stands in for it:
+/// of a pool started with [`Daemons::url`](crate::Daemons::url) on a plain `tcp://` address
+/// (for `tls+tcp://`, see [`run_daemon_tls`]). Here a thread stands in for it:
 ///
 /// ```
 /// use mirai::{Daemons, Registry, TaskFn, task};
 /// fn add((a, b): (i64, i64)) -> i64 { a + b }
 /// const ADD: TaskFn<(i64, i64), i64> = task!(add);
 ///
-/// let pool = Daemons::new().url("tcp://127.0.0.1:0").start()?;
+/// let pool = Daemons::new().url("tcp://127.0.0.1:0").allow_plain_tcp(true).start()?;
 /// let (url, token) = (pool.url().to_owned(), pool.token().to_owned());
 /// let daemon = std::thread::spawn(move || {
 ///     mirai::run_daemon(&url, token.as_bytes(), &Registry::new().with(&ADD))
@@ -72,6 +84,48 @@ pub fn daemon_main_if_requested(registry: &Registry) {
 /// ```
 pub fn run_daemon(url: &str, token: &[u8], registry: &Registry) -> i32 {
     let config = DaemonConfig::new(url, token.to_vec());
+    match serve(&config, registry.inner()) {
+        Ok(reason) => reason.code(),
+        Err(e) => {
+            eprintln!("mirai daemon: {e}");
+            10
+        }
+    }
+}
+
+/// [`run_daemon`] for a `tls+tcp://` dispatcher: the daemon accepts exactly the certificate
+/// whose fingerprint is `tls_pin` (as [`Pool::tls_fingerprint`](crate::Pool::tls_fingerprint)
+/// prints it, e.g. carried in the launch command). A malformed pin returns exit code 10.
+///
+/// ```
+/// use mirai::{Daemons, Registry, TaskFn, task};
+/// fn add((a, b): (i64, i64)) -> i64 { a + b }
+/// const ADD: TaskFn<(i64, i64), i64> = task!(add);
+///
+/// let pool = Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
+/// let (url, token) = (pool.url().to_owned(), pool.token().to_owned());
+/// let pin = pool.tls_fingerprint().expect("a tls+tcp pool has one");
+/// let daemon = std::thread::spawn(move || {
+///     mirai::run_daemon_tls(&url, token.as_bytes(), &pin, &Registry::new().with(&ADD))
+/// });
+/// assert_eq!(pool.submit(&ADD, (2, 2))?.wait()?, 4);
+/// drop(pool);
+/// assert_eq!(daemon.join().unwrap(), 0); // the host went away
+///
+/// // A pin that is not a SHA-256 fingerprint never dials.
+/// let url = "tls+tcp://10.0.0.1:5555";
+/// assert_eq!(mirai::run_daemon_tls(url, b"token", "sha256:00", &Registry::new()), 10);
+/// # Ok::<(), mirai::Error>(())
+/// ```
+pub fn run_daemon_tls(url: &str, token: &[u8], tls_pin: &str, registry: &Registry) -> i32 {
+    let mut config = DaemonConfig::new(url, token.to_vec());
+    match mirai_dispatch::security::pinned_dialer(tls_pin) {
+        Ok(tls) => config.tls = Some(tls),
+        Err(e) => {
+            eprintln!("mirai daemon: tls pin: {e}");
+            return 10;
+        }
+    }
     match serve(&config, registry.inner()) {
         Ok(reason) => reason.code(),
         Err(e) => {

@@ -30,7 +30,7 @@ pub mod launch;
 mod pool;
 mod task;
 
-pub use crate::daemon::{daemon_main_if_requested, run_daemon};
+pub use crate::daemon::{daemon_main_if_requested, run_daemon, run_daemon_tls};
 pub use crate::error::Error;
 pub use crate::handle::{Mirai, collect, race};
 pub use crate::pool::{Daemons, Pool};

@@ -14,7 +14,7 @@ use mirai_dispatch::{Config, DaemonEvent, Dispatcher, DispatcherConfig, Status, 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::daemon::{ENV_LAUNCH_ID, ENV_RULES, ENV_TOKEN, ENV_URL, format_rules};
+use crate::daemon::{ENV_LAUNCH_ID, ENV_RULES, ENV_TLS_PIN, ENV_TOKEN, ENV_URL, format_rules};
 use crate::launch::remote::Remote;
 use crate::launch::{Join, Program, Slurm, SlurmJob, Ssh, Template};
 use crate::{Error, Mirai, TaskFn};
@@ -57,6 +57,7 @@ pub struct Daemons {
     token: Option<String>,
     advertise: Option<String>,
     launch_timeout: Option<Duration>,
+    allow_plain_tcp: bool,
 }
 
 impl Daemons {
@@ -89,18 +90,41 @@ impl Daemons {
         self
     }
 
-    /// Listens on `url` (e.g. `tcp://0.0.0.0:5555`) so remote daemons can dial in; port 0
-    /// picks a free port. Remote daemons run [`run_daemon`](crate::run_daemon) with this
-    /// address and the pool's [`token`](Pool::token).
+    /// Listens on `url` (e.g. `tls+tcp://0.0.0.0:5555`) so remote daemons can dial in; port 0
+    /// picks a free port. A `tls+tcp://` pool generates its certificate at start; remote daemons
+    /// run [`run_daemon_tls`](crate::run_daemon_tls) with this address, the pool's
+    /// [`token`](Pool::token) and its [`tls_fingerprint`](Pool::tls_fingerprint) to pin. Plain
+    /// `tcp://` (daemons run [`run_daemon`](crate::run_daemon)) is refused unless
+    /// [`allow_plain_tcp`](Self::allow_plain_tcp).
     ///
     /// ```
-    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").start()?;
-    /// assert!(pool.url().starts_with("tcp://127.0.0.1:"));
+    /// let refused = mirai::Daemons::new().url("tcp://127.0.0.1:0").start();
+    /// assert!(refused.is_err());
+    /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
+    /// assert!(pool.url().starts_with("tls+tcp://127.0.0.1:"));
     /// assert!(!pool.url().ends_with(":0"));
+    /// assert!(pool.tls_fingerprint().unwrap().starts_with("sha256:"));
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
+        self
+    }
+
+    /// Accepts a plain `tcp://` url, whose token and task data cross the network unencrypted
+    /// (e.g. behind an SSH tunnel).
+    ///
+    /// ```
+    /// let pool = mirai::Daemons::new()
+    ///     .url("tcp://127.0.0.1:0")
+    ///     .allow_plain_tcp(true)
+    ///     .start()?;
+    /// assert!(pool.url().starts_with("tcp://127.0.0.1:"));
+    /// assert_eq!(pool.tls_fingerprint(), None);
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn allow_plain_tcp(mut self, yes: bool) -> Self {
+        self.allow_plain_tcp = yes;
         self
     }
 
@@ -240,15 +264,15 @@ impl Daemons {
     }
 
     /// The address remote daemons dial, when it differs from the one the pool listens on
-    /// (listening on `tcp://0.0.0.0:5555`, daemons dial `tcp://login1.cluster:5555`). Used by
+    /// (listening on `tls+tcp://0.0.0.0:5555`, daemons dial `tls+tcp://login1.cluster:5555`). Used by
     /// [`Pool::launch`] and the other launchers; default: [`Pool::url`].
     ///
     /// ```
     /// let pool = mirai::Daemons::new()
-    ///     .url("tcp://0.0.0.0:0")
-    ///     .advertise("tcp://login1.example:5555")
+    ///     .url("tls+tcp://127.0.0.1:0")
+    ///     .advertise("tls+tcp://login1.example:5555")
     ///     .start()?;
-    /// assert_eq!(pool.join().url(), "tcp://login1.example:5555");
+    /// assert_eq!(pool.join().url(), "tls+tcp://login1.example:5555");
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn advertise(mut self, url: impl Into<String>) -> Self {
@@ -299,7 +323,9 @@ impl Daemons {
             core = core.with_seed(seed);
         }
         let (dispatcher, events) = Dispatcher::start(
-            DispatcherConfig::new(url, token.clone().into_bytes()).with_core(core),
+            DispatcherConfig::new(url, token.clone().into_bytes())
+                .with_core(core)
+                .with_plain_tcp(self.allow_plain_tcp),
         )
         .map_err(|e| Error::Start(e.to_string()))?;
         let program = match &self.program {
@@ -310,6 +336,7 @@ impl Daemons {
             program,
             url: dispatcher.url().to_owned(),
             advertise: self.advertise.clone(),
+            tls_pin: dispatcher.tls_fingerprint().map(|f| f.to_string()),
             token,
             exit_rules: self.rules,
             rules: format_rules(&self.rules),
@@ -381,6 +408,8 @@ struct Local {
     program: PathBuf,
     url: String,
     advertise: Option<String>,
+    /// The fingerprint local daemons pin on a `tls+tcp://` pool.
+    tls_pin: Option<String>,
     token: String,
     exit_rules: ExitRules,
     rules: String,
@@ -427,6 +456,9 @@ impl Local {
             .env(ENV_LAUNCH_ID, launch_id.to_string())
             .env(ENV_RULES, &self.rules)
             .stdin(Stdio::null());
+        if let Some(pin) = &self.tls_pin {
+            command.env(ENV_TLS_PIN, pin);
+        }
         if !self.passthrough {
             command.stdout(Stdio::null()).stderr(Stdio::null());
         }
@@ -565,7 +597,7 @@ impl Pool {
     /// The address daemons dial.
     ///
     /// ```
-    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").start()?;
+    /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
     /// println!("daemons dial {}", pool.url());
     /// # Ok::<(), mirai::Error>(())
     /// ```
@@ -589,7 +621,7 @@ impl Pool {
     /// [`launch`](crate::launch) take it, for launches the pool does not track.
     ///
     /// ```
-    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").start()?;
+    /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
     /// assert_eq!(pool.join().url(), pool.url());
     /// # Ok::<(), mirai::Error>(())
     /// ```
@@ -599,7 +631,11 @@ impl Pool {
             .advertise
             .as_deref()
             .unwrap_or_else(|| self.url());
-        Join::with_rules(url, &self.local.token, self.local.exit_rules)
+        let join = Join::with_rules(url, &self.local.token, self.local.exit_rules);
+        match &self.local.tls_pin {
+            Some(pin) => join.tls_pin(pin),
+            None => join,
+        }
     }
 
     /// The command that starts one more daemon of this pool when pasted into a shell on
@@ -608,7 +644,7 @@ impl Pool {
     /// empty configuration; each call gives the daemon a fresh launch id.
     ///
     /// ```
-    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").start()?;
+    /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
     /// let line = pool.remote_command()?;
     /// assert!(line.starts_with(&format!("env MIRAI_DAEMON_URL={} ", pool.url())));
     /// # Ok::<(), mirai::Error>(())
@@ -621,7 +657,7 @@ impl Pool {
     ///
     /// ```
     /// use mirai::launch::Program;
-    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").token("t").start()?;
+    /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").token("t").start()?;
     /// let first = pool.remote_command_for(&Program::new("/opt/app/worker"))?;
     /// let second = pool.remote_command_for(&Program::new("/opt/app/worker"))?;
     /// assert!(first.contains(" MIRAI_DAEMON_TOKEN=t MIRAI_DAEMON_LAUNCH_ID=0 "));
@@ -648,7 +684,7 @@ impl Pool {
     ///
     /// ```
     /// use mirai::launch::{Error, Ssh};
-    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").start()?;
+    /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
     /// let ssh = Ssh::new("node1")?.ssh_program("/nonexistent/ssh");
     /// let err = pool.launch(&ssh, 1).unwrap_err();
     /// assert!(matches!(err, mirai::Error::Launch(Error::NotFound { .. })), "{err}");
@@ -671,7 +707,7 @@ impl Pool {
     ///
     /// ```
     /// use mirai::launch::Template;
-    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").start()?;
+    /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
     /// let refused = Template::new("echo 'quota exceeded' >&2; exit 3");
     /// match pool.launch_with(&refused, 1) {
     ///     Err(mirai::Error::Launch(mirai::launch::Error::Refused { status, stderr, .. })) => {
@@ -702,7 +738,7 @@ impl Pool {
     ///
     /// ```
     /// use mirai::launch::Slurm;
-    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").start()?;
+    /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
     /// let err = pool.launch_slurm(&Slurm::new().sbatch_program("/nonexistent/sbatch"), 4);
     /// assert!(matches!(err, Err(mirai::Error::Launch(mirai::launch::Error::NotFound { .. }))));
     /// # Ok::<(), mirai::Error>(())
@@ -730,12 +766,24 @@ impl Pool {
     /// every connected daemon: local ones, these, and any started by hand.
     ///
     /// ```
-    /// let pool = mirai::Daemons::new().url("tcp://127.0.0.1:0").start()?;
+    /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
     /// assert_eq!(pool.remote_daemons(), 0);
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn remote_daemons(&self) -> usize {
         self.local.remote.connected()
+    }
+
+    /// The fingerprint daemons of a `tls+tcp://` pool pin (`sha256:` and 64 hex digits);
+    /// `None` on other transports.
+    ///
+    /// ```
+    /// let pool = mirai::Daemons::new().start()?;
+    /// assert_eq!(pool.tls_fingerprint(), None);
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.dispatcher.tls_fingerprint().map(|f| f.to_string())
     }
 
     /// Queues `task(arg)`, waiting for room under the byte cap.

@@ -408,10 +408,26 @@ fn awaiting_reuses_completion_threads() {
     );
 }
 
+fn local_daemons_join_a_tls_pool_by_pinning() {
+    let pool = Daemons::new()
+        .local(2)
+        .url("tls+tcp://127.0.0.1:0")
+        .start()
+        .expect("start a tls pool");
+    assert!(pool.url().starts_with("tls+tcp://"));
+    assert!(pool.tls_fingerprint().is_some());
+    let out = pool.map(&SQUARE, 0..20u64).unwrap();
+    assert_eq!(out, (0..20u64).map(|x| x * x).collect::<Vec<_>>());
+}
+
 fn main() {
     mirai::daemon_main_if_requested(&registry());
     use common::Test;
     common::run(&[
+        Test::new(
+            "local_daemons_join_a_tls_pool_by_pinning",
+            local_daemons_join_a_tls_pool_by_pinning,
+        ),
         Test::new("maxtasks_retires_a_daemon", maxtasks_retires_a_daemon),
         Test::new(
             "race_returns_the_first_to_finish",

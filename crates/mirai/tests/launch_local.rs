@@ -226,8 +226,15 @@ fn the_manual_command_typed_into_a_shell_starts_a_daemon() {
 /// The pool's printable command, pasted into a shell, starts a daemon that joins this pool.
 #[test]
 fn the_pools_remote_command_pasted_into_a_shell_joins_that_pool() {
-    let pool = Daemons::new().url("tcp://127.0.0.1:0").start().unwrap();
+    let pool = Daemons::new().url("tls+tcp://127.0.0.1:0").start().unwrap();
     let line = pool.remote_command_for(&this_program()).unwrap();
+    let pin = pool
+        .tls_fingerprint()
+        .expect("a tls+tcp pool has a certificate to pin");
+    assert!(
+        line.contains(&format!(" MIRAI_DAEMON_TLS_PIN={pin} ")),
+        "{line}"
+    );
     let _shell = Children(vec![
         Command::new("sh")
             .arg("-c")
@@ -251,7 +258,7 @@ fn the_pools_remote_command_pasted_into_a_shell_joins_that_pool() {
 #[test]
 fn the_pool_launches_daemons_through_a_template_and_they_exit_with_it() {
     let pool = Daemons::new()
-        .url("tcp://127.0.0.1:0")
+        .url("tls+tcp://127.0.0.1:0")
         .launch_timeout(PATIENCE)
         .start()
         .unwrap();
@@ -281,7 +288,7 @@ fn the_pool_launches_daemons_through_a_template_and_they_exit_with_it() {
 fn a_daemon_that_cannot_join_fails_the_launch_with_its_own_message() {
     // The daemon dials an address nobody listens on, and exits saying why.
     let pool = Daemons::new()
-        .url("tcp://127.0.0.1:0")
+        .url("tls+tcp://127.0.0.1:0")
         .advertise("ipc://mirai-launch-test-nobody-listens")
         .launch_timeout(PATIENCE)
         .start()
@@ -305,7 +312,7 @@ fn a_daemon_that_cannot_join_fails_the_launch_with_its_own_message() {
 #[test]
 fn a_launcher_that_never_joins_is_stopped_at_the_launch_timeout() {
     let pool = Daemons::new()
-        .url("tcp://127.0.0.1:0")
+        .url("tls+tcp://127.0.0.1:0")
         .launch_timeout(Duration::from_millis(300))
         .start()
         .unwrap();
@@ -332,7 +339,7 @@ fn a_launcher_that_never_joins_is_stopped_at_the_launch_timeout() {
 fn the_pool_submits_a_job_array_to_sbatch_and_its_daemons_run_tasks() {
     let scratch = Scratch::new("pool-sbatch");
     let sbatch = scratch.executable("sbatch", FAKE_SBATCH);
-    let pool = Daemons::new().url("tcp://127.0.0.1:0").start().unwrap();
+    let pool = Daemons::new().url("tls+tcp://127.0.0.1:0").start().unwrap();
     let cancelled = scratch.0.join("cancelled");
     let scancel = scratch.executable(
         "scancel",
@@ -393,13 +400,14 @@ fn the_pool_submits_a_job_array_to_sbatch_and_its_daemons_run_tasks() {
 #[test]
 fn a_daemon_with_a_wrong_token_is_refused_and_the_launch_says_so() {
     let pool = Daemons::new()
-        .url("tcp://127.0.0.1:0")
+        .url("tls+tcp://127.0.0.1:0")
         .launch_timeout(PATIENCE)
         .start()
         .unwrap();
     let forged = Template::new(format!(
         "exec env MIRAI_DAEMON_URL={{url}} MIRAI_DAEMON_TOKEN=forged \
-         MIRAI_DAEMON_LAUNCH_ID={{launch_id}} {}",
+         MIRAI_DAEMON_LAUNCH_ID={{launch_id}} MIRAI_DAEMON_TLS_PIN={} {}",
+        pool.tls_fingerprint().unwrap(),
         this_program().words().unwrap()
     ));
     let err = pool.launch_with(&forged, 1).unwrap_err();

@@ -264,7 +264,7 @@ fn a_job_array_on_a_real_slurm_cluster_starts_one_daemon_per_task() {
 #[test]
 fn the_pool_runs_tasks_on_every_daemon_of_a_slurm_job_array() {
     let cluster = Cluster::start();
-    let pool = Daemons::new().url("tcp://127.0.0.1:0").start().unwrap();
+    let pool = Daemons::new().url("tls+tcp://127.0.0.1:0").start().unwrap();
     let slurm = Slurm::new()
         .job_name("mirai pool test")
         .sbatch("--output=/dev/null")
@@ -310,7 +310,7 @@ fn the_pool_runs_tasks_on_every_daemon_of_a_slurm_job_array() {
 #[test]
 fn dropping_the_pool_cancels_its_queued_slurm_job() {
     let cluster = Cluster::start();
-    let pool = Daemons::new().url("tcp://127.0.0.1:0").start().unwrap();
+    let pool = Daemons::new().url("tls+tcp://127.0.0.1:0").start().unwrap();
     let slurm = Slurm::new()
         .sbatch("--output=/dev/null")
         .sbatch("--begin=now+1hour") // held in the queue

@@ -235,7 +235,7 @@ fn the_printed_command_pasted_into_a_shell_starts_a_daemon() {
 fn the_pool_launches_daemons_over_ssh_that_run_typed_tasks() {
     let sshd = Sshd::start();
     let pool = Daemons::new()
-        .url("tcp://127.0.0.1:0")
+        .url("tls+tcp://127.0.0.1:0")
         .launch_timeout(PATIENCE)
         .start()
         .unwrap();
@@ -275,7 +275,7 @@ fn the_pool_launches_daemons_over_ssh_that_run_typed_tasks() {
 #[test]
 fn a_remote_daemon_that_dies_is_not_replaced() {
     let sshd = Sshd::start();
-    let pool = Daemons::new().url("tcp://127.0.0.1:0").start().unwrap();
+    let pool = Daemons::new().url("tls+tcp://127.0.0.1:0").start().unwrap();
     pool.launch(&sshd.ssh(), 1).unwrap();
     let victim = ask_everywhere(&pool, 1, PATIENCE)[0].pid;
     let _reap = Reap(vec![victim]);
@@ -298,7 +298,7 @@ fn a_remote_daemon_that_dies_is_not_replaced() {
 #[test]
 fn a_refused_ssh_login_fails_the_launch_with_ssh_status_and_stderr() {
     let sshd = Sshd::start();
-    let pool = Daemons::new().url("tcp://127.0.0.1:0").start().unwrap();
+    let pool = Daemons::new().url("tls+tcp://127.0.0.1:0").start().unwrap();
     // The host key is no user key this server accepts.
     let err = pool
         .launch(&sshd.ssh().identity(sshd.dir.join("host_key")), 1)
@@ -324,7 +324,7 @@ fn a_refused_ssh_login_fails_the_launch_with_ssh_status_and_stderr() {
 fn the_pool_launches_a_daemon_through_a_reverse_tunnel() {
     let sshd = Sshd::start();
     let pool = Daemons::new()
-        .url("tcp://127.0.0.1:0")
+        .url("tls+tcp://127.0.0.1:0")
         .launch_timeout(PATIENCE)
         .start()
         .unwrap();
@@ -333,7 +333,10 @@ fn the_pool_launches_a_daemon_through_a_reverse_tunnel() {
         .unwrap();
     let answer = &ask_everywhere(&pool, 1, PATIENCE)[0];
     let _reap = Reap(vec![answer.pid]);
-    assert_eq!(answer.url, Some(format!("tcp://127.0.0.1:{remote_port}")));
+    assert_eq!(
+        answer.url,
+        Some(format!("tls+tcp://127.0.0.1:{remote_port}"))
+    );
     assert_ne!(answer.url.as_deref(), Some(pool.url()));
     assert_eq!(pool.submit(&SQUARE, 3).unwrap().wait().unwrap(), 9);
 }

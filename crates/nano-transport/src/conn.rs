@@ -40,6 +40,9 @@ pub enum Stream {
     Tcp(mio::net::TcpStream),
     /// A Unix-domain connection, by path or abstract name (frames with the 0x01 type byte).
     Unix(mio::net::UnixStream),
+    /// A TLS session over TCP (TCP framing inside TLS).
+    #[cfg(feature = "tls")]
+    Tls(crate::tls::TlsStream),
 }
 
 impl Stream {
@@ -48,6 +51,8 @@ impl Stream {
         match self {
             Self::Tcp(_) => Framing::Tcp,
             Self::Unix(_) => Framing::Ipc,
+            #[cfg(feature = "tls")]
+            Self::Tls(_) => Framing::Tcp,
         }
     }
 
@@ -55,21 +60,27 @@ impl Stream {
         match self {
             Self::Tcp(s) => (&*s).read(buf),
             Self::Unix(s) => (&*s).read(buf),
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.read(buf),
         }
     }
 
     /// Reads at most `max` bytes appended to `buf`, into its spare capacity (which the caller
     /// reserved): the kernel writes the bytes straight into the message, nothing is zeroed first.
     fn read_append(&self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-        if buf.capacity() - buf.len() <= max {
-            let fd = match self {
-                Self::Tcp(s) => s.as_fd(),
-                Self::Unix(s) => s.as_fd(),
-            };
+        let fd = match self {
+            Self::Tcp(s) => Some(s.as_fd()),
+            Self::Unix(s) => Some(s.as_fd()),
+            // TLS plaintext comes out of rustls's buffer, not the kernel: read it through the
+            // initialized window below.
+            #[cfg(feature = "tls")]
+            Self::Tls(_) => None,
+        };
+        if let Some(fd) = fd.filter(|_| buf.capacity() - buf.len() <= max) {
             Ok(rustix::io::read(fd, rustix::buffer::spare_capacity(buf))?)
         } else {
-            // The allocator gave more than asked; bound the read to this frame through an
-            // initialized window (not reached with the standard allocator).
+            // The allocator gave more than asked (not reached with the standard allocator), or
+            // the stream is TLS; bound the read to this frame through an initialized window.
             let start = buf.len();
             buf.resize(start + max, 0);
             let read = self.read(&mut buf[start..]);
@@ -84,6 +95,8 @@ impl Stream {
         match self {
             Self::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
             Self::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.shutdown(),
         }
     }
 
@@ -91,6 +104,39 @@ impl Stream {
         match self {
             Self::Tcp(s) => (&*s).write_vectored(bufs),
             Self::Unix(s) => (&*s).write_vectored(bufs),
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.write_vectored(bufs),
+        }
+    }
+
+    /// Whether a read that returned less than asked for proves the stream has nothing more
+    /// until its next readiness event. Not for TLS: the bytes that completed the last record
+    /// may have brought the peer's close (close_notify, FIN) too, which only the next read
+    /// reports, and no further event will announce it.
+    fn short_read_drains(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Self::Tls(_) => false,
+            _ => true,
+        }
+    }
+
+    /// Whether the stream itself holds output the kernel has not taken (TLS records encrypted
+    /// from plaintext already accepted); plain streams never do.
+    fn has_pending(&self) -> bool {
+        match self {
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.has_pending(),
+            _ => false,
+        }
+    }
+
+    /// Writes such output; `true` when none is left.
+    fn flush_pending(&self) -> io::Result<bool> {
+        match self {
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.flush_pending(),
+            _ => Ok(true),
         }
     }
 }
@@ -100,6 +146,8 @@ impl AsRawFd for Stream {
         match self {
             Self::Tcp(s) => s.as_raw_fd(),
             Self::Unix(s) => s.as_raw_fd(),
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.tcp().as_raw_fd(),
         }
     }
 }
@@ -318,6 +366,10 @@ impl ConnSender {
             }
         }
         if written == total {
+            // TLS: the frame is encrypted but some records may still wait for the socket.
+            if self.shared.stream.has_pending() {
+                return Ok(SendStatus::Queued);
+            }
             return Ok(SendStatus::Written);
         }
         // The kernel buffer is full: keep the unwritten rest until the stream drains. A shared
@@ -429,7 +481,7 @@ impl ConnSender {
                 return Ok(false);
             }
         }
-        Ok(true)
+        Ok(self.shared.stream.flush_pending()?)
     }
 
     /// The stream this sender writes to.
@@ -439,7 +491,7 @@ impl ConnSender {
 
     /// How many frames wait in the queue.
     pub fn queued(&self) -> usize {
-        self.shared.queued.load(Ordering::SeqCst)
+        self.shared.queued.load(Ordering::SeqCst) + usize::from(self.shared.stream.has_pending())
     }
 
     /// Marks the connection as broken (a protocol rule was violated by the peer, or a read
@@ -544,6 +596,8 @@ pub struct Connection {
     peer: Option<u16>,
     state: ReadState,
     maybe_more: bool,
+    /// A readiness event reported the peer's close (see [`Connection::note_read_closed`]).
+    peer_closed: bool,
 }
 
 impl Connection {
@@ -572,6 +626,7 @@ impl Connection {
                 filled: 0,
             },
             maybe_more: true,
+            peer_closed: false,
         })
     }
 
@@ -604,6 +659,38 @@ impl Connection {
         self.maybe_more = true;
     }
 
+    /// Records that a readiness event reported the peer's close (mio's
+    /// `Event::is_read_closed`), and that it must be read. A read that returns less than asked
+    /// for normally proves the stream empty until its next event; but when the peer's last
+    /// frame and its close arrived before the event was taken, that one event announced both,
+    /// and only another read reports the close. From now on reads go on until the stream says
+    /// "would block" or reports the close.
+    ///
+    /// ```
+    /// use nano_transport::Protocol;
+    /// use nano_transport::conn::{ConnError, Connection, ReadProgress, Stream};
+    ///
+    /// let (a, b) = mio::net::UnixStream::pair()?;
+    /// let mut ours = Connection::new(Stream::Unix(a), Protocol::Pair1, 0)?;
+    /// let mut theirs = Connection::new(Stream::Unix(b), Protocol::Pair1, 0)?;
+    /// assert_eq!(ours.on_readable(8, &mut |_| true)?, ReadProgress::HandshakeDone);
+    /// assert_eq!(theirs.on_readable(8, &mut |_| true)?, ReadProgress::HandshakeDone);
+    /// // The peer's last frame and its close, both in the kernel before we look.
+    /// theirs.sender().send(&[b"last"])?;
+    /// drop(theirs);
+    /// ours.note_readable();
+    /// ours.note_read_closed();
+    /// let mut got = Vec::new();
+    /// let end = ours.on_readable(8, &mut |b| { got.push(b); true });
+    /// assert_eq!(got, [b"last".to_vec()]);
+    /// assert!(matches!(end, Err(ConnError::Closed)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn note_read_closed(&mut self) {
+        self.peer_closed = true;
+        self.maybe_more = true;
+    }
+
     /// Whether the handshake has completed.
     pub fn is_open(&self) -> bool {
         self.peer.is_some()
@@ -627,6 +714,8 @@ impl Connection {
         deliver: &mut dyn FnMut(Vec<u8>) -> bool,
     ) -> Result<ReadProgress, ConnError> {
         let stream = &self.sender.shared.stream;
+        // Whether a short read proves the stream empty until its next event.
+        let short_drains = stream.short_read_drains() && !self.peer_closed;
         match &mut self.state {
             ReadState::Handshake { got, filled } => {
                 while *filled < HANDSHAKE_LEN {
@@ -658,7 +747,8 @@ impl Connection {
                 let mut delivered = 0;
                 // A read that returned less than asked for emptied the kernel buffer; with
                 // edge-triggered polling, any later bytes raise a new event, so there is no need
-                // for one more read just to see "would block".
+                // for one more read just to see "would block". Not so when the event that woke
+                // us also announced the peer's close (see `note_read_closed`), nor for TLS.
                 let mut drained = false;
                 loop {
                     while *start < *end {
@@ -690,7 +780,7 @@ impl Connection {
                         match stream.read_append(body, room) {
                             Ok(0) => return Err(ConnError::Closed),
                             Ok(n) => {
-                                drained = n < room;
+                                drained = n < room && short_drains;
                                 if let Some(body) = decoder.body_appended() {
                                     delivered += 1;
                                     if !deliver(body) {
@@ -709,7 +799,7 @@ impl Connection {
                     match stream.read(buf) {
                         Ok(0) => return Err(ConnError::Closed),
                         Ok(n) => {
-                            drained = n < buf.len();
+                            drained = n < buf.len() && short_drains;
                             *end = n;
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -839,5 +929,85 @@ mod tests {
                 limit: 10
             })
         ));
+    }
+
+    /// The peer's last frame and its close reach the kernel before the poll: the one
+    /// edge-triggered event announces both, the frame's read is short, and no later event comes.
+    /// Reading as an event loop does (stop at a short read unless the event reported the close)
+    /// must still end in `Closed`.
+    #[test]
+    fn a_close_behind_the_last_frame_is_seen_from_the_same_event() {
+        for transport in ["unix", "tcp"] {
+            let (a, b) = match transport {
+                "unix" => pair(),
+                _ => {
+                    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                    let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+                    let (s, _) = l.accept().unwrap();
+                    c.set_nonblocking(true).unwrap();
+                    s.set_nonblocking(true).unwrap();
+                    (
+                        Stream::Tcp(mio::net::TcpStream::from_std(c)),
+                        Stream::Tcp(mio::net::TcpStream::from_std(s)),
+                    )
+                }
+            };
+            let mut ours = Connection::new(a, Protocol::Pair1, 0).unwrap();
+            let mut theirs = Connection::new(b, Protocol::Pair1, 0).unwrap();
+            let mut poll = mio::Poll::new().unwrap();
+            let fd = ours.stream().as_raw_fd();
+            poll.registry()
+                .register(
+                    &mut mio::unix::SourceFd(&fd),
+                    mio::Token(0),
+                    mio::Interest::READABLE,
+                )
+                .unwrap();
+            let mut events = mio::Events::with_capacity(4);
+            let mut wait = |poll: &mut mio::Poll, ours: &mut Connection| {
+                poll.poll(&mut events, Some(std::time::Duration::from_millis(500)))
+                    .unwrap();
+                let closed = events.iter().any(|e| e.is_read_closed());
+                if !events.is_empty() {
+                    ours.note_readable();
+                }
+                if closed {
+                    ours.note_read_closed();
+                }
+                !events.is_empty()
+            };
+            assert!(wait(&mut poll, &mut ours), "{transport}: the peer's header");
+            assert_eq!(
+                ours.on_readable(8, &mut |_| true).unwrap(),
+                ReadProgress::HandshakeDone
+            );
+            assert!(drain(&mut ours).is_empty());
+            // The peer reads our header: it closes with nothing unread (a clean close, no reset).
+            assert!(drain(&mut theirs).is_empty());
+            theirs.sender().send(&[b"last"]).unwrap();
+            theirs.stream().shutdown().unwrap();
+            drop(theirs);
+            assert!(wait(&mut poll, &mut ours), "{transport}: frame and close");
+            let mut got = Vec::new();
+            let mut end = None;
+            while ours.may_have_more() {
+                match ours.on_readable(8, &mut |b| {
+                    got.push(b);
+                    true
+                }) {
+                    Ok(_) => {}
+                    Err(e) => {
+                        end = Some(e);
+                        break;
+                    }
+                }
+            }
+            assert_eq!(got, [b"last".to_vec()], "{transport}");
+            assert!(
+                matches!(end, Some(ConnError::Closed)),
+                "{transport}: the close went unnoticed ({end:?}); another event came: {}",
+                wait(&mut poll, &mut ours)
+            );
+        }
     }
 }

@@ -66,6 +66,22 @@ pub fn proto_headers(data: &[u8]) {
     let _ = req.on_reply(data);
 }
 
+/// Feeds arbitrary bytes to the decoders of user-supplied TLS material: PEM certificate chains,
+/// PEM private keys and fingerprint text.
+#[cfg(feature = "tls")]
+pub fn tls_material(data: &[u8]) {
+    use crate::tls::{Fingerprint, MAX_CHAIN, certificates_from_pem, key_from_pem};
+    if let Ok(chain) = certificates_from_pem(data) {
+        assert!(!chain.is_empty() && chain.len() <= MAX_CHAIN);
+    }
+    let _ = key_from_pem(data);
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Ok(f) = Fingerprint::parse(text)
+    {
+        assert_eq!(Fingerprint::parse(&f.to_string()), Ok(f));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -76,6 +92,8 @@ mod tests {
             super::frame_decode(&data);
             super::handshake(&data);
             super::proto_headers(&data);
+            #[cfg(feature = "tls")]
+            super::tls_material(&data);
         }
     }
 }

@@ -90,6 +90,9 @@ pub(crate) enum Command {
 pub(crate) enum ListenSource {
     Tcp(mio::net::TcpListener),
     Unix(mio::net::UnixListener, Option<PathBuf>),
+    /// A TCP listener whose connections start a TLS session with this configuration.
+    #[cfg(feature = "tls")]
+    Tls(mio::net::TcpListener, Arc<rustls::ServerConfig>),
 }
 
 fn std_abstract(name: &[u8]) -> stdio::Result<std::os::unix::net::SocketAddr> {
@@ -98,7 +101,11 @@ fn std_abstract(name: &[u8]) -> stdio::Result<std::os::unix::net::SocketAddr> {
 
 /// Binds `addr` (in the caller's thread, so errors come back at once); returns the listener and
 /// the URL to report.
-pub(crate) fn bind(addr: &Address, url: &str) -> Result<(ListenSource, String), Error> {
+pub(crate) fn bind(
+    addr: &Address,
+    url: &str,
+    inner: &Inner,
+) -> Result<(ListenSource, String), Error> {
     let in_use = |e: stdio::Error| {
         if e.kind() == stdio::ErrorKind::AddrInUse {
             Error::AddrInUse(url.to_owned())
@@ -133,12 +140,40 @@ pub(crate) fn bind(addr: &Address, url: &str) -> Result<(ListenSource, String), 
             let l = mio::net::UnixListener::bind_addr(&std_abstract(name)?).map_err(in_use)?;
             Ok((ListenSource::Unix(l, None), addr.to_url()))
         }
+        #[cfg(feature = "tls")]
+        Address::Tls { addr: sa, .. } => {
+            let server = inner
+                .lock()
+                .opts
+                .tls
+                .as_ref()
+                .and_then(|t| t.server.clone());
+            let server = server.ok_or(Error::State(
+                "tls+tcp:// listeners need a TLS listener configuration (Socket::set_tls)",
+            ))?;
+            let l = mio::net::TcpListener::bind(*sa).map_err(in_use)?;
+            let local = l.local_addr()?;
+            let host = local.ip().to_string();
+            let url = Address::Tls { addr: local, host }.to_url();
+            Ok((ListenSource::Tls(l, server), url))
+        }
+        #[cfg(not(feature = "tls"))]
+        Address::Tls { .. } => {
+            let _ = inner;
+            Err(Error::BadUrl {
+                url: url.to_owned(),
+                reason: "tls+tcp:// needs the `tls` feature",
+            })
+        }
     }
 }
 
 fn connect(addr: &Address) -> stdio::Result<Stream> {
     Ok(match addr {
-        Address::Tcp(sa) => Stream::Tcp(mio::net::TcpStream::connect(*sa)?),
+        // TLS starts once the TCP connection is up (see `IoLoop::secure`).
+        Address::Tcp(sa) | Address::Tls { addr: sa, .. } => {
+            Stream::Tcp(mio::net::TcpStream::connect(*sa)?)
+        }
         Address::Ipc(path) => Stream::Unix(mio::net::UnixStream::connect(path)?),
         Address::Abstract(name) => {
             Stream::Unix(mio::net::UnixStream::connect_addr(&std_abstract(name)?)?)
@@ -240,6 +275,9 @@ impl IoLoop {
                     if ev.is_writable() {
                         self.flush(tok);
                     }
+                    if ev.is_read_closed() {
+                        self.note_read_closed(tok);
+                    }
                     if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
                         self.read(tok);
                     }
@@ -304,6 +342,10 @@ impl IoLoop {
                         ListenSource::Unix(l, _) => {
                             self.poll.registry().register(l, tok, Interest::READABLE)
                         }
+                        #[cfg(feature = "tls")]
+                        ListenSource::Tls(l, _) => {
+                            self.poll.registry().register(l, tok, Interest::READABLE)
+                        }
                     };
                     if ok.is_ok() {
                         self.listeners.insert(tok, src);
@@ -347,6 +389,18 @@ impl IoLoop {
                     Stream::Tcp(s)
                 }),
                 Some(ListenSource::Unix(l, _)) => l.accept().map(|(s, _)| Stream::Unix(s)),
+                #[cfg(feature = "tls")]
+                Some(ListenSource::Tls(l, config)) => match l.accept() {
+                    Ok((s, _)) => {
+                        let _ = s.set_nodelay(true);
+                        match crate::tls::accept(s, config) {
+                            Ok(tls) => Ok(Stream::Tls(tls)),
+                            // This connection only; keep accepting the others.
+                            Err(_) => continue,
+                        }
+                    }
+                    Err(e) => Err(e),
+                },
                 None => return,
             };
             match accepted {
@@ -407,6 +461,8 @@ impl IoLoop {
         let (err, peer) = match &c.stream {
             Stream::Tcp(s) => (s.take_error(), s.peer_addr().map(|_| ())),
             Stream::Unix(s) => (s.take_error(), s.peer_addr().map(|_| ())),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => (s.tcp().take_error(), s.tcp().peer_addr().map(|_| ())),
         };
         let failed = match (err, peer) {
             (Ok(None), Ok(())) => false,
@@ -423,7 +479,31 @@ impl IoLoop {
         if let Stream::Tcp(s) = &c.stream {
             let _ = s.set_nodelay(true);
         }
-        self.start_pipe(c.stream, Some(c.dialer));
+        let Some(stream) = self.secure(c.dialer, c.stream) else {
+            self.redial_later(c.dialer);
+            return;
+        };
+        self.start_pipe(stream, Some(c.dialer));
+    }
+
+    /// Starts the client side of TLS on a connected stream when its dialer's URL asks for it.
+    #[cfg(feature = "tls")]
+    fn secure(&self, dialer: u32, stream: Stream) -> Option<Stream> {
+        let Some(Address::Tls { host, .. }) = self.dialers.get(&dialer).map(|d| &d.addr) else {
+            return Some(stream);
+        };
+        let Stream::Tcp(tcp) = stream else {
+            return None;
+        };
+        let config = self.inner.lock().opts.tls.clone()?;
+        crate::tls::connect(tcp, &config, host)
+            .ok()
+            .map(Stream::Tls)
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn secure(&self, _dialer: u32, stream: Stream) -> Option<Stream> {
+        Some(stream)
     }
 
     fn start_pipe(&mut self, stream: Stream, dialer: Option<u32>) {
@@ -514,6 +594,17 @@ impl IoLoop {
         }
     }
 
+    /// The peer's close came with a readiness event: its last frame's read may be short with
+    /// the close still unread (see [`Connection::note_read_closed`]).
+    fn note_read_closed(&self, tok: Token) {
+        // A direct reader holding the connection sees the close through its own poll.
+        match self.pipes.get(&tok).map(|p| p.reader.try_lock()) {
+            Some(Ok(mut c)) => c.note_read_closed(),
+            Some(Err(TryLockError::Poisoned(e))) => e.into_inner().note_read_closed(),
+            _ => {}
+        }
+    }
+
     fn read(&mut self, tok: Token) {
         loop {
             let Some(p) = self.pipes.get_mut(&tok) else {
@@ -536,7 +627,14 @@ impl IoLoop {
                             return;
                         }
                     }
-                    Ok(_) => return,
+                    Ok(_) => {
+                        drop(conn);
+                        // A TLS handshake flight the kernel did not take yet.
+                        if p.sender.queued() > 0 {
+                            self.set_write_interest(tok, true);
+                        }
+                        return;
+                    }
                     Err(e) => {
                         drop(conn);
                         if let (ConnError::Handshake(refused), Some(d)) = (e, p.dialer) {

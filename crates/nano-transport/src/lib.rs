@@ -10,7 +10,8 @@
 //!   binding `tcp://127.0.0.1:0`), [`Socket::dial`]`(url)` (background, redials),
 //!   [`Socket::dial_blocking`]`(url, timeout)` (waits for a handshaken pipe; `ProtocolMismatch`
 //!   at once if the peer's header is refused, `Timeout` otherwise). URLs:
-//!   `tcp://host:port`, `ipc:///path` (or `unix://`), `abstract://name` (Linux; `%xx` escapes).
+//!   `tcp://host:port`, `ipc:///path` (or `unix://`), `abstract://name` (Linux; `%xx` escapes),
+//!   and with feature `tls`, `tls+tcp://host:port` after `Socket::set_tls` (see `tls`).
 //! - Messages: [`Socket::send`]`(&[u8])`, [`Socket::try_send`], [`Socket::send_parts`]`(&[&[u8]])`
 //!   (one message from several slices, one vectored write), [`Socket::send_vec`]`(Vec<u8>)` /
 //!   [`Socket::try_send_vec`] / [`Socket::send_shared`]`(`[`conn::SharedBody`]`)` (the queue keeps
@@ -99,6 +100,8 @@ mod io;
 mod message;
 pub mod proto;
 mod socket;
+#[cfg(feature = "tls")]
+pub mod tls;
 mod url;
 
 pub use error::Error;

@@ -62,6 +62,9 @@ pub(crate) struct Options {
     pub(crate) max_ttl: u8,
     pub(crate) survey_time: Duration,
     pub(crate) poly: bool,
+    /// The configuration `tls+tcp://` listeners and dialers use.
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsConfig>,
 }
 
 pub(crate) struct PipeSlot {
@@ -365,6 +368,8 @@ impl Socket {
             max_ttl: MAX_TTL_DEFAULT,
             survey_time: Duration::from_secs(1),
             poly: false,
+            #[cfg(feature = "tls")]
+            tls: None,
         };
         let core = Core {
             opts,
@@ -427,7 +432,7 @@ impl Socket {
     /// [`Error::AddrInUse`]. The file is removed again when the socket closes.
     pub fn listen(&self, url: &str) -> Result<Listener, Error> {
         let addr = Address::parse(url)?;
-        let (source, local) = io::bind(&addr, url)?;
+        let (source, local) = io::bind(&addr, url, &self.inner)?;
         let mut core = self.inner.lock();
         if core.closed {
             return Err(Error::Closed);
@@ -471,6 +476,19 @@ impl Socket {
         let mut core = self.inner.lock();
         if core.closed {
             return Err(Error::Closed);
+        }
+        if let Address::Tls { .. } = addr {
+            #[cfg(feature = "tls")]
+            if !core.opts.tls.as_ref().is_some_and(|t| t.has_dialer()) {
+                return Err(Error::State(
+                    "tls+tcp:// dialers need a TLS dialer configuration (Socket::set_tls)",
+                ));
+            }
+            #[cfg(not(feature = "tls"))]
+            return Err(Error::BadUrl {
+                url: url.to_owned(),
+                reason: "tls+tcp:// needs the `tls` feature",
+            });
         }
         let id = core.next_dialer;
         core.next_dialer += 1;
@@ -659,6 +677,32 @@ impl Socket {
     /// wire's 2^60-1; memory then still follows the bytes actually received.
     pub fn set_recv_max_size(&self, bytes: usize) {
         self.inner.lock().opts.recv_max_size = bytes as u64;
+    }
+
+    /// Sets the TLS configuration used by `tls+tcp://` listeners and dialers started afterwards
+    /// (feature `tls`); see [`crate::tls`].
+    #[cfg(feature = "tls")]
+    pub fn set_tls(&self, config: crate::tls::TlsConfig) {
+        self.inner.lock().opts.tls = Some(config);
+    }
+
+    /// Closes one pipe (e.g. a peer that failed an application-level check); the socket keeps
+    /// its other pipes, and a dialer on our side redials as after any disconnect.
+    ///
+    /// ```
+    /// use nano_transport::{PipeId, Protocol, Socket, Error};
+    /// let s = Socket::new(Protocol::Pair1)?;
+    /// assert!(matches!(s.close_pipe(PipeId(7)), Err(Error::NoSuchPipe(_))));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn close_pipe(&self, pipe: PipeId) -> Result<(), Error> {
+        let core = self.inner.lock();
+        let slot = core.pipes.get(&pipe).ok_or(Error::NoSuchPipe(pipe))?;
+        // The I/O thread closes pipes whose sender failed when it next handles commands.
+        slot.sender.mark_failed();
+        drop(core);
+        self.inner.wake_io();
+        Ok(())
     }
 
     /// Sets how long a new connection may take to exchange SP headers (default 10 s).
@@ -1414,6 +1458,9 @@ impl DirectRead {
             inner.direct_waiting.store(false, Ordering::SeqCst);
             // Whatever readiness the wait consumed must now be read before waiting again.
             conn.note_readable();
+            if events.iter().any(|e| e.is_read_closed()) {
+                conn.note_read_closed();
+            }
             if polled.is_err_and(|e| e.kind() != std::io::ErrorKind::Interrupted) {
                 break None;
             }

@@ -1,5 +1,5 @@
-//! Endpoint addresses: `tcp://host:port`, `ipc:///path` (alias `unix://`) and Linux
-//! `abstract://name`, parsed once so dialers and listeners never re-parse strings.
+//! Endpoint addresses: `tcp://host:port`, `tls+tcp://host:port`, `ipc:///path` (alias `unix://`)
+//! and Linux `abstract://name`, parsed once so dialers and listeners never re-parse strings.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -15,6 +15,14 @@ pub enum Address {
     Ipc(PathBuf),
     /// A Linux abstract-namespace name, without the leading NUL.
     Abstract(Vec<u8>),
+    /// TCP with TLS (`tls+tcp://`): the resolved address and the host as written, which a
+    /// dialer verifies (and sends as SNI) unless its TLS configuration names another.
+    Tls {
+        /// The resolved address.
+        addr: SocketAddr,
+        /// The host part of the URL, without brackets.
+        host: String,
+    },
 }
 
 impl Address {
@@ -36,25 +44,10 @@ impl Address {
         };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("missing scheme"))?;
         match scheme {
-            "tcp" | "tcp4" | "tcp6" => {
-                let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("missing port"))?;
-                let port: u16 = port.parse().map_err(|_| bad("bad port"))?;
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                let host = if host.is_empty() || host == "*" {
-                    "0.0.0.0"
-                } else {
-                    host
-                };
-                let addr = (host, port)
-                    .to_socket_addrs()
-                    .map_err(|_| bad("cannot resolve host"))?
-                    .find(|a| match scheme {
-                        "tcp4" => a.is_ipv4(),
-                        "tcp6" => a.is_ipv6(),
-                        _ => true,
-                    })
-                    .ok_or_else(|| bad("cannot resolve host"))?;
-                Ok(Self::Tcp(addr))
+            "tcp" | "tcp4" | "tcp6" => Ok(Self::Tcp(resolve(url, scheme, rest)?.0)),
+            "tls+tcp" | "tls+tcp4" | "tls+tcp6" => {
+                let (addr, host) = resolve(url, scheme, rest)?;
+                Ok(Self::Tls { addr, host })
             }
             "ipc" | "unix" => {
                 if rest.is_empty() {
@@ -89,6 +82,13 @@ impl Address {
     pub fn to_url(&self) -> String {
         match self {
             Self::Tcp(a) => format!("tcp://{a}"),
+            Self::Tls { addr, host } => {
+                if host.parse::<std::net::IpAddr>().is_ok() || host == "0.0.0.0" {
+                    format!("tls+tcp://{addr}")
+                } else {
+                    format!("tls+tcp://{host}:{}", addr.port())
+                }
+            }
             Self::Ipc(p) => format!("ipc://{}", p.display()),
             Self::Abstract(name) => {
                 let mut s = String::from("abstract://");
@@ -103,6 +103,36 @@ impl Address {
             }
         }
     }
+}
+
+/// Resolves the `host:port` of a tcp-family URL; returns the address and the host as written.
+fn resolve(url: &str, scheme: &str, rest: &str) -> Result<(SocketAddr, String), Error> {
+    let bad = |reason| Error::BadUrl {
+        url: url.to_owned(),
+        reason,
+    };
+    let (host, port) = rest.rsplit_once(':').ok_or_else(|| bad("missing port"))?;
+    let port: u16 = port.parse().map_err(|_| bad("bad port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() || host == "*" {
+        "0.0.0.0"
+    } else {
+        host
+    };
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|_| bad("cannot resolve host"))?
+        .find(|a| {
+            if scheme.ends_with('4') {
+                a.is_ipv4()
+            } else if scheme.ends_with('6') {
+                a.is_ipv6()
+            } else {
+                true
+            }
+        })
+        .ok_or_else(|| bad("cannot resolve host"))?;
+    Ok((addr, host.to_owned()))
 }
 
 fn percent_decode(s: &str) -> Option<Vec<u8>> {
@@ -144,6 +174,16 @@ mod tests {
         assert!(Address::parse("abstract://%zz").is_err());
         assert!(Address::parse("tcp://1.2.3.4").is_err());
         assert!(Address::parse(&format!("ipc:///{}", "x".repeat(120))).is_err());
+        assert_eq!(
+            Address::parse("tls+tcp://127.0.0.1:7").unwrap(),
+            Address::Tls {
+                addr: "127.0.0.1:7".parse().unwrap(),
+                host: "127.0.0.1".into()
+            }
+        );
+        let named = Address::parse("tls+tcp://localhost:9").unwrap();
+        assert_eq!(named.to_url(), "tls+tcp://localhost:9");
+        assert!(Address::parse("tls+tcp://localhost").is_err());
         let a = Address::parse("abstract://n%00 1").unwrap();
         assert_eq!(Address::parse(&a.to_url()).unwrap(), a);
     }

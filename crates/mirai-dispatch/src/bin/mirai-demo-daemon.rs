@@ -1,7 +1,10 @@
 //! A daemon with a few built-in functions, for trying a dispatcher and for its integration tests.
 //!
 //! `mirai-demo-daemon --url URL --token TOKEN [--launch-id N] [--maxtasks N] [--idletime-ms N]
-//! [--walltime-ms N] [--autoexit immediately|finish-task|never]`; exits with the exit reason's code (0 host gone, 1 idletime, 2 walltime,
+//! [--walltime-ms N] [--autoexit immediately|finish-task|never] [--tls-pin SHA256 | --tls-ca
+//! PEM-FILE] [--tls-cert PEM-FILE --tls-key PEM-FILE]`; a `tls+tcp://` URL needs `--tls-pin` (the
+//! dispatcher's fingerprint) or `--tls-ca`, and `--tls-cert`/`--tls-key` present a client
+//! certificate (mutual TLS); exits with the exit reason's code (0 host gone, 1 idletime, 2 walltime,
 //! 3 maxtasks), or 10 on an error.
 //!
 //! Functions: `echo` (bytes back), `len` (the argument's length, u64 little-endian), `slow_len`
@@ -14,10 +17,12 @@
 //! `mirai-demo-daemon host URL N` runs a host instead (see `host`).
 #![forbid(unsafe_code)]
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use mirai_dispatch::TaskError;
 use mirai_dispatch::daemon::{AutoExit, DaemonConfig, Registry, TaskContext, serve};
+use nano_transport::tls::{Fingerprint, Identity, ServerAuth, TlsConfig, certificates_from_pem};
 
 fn registry() -> Registry {
     let mut r = Registry::new();
@@ -63,6 +68,7 @@ fn registry() -> Registry {
 fn parse() -> Result<DaemonConfig, String> {
     let mut args = std::env::args().skip(1);
     let mut config = DaemonConfig::new("", Vec::new());
+    let mut tls = TlsFlags::default();
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         let number = || {
@@ -85,13 +91,52 @@ fn parse() -> Result<DaemonConfig, String> {
                     _ => return Err(format!("--autoexit: unknown mode {value}")),
                 }
             }
+            "--tls-pin" => tls.pin = Some(value.parse().map_err(|e| format!("{flag}: {e}"))?),
+            "--tls-ca" => tls.ca = Some(PathBuf::from(value)),
+            "--tls-cert" => tls.cert = Some(PathBuf::from(value)),
+            "--tls-key" => tls.key = Some(PathBuf::from(value)),
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
     if config.url.is_empty() {
         return Err("--url is required".into());
     }
+    config.tls = tls.build()?;
     Ok(config)
+}
+
+/// The TLS flags, turned into a dialer configuration.
+#[derive(Default)]
+struct TlsFlags {
+    pin: Option<Fingerprint>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+impl TlsFlags {
+    fn build(self) -> Result<Option<TlsConfig>, String> {
+        let server = match (self.pin, self.ca) {
+            (Some(pin), None) => ServerAuth::Pinned(pin),
+            (None, Some(ca)) => {
+                let pem = std::fs::read(&ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+                ServerAuth::Roots(certificates_from_pem(&pem).map_err(|e| e.to_string())?)
+            }
+            (None, None) if self.cert.is_none() && self.key.is_none() => return Ok(None),
+            _ => return Err("give exactly one of --tls-pin and --tls-ca".into()),
+        };
+        let identity = match (self.cert, self.key) {
+            (Some(cert), Some(key)) => {
+                Some(Identity::from_pem_files(&cert, &key).map_err(|e| e.to_string())?)
+            }
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together".into()),
+        };
+        let config = TlsConfig::new()
+            .with_dialer(server, identity)
+            .map_err(|e| e.to_string())?;
+        Ok(Some(config))
+    }
 }
 
 /// `mirai-demo-daemon host URL N`: a host process that starts a dispatcher at `URL`, launches
@@ -106,10 +151,12 @@ fn host(url: &str, daemons: usize) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut children = Vec::new();
+    let pin = dispatcher.tls_fingerprint().map(|f| f.to_string());
     for i in 0..daemons {
         let child = std::process::Command::new(&exe)
             .args(["--url", dispatcher.url(), "--token", token])
             .args(["--launch-id", &i.to_string()])
+            .args(pin.iter().flat_map(|p| ["--tls-pin", p.as_str()]))
             .spawn()
             .map_err(|e| e.to_string())?;
         children.push(child);

@@ -31,6 +31,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry as MioRegistry, Token, Waker};
 use nano_transport::conn::{ConnSender, Connection, ReadProgress, SendStatus, Stream};
 use nano_transport::proto::{MAX_TTL_DEFAULT, pair1_hops};
+use nano_transport::tls::TlsConfig;
 use nano_transport::{Address, Protocol};
 
 use super::{
@@ -73,6 +74,9 @@ pub struct DaemonConfig {
     pub rules: ExitRules,
     /// How long to wait for the first connection, for the init message, and for a send.
     pub connect_timeout: Duration,
+    /// How to verify a `tls+tcp://` dispatcher (typically the pinned fingerprint from the launch
+    /// command) and the client certificate to present, if any.
+    pub tls: Option<nano_transport::tls::TlsConfig>,
 }
 
 impl DaemonConfig {
@@ -84,6 +88,7 @@ impl DaemonConfig {
             launch_id: 0,
             rules: ExitRules::default(),
             connect_timeout: Duration::from_secs(10),
+            tls: None,
         }
     }
 }
@@ -173,9 +178,19 @@ fn connect(
     if let Some(fd) = old {
         let _ = poll.registry().deregister(&mut SourceFd(&fd));
     }
+    let tls = match (address, &config.tls) {
+        (Address::Tls { host, .. }, Some(tls)) if tls.has_dialer() => Some((tls, host.as_str())),
+        (Address::Tls { .. }, _) => {
+            return Err(nano_transport::Error::State(
+                "tls+tcp:// needs a TLS dialer configuration (DaemonConfig::tls)",
+            )
+            .into());
+        }
+        _ => None,
+    };
     let deadline = Instant::now() + config.connect_timeout;
     let stream = loop {
-        match dial(address) {
+        match dial(address, tls) {
             Ok(s) => break s,
             Err(e) if Instant::now() >= deadline => return Err(e.into()),
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -185,8 +200,13 @@ fn connect(
     let mut conn = Connection::new(stream, Protocol::Pair1, limit)
         .map_err(|e| io::Error::other(e.to_string()))?;
     let fd = conn.stream().as_raw_fd();
-    poll.registry()
-        .register(&mut SourceFd(&fd), CONN, Interest::READABLE)?;
+    // Writability too while handshaking: a TLS handshake flight the kernel did not take at once
+    // is flushed when the socket drains.
+    poll.registry().register(
+        &mut SourceFd(&fd),
+        CONN,
+        Interest::READABLE | Interest::WRITABLE,
+    )?;
     let hello = FromDaemon::Hello(Hello {
         version: VERSION,
         launch_id: config.launch_id,
@@ -200,20 +220,36 @@ fn connect(
             bodies.push(b);
             true
         });
-        let progress = progress.map_err(|e| io::Error::other(e.to_string()))?;
-        if conn.is_open() && !said_hello {
+        // A refusal may arrive together with the close that follows it: the bodies read before
+        // an error are looked at first, so the daemon learns why it was turned away.
+        let closed = match progress {
+            Ok(p) => Ok(p),
+            Err(e) if bodies.is_empty() => return Err(io::Error::other(e.to_string()).into()),
+            Err(e) => Err(e),
+        };
+        if closed.is_ok() && conn.is_open() && !said_hello {
             send(conn.sender(), &hello, &[])?;
             said_hello = true;
+        }
+        if closed.is_ok() && conn.sender().queued() > 0 {
+            conn.sender()
+                .flush()
+                .map_err(|e| io::Error::other(e.to_string()))?;
         }
         let mut bodies = bodies.into_iter();
         while let Some(body) = bodies.next() {
             match decode(&body, &Limits::default()) {
                 // What followed the init in the same read (a first task) is kept.
-                Some((ToDaemon::Init(init), _)) => return Ok((conn, init, bodies.collect())),
+                Some((ToDaemon::Init(init), _)) => {
+                    poll.registry()
+                        .reregister(&mut SourceFd(&fd), CONN, Interest::READABLE)?;
+                    return Ok((conn, init, bodies.collect()));
+                }
                 Some((ToDaemon::Refused(reason), _)) => return Err(DaemonError::Refused(reason)),
                 _ => {}
             }
         }
+        let progress = closed.map_err(|e| io::Error::other(e.to_string()))?;
         if progress != ReadProgress::Drained {
             continue;
         }
@@ -226,17 +262,40 @@ fn connect(
         {
             return Err(e.into());
         }
-        conn.note_readable();
+        note_events(&mut conn, &events);
     }
 }
 
-fn dial(address: &Address) -> io::Result<Stream> {
+/// Records what a wait's events said about the connection: it must be read, and whether the
+/// host's close came with them (see [`Connection::note_read_closed`]).
+fn note_events(conn: &mut Connection, events: &Events) {
+    conn.note_readable();
+    if events
+        .iter()
+        .any(|e| e.token() == CONN && e.is_read_closed())
+    {
+        conn.note_read_closed();
+    }
+}
+
+/// Connects a stream to `address`; over `tls+tcp://` (with `tls`, the dialer configuration and
+/// the host to verify) the client side of TLS starts at once, and its handshake then advances
+/// with the connection's reads, before the SP headers are exchanged.
+fn dial(address: &Address, tls: Option<(&TlsConfig, &str)>) -> io::Result<Stream> {
     Ok(match address {
         Address::Tcp(sa) => {
             let s = TcpStream::connect(sa)?;
             s.set_nodelay(true)?;
             s.set_nonblocking(true)?;
             Stream::Tcp(mio::net::TcpStream::from_std(s))
+        }
+        Address::Tls { addr, .. } => {
+            let (config, host) =
+                tls.ok_or_else(|| io::Error::other("no TLS dialer configuration"))?;
+            let s = TcpStream::connect(addr)?;
+            s.set_nodelay(true)?;
+            s.set_nonblocking(true)?;
+            Stream::Tls(config.connect(mio::net::TcpStream::from_std(s), host)?)
         }
         Address::Ipc(path) => {
             let s = UnixStream::connect(path)?;
@@ -380,16 +439,16 @@ fn watch(shared: &Shared, mut poll: Poll) {
             .unwrap_or_else(PoisonError::into_inner)
             .is_some();
         if running && !events.is_empty() {
-            watch_read(shared);
+            watch_read(shared, &events);
         }
     }
 }
 
 /// Reads the connection while a task runs: cancel and exit act at once, the rest waits for the
 /// main thread.
-fn watch_read(shared: &Shared) {
+fn watch_read(shared: &Shared, events: &Events) {
     let mut conn = shared.conn();
-    conn.note_readable();
+    note_events(&mut conn, events);
     let mut bodies = Vec::new();
     let progress = conn.on_readable(READ_BATCH, &mut |b| {
         bodies.push(b);
@@ -483,7 +542,7 @@ impl Daemon {
                 {
                     return Err(e.into());
                 }
-                self.shared.conn().note_readable();
+                note_events(&mut self.shared.conn(), &events);
                 continue;
             }
             for (i, body) in bodies.iter().enumerate() {
@@ -686,7 +745,7 @@ impl Daemon {
             if left.is_zero() || self.poll.poll(&mut events, Some(left)).is_err() {
                 return;
             }
-            self.shared.conn().note_readable();
+            note_events(&mut self.shared.conn(), &events);
         }
     }
 
@@ -721,6 +780,8 @@ impl Daemon {
                     return Ok(());
                 }
                 Err(DaemonError::Refused(r)) => return Err(DaemonError::Refused(r)),
+                // A configuration error: redialing cannot fix it.
+                Err(e @ DaemonError::Transport(_)) => return Err(e),
                 Err(_) => {}
             }
         }

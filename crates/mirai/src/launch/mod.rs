@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use mirai_dispatch::daemon::ExitRules;
 
-use crate::daemon::{ENV_LAUNCH_ID, ENV_RULES, ENV_TOKEN, ENV_URL, format_rules};
+use crate::daemon::{ENV_LAUNCH_ID, ENV_RULES, ENV_TLS_PIN, ENV_TOKEN, ENV_URL, format_rules};
 
 pub use quote::quote;
 pub use slurm::{Slurm, SlurmJob};
@@ -134,6 +134,7 @@ pub struct Join {
     url: String,
     token: String,
     rules: ExitRules,
+    tls_pin: Option<String>,
 }
 
 impl std::fmt::Debug for Join {
@@ -141,6 +142,7 @@ impl std::fmt::Debug for Join {
         f.debug_struct("Join")
             .field("url", &self.url)
             .field("token", &"<hidden>")
+            .field("tls_pin", &self.tls_pin)
             .finish()
     }
 }
@@ -158,6 +160,7 @@ impl Join {
             url: url.into(),
             token: token.into(),
             rules: ExitRules::default(),
+            tls_pin: None,
         }
     }
 
@@ -167,7 +170,27 @@ impl Join {
             url: url.to_owned(),
             token: token.to_owned(),
             rules,
+            tls_pin: None,
         }
+    }
+
+    /// Daemons dial a `tls+tcp://` address and accept exactly the certificate with this
+    /// fingerprint (`sha256:` and 64 hex digits, as [`Pool::tls_fingerprint`] gives it), so no
+    /// certificate authority is needed. A pool's own [`Pool::join`] sets it.
+    ///
+    /// [`Pool::tls_fingerprint`]: crate::Pool::tls_fingerprint
+    /// [`Pool::join`]: crate::Pool::join
+    ///
+    /// ```
+    /// use mirai::launch::{Join, Program, manual};
+    /// let pin = format!("sha256:{}", "ab".repeat(32));
+    /// let join = Join::new("tls+tcp://h:1", "t").tls_pin(&pin);
+    /// assert!(manual(&join, 0, &Program::new("w"))?.contains(&format!(" MIRAI_DAEMON_TLS_PIN={pin} ")));
+    /// # Ok::<(), mirai::launch::Error>(())
+    /// ```
+    pub fn tls_pin(mut self, fingerprint: impl Into<String>) -> Self {
+        self.tls_pin = Some(fingerprint.into());
+        self
     }
 
     /// Daemons exit after this long without a task.
@@ -332,8 +355,12 @@ pub(crate) fn daemon_line(
         LaunchId::Fixed(n) => n.to_string(),
         LaunchId::Shell(expr) => format!("\"{expr}\""),
     };
+    let pin = match &join.tls_pin {
+        Some(pin) => format!("{ENV_TLS_PIN}={} ", quote(pin)?),
+        None => String::new(),
+    };
     Ok(format!(
-        "exec env {ENV_URL}={} {ENV_TOKEN}={} {ENV_LAUNCH_ID}={id} {ENV_RULES}={} {}",
+        "exec env {ENV_URL}={} {ENV_TOKEN}={} {ENV_LAUNCH_ID}={id} {ENV_RULES}={} {pin}{}",
         quote(url)?,
         quote(&join.token)?,
         quote(&format_rules(&join.rules))?,

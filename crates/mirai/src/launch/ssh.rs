@@ -118,7 +118,8 @@ impl Ssh {
     }
 
     /// Daemons dial `127.0.0.1` on their machine at the dispatcher's port, forwarded back to
-    /// the dispatcher by `ssh -R`. The dispatcher's address must be `tcp://host:port`.
+    /// the dispatcher by `ssh -R`. The dispatcher's address must be `tcp://host:port` or
+    /// `tls+tcp://host:port` (TLS then runs end to end through the tunnel).
     ///
     /// ```
     /// use mirai::launch::{Join, Program, Ssh};
@@ -193,7 +194,7 @@ impl Ssh {
         }
         let mut url = join.url.clone();
         if let Some(remote_port) = self.tunnel {
-            let (host, port) = tcp_host_port(&join.url)?;
+            let (scheme, host, port) = tcp_host_port(&join.url)?;
             let target = match host {
                 "0.0.0.0" | "*" | "" => "127.0.0.1",
                 "::" | "[::]" => "[::1]",
@@ -209,7 +210,7 @@ impl Ssh {
                     target.trim_start_matches('[').trim_end_matches(']')
                 ),
             ]);
-            url = format!("tcp://127.0.0.1:{remote_port}");
+            url = format!("{scheme}127.0.0.1:{remote_port}");
         }
         let program = match &self.program {
             Some(p) => p.clone(),
@@ -283,20 +284,25 @@ impl Ssh {
 }
 
 /// The host and port of a `tcp://host:port` address.
-fn tcp_host_port(url: &str) -> Result<(&str, u16), Error> {
+/// The scheme (`tcp://` or `tls+tcp://`, kept so a tunnelled daemon still speaks TLS), host and
+/// port of a dispatcher address a tunnel can forward.
+fn tcp_host_port(url: &str) -> Result<(&'static str, &str, u16), Error> {
     let bad = || {
         Error::Invalid(format!(
-            "a tunnel needs a tcp://host:port address, not {url:?}"
+            "a tunnel needs a tcp://host:port or tls+tcp://host:port address, not {url:?}"
         ))
     };
-    let rest = url.strip_prefix("tcp://").ok_or_else(bad)?;
+    let (scheme, rest) = ["tcp://", "tls+tcp://"]
+        .into_iter()
+        .find_map(|scheme| url.strip_prefix(scheme).map(|rest| (scheme, rest)))
+        .ok_or_else(bad)?;
     let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
     let port = port
         .parse::<u16>()
         .ok()
         .filter(|&p| p != 0)
         .ok_or_else(bad)?;
-    Ok((host, port))
+    Ok((scheme, host, port))
 }
 
 #[cfg(test)]

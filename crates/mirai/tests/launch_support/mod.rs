@@ -59,10 +59,10 @@ pub fn this_program() -> Program {
 /// A dispatcher on a loopback TCP port, and what a daemon needs to join it.
 pub fn dispatcher() -> (Dispatcher, Join) {
     let token = format!("launch-test-{}", std::process::id());
-    let (d, _events) = Dispatcher::start(DispatcherConfig::new(
-        "tcp://127.0.0.1:0",
-        token.clone().into_bytes(),
-    ))
+    // Plain tcp on loopback, allowed explicitly: the ssh launcher's reverse tunnel carries it.
+    let (d, _events) = Dispatcher::start(
+        DispatcherConfig::new("tcp://127.0.0.1:0", token.clone().into_bytes()).with_plain_tcp(true),
+    )
     .expect("start dispatcher");
     let join = Join::new(d.url(), token).idletime(Duration::from_secs(60));
     (d, join)
