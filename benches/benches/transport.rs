@@ -64,60 +64,9 @@ fn main() {
         .filter(|t| wanted(&format!("reqrep {t}")))
         .collect();
     if !reqrep.is_empty() {
-        let rounds = ROUNDS / LATENCY_REPS;
-        let (mut uds, mut tcp) = (Vec::new(), Vec::new());
-        let mut ours = vec![Vec::new(); reqrep.len()];
-        let mut peer = vec![Vec::new(); reqrep.len()];
-        for rep in 0..LATENCY_REPS {
-            uds.push(mirai_benches::uds_pingpong_floor(SMALL, WARMUP, rounds).p50_us());
-            tcp.push(tcp_pingpong_floor(rounds).p50_us());
-            for (i, t) in reqrep.iter().enumerate() {
-                ours[i].push(our_reqrep(&scratch.url(t, "rr"), rounds).p50_us());
-                peer[i].push(pynng_reqrep(&python, &scratch.url(t, "prr"), rounds));
-            }
-            eprintln!(
-                "turn {rep}: uds floor {:.2} us, tcp floor {:.2} us, ours {:.2?} us, pynng {:.2?} us",
-                uds[rep],
-                tcp[rep],
-                ours.iter().map(|v| v[rep]).collect::<Vec<_>>(),
-                peer.iter().map(|v| v[rep]).collect::<Vec<_>>(),
-            );
-        }
-        let (uds, tcp) = (median(&uds), median(&tcp));
-        record("uds ping-pong 64 B p50 (floor)", uds, "us", "self", uds);
-        record(
-            "tcp ping-pong 64 B p50 (floor)",
-            tcp,
-            "us",
-            "uds ping-pong floor p50",
-            uds,
-        );
-        for (i, t) in reqrep.iter().enumerate() {
-            let (ours, peer) = (median(&ours[i]), median(&peer[i]));
-            record(
-                &format!("nano-transport REQ/REP 64 B p50 {t}"),
-                ours,
-                "us",
-                "uds ping-pong floor p50",
-                uds,
-            );
-            if *t == "tcp" {
-                record(
-                    "nano-transport REQ/REP 64 B p50 tcp",
-                    ours,
-                    "us",
-                    "tcp ping-pong floor p50",
-                    tcp,
-                );
-            }
-            record(
-                &format!("pynng REQ/REP 64 B p50 {t}"),
-                peer,
-                "us",
-                &format!("nano-transport {t}"),
-                ours,
-            );
-        }
+        latency(&reqrep, &python, &scratch, "");
+        // The same turns with every process on one CPU: see `mirai_benches::on_one_cpu`.
+        mirai_benches::on_one_cpu(|| latency(&reqrep, &python, &scratch, " (one CPU)"));
     }
 
     // Throughput: ours and pynng take turns THROUGHPUT_REPS times; medians.
@@ -170,6 +119,72 @@ fn main() {
 }
 
 /// The median of a few figures (the upper one of the middle two for an even count).
+/// Floors, ours and pynng take turns, LATENCY_REPS times, so a change in the machine's load or
+/// in where the scheduler puts the processes hits all of them alike; each figure is the median
+/// of its per-turn p50s. `suffix` labels the records of a pinned pass.
+fn latency(reqrep: &[&str], python: &Path, scratch: &Scratch, suffix: &str) {
+    let rounds = ROUNDS / LATENCY_REPS;
+    let (mut uds, mut tcp) = (Vec::new(), Vec::new());
+    let mut ours = vec![Vec::new(); reqrep.len()];
+    let mut peer = vec![Vec::new(); reqrep.len()];
+    for rep in 0..LATENCY_REPS {
+        uds.push(mirai_benches::uds_pingpong_floor(SMALL, WARMUP, rounds).p50_us());
+        tcp.push(tcp_pingpong_floor(rounds).p50_us());
+        for (i, t) in reqrep.iter().enumerate() {
+            ours[i].push(our_reqrep(&scratch.url(t, "rr"), rounds).p50_us());
+            peer[i].push(pynng_reqrep(python, &scratch.url(t, "prr"), rounds));
+        }
+        eprintln!(
+            "turn {rep}{suffix}: uds floor {:.2} us, tcp floor {:.2} us, ours {:.2?} us, pynng {:.2?} us",
+            uds[rep],
+            tcp[rep],
+            ours.iter().map(|v| v[rep]).collect::<Vec<_>>(),
+            peer.iter().map(|v| v[rep]).collect::<Vec<_>>(),
+        );
+    }
+    let (uds, tcp) = (median(&uds), median(&tcp));
+    record(
+        &format!("uds ping-pong 64 B p50 (floor){suffix}"),
+        uds,
+        "us",
+        "self",
+        uds,
+    );
+    record(
+        &format!("tcp ping-pong 64 B p50 (floor){suffix}"),
+        tcp,
+        "us",
+        "uds ping-pong floor p50",
+        uds,
+    );
+    for (i, t) in reqrep.iter().enumerate() {
+        let (ours, peer) = (median(&ours[i]), median(&peer[i]));
+        record(
+            &format!("nano-transport REQ/REP 64 B p50 {t}{suffix}"),
+            ours,
+            "us",
+            "uds ping-pong floor p50",
+            uds,
+        );
+        if *t == "tcp" {
+            record(
+                &format!("nano-transport REQ/REP 64 B p50 tcp{suffix}"),
+                ours,
+                "us",
+                "tcp ping-pong floor p50",
+                tcp,
+            );
+        }
+        record(
+            &format!("pynng REQ/REP 64 B p50 {t}{suffix}"),
+            peer,
+            "us",
+            &format!("nano-transport {t}"),
+            ours,
+        );
+    }
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);

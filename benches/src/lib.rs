@@ -102,6 +102,34 @@ pub fn uds_pingpong_floor(size: usize, warmup: usize, rounds: usize) -> Samples 
     Samples::new(samples)
 }
 
+/// Runs `f` with the calling thread, and every thread and process it starts meanwhile, on one
+/// CPU, then restores the thread's CPU set.
+///
+/// Why: on these 2-vCPU virtual machines a wake-up of the other, idle vCPU costs 50-60 µs
+/// (the hypervisor's inter-processor interrupt), against 3 µs for a wake-up on the same CPU,
+/// and whether two ping-pong partners share a CPU is the scheduler's coin flip, made anew for
+/// each pair of processes. Latency figures taken unpinned are therefore bimodal for the floor
+/// and for every peer alike; pinned, each measures its own software path. The unpinned figures
+/// are still recorded beside the pinned ones.
+///
+/// ```
+/// let cpus = mirai_benches::on_one_cpu(|| std::thread::available_parallelism().unwrap().get());
+/// assert_eq!(cpus, 1);
+/// ```
+pub fn on_one_cpu<R>(f: impl FnOnce() -> R) -> R {
+    use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
+    let before = sched_getaffinity(None).expect("read the CPU set");
+    let first = (0..CpuSet::MAX_CPU)
+        .find(|&cpu| before.is_set(cpu))
+        .expect("a thread runs on some CPU");
+    let mut one = CpuSet::new();
+    one.set(first);
+    sched_setaffinity(None, &one).expect("pin to one CPU");
+    let out = f();
+    sched_setaffinity(None, &before).expect("restore the CPU set");
+    out
+}
+
 /// Best time of 5 copies of `bytes` bytes into freshly allocated memory (page faults included,
 /// as they are for a write into a fresh shared region), in seconds.
 pub fn memcpy_fresh_floor(bytes: usize) -> f64 {
