@@ -74,6 +74,10 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The PAIR1 header of every message we send: a hop count of 1, as NNG writes it.
 const PAIR1_HEADER: [u8; 4] = [0, 0, 0, 1];
 
+/// The largest frame a connection may send before its hello is accepted: a hello with the
+/// longest token the codec takes, its envelope and the PAIR1 header, with room to spare.
+const PRE_ADMISSION_LIMIT: u64 = (crate::protocol::MAX_TOKEN + 256 + PAIR1_HEADER.len()) as u64;
+
 const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
 const FIRST_PEER: usize = 2;
@@ -925,7 +929,9 @@ impl EventLoop {
                 // event rather than spin.
                 Err(_) => return,
             };
-            let recv_limit = self.shared.limits.max_frame as u64 + PAIR1_HEADER.len() as u64;
+            // Until its hello passes, a peer may send no more than a hello can be: it cannot
+            // make us read (or buffer) a large frame before it has authenticated.
+            let recv_limit = PRE_ADMISSION_LIMIT.min(self.full_recv_limit());
             let Ok(conn) = Connection::new(stream, Protocol::Pair1, recv_limit) else {
                 continue;
             };
@@ -1122,7 +1128,13 @@ impl EventLoop {
         }
     }
 
+    /// The receive limit of an admitted daemon: the largest result frame.
+    fn full_recv_limit(&self) -> u64 {
+        self.shared.limits.max_frame as u64 + PAIR1_HEADER.len() as u64
+    }
+
     fn on_hello(&mut self, token: Token, hello: &Hello) -> bool {
+        let full_limit = self.full_recv_limit();
         let Some(peer) = self.peers.get_mut(&token) else {
             return false;
         };
@@ -1152,6 +1164,7 @@ impl EventLoop {
             return sender.queued() > 0;
         }
         self.admission.admit(token);
+        peer.conn.set_recv_limit(full_limit);
         let daemon = core.daemon_connected(self.shared.local, Instant::now());
         // Linked before the core's lock is released, so whoever carries out the init finds it.
         self.shared

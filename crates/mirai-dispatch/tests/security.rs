@@ -279,6 +279,37 @@ fn oversized_frames_before_authentication_close_the_connection() {
     run_tasks(&d, 5);
 }
 
+/// Before its hello passes, a peer may not send a frame larger than a hello, even one well
+/// under the daemons' own limit: the dispatcher closes it on the length prefix instead of reading
+/// (and buffering) the body until the hello deadline.
+#[test]
+fn a_frame_larger_than_a_hello_before_authentication_is_refused_on_its_length() {
+    let mut plain = DispatcherConfig::new("tcp://127.0.0.1:0", TOKEN.to_vec()).with_plain_tcp(true);
+    plain.limits.max_frame = 1 << 20;
+    plain.hello_timeout = Duration::from_secs(20);
+    let (p, _events) = start(plain);
+    let addr = p.url().strip_prefix("tcp://").unwrap().to_owned();
+    let mut raw = TcpStream::connect(&addr).unwrap();
+    raw.set_read_timeout(Some(PATIENCE)).unwrap();
+    raw.write_all(&[0, b'S', b'P', 0, 0, 0x11, 0, 0]).unwrap();
+    let mut header = [0u8; 8];
+    raw.read_exact(&mut header).unwrap();
+    let started = Instant::now();
+    // 100 KiB announced (a tenth of what an admitted daemon may send), 100 bytes of it sent.
+    raw.write_all(&(100u64 << 10).to_be_bytes()).unwrap();
+    raw.write_all(&[0u8; 100]).unwrap();
+    let mut rest = Vec::new();
+    match raw.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "the peer got {} bytes", rest.len()),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "closed only after {:?}: the body was awaited",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn plain_tcp_needs_an_explicit_yes_and_never_reaches_a_tls_listener() {
     let refused = Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", TOKEN.to_vec()));

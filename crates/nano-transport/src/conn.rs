@@ -630,6 +630,33 @@ impl Connection {
         })
     }
 
+    /// Changes the largest accepted message body for every frame whose length prefix has not
+    /// been read yet: e.g. a small limit until the peer has authenticated, then the full one,
+    /// so an unauthenticated peer cannot make us read a large frame.
+    ///
+    /// ```
+    /// use nano_transport::Protocol;
+    /// use nano_transport::conn::{ConnError, Connection, ReadProgress, Stream};
+    ///
+    /// let (a, b) = mio::net::UnixStream::pair()?;
+    /// let mut ours = Connection::new(Stream::Unix(a), Protocol::Pair1, 1 << 20)?;
+    /// let mut theirs = Connection::new(Stream::Unix(b), Protocol::Pair1, 0)?;
+    /// assert_eq!(ours.on_readable(8, &mut |_| true)?, ReadProgress::HandshakeDone);
+    /// assert_eq!(theirs.on_readable(8, &mut |_| true)?, ReadProgress::HandshakeDone);
+    /// ours.set_recv_limit(16);
+    /// let body = [0u8; 1000];
+    /// theirs.sender().send(&[&body[..]])?;
+    /// ours.note_readable();
+    /// assert!(matches!(ours.on_readable(8, &mut |_| true), Err(ConnError::Frame(_))));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_recv_limit(&mut self, limit: u64) {
+        self.limit = limit;
+        if let ReadState::Open { decoder, .. } = &mut self.state {
+            decoder.set_limit(limit);
+        }
+    }
+
     /// The writing half.
     pub fn sender(&self) -> &ConnSender {
         &self.sender
