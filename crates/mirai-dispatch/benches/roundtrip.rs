@@ -169,6 +169,29 @@ fn runaway_in_child(pinned: bool) -> (f64, f64) {
 
 const RUNAWAY_ENV: &str = "MIRAI_DISPATCH_BENCH_RUNAWAY";
 
+/// One daemon's round trips against the floor, measured in interleaved blocks: this machine's
+/// wake-up latency changes within seconds (idle virtual CPUs wake slowly), and a ratio is only
+/// meaningful between figures taken under the same conditions. Returns our samples and the
+/// median of the floor's per-block p50s.
+fn latency_pass(rounds: usize) -> (Samples, f64) {
+    const BLOCKS: usize = 5;
+    let (d, events) = start(Config::default());
+    let children = daemons(d.url(), 1, &events);
+    for _ in 0..1_000 {
+        round_trip(&d);
+    }
+    let mut floor_p50s = Vec::with_capacity(BLOCKS);
+    let mut ours = Vec::with_capacity(rounds);
+    for _ in 0..BLOCKS {
+        floor_p50s.push(uds_pingpong_floor(64, 200, 4_000).p50_us());
+        ours.extend((0..rounds / BLOCKS).map(|_| round_trip(&d)));
+    }
+    d.shutdown();
+    drop(children);
+    floor_p50s.sort_by(f64::total_cmp);
+    (Samples::new(ours), floor_p50s[BLOCKS / 2])
+}
+
 fn main() {
     serve_floor_child();
     if std::env::var_os(RUNAWAY_ENV).is_some() {
@@ -208,24 +231,7 @@ fn main() {
         println!("(no python3: ProcessPoolExecutor figures skipped)");
     }
 
-    // The floor and the round trips are measured in interleaved blocks: this machine's wake-up
-    // latency changes within seconds (idle virtual CPUs wake slowly), and a ratio is only
-    // meaningful between figures taken under the same conditions.
-    let (d, events) = start(Config::default());
-    let children = daemons(d.url(), 1, &events);
-    for _ in 0..1_000 {
-        round_trip(&d);
-    }
-    const BLOCKS: usize = 5;
-    let mut floor_p50s = Vec::with_capacity(BLOCKS);
-    let mut ours = Vec::with_capacity(rounds);
-    for _ in 0..BLOCKS {
-        floor_p50s.push(uds_pingpong_floor(64, 200, 4_000).p50_us());
-        ours.extend((0..rounds / BLOCKS).map(|_| round_trip(&d)));
-    }
-    floor_p50s.sort_by(f64::total_cmp);
-    let floor_p50 = floor_p50s[BLOCKS / 2];
-    let samples = Samples::new(ours);
+    let (samples, floor_p50) = latency_pass(rounds);
     record(
         "dispatch task round trip p50, 1 daemon",
         samples.p50_us(),
@@ -249,28 +255,13 @@ fn main() {
             p.p50_us,
         );
     }
-    d.shutdown();
-    drop(children);
 
     // The same with the host, its daemon, the floor and the peer on one CPU: on these 2-vCPU
     // VMs a wake-up of the other, idle vCPU costs 50-60 µs and the scheduler decides per pair
     // of processes whether they share a CPU, so unpinned latencies are bimodal for everyone
     // (see `mirai_benches::on_one_cpu`); pinned, each figure measures its own software path.
     mirai_benches::on_one_cpu(|| {
-        let (d, events) = start(Config::default());
-        let children = daemons(d.url(), 1, &events);
-        for _ in 0..1_000 {
-            round_trip(&d);
-        }
-        let mut floor_p50s = Vec::with_capacity(BLOCKS);
-        let mut ours = Vec::with_capacity(rounds);
-        for _ in 0..BLOCKS {
-            floor_p50s.push(uds_pingpong_floor(64, 200, 4_000).p50_us());
-            ours.extend((0..rounds / BLOCKS).map(|_| round_trip(&d)));
-        }
-        floor_p50s.sort_by(f64::total_cmp);
-        let floor_p50 = floor_p50s[BLOCKS / 2];
-        let samples = Samples::new(ours);
+        let (samples, floor_p50) = latency_pass(rounds);
         record(
             "dispatch task round trip p50, 1 daemon (one CPU)",
             samples.p50_us(),
@@ -287,8 +278,6 @@ fn main() {
                 p.p50_us,
             );
         }
-        d.shutdown();
-        drop(children);
     });
     if only_latency {
         return;
