@@ -231,6 +231,11 @@ impl<T> Mirai<T> {
     /// handle.cancel_hard();
     /// assert!(matches!(handle.wait(), Err(mirai::Error::Cancelled)));
     /// assert_eq!(pool.submit(&ADD, (1, 1))?.wait()?, 2); // on the replacement daemon
+    /// let deadline = Instant::now() + Duration::from_secs(30);
+    /// while pool.replaced() == 0 {
+    ///     assert!(Instant::now() < deadline, "the killed daemon was not replaced");
+    ///     std::thread::sleep(Duration::from_millis(5));
+    /// }
     /// assert_eq!(pool.replaced(), 1);
     /// # Ok(()) }
     /// ```
