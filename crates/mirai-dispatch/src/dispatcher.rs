@@ -1115,6 +1115,7 @@ impl EventLoop {
                     }
                     ResultStatus::Err(e) => Reply::Error(e),
                     ResultStatus::Interrupted => Reply::Interrupted,
+                    ResultStatus::NotStarted => Reply::NotStarted,
                 };
                 inbound.push(Inbound::Result {
                     daemon,

@@ -1,11 +1,14 @@
 //! Random interleavings of every event the core accepts, checked against its invariants after
 //! each step: the byte cap is never exceeded and `used` is exactly the bytes of queued (and
 //! retryable running) tasks; every accepted task resolves exactly once; ordinary tasks are first
-//! dispatched in FIFO order; no daemon gets two tasks or work after its release; counters add up;
-//! no ordinary task waits while a daemon idles; the uncollected bytes are exactly the values
-//! resolved and neither collected nor forgotten; forgetting a task never cancels it.
+//! dispatched in FIFO order; no daemon holds more than its current task and (with send-ahead)
+//! one more, or gets work after its release; daemons answer in the order they were sent tasks;
+//! a task sent ahead keeps its bytes reserved until it starts; counters add up; no ordinary task
+//! waits in the queue while a daemon idles, and tasks waiting ahead are asked back for idle
+//! daemons; the uncollected bytes are exactly the values resolved and neither collected nor
+//! forgotten; forgetting a task never cancels it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use mirai_dispatch::{
@@ -63,7 +66,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<usize>(), any::<bool>()).prop_map(|(pick, hard)| Op::Cancel { pick, hard }),
         2 => any::<bool>().prop_map(|local| Op::Connect { local }),
         1 => any::<usize>().prop_map(|pick| Op::Disconnect { pick }),
-        6 => (any::<usize>(), 0..3u8, prop::bool::weighted(0.1))
+        6 => (any::<usize>(), 0..4u8, prop::bool::weighted(0.1))
             .prop_map(|(pick, kind, last)| Op::Reply { pick, kind, last }),
         3 => (0..30u64).prop_map(|ms| Op::Advance { ms }),
         1 => any::<usize>().prop_map(|pick| Op::Collect { pick }),
@@ -78,8 +81,9 @@ fn config() -> impl Strategy<Value = Config> {
         proptest::option::of(1..16u64),
         proptest::option::of(1..40u64),
         any::<Option<u64>>(),
+        proptest::option::of(1..20u64),
     )
-        .prop_map(|(cap, uncollected, grace, seed)| Config {
+        .prop_map(|(cap, uncollected, grace, seed, short)| Config {
             max_queued_bytes: cap,
             max_uncollected_bytes: uncollected,
             seed,
@@ -87,12 +91,14 @@ fn config() -> impl Strategy<Value = Config> {
             cancel_grace: grace.map(Duration::from_millis),
             // Odd seeds also hold dispatched bytes until written.
             release_when_written: seed.is_some_and(|s| s % 2 == 1),
+            send_ahead: short.map(Duration::from_millis),
         })
 }
 
 #[derive(Debug, Default)]
 struct ModelDaemon {
-    busy: Option<TaskId>,
+    /// The tasks it was sent and has not answered, current first.
+    held: VecDeque<TaskId>,
     released: bool,
     killed: bool,
 }
@@ -116,11 +122,16 @@ struct Model {
     unwritten: BTreeSet<TaskId>,
     /// Tasks whose handle is gone.
     forgotten: BTreeSet<TaskId>,
+    send_ahead: bool,
+    /// Tasks a cancel message reached while they waited behind another: the daemon may drop
+    /// them unstarted.
+    cancelled_waiting: BTreeSet<TaskId>,
 }
 
 impl Model {
     fn new(config: Config) -> Self {
         let config_hold = config.release_when_written;
+        let send_ahead = config.send_ahead.is_some();
         Self {
             cap: config.max_queued_bytes,
             uncollected_cap: config.max_uncollected_bytes,
@@ -137,6 +148,8 @@ impl Model {
             hold: config_hold,
             unwritten: BTreeSet::new(),
             forgotten: BTreeSet::new(),
+            send_ahead,
+            cancelled_waiting: BTreeSet::new(),
         }
     }
 
@@ -209,17 +222,56 @@ impl Model {
                     .daemons
                     .iter()
                     .filter(|(_, d)| !d.killed)
-                    .filter_map(|(&id, d)| d.busy.map(|t| (id, t)))
+                    .filter_map(|(&id, d)| d.held.front().map(|&t| (id, t)))
                     .collect();
-                if let Some((daemon, task)) = Self::pick(&busy, pick) {
+                // A daemon may drop a task still waiting behind another as soon as a cancel
+                // reaches it, before it answers the one it runs.
+                let dropped: Vec<(DaemonId, TaskId)> = self
+                    .daemons
+                    .iter()
+                    .filter(|(_, d)| !d.killed)
+                    .flat_map(|(&id, d)| d.held.iter().skip(1).map(move |&t| (id, t)))
+                    .filter(|(_, t)| self.cancelled_waiting.contains(t))
+                    .collect();
+                if kind == 3
+                    && pick % 2 == 0
+                    && let Some((daemon, task)) = Self::pick(&dropped, pick / 2)
+                {
+                    prop_assert_eq!(
+                        self.core
+                            .on_result(daemon, task, Reply::NotStarted, false, now),
+                        Ok(())
+                    );
+                    if let Some(d) = self.daemons.get_mut(&daemon) {
+                        d.held.retain(|&t| t != task);
+                    }
+                    self.back_to_queue(task);
+                } else if let Some((daemon, task)) = Self::pick(&busy, pick) {
+                    // A daemon answers its tasks in order; it drops one unstarted only if a
+                    // cancel reached it while the task still waited.
+                    let unstarted = kind == 3 && self.cancelled_waiting.contains(&task);
                     let reply = match kind {
                         0 => Reply::Value(vec![1; pick % 5].into()),
                         1 => Reply::Error(TaskError::new("e")),
+                        _ if unstarted => Reply::NotStarted,
                         _ => Reply::Interrupted,
                     };
+                    let last = last && !unstarted;
                     prop_assert_eq!(self.core.on_result(daemon, task, reply, last, now), Ok(()));
+                    let mut back = Vec::new();
                     if let Some(d) = self.daemons.get_mut(&daemon) {
-                        d.busy = None;
+                        d.held.pop_front();
+                        if unstarted {
+                            back.push(task);
+                        }
+                        if last {
+                            // It exits without starting the rest: they are queued again.
+                            back.extend(d.held.drain(..));
+                        }
+                    }
+                    self.cancelled_waiting.remove(&task);
+                    for t in back {
+                        self.back_to_queue(t);
                     }
                 }
             }
@@ -274,14 +326,32 @@ impl Model {
     }
 
     fn disconnect(&mut self, d: DaemonId) {
-        // A running task the core will requeue uses up one retry.
-        if let Some(t) = self.daemons.get(&d).and_then(|m| m.busy)
+        // A current task the core will requeue uses up one retry; the ones waiting behind it
+        // had not started and go back to the queue as they were.
+        let held: Vec<TaskId> = self
+            .daemons
+            .get(&d)
+            .map(|m| m.held.iter().copied().collect())
+            .unwrap_or_default();
+        if let Some(&t) = held.first()
             && !self.resolved.contains_key(&t)
             && let Some(r) = self.retries_left.get_mut(&t)
         {
             *r = r.saturating_sub(1);
         }
+        for &t in held.iter().skip(1) {
+            self.back_to_queue(t);
+        }
+        for t in &held {
+            self.cancelled_waiting.remove(t);
+        }
         self.core.daemon_disconnected(d, self.now);
+    }
+
+    /// A task the core queues again: nothing of its earlier sending holds bytes any more.
+    fn back_to_queue(&mut self, task: TaskId) {
+        self.unwritten.remove(&task);
+        self.cancelled_waiting.remove(&task);
     }
 
     fn check_refusal(
@@ -311,15 +381,16 @@ impl Model {
                         let d = self.daemons.get_mut(&daemon);
                         prop_assert!(d.is_some(), "sent to unknown {daemon}");
                         let d = d.unwrap();
+                        let room = if self.send_ahead { 2 } else { 1 };
                         prop_assert!(
-                            d.busy.is_none() && !d.released && !d.killed,
+                            d.held.len() < room && !d.released && !d.killed,
                             "{daemon} unavailable"
                         );
                         prop_assert!(
                             !self.resolved.contains_key(&task),
                             "{task} resolved before sending"
                         );
-                        d.busy = Some(task);
+                        d.held.push_back(task);
                         if self.hold && self.retries_left[&task] == 0 && self.size[&task] > 0 {
                             self.unwritten.insert(task);
                         }
@@ -332,7 +403,12 @@ impl Model {
                         }
                     }
                     Action::Cancel { daemon, task } => {
-                        prop_assert_eq!(self.daemons.get(&daemon).and_then(|d| d.busy), Some(task));
+                        let d = self.daemons.get(&daemon);
+                        let at = d.and_then(|d| d.held.iter().position(|&t| t == task));
+                        prop_assert!(at.is_some(), "cancel of {task}, not held by {daemon}");
+                        if at != Some(0) {
+                            self.cancelled_waiting.insert(task);
+                        }
                     }
                     Action::Kill { daemon } => {
                         if let Some(d) = self.daemons.get_mut(&daemon) {
@@ -388,17 +464,35 @@ impl Model {
             .count() as u64;
         prop_assert_eq!(s.connections, live);
 
-        let running: BTreeSet<TaskId> = self.daemons.values().filter_map(|d| d.busy).collect();
+        let current: BTreeSet<TaskId> = self
+            .daemons
+            .values()
+            .filter_map(|d| d.held.front().copied())
+            .collect();
+        let waiting: BTreeSet<TaskId> = self
+            .daemons
+            .values()
+            .flat_map(|d| d.held.iter().skip(1).copied())
+            .collect();
         let pending = self.size.keys().filter(|t| !self.resolved.contains_key(t));
         let mut expected_used = 0;
         let mut queued_plain = 0;
+        let mut queued = 0;
         for t in pending {
-            let queued = !running.contains(t);
-            if queued || self.retries_left[t] > 0 || self.unwritten.contains(t) {
+            let in_queue = !current.contains(t) && !waiting.contains(t);
+            if in_queue
+                || waiting.contains(t)
+                || self.retries_left[t] > 0
+                || self.unwritten.contains(t)
+                || self.cancelled_waiting.contains(t)
+            {
                 expected_used += self.size[t];
             }
-            if queued && !self.copies.contains(t) {
-                queued_plain += 1;
+            if in_queue {
+                queued += 1;
+                if !self.copies.contains(t) {
+                    queued_plain += 1;
+                }
             }
         }
         prop_assert_eq!(s.memory.used, expected_used, "reserved bytes drifted");
@@ -424,6 +518,19 @@ impl Model {
                 0,
                 "an ordinary task waits while a daemon idles"
             );
+            if queued == 0 {
+                let unresolved = |t: &&TaskId| !self.resolved.contains_key(t);
+                let not_asked_back = waiting
+                    .iter()
+                    .filter(unresolved)
+                    .filter(|t| !self.cancelled_waiting.contains(t))
+                    .count() as u64;
+                let asked_back = self.cancelled_waiting.iter().filter(unresolved).count() as u64;
+                prop_assert!(
+                    not_asked_back == 0 || asked_back >= s.idle,
+                    "a task waits ahead on a busy daemon while a daemon idles"
+                );
+            }
         }
         Ok(())
     }

@@ -1,12 +1,14 @@
 //! One test per rule of the dispatcher core, driven without sockets, threads or a real clock.
+//! Rules about one task per daemon turn [`Config::send_ahead`] off; the send-ahead rules have
+//! their own tests at the end.
 
 mod util;
 
 use std::time::Duration;
 
 use mirai_dispatch::{
-    Action, CancelMode, Config, DaemonId, Outcome, ProtocolViolation, RejectReason, Reply, Task,
-    TaskError, rng,
+    Action, CancelMode, Config, DaemonId, MAX_AHEAD_BYTES, Outcome, ProtocolViolation,
+    RejectReason, Reply, SHORT_TASK, Task, TaskError, UNSTARTED_GRACE, rng,
 };
 use util::Driver;
 
@@ -14,7 +16,7 @@ const MS: Duration = Duration::from_millis(1);
 
 #[test]
 fn tasks_go_fifo_to_the_daemon_idle_longest() {
-    let mut d = Driver::new(Config::default());
+    let mut d = Driver::new(Config::default().with_send_ahead(None));
     let a = d.connect();
     let b = d.connect();
     let t: Vec<_> = (0..4).map(|_| d.submit(1)).collect();
@@ -68,7 +70,11 @@ fn a_task_larger_than_the_whole_cap_is_refused_at_once() {
 
 #[test]
 fn bytes_are_released_when_a_task_leaves_the_queue() {
-    let mut d = Driver::new(Config::default().with_max_queued_bytes(100));
+    let mut d = Driver::new(
+        Config::default()
+            .with_send_ahead(None)
+            .with_max_queued_bytes(100),
+    );
     let sent = d.submit(10);
     let cancelled = d.submit(20);
     let timed_out = d
@@ -98,7 +104,11 @@ fn bytes_are_released_when_a_task_leaves_the_queue() {
 
 #[test]
 fn releasing_bytes_wakes_submitters_once_per_event() {
-    let mut d = Driver::new(Config::default().with_max_queued_bytes(100));
+    let mut d = Driver::new(
+        Config::default()
+            .with_send_ahead(None)
+            .with_max_queued_bytes(100),
+    );
     d.submit(10);
     d.submit(10);
     d.drain();
@@ -114,7 +124,11 @@ fn releasing_bytes_wakes_submitters_once_per_event() {
 
 #[test]
 fn uncollected_results_pause_dispatch_until_collected() {
-    let mut d = Driver::new(Config::default().with_max_uncollected_bytes(4));
+    let mut d = Driver::new(
+        Config::default()
+            .with_send_ahead(None)
+            .with_max_uncollected_bytes(4),
+    );
     let daemon = d.connect();
     let first = d.submit(1);
     let second = d.submit(1);
@@ -266,7 +280,11 @@ fn a_lost_daemon_resolves_its_task_and_keeps_the_queue() {
 
 #[test]
 fn a_retryable_task_keeps_its_payload_and_bytes_and_runs_again_first() {
-    let mut d = Driver::new(Config::default().with_max_queued_bytes(100));
+    let mut d = Driver::new(
+        Config::default()
+            .with_send_ahead(None)
+            .with_max_queued_bytes(100),
+    );
     let first = d.connect();
     let retried = d
         .core
@@ -360,7 +378,7 @@ fn everywhere_reserves_every_copy_or_none() {
 
 #[test]
 fn shutdown_resolves_everything_pending_once() {
-    let mut d = Driver::new(Config::default());
+    let mut d = Driver::new(Config::default().with_send_ahead(None));
     let daemon = d.connect();
     let running = d.submit(1);
     let queued = d.submit(1);
@@ -470,4 +488,299 @@ fn huge_timeouts_do_not_overflow_the_clock() {
     d.connect();
     d.advance(1_000_000);
     assert_eq!(d.core.status().executing, 1);
+}
+
+// Send-ahead.
+
+/// Runs one instant task on `daemon`, so it has a short last task (see `SHORT_TASK`).
+fn warm(d: &mut Driver, daemon: DaemonId) {
+    let t = d.submit(0);
+    assert_eq!(d.sends(), [(daemon, t)]);
+    d.reply(daemon, t, b"");
+    d.drain();
+}
+
+fn answer(d: &mut Driver, daemon: DaemonId, task: mirai_dispatch::TaskId, reply: Reply) {
+    d.core
+        .on_result(daemon, task, reply, false, d.now)
+        .expect("expected answer");
+}
+
+#[test]
+fn a_busy_daemon_gets_one_task_ahead_which_holds_its_bytes_until_it_starts() {
+    let mut d = Driver::new(Config::default().with_max_queued_bytes(100));
+    let daemon = d.connect();
+    warm(&mut d, daemon);
+    let t: Vec<_> = (0..3).map(|_| d.submit(10)).collect();
+    assert_eq!(
+        d.sends(),
+        [(daemon, t[0]), (daemon, t[1])],
+        "one ahead, no more"
+    );
+    let s = d.core.status();
+    assert_eq!((s.awaiting, s.executing, s.memory.used), (1, 2, 20));
+    d.reply(daemon, t[0], b"0");
+    // t[1] started on the daemon the moment it answered t[0]: its bytes leave the budget and
+    // t[2] goes ahead of it.
+    assert_eq!(d.sends(), [(daemon, t[2])]);
+    assert_eq!(d.core.status().memory.used, 10);
+    d.reply(daemon, t[1], b"1");
+    d.reply(daemon, t[2], b"2");
+    let s = d.core.status();
+    assert_eq!(
+        (s.completed, s.idle, s.memory.used),
+        (4, 1, 0),
+        "with the warm-up task"
+    );
+}
+
+#[test]
+fn without_send_ahead_a_busy_daemon_gets_nothing_more() {
+    let mut d = Driver::new(Config::default().with_send_ahead(None));
+    let daemon = d.connect();
+    let a = d.submit(1);
+    d.submit(1);
+    assert_eq!(d.sends(), [(daemon, a)]);
+}
+
+#[test]
+fn the_run_timeout_of_a_task_ahead_starts_when_it_starts_and_its_queue_timeout_holds_until_then() {
+    let mut d = Driver::new(Config::default());
+    let daemon = d.connect();
+    warm(&mut d, daemon);
+    let first = d.submit(1);
+    let ahead = d
+        .core
+        .submit(Task::new("f", vec![1]).with_run_timeout(10 * MS), d.now)
+        .unwrap();
+    assert_eq!(d.sends(), [(daemon, first), (daemon, ahead)]);
+    d.advance(30);
+    assert_eq!(d.resolved(), [], "not started: no run timeout yet");
+    d.reply(daemon, first, b"");
+    d.drain();
+    d.advance(9);
+    assert_eq!(d.resolved(), []);
+    d.advance(1);
+    assert_eq!(d.resolved(), [(ahead, Outcome::TimedOut)]);
+
+    // The daemon still owes its answer for the timed-out task; then (its last task having been
+    // long) it gets a short one again.
+    answer(&mut d, daemon, ahead, Reply::Interrupted);
+    d.drain();
+    warm(&mut d, daemon);
+    let late = d
+        .core
+        .submit(Task::new("f", vec![1]).with_queue_timeout(5 * MS), d.now)
+        .unwrap();
+    let waiting = d
+        .core
+        .submit(Task::new("f", vec![1]).with_queue_timeout(5 * MS), d.now)
+        .unwrap();
+    assert_eq!(d.sends(), [(daemon, late), (daemon, waiting)]);
+    d.advance(5);
+    // `late` runs; `waiting` never started, so its queue timeout still applies, and the
+    // daemon is told to drop it.
+    assert_eq!(
+        d.drain()
+            .into_iter()
+            .filter(|x| *x != Action::WakeSubmitters)
+            .collect::<Vec<_>>(),
+        [
+            Action::Cancel {
+                daemon,
+                task: waiting
+            },
+            Action::Resolve {
+                task: waiting,
+                outcome: Outcome::TimedOut
+            }
+        ]
+    );
+}
+
+#[test]
+fn a_task_ahead_is_asked_back_for_an_idle_daemon_and_requeued_if_not_started() {
+    let mut d = Driver::new(Config::default().with_max_queued_bytes(100));
+    let a = d.connect();
+    warm(&mut d, a);
+    let first = d.submit(10);
+    let second = d.submit(10);
+    assert_eq!(d.sends(), [(a, first), (a, second)]);
+    let b = d.connect();
+    assert_eq!(
+        d.drain()
+            .into_iter()
+            .filter(|x| matches!(x, Action::Cancel { .. }))
+            .collect::<Vec<_>>(),
+        [Action::Cancel {
+            daemon: a,
+            task: second
+        }]
+    );
+    d.reply(a, first, b"");
+    assert_eq!(d.sends(), [], "asked back: nothing goes ahead of it");
+    assert_eq!(
+        d.core.status().memory.used,
+        10,
+        "asked back: still reserved"
+    );
+    answer(&mut d, a, second, Reply::NotStarted);
+    // Queued again at the front, to the daemon idle longest.
+    assert_eq!(d.sends(), [(b, second)]);
+    assert_eq!(d.core.status().memory.used, 0);
+    d.reply(b, second, b"2");
+    assert_eq!(
+        d.resolved(),
+        [(second, Outcome::Value(b"2".to_vec().into()))]
+    );
+}
+
+#[test]
+fn a_task_ahead_asked_back_too_late_just_runs() {
+    let mut d = Driver::new(Config::default());
+    let a = d.connect();
+    warm(&mut d, a);
+    let first = d.submit(1);
+    let second = d.submit(1);
+    assert_eq!(d.sends(), [(a, first), (a, second)]);
+    d.connect();
+    d.drain();
+    d.reply(a, first, b"1");
+    d.reply(a, second, b"2");
+    assert_eq!(
+        d.resolved(),
+        [
+            (first, Outcome::Value(b"1".to_vec().into())),
+            (second, Outcome::Value(b"2".to_vec().into()))
+        ]
+    );
+    assert_eq!(d.core.status().memory.used, 0);
+}
+
+#[test]
+fn a_daemon_lost_before_starting_its_task_ahead_hands_it_back_without_a_retry() {
+    let mut d = Driver::new(Config::default());
+    let a = d.connect();
+    warm(&mut d, a);
+    let running = d.submit(1);
+    let ahead = d.submit(1);
+    assert_eq!(d.sends(), [(a, running), (a, ahead)]);
+    d.core.daemon_disconnected(a, d.now);
+    assert_eq!(d.resolved(), [(running, Outcome::ConnectionLost)]);
+    let s = d.core.status();
+    assert_eq!((s.awaiting, s.executing), (1, 0));
+    let b = d.connect();
+    assert_eq!(d.sends(), [(b, ahead)]);
+}
+
+#[test]
+fn a_last_result_hands_the_task_ahead_back() {
+    let mut d = Driver::new(Config::default());
+    let a = d.connect();
+    warm(&mut d, a);
+    let first = d.submit(1);
+    let ahead = d.submit(1);
+    assert_eq!(d.sends(), [(a, first), (a, ahead)]);
+    d.core
+        .on_result(a, first, Reply::Value(vec![].into()), true, d.now)
+        .unwrap();
+    let actions = d.drain();
+    assert!(actions.contains(&Action::Release { daemon: a }));
+    assert!(!actions.iter().any(|x| matches!(x, Action::Send { .. })));
+    assert_eq!(d.core.status().awaiting, 1);
+    let b = d.connect();
+    assert_eq!(d.sends(), [(b, ahead)]);
+}
+
+#[test]
+fn cancelling_a_task_ahead_drops_it_and_kills_only_a_daemon_that_keeps_it() {
+    let mut d = Driver::new(Config::default());
+    let daemon = d.connect();
+    warm(&mut d, daemon);
+    let first = d.submit(1);
+    let ahead = d.submit(1);
+    assert_eq!(d.sends(), [(daemon, first), (daemon, ahead)]);
+    assert!(d.core.cancel(ahead, CancelMode::Hard, d.now));
+    let actions = d.drain();
+    assert!(
+        !actions.iter().any(|x| matches!(x, Action::Kill { .. })),
+        "not started: no kill"
+    );
+    assert_eq!(
+        &actions[..2],
+        [
+            Action::Cancel {
+                daemon,
+                task: ahead
+            },
+            Action::Resolve {
+                task: ahead,
+                outcome: Outcome::Cancelled
+            }
+        ]
+    );
+    // The daemon drops it unstarted right after answering the task before it.
+    d.reply(daemon, first, b"");
+    answer(&mut d, daemon, ahead, Reply::NotStarted);
+    d.advance(UNSTARTED_GRACE.as_millis() as u64);
+    let actions = d.drain();
+    assert!(!actions.iter().any(|x| matches!(x, Action::Kill { .. })));
+    assert_eq!(d.core.status().idle, 1);
+
+    // One that does not drop it in time may be running it: it is killed.
+    let first = d.submit(1);
+    let ahead = d.submit(1);
+    assert_eq!(d.sends(), [(daemon, first), (daemon, ahead)]);
+    d.core.cancel(ahead, CancelMode::Hard, d.now);
+    d.reply(daemon, first, b"");
+    d.advance(UNSTARTED_GRACE.as_millis() as u64 - 1);
+    assert!(!d.drain().iter().any(|x| matches!(x, Action::Kill { .. })));
+    d.advance(1);
+    assert_eq!(d.drain(), [Action::Kill { daemon }]);
+}
+
+#[test]
+fn only_daemons_whose_tasks_look_short_get_a_task_ahead() {
+    let mut d = Driver::new(Config::default());
+    let daemon = d.connect();
+    // No task answered yet: nothing known, nothing ahead.
+    let first = d.submit(1);
+    let second = d.submit(1);
+    assert_eq!(d.sends(), [(daemon, first)]);
+    // Its first task took SHORT_TASK: too long to send ahead of the next.
+    d.advance(SHORT_TASK.as_millis() as u64);
+    d.reply(daemon, first, b"");
+    assert_eq!(d.sends(), [(daemon, second)]);
+    let third = d.submit(1);
+    assert_eq!(d.sends(), []);
+    // A short one: the next goes ahead, unless the current one has already run SHORT_TASK.
+    d.reply(daemon, second, b"");
+    assert_eq!(d.sends(), [(daemon, third)]);
+    d.advance(SHORT_TASK.as_millis() as u64);
+    let fourth = d.submit(1);
+    assert_eq!(
+        d.sends(),
+        [],
+        "the current task has run too long to queue behind it"
+    );
+    d.reply(daemon, third, b"");
+    assert_eq!(d.sends(), [(daemon, fourth)]);
+}
+
+#[test]
+fn a_payload_over_the_send_ahead_limit_waits_for_an_idle_daemon() {
+    let mut d = Driver::new(Config::default());
+    let daemon = d.connect();
+    warm(&mut d, daemon);
+    let first = d.submit(1);
+    let big = d.submit(MAX_AHEAD_BYTES + 1);
+    let small = d.submit(1);
+    assert_eq!(
+        d.sends(),
+        [(daemon, first)],
+        "FIFO: nothing overtakes the big one"
+    );
+    d.reply(daemon, first, b"");
+    // Once it runs, the small one may go ahead of it.
+    assert_eq!(d.sends(), [(daemon, big), (daemon, small)]);
 }

@@ -17,6 +17,21 @@ use crate::task::{DaemonId, Outcome, Payload, Task, TaskError, TaskId};
 use budget::{Budget, Shortfall};
 use timers::{Timer, Timers};
 
+/// How long a local daemon has, after answering the task before a hard-cancelled one that
+/// waited behind it, to drop that task unstarted before it is killed (the cancel message most
+/// likely reached it first, so it answers at once; if the task did start, it is stopped).
+pub const UNSTARTED_GRACE: Duration = Duration::from_millis(100);
+
+/// The default [`Config::send_ahead`]: sending ahead saves a round trip to the dispatcher (tens
+/// of microseconds), which only matters for tasks about that short, while a task sent behind a
+/// long one waits for it (until it is asked back).
+pub const SHORT_TASK: Duration = Duration::from_millis(1);
+
+/// Largest payload sent ahead ([`Config::send_ahead`]): sending ahead saves a round trip,
+/// which matters for small tasks only, while a large payload would wait in a busy daemon's
+/// socket buffers (and hold the writer) until the daemon reads it.
+pub const MAX_AHEAD_BYTES: usize = 64 * 1024;
+
 /// Settings of a [`Core`].
 ///
 /// ```
@@ -28,7 +43,7 @@ use timers::{Timer, Timers};
 ///     .with_cancel_grace(Duration::from_secs(2));
 /// assert_eq!(c.max_queued_bytes, Some(50_000_000));
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// Cap on the payload bytes of queued tasks; `None` is unbounded.
     pub max_queued_bytes: Option<u64>,
@@ -46,6 +61,25 @@ pub struct Config {
     /// ([`Core::written`]) instead of releasing them at dispatch, so the budget also bounds
     /// payloads on their way out (the dispatcher shell turns this on when there is a cap).
     pub release_when_written: bool,
+    /// With `Some(short)`, a busy daemon whose last task took less than `short`, and whose
+    /// current task has run less than `short`, gets its next task before its result arrives
+    /// (one task ahead), so it starts the next without waiting for the dispatcher; `None` never
+    /// sends ahead. Default: [`SHORT_TASK`]. See the rules on [`Core`].
+    pub send_ahead: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_queued_bytes: None,
+            max_uncollected_bytes: None,
+            seed: None,
+            entropy: 0,
+            cancel_grace: None,
+            release_when_written: false,
+            send_ahead: Some(SHORT_TASK),
+        }
+    }
 }
 
 impl Config {
@@ -82,6 +116,21 @@ impl Config {
     /// Sets [`Config::release_when_written`].
     pub fn with_release_when_written(mut self, on: bool) -> Self {
         self.release_when_written = on;
+        self
+    }
+
+    /// Sets [`Config::send_ahead`].
+    ///
+    /// ```
+    /// use mirai_dispatch::Config;
+    /// use std::time::Duration;
+    /// assert_eq!(Config::default().send_ahead, Some(mirai_dispatch::SHORT_TASK));
+    /// let c = Config::default().with_send_ahead(Some(Duration::from_millis(5)));
+    /// assert_eq!(c.send_ahead, Some(Duration::from_millis(5)));
+    /// assert_eq!(Config::default().with_send_ahead(None).send_ahead, None);
+    /// ```
+    pub fn with_send_ahead(mut self, short: Option<Duration>) -> Self {
+        self.send_ahead = short;
         self
     }
 }
@@ -158,6 +207,10 @@ pub enum Reply {
     Error(TaskError),
     /// The evaluation was interrupted (after a cancel message, or by the daemon itself).
     Interrupted,
+    /// The daemon dropped the task without starting it: a cancel reached it while the task
+    /// still waited behind another (see [`Config::send_ahead`]). A task not yet resolved is
+    /// queued again at the front.
+    NotStarted,
 }
 
 impl Reply {
@@ -165,7 +218,7 @@ impl Reply {
         match self {
             Self::Value(v) => Outcome::Value(v),
             Self::Error(e) => Outcome::TaskError(e),
-            Self::Interrupted => Outcome::Cancelled,
+            Self::Interrupted | Self::NotStarted => Outcome::Cancelled,
         }
     }
 }
@@ -202,11 +255,12 @@ pub enum Action {
         /// What to run.
         job: Job,
     },
-    /// Tell a daemon to cancel the task it runs.
+    /// Tell a daemon to cancel a task it runs or holds (a task sent ahead that has not started
+    /// is dropped and answered with [`Reply::NotStarted`]).
     Cancel {
         /// The daemon.
         daemon: DaemonId,
-        /// The task it runs.
+        /// The task it runs or holds.
         task: TaskId,
     },
     /// Kill a local daemon's process (and start a replacement if the pool wants one); the shell
@@ -276,6 +330,9 @@ pub struct Status {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TaskState {
     Queued,
+    /// Sent to a daemon that still runs the task before it.
+    Ahead(DaemonId),
+    /// The daemon's current task (it may still be on its way).
     Running(DaemonId),
 }
 
@@ -292,27 +349,58 @@ struct Entry {
     group: Option<u64>,
     /// Dispatched, its bytes still reserved until [`Core::written`].
     unwritten: bool,
+    /// Sent ahead and then asked back (a daemon fell idle): its bytes stay reserved, and its
+    /// payload kept, until the daemon answers.
+    recalled: bool,
     /// Its handle is gone ([`Core::forget`]): its value will never be collected.
     forgotten: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum DaemonState {
-    Idle,
-    Busy {
-        task: TaskId,
-        abandoned: bool,
-    },
+    /// Connected and taking work (idle when it holds no task).
+    Active,
     /// Released (last result or shutdown): no more work, waiting for the disconnect.
     Exiting,
     /// A kill was requested: waiting for the disconnect.
     Killed,
 }
 
+/// A task a daemon holds, in the order it runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    task: TaskId,
+    /// Resolved early (cancel or timeout): its answer only frees the slot.
+    abandoned: bool,
+    /// Abandoned with [`CancelMode::Hard`] while it waited: a local daemon is killed if the
+    /// task may have started.
+    hard: bool,
+}
+
 #[derive(Debug)]
 struct Daemon {
     local: bool,
     state: DaemonState,
+    /// The current task first, then the one sent ahead. A daemon answers in this order.
+    slots: VecDeque<Slot>,
+    /// When the current task started.
+    started: Option<Instant>,
+    /// How long the last task it answered took.
+    last_took: Option<Duration>,
+}
+
+impl Daemon {
+    /// Active with one task, not abandoned, that looks shorter than `short`: it may take one
+    /// more ahead.
+    fn open(&self, short: Duration, now: Instant) -> bool {
+        self.state == DaemonState::Active
+            && self.slots.len() == 1
+            && self.slots.front().is_some_and(|s| !s.abandoned)
+            && self.last_took.is_some_and(|t| t < short)
+            && self
+                .started
+                .is_some_and(|s| now.saturating_duration_since(s) < short)
+    }
 }
 
 /// The copies of one `everywhere` call: which daemons already got one.
@@ -337,6 +425,19 @@ struct Group {
 ///   A task exactly the size of the capacity is admitted when the queue is empty.
 /// - **Scheduling.** One FIFO queue; a task goes to the daemon that has been idle longest. A
 ///   daemon that marked a result as its last is never sent new work.
+/// - **Send-ahead.** With [`Config::send_ahead`] (the default), when every daemon is busy an
+///   ordinary task of at most [`MAX_AHEAD_BYTES`] also goes to a busy daemon whose tasks look
+///   short (by default under [`SHORT_TASK`]; the one whose current task started first), at most one ahead of
+///   its current task, so a daemon that finishes a short task starts the next
+///   without a round trip through the dispatcher. A daemon answers its tasks in the order it got
+///   them, so the task ahead starts exactly when the one before it is answered: its run timeout
+///   starts then, its queue timeout holds until then, and its bytes stay reserved (and its
+///   payload kept) until then. When a daemon idles with nothing queued, tasks waiting ahead are
+///   asked back (a cancel message); a daemon that had not started one answers
+///   [`Reply::NotStarted`] and the task is queued again at the front, so no task waits behind
+///   another while a daemon idles for longer than that round trip. A task waiting ahead is
+///   queued again, without using a retry, when its daemon goes or answers its last result; it is
+///   never lost with the daemon, because it had not started.
 /// - **Uncollected results.** With [`Config::max_uncollected_bytes`], dispatch pauses while the
 ///   values resolved but not yet [`collected`](Core::collected) reach the cap (results of tasks
 ///   already running still arrive, so this cap is a brake, not an exact bound).
@@ -346,9 +447,13 @@ struct Group {
 /// - **Cancel.** A queued task is removed and its bytes released at once (certain). A running
 ///   task resolves [`Outcome::Cancelled`] at once and its daemon gets a cancel message; with
 ///   [`CancelMode::Hard`] (or after [`Config::cancel_grace`] without an answer) a local daemon is
-///   killed instead, and the shell replaces it. The daemon is busy until it answers or goes.
+///   killed instead, and the shell replaces it. The daemon is busy until it answers or goes. A
+///   task waiting ahead resolves at once too and its daemon is told to drop it; a hard cancel
+///   kills a local daemon only if it has not dropped the task [`UNSTARTED_GRACE`] after
+///   answering the task before it.
 /// - **Daemon loss.** A running task whose daemon disconnects is queued again at the front if it
-///   has retries left, otherwise it resolves [`Outcome::ConnectionLost`]. Queued tasks stay queued.
+///   has retries left, otherwise it resolves [`Outcome::ConnectionLost`]. Queued tasks stay
+///   queued; a task waiting ahead is queued again at the front.
 /// - **Everywhere.** One copy per connected daemon, or `min` copies if more, each landing on a
 ///   different daemon; copies beyond the connected daemons wait for new ones (a rendezvous).
 /// - **Shutdown.** Every unresolved task resolves [`Outcome::ShutDown`]; daemons are released.
@@ -388,6 +493,11 @@ pub struct Core {
     daemons: BTreeMap<DaemonId, Daemon>,
     /// Idle daemons, the one idle longest first.
     idle: VecDeque<DaemonId>,
+    /// Daemons that may take a task ahead, the one whose current task started first in front
+    /// (entries are checked when taken, so stale ones are harmless).
+    open: VecDeque<DaemonId>,
+    /// Tasks sent ahead, not yet started, abandoned or recalled.
+    recallable: usize,
     groups: HashMap<u64, Group>,
     timers: Timers,
     actions: VecDeque<Action>,
@@ -419,6 +529,8 @@ impl Core {
             tasks: HashMap::new(),
             daemons: BTreeMap::new(),
             idle: VecDeque::new(),
+            open: VecDeque::new(),
+            recallable: 0,
             groups: HashMap::new(),
             timers: Timers::default(),
             actions: VecDeque::new(),
@@ -538,8 +650,10 @@ impl Core {
         let Some(entry) = self.tasks.get(&task) else {
             return false;
         };
-        if let TaskState::Running(daemon) = entry.state {
-            self.abandon(daemon, task, mode, now);
+        match entry.state {
+            TaskState::Running(daemon) => self.abandon(daemon, task, mode, now),
+            TaskState::Ahead(daemon) => self.abandon_ahead(daemon, task, mode),
+            TaskState::Queued => {}
         }
         self.resolve(task, Outcome::Cancelled);
         self.finish(now);
@@ -562,31 +676,45 @@ impl Core {
         } else {
             self.connections += 1;
             self.idle.push_back(daemon);
-            DaemonState::Idle
+            DaemonState::Active
         };
-        self.daemons.insert(daemon, Daemon { local, state });
+        self.daemons.insert(
+            daemon,
+            Daemon {
+                local,
+                state,
+                slots: VecDeque::new(),
+                started: None,
+                last_took: None,
+            },
+        );
         self.finish(now);
         daemon
     }
 
-    /// A daemon's connection is gone. Its unresolved task is queued again (if it has retries
-    /// left) or resolves [`Outcome::ConnectionLost`]. Unknown daemons are ignored.
+    /// A daemon's connection is gone. Its unresolved current task is queued again (if it has
+    /// retries left) or resolves [`Outcome::ConnectionLost`]; a task sent ahead had not started
+    /// (a daemon answers its current task before it starts the next) and is queued again at the
+    /// front without using a retry. Unknown daemons are ignored.
     pub fn daemon_disconnected(&mut self, daemon: DaemonId, now: Instant) {
-        let Some(d) = self.daemons.remove(&daemon) else {
+        let Some(mut d) = self.daemons.remove(&daemon) else {
             return;
         };
-        match d.state {
-            DaemonState::Idle => {
+        if d.state == DaemonState::Active {
+            self.connections -= 1;
+            if d.slots.is_empty() {
                 self.idle.retain(|&i| i != daemon);
-                self.connections -= 1;
             }
-            DaemonState::Busy { task, abandoned } => {
-                self.connections -= 1;
-                if !abandoned {
-                    self.lose(task, now);
-                }
+        }
+        let current = d.slots.pop_front();
+        // Back to the queue in their order, behind the current task if that is retried.
+        for slot in d.slots.iter().rev() {
+            if !slot.abandoned {
+                self.requeue(slot.task, now);
             }
-            DaemonState::Exiting | DaemonState::Killed => {}
+        }
+        if let Some(slot) = current.filter(|s| !s.abandoned) {
+            self.lose(slot.task, now);
         }
         self.actions.push_back(Action::Left { daemon });
         self.finish(now);
@@ -594,7 +722,8 @@ impl Core {
 
     /// A daemon answered for `task`. With `last`, the daemon is about to exit: it is released
     /// and never gets new work. A result for an already resolved (cancelled, timed-out) task
-    /// just frees the daemon.
+    /// just frees the daemon. A daemon answers its tasks in the order it got them, except that
+    /// a task waiting ahead may be answered [`Reply::NotStarted`] at any time.
     pub fn on_result(
         &mut self,
         daemon: DaemonId,
@@ -607,23 +736,67 @@ impl Core {
             .daemons
             .get_mut(&daemon)
             .ok_or(ProtocolViolation::UnknownDaemon(daemon))?;
-        match d.state {
-            DaemonState::Busy { task: t, abandoned } if t == task => {
-                if last {
-                    d.state = DaemonState::Exiting;
-                    self.connections -= 1;
-                    self.actions.push_back(Action::Release { daemon });
-                } else {
-                    d.state = DaemonState::Idle;
-                    self.idle.push_back(daemon);
-                }
-                if !abandoned {
-                    self.resolve(task, reply.into_outcome());
-                }
+        if d.state == DaemonState::Exiting {
+            // Late answers from a daemon being released carry nothing to resolve.
+            self.finish(now);
+            return Ok(());
+        }
+        if matches!(reply, Reply::NotStarted)
+            && let Some(at) = d.slots.iter().skip(1).position(|s| s.task == task)
+        {
+            // Dropped while it still waited (the daemon's watcher answers at once, even while
+            // the task before it runs).
+            let slot = d.slots.remove(at + 1).expect("position found above");
+            if !slot.abandoned {
+                self.requeue(task, now);
             }
-            // Late answers from daemons being released or killed carry nothing to resolve.
-            DaemonState::Exiting | DaemonState::Killed => {}
-            _ => return Err(ProtocolViolation::UnexpectedResult { daemon, task }),
+            self.finish(now);
+            return Ok(());
+        }
+        if d.slots.front().is_none_or(|s| s.task != task) {
+            if d.state == DaemonState::Killed {
+                self.finish(now);
+                return Ok(());
+            }
+            return Err(ProtocolViolation::UnexpectedResult { daemon, task });
+        }
+        let killed = d.state == DaemonState::Killed;
+        let slot = d.slots.pop_front().expect("front checked above");
+        d.last_took = d.started.map(|s| now.saturating_duration_since(s));
+        if killed {
+            // The process is going: its answer is not used, but the next task may now have
+            // started there, so its disconnect will count it as lost, not unstarted.
+            let next = d.slots.front().copied();
+            if matches!(reply, Reply::NotStarted) && !slot.abandoned {
+                self.requeue(task, now);
+            }
+            if let Some(next) = next.filter(|s| !s.abandoned) {
+                self.start(next.task, daemon, now);
+            }
+            self.finish(now);
+            return Ok(());
+        }
+        let ahead: Vec<Slot> = if last {
+            d.state = DaemonState::Exiting;
+            self.connections -= 1;
+            self.actions.push_back(Action::Release { daemon });
+            // It exits without starting anything else.
+            d.slots.drain(..).collect()
+        } else {
+            Vec::new()
+        };
+        if !slot.abandoned {
+            if matches!(reply, Reply::NotStarted) {
+                self.requeue(task, now);
+            } else {
+                self.resolve(task, reply.into_outcome());
+            }
+        }
+        for s in ahead.iter().rev().filter(|s| !s.abandoned) {
+            self.requeue(s.task, now);
+        }
+        if !last {
+            self.next_current(daemon, now);
         }
         self.finish(now);
         Ok(())
@@ -692,10 +865,13 @@ impl Core {
         if !std::mem::take(&mut entry.unwritten) {
             return false;
         }
-        let bytes = std::mem::take(&mut entry.reserved);
-        if bytes > 0 {
-            self.budget.release(bytes);
-            self.released = true;
+        // A task sent ahead keeps its bytes (and payload) until it starts.
+        if matches!(entry.state, TaskState::Running(_)) && !entry.recalled {
+            let bytes = std::mem::take(&mut entry.reserved);
+            if bytes > 0 {
+                self.budget.release(bytes);
+                self.released = true;
+            }
         }
         self.finish(now);
         true
@@ -711,12 +887,20 @@ impl Core {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Queue(task, attempt) => {
-                    if self
+                    let state = self
                         .tasks
                         .get(&task)
-                        .is_some_and(|e| e.state == TaskState::Queued && e.attempt == attempt)
-                    {
-                        self.resolve(task, Outcome::TimedOut);
+                        .filter(|e| e.attempt == attempt)
+                        .map(|e| e.state);
+                    match state {
+                        Some(TaskState::Queued) => self.resolve(task, Outcome::TimedOut),
+                        // Still waiting behind another task on a daemon: the queue timeout
+                        // holds until it starts.
+                        Some(TaskState::Ahead(daemon)) => {
+                            self.abandon_ahead(daemon, task, CancelMode::Soft);
+                            self.resolve(task, Outcome::TimedOut);
+                        }
+                        _ => {}
                     }
                 }
                 Timer::Run(task, attempt) => {
@@ -731,15 +915,12 @@ impl Core {
                 }
                 Timer::CancelGrace(daemon, task) => {
                     if let Some(d) = self.daemons.get_mut(&daemon)
-                        && d.state
-                            == (DaemonState::Busy {
-                                task,
-                                abandoned: true,
-                            })
+                        && d.state == DaemonState::Active
+                        && d.slots
+                            .front()
+                            .is_some_and(|s| s.task == task && s.abandoned)
                     {
-                        d.state = DaemonState::Killed;
-                        self.connections -= 1;
-                        self.actions.push_back(Action::Kill { daemon });
+                        self.kill(daemon);
                     }
                 }
             }
@@ -766,13 +947,14 @@ impl Core {
             self.resolve(task, Outcome::ShutDown);
         }
         for (&daemon, d) in &mut self.daemons {
-            if matches!(d.state, DaemonState::Idle | DaemonState::Busy { .. }) {
+            if d.state == DaemonState::Active {
                 d.state = DaemonState::Exiting;
                 self.connections -= 1;
                 self.actions.push_back(Action::Release { daemon });
             }
         }
         self.idle.clear();
+        self.open.clear();
         self.timers.clear();
         self.released = true;
         self.finish(now);
@@ -866,6 +1048,7 @@ impl Core {
             attempt: 0,
             group,
             unwritten: false,
+            recalled: false,
             forgotten: false,
         };
         self.tasks.insert(id, entry);
@@ -898,16 +1081,23 @@ impl Core {
             .is_some_and(|cap| self.uncollected_bytes >= cap)
     }
 
-    /// Hands queued tasks to idle daemons, FIFO to the longest-idle daemon.
+    /// The first task still queued, dropping ids that left the queue by cancel or timeout.
+    fn head(&mut self) -> Option<TaskId> {
+        while let Some(&head) = self.queue.front() {
+            if self.is_queued(head) {
+                return Some(head);
+            }
+            self.queue.pop_front();
+        }
+        None
+    }
+
+    /// Hands queued tasks to idle daemons, FIFO to the longest-idle daemon; then, with
+    /// [`Config::send_ahead`], ordinary tasks to busy daemons one ahead; and when a daemon still
+    /// idles with nothing queued, asks tasks sent ahead back.
     fn pump(&mut self, now: Instant) {
         while self.awaiting > 0 && !self.idle.is_empty() && !self.paused() {
-            while let Some(&head) = self.queue.front() {
-                if self.is_queued(head) {
-                    break;
-                }
-                self.queue.pop_front();
-            }
-            let Some(&head) = self.queue.front() else {
+            let Some(head) = self.head() else {
                 break;
             };
             let plain = self.tasks.get(&head).is_some_and(|e| e.group.is_none());
@@ -933,18 +1123,125 @@ impl Core {
                 self.assign(task, daemon, now);
             }
         }
+        if let Some(short) = self.config.send_ahead
+            && self.idle.is_empty()
+        {
+            self.send_ahead(short, now);
+        }
+        if !self.idle.is_empty() && self.awaiting == 0 && self.recallable > 0 && !self.paused() {
+            self.recall();
+        }
         if self.queue.len() > 2 * self.awaiting as usize + 64 {
             let tasks = &self.tasks;
             self.queue
                 .retain(|t| tasks.get(t).is_some_and(|e| e.state == TaskState::Queued));
         }
+        if self.open.len() > 2 * self.daemons.len() + 64 {
+            let daemons = &self.daemons;
+            let short = self.config.send_ahead.unwrap_or_default();
+            self.open
+                .retain(|d| daemons.get(d).is_some_and(|d| d.open(short, now)));
+        }
     }
 
+    /// Every daemon busy: ordinary tasks at the head of the queue go to busy daemons, one each,
+    /// to the daemon whose current task started first. An `everywhere` copy at the head waits
+    /// for an idle daemon (it must land on a daemon of its own choosing).
+    fn send_ahead(&mut self, short: Duration, now: Instant) {
+        while self.awaiting > 0 && !self.paused() {
+            let Some(head) = self.head() else {
+                break;
+            };
+            if self.tasks.get(&head).is_none_or(|e| {
+                e.group.is_some()
+                    || e.job
+                        .as_ref()
+                        .is_none_or(|j| j.payload.len() > MAX_AHEAD_BYTES)
+            }) {
+                break;
+            }
+            let daemon = loop {
+                match self.open.pop_front() {
+                    Some(d) if self.daemons.get(&d).is_some_and(|x| x.open(short, now)) => {
+                        break Some(d);
+                    }
+                    Some(_) => {}
+                    None => break None,
+                }
+            };
+            let Some(daemon) = daemon else {
+                break;
+            };
+            self.queue.pop_front();
+            let Some(entry) = self.tasks.get_mut(&head) else {
+                continue;
+            };
+            entry.state = TaskState::Ahead(daemon);
+            self.awaiting -= 1;
+            self.executing += 1;
+            self.recallable += 1;
+            if self.config.release_when_written && entry.reserved > 0 && entry.retries_left == 0 {
+                entry.unwritten = true;
+            }
+            // The payload is shared, not copied: the core keeps it to queue the task again if
+            // it is asked back or its daemon goes before starting it.
+            let Some(job) = entry.job.clone() else {
+                continue;
+            };
+            if let Some(d) = self.daemons.get_mut(&daemon) {
+                d.slots.push_back(Slot {
+                    task: head,
+                    abandoned: false,
+                    hard: false,
+                });
+            }
+            self.actions.push_back(Action::Send {
+                daemon,
+                task: head,
+                job,
+            });
+        }
+    }
+
+    /// A daemon idles with nothing queued: ask tasks waiting ahead on busy daemons back, one per
+    /// idle daemon. A daemon that has not started the task answers [`Reply::NotStarted`] and the
+    /// task is queued again at the front; one that already started it just runs it.
+    fn recall(&mut self) {
+        let mut wanted = self.idle.len().min(self.recallable);
+        let mut recalls = Vec::new();
+        for (&daemon, d) in &self.daemons {
+            if wanted == 0 {
+                break;
+            }
+            if d.state != DaemonState::Active {
+                continue;
+            }
+            for slot in d.slots.iter().skip(1).filter(|s| !s.abandoned) {
+                if self
+                    .tasks
+                    .get(&slot.task)
+                    .is_some_and(|e| e.state == TaskState::Ahead(daemon) && !e.recalled)
+                    && wanted > 0
+                {
+                    recalls.push((daemon, slot.task));
+                    wanted -= 1;
+                }
+            }
+        }
+        for (daemon, task) in recalls {
+            if let Some(entry) = self.tasks.get_mut(&task) {
+                entry.recalled = true;
+                self.recallable -= 1;
+                self.actions.push_back(Action::Cancel { daemon, task });
+            }
+        }
+    }
+
+    /// Sends `task` to the idle `daemon`, which starts it at once.
     fn assign(&mut self, task: TaskId, daemon: DaemonId, now: Instant) {
         let Some(entry) = self.tasks.get_mut(&task) else {
             return;
         };
-        entry.state = TaskState::Running(daemon);
         self.awaiting -= 1;
         self.executing += 1;
         let job = if entry.retries_left > 0 {
@@ -953,28 +1250,85 @@ impl Core {
             entry.unwritten = true;
             entry.job.take()
         } else {
-            let bytes = std::mem::take(&mut entry.reserved);
-            if bytes > 0 {
-                self.budget.release(bytes);
-                self.released = true;
-            }
             entry.job.take()
         };
-        if let Some(at) = entry.run_timeout.and_then(|t| now.checked_add(t)) {
-            self.timers.arm(at, Timer::Run(task, entry.attempt));
-        }
         if let Some(g) = entry.group.and_then(|g| self.groups.get_mut(&g)) {
             g.served.push(daemon);
         }
         if let Some(d) = self.daemons.get_mut(&daemon) {
-            d.state = DaemonState::Busy {
+            d.slots.push_back(Slot {
                 task,
                 abandoned: false,
-            };
+                hard: false,
+            });
         }
+        self.start(task, daemon, now);
         if let Some(job) = job {
             self.actions.push_back(Action::Send { daemon, task, job });
         }
+    }
+
+    /// `task` becomes `daemon`'s current task: its run timeout starts and, unless it may be
+    /// retried, still being written, or asked back, its bytes leave the budget.
+    fn start(&mut self, task: TaskId, daemon: DaemonId, now: Instant) {
+        let Some(entry) = self.tasks.get_mut(&task) else {
+            return;
+        };
+        if entry.state == TaskState::Ahead(daemon) && !entry.recalled {
+            self.recallable -= 1;
+        }
+        entry.state = TaskState::Running(daemon);
+        if entry.retries_left == 0 && !entry.recalled {
+            entry.job = None;
+            if !entry.unwritten {
+                let bytes = std::mem::take(&mut entry.reserved);
+                if bytes > 0 {
+                    self.budget.release(bytes);
+                    self.released = true;
+                }
+            }
+        }
+        if let Some(at) = entry.run_timeout.and_then(|t| now.checked_add(t)) {
+            self.timers.arm(at, Timer::Run(task, entry.attempt));
+        }
+        if let Some(d) = self.daemons.get_mut(&daemon) {
+            d.started = Some(now);
+            if self
+                .config
+                .send_ahead
+                .is_some_and(|short| d.open(short, now))
+            {
+                self.open.push_back(daemon);
+            }
+        }
+    }
+
+    /// `daemon` answered its current task: the one sent ahead (if any) has started, or it is
+    /// idle now.
+    fn next_current(&mut self, daemon: DaemonId, now: Instant) {
+        let Some(d) = self.daemons.get(&daemon) else {
+            return;
+        };
+        let Some(&slot) = d.slots.front() else {
+            self.idle.push_back(daemon);
+            return;
+        };
+        let local = d.local;
+        if slot.abandoned {
+            // Cancelled while it waited: the daemon drops it if the cancel came first (and
+            // answers at once), or runs it with its token cancelled. A local daemon that does
+            // not answer in time is killed: soon after a hard cancel, after the grace otherwise.
+            let grace = if slot.hard {
+                Some(UNSTARTED_GRACE)
+            } else {
+                self.config.cancel_grace
+            };
+            if local && let Some(at) = grace.and_then(|g| now.checked_add(g)) {
+                self.timers.arm(at, Timer::CancelGrace(daemon, slot.task));
+            }
+            return;
+        }
+        self.start(slot.task, daemon, now);
     }
 
     /// The running `task` on `daemon` is being resolved early (cancel or run timeout): stop it.
@@ -982,21 +1336,47 @@ impl Core {
         let Some(d) = self.daemons.get_mut(&daemon) else {
             return;
         };
-        if mode == CancelMode::Hard && d.local {
-            d.state = DaemonState::Killed;
-            self.connections -= 1;
-            self.actions.push_back(Action::Kill { daemon });
+        if let Some(slot) = d.slots.iter_mut().find(|s| s.task == task) {
+            slot.abandoned = true;
+        }
+        if mode == CancelMode::Hard && d.local && d.state == DaemonState::Active {
+            self.kill(daemon);
             return;
         }
-        d.state = DaemonState::Busy {
-            task,
-            abandoned: true,
-        };
         self.actions.push_back(Action::Cancel { daemon, task });
         if d.local
             && let Some(at) = self.config.cancel_grace.and_then(|g| now.checked_add(g))
         {
             self.timers.arm(at, Timer::CancelGrace(daemon, task));
+        }
+    }
+
+    /// `task`, sent ahead to `daemon` and not known to have started, is being resolved early:
+    /// the daemon is told to drop it. Nothing is killed yet (the task has most likely not
+    /// started); a hard cancel kills once the task may have started (see `next_current`).
+    fn abandon_ahead(&mut self, daemon: DaemonId, task: TaskId, mode: CancelMode) {
+        let Some(d) = self.daemons.get_mut(&daemon) else {
+            return;
+        };
+        if let Some(slot) = d.slots.iter_mut().find(|s| s.task == task) {
+            slot.abandoned = true;
+            slot.hard = mode == CancelMode::Hard;
+        }
+        let recalled = self.tasks.get(&task).is_some_and(|e| e.recalled);
+        if !recalled {
+            // A recalled task already had its cancel message.
+            self.actions.push_back(Action::Cancel { daemon, task });
+        }
+    }
+
+    /// Asks the shell to kill `daemon` (it then reports the disconnect).
+    fn kill(&mut self, daemon: DaemonId) {
+        if let Some(d) = self.daemons.get_mut(&daemon)
+            && d.state == DaemonState::Active
+        {
+            d.state = DaemonState::Killed;
+            self.connections -= 1;
+            self.actions.push_back(Action::Kill { daemon });
         }
     }
 
@@ -1010,6 +1390,25 @@ impl Core {
             return;
         }
         entry.retries_left -= 1;
+        self.requeue(task, now);
+    }
+
+    /// Puts a dispatched `task` back at the front of the queue (it was dispatched before
+    /// everything still queued); it keeps its reservation and payload.
+    fn requeue(&mut self, task: TaskId, now: Instant) {
+        let Some(entry) = self.tasks.get_mut(&task) else {
+            return;
+        };
+        if entry.job.is_none() {
+            // Nothing to send again (cannot happen for a task that had not started).
+            self.resolve(task, Outcome::ConnectionLost);
+            return;
+        }
+        if matches!(entry.state, TaskState::Ahead(_)) && !entry.recalled {
+            self.recallable -= 1;
+        }
+        entry.recalled = false;
+        entry.unwritten = false;
         entry.attempt += 1;
         entry.state = TaskState::Queued;
         if let Some(at) = entry.queue_timeout.and_then(|t| now.checked_add(t)) {
@@ -1017,7 +1416,6 @@ impl Core {
         }
         self.executing -= 1;
         self.awaiting += 1;
-        // It was dispatched before everything still queued, so it goes first.
         self.queue.push_front(task);
     }
 
@@ -1028,6 +1426,12 @@ impl Core {
         };
         match entry.state {
             TaskState::Queued => self.awaiting -= 1,
+            TaskState::Ahead(_) => {
+                self.executing -= 1;
+                if !entry.recalled {
+                    self.recallable -= 1;
+                }
+            }
             TaskState::Running(_) => self.executing -= 1,
         }
         if entry.reserved > 0 {

@@ -55,6 +55,9 @@ const WAKE: Token = Token(1);
 /// Most messages read in one go.
 const READ_BATCH: usize = 64;
 
+/// Most cancelled-before-start task ids remembered (see [`Shared::dropped`]).
+const MAX_DROPPED: usize = 64;
+
 /// Where and how a daemon connects.
 ///
 /// ```
@@ -128,6 +131,7 @@ pub fn serve(config: &DaemonConfig, registry: &Registry) -> Result<ExitReason, D
         conn: Mutex::new(conn),
         pending: Mutex::new(early.into()),
         current: Mutex::new(None),
+        dropped: Mutex::new(VecDeque::new()),
         epoch: Instant::now(),
         last_rx: AtomicU64::new(0),
         heartbeat_ms: AtomicU64::new(init.heartbeat_ms),
@@ -348,6 +352,9 @@ struct Shared {
     pending: Mutex<VecDeque<Vec<u8>>>,
     /// The running task and its token, for cancel messages.
     current: Mutex<Option<(TaskId, CancelToken)>>,
+    /// Tasks cancelled before they started, whose task message the main thread already holds:
+    /// it drops them unstarted (bounded: a cancel for a task that already ended lands here too).
+    dropped: Mutex<VecDeque<TaskId>>,
     epoch: Instant,
     /// When the dispatcher was last heard from, in milliseconds since `epoch`.
     last_rx: AtomicU64,
@@ -374,12 +381,36 @@ impl Shared {
         self.last_rx.store(ms, Ordering::Release);
     }
 
-    fn cancel_current(&self, only: Option<TaskId>) {
+    /// Cancels the running task (`only` that one, if given); `false` if it was not running.
+    fn cancel_current(&self, only: Option<TaskId>) -> bool {
         let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((task, token)) = current.as_ref()
             && only.is_none_or(|t| t == *task)
         {
             token.cancel();
+            return true;
+        }
+        false
+    }
+
+    /// Notes that `task` was cancelled before it started (see [`Shared::dropped`]).
+    fn drop_unstarted(&self, task: TaskId) {
+        let mut dropped = self.dropped.lock().unwrap_or_else(PoisonError::into_inner);
+        if dropped.len() == MAX_DROPPED {
+            dropped.pop_front();
+        }
+        dropped.push_back(task);
+    }
+
+    /// Whether `task` was cancelled before it started (forgetting it).
+    fn take_dropped(&self, task: TaskId) -> bool {
+        let mut dropped = self.dropped.lock().unwrap_or_else(PoisonError::into_inner);
+        match dropped.iter().position(|&t| t == task) {
+            Some(at) => {
+                dropped.remove(at);
+                true
+            }
+            None => false,
         }
     }
 
@@ -400,6 +431,9 @@ fn watch(shared: &Shared, mut poll: Poll) {
         return;
     }
     let mut next_beat = Instant::now();
+    // The task running at the last beat: one still running a beat later gets the connection
+    // watched even if it never looks at its token, so tasks sent ahead of it can be asked back.
+    let mut seen_running: Option<TaskId> = None;
     while !shared.stop.load(Ordering::Acquire) {
         let h = Duration::from_millis(shared.heartbeat_ms.load(Ordering::Acquire));
         let timeout = (!h.is_zero()).then(|| next_beat.saturating_duration_since(Instant::now()));
@@ -432,6 +466,16 @@ fn watch(shared: &Shared, mut poll: Poll) {
                 let _ = sender.stream().shutdown();
                 shared.host_lost();
             }
+            let running = shared
+                .current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map(|(t, _)| *t);
+            if running.is_some() && running == seen_running && attach_watcher(shared) {
+                watch_read(shared, &events);
+            }
+            seen_running = running;
         }
         let running = shared
             .current
@@ -460,7 +504,11 @@ fn watch_read(shared: &Shared, events: &Events) {
     let mut for_main = Vec::new();
     for body in bodies {
         match decode(&body, &Limits::default()) {
-            Some((ToDaemon::Cancel { task }, _)) => shared.cancel_current(Some(task)),
+            Some((ToDaemon::Cancel { task }, _)) => {
+                if !shared.cancel_current(Some(task)) {
+                    cancel_unstarted(shared, task, &mut for_main);
+                }
+            }
             Some((ToDaemon::Heartbeat, _)) => {}
             Some((ToDaemon::Exit, _)) => {
                 shared.exit.store(true, Ordering::Release);
@@ -484,6 +532,68 @@ fn watch_read(shared: &Shared, events: &Events) {
         // More to read: the main thread picks it up when the task ends.
         let _ = shared.main_waker.wake();
     }
+}
+
+/// Attaches the connection to the watcher's poll for the running task (once per task; the main
+/// thread detaches it when the task ends). `false` if no task runs or it is already attached.
+fn attach_watcher(shared: &Shared) -> bool {
+    let current = shared
+        .current
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if current.is_none() || shared.watching.swap(true, Ordering::AcqRel) {
+        return false;
+    }
+    let fd = shared.conn().stream().as_raw_fd();
+    if shared
+        .watch_registry
+        .register(&mut SourceFd(&fd), CONN, Interest::READABLE)
+        .is_err()
+    {
+        shared.watching.store(false, Ordering::Release);
+        return false;
+    }
+    true
+}
+
+/// A cancel for a task that is not running: if its task message is waiting for the main thread,
+/// it is dropped and answered [`ResultStatus::NotStarted`] now (the main thread may be busy
+/// for long); otherwise the main thread holds it, or it already ended, and the main thread
+/// drops it if it has not started it.
+fn cancel_unstarted(shared: &Shared, task: TaskId, for_main: &mut Vec<Vec<u8>>) {
+    let is_it = |b: &Vec<u8>| matches!(decode(b, &Limits::default()), Some((ToDaemon::Task { task: t, .. }, _)) if t == task);
+    let found = if let Some(at) = for_main.iter().position(is_it) {
+        for_main.remove(at);
+        true
+    } else {
+        let mut pending = shared
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match pending.iter().position(is_it) {
+            Some(at) => {
+                pending.remove(at);
+                true
+            }
+            None => false,
+        }
+    };
+    if !found {
+        shared.drop_unstarted(task);
+        return;
+    }
+    let sender = shared
+        .sender
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let msg = FromDaemon::Result {
+        task,
+        status: ResultStatus::NotStarted,
+        last: false,
+    };
+    // A failed send means the host is going; the main thread sees it.
+    let _ = send(&sender, &msg, &[]);
 }
 
 /// What the main thread got from a read.
@@ -545,8 +655,9 @@ impl Daemon {
                 note_events(&mut self.shared.conn(), &events);
                 continue;
             }
-            for (i, body) in bodies.iter().enumerate() {
-                if self.handle(registry, body, &bodies[i + 1..])? {
+            let mut rest = VecDeque::from(bodies);
+            while let Some(body) = rest.pop_front() {
+                if self.handle(registry, &body, &mut rest)? {
                     break;
                 }
             }
@@ -619,7 +730,7 @@ impl Daemon {
         &mut self,
         registry: &Registry,
         body: &[u8],
-        later: &[Vec<u8>],
+        later: &mut VecDeque<Vec<u8>>,
     ) -> Result<bool, DaemonError> {
         let Some((msg, payload)) = decode(body, &self.limits) else {
             // Malformed frames are ignored.
@@ -632,15 +743,23 @@ impl Daemon {
                 rng_seed,
                 trace,
             } => {
-                let token = self.watch_token(task);
                 let stopped = later.iter().any(|b| match decode(b, &self.limits) {
                     Some((ToDaemon::Cancel { task: t }, _)) => t == task,
                     Some((ToDaemon::Exit, _)) => true,
                     _ => false,
-                });
+                }) || self.shared.take_dropped(task)
+                    || self.shared.exit.load(Ordering::Acquire);
                 if stopped {
-                    token.cancel();
+                    // Cancelled (or the daemon released) before it started: it never runs and
+                    // does not count towards maxtasks. The dispatcher queues it again if it
+                    // only asked it back.
+                    self.not_started(task);
+                    return Ok(false);
                 }
+                // What was read with this task waits where the watcher can see it while the task
+                // runs: a task sent ahead among it can then be asked back at once.
+                self.hand_back(later);
+                let token = self.watch_token(task);
                 let ctx = TaskContext::with_token(task, rng_seed, token.clone()).with_trace(trace);
                 self.run_task(registry, &function, payload, &ctx, token)?;
                 Ok(self.life.poll(Instant::now()).is_some())
@@ -656,6 +775,55 @@ impl Daemon {
             }
             ToDaemon::Cancel { .. } | ToDaemon::Heartbeat | ToDaemon::Refused(_) => Ok(false),
         }
+    }
+
+    /// Puts messages read but not yet handled back in front of [`Shared::pending`], under the
+    /// connection's lock so their order with what the watcher reads next is kept.
+    ///
+    /// A task among them whose cancel is among them too is dropped and answered
+    /// [`ResultStatus::NotStarted`] first: it was asked back, and the task about to run may be
+    /// long.
+    fn hand_back(&self, rest: &mut VecDeque<Vec<u8>>) {
+        if rest.is_empty() {
+            return;
+        }
+        let cancelled: Vec<TaskId> = rest
+            .iter()
+            .filter_map(|b| match decode(b, &self.limits) {
+                Some((ToDaemon::Cancel { task }, _)) => Some(task),
+                _ => None,
+            })
+            .collect();
+        for task in cancelled {
+            let at = rest.iter().position(|b| {
+                matches!(decode(b, &self.limits), Some((ToDaemon::Task { task: t, .. }, _)) if t == task)
+            });
+            if let Some(at) = at {
+                rest.remove(at);
+                self.not_started(task);
+            }
+        }
+        let _conn = self.shared.conn();
+        let mut pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        while let Some(body) = rest.pop_back() {
+            pending.push_front(body);
+        }
+    }
+
+    /// Answers that `task` was dropped without starting.
+    fn not_started(&self, task: TaskId) {
+        let sender = self.shared.conn().sender().clone();
+        let msg = FromDaemon::Result {
+            task,
+            status: ResultStatus::NotStarted,
+            last: false,
+        };
+        // A failed send means the host is going; the next read sees it.
+        let _ = send(&sender, &msg, &[]);
     }
 
     fn run_task(
@@ -679,18 +847,20 @@ impl Daemon {
             trace = ctx.trace().map(String::from_utf8_lossy).as_deref(),
         );
         let result = span.in_scope(|| registry.run(function, payload, ctx));
+        // Cleared before the result goes, so it never covers the next task, and before the
+        // watcher is detached, so the watcher (which attaches under this lock) cannot attach
+        // after the detach.
+        *self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         if self.shared.watching.swap(false, Ordering::AcqRel) {
             let _ = self
                 .shared
                 .watch_registry
                 .deregister(&mut SourceFd(&self.fd));
         }
-        // Cleared before the result goes, so it never covers the next task.
-        *self
-            .shared
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
         // Bytes that arrived during the task raised an edge in the main poll too (its
         // registration never lapses), so the next wait returns at once for them: no read here.
         let last = self.life.task_finished(Instant::now());

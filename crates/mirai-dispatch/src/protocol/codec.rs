@@ -440,6 +440,7 @@ mod tests {
         let status = prop_oneof![
             Just(ResultStatus::Ok),
             Just(ResultStatus::Interrupted),
+            Just(ResultStatus::NotStarted),
             (".{0,40}", ".{0,40}").prop_map(|(message, backtrace)| ResultStatus::Err(TaskError {
                 message,
                 backtrace

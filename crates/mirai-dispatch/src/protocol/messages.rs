@@ -59,7 +59,9 @@ pub enum ToDaemon {
         /// The task's RNG stream seed, when the dispatcher has a seed.
         rng_seed: Option<u64>,
     },
-    /// Cancel the running task (ignored if it already finished).
+    /// Cancel a task: the running one is interrupted (through its token), one still waiting
+    /// behind it is dropped unstarted and answered [`ResultStatus::NotStarted`], one already
+    /// finished is ignored.
     Cancel {
         /// The task.
         task: TaskId,
@@ -79,6 +81,8 @@ pub enum ResultStatus {
     Err(TaskError),
     /// Stopped by a cancel.
     Interrupted,
+    /// Dropped without starting: a cancel arrived while it waited behind the running task.
+    NotStarted,
 }
 
 /// Daemon -> dispatcher.

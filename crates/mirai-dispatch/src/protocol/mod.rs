@@ -44,7 +44,7 @@ pub use handshake::{HandshakeError, check_hello};
 pub use messages::{FromDaemon, Hello, Init, RefuseReason, ResultStatus, ToDaemon};
 
 /// The protocol version this crate speaks; a daemon with another version is refused.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// Largest envelope (message without its payload) accepted, in bytes.
 pub const MAX_ENVELOPE: usize = 64 * 1024;
