@@ -15,7 +15,9 @@
 //!   executor's tasks/s with two workers;
 //! - a runaway producer of 10 MB tasks into a 100 MB budget, one slow daemon: the host's peak
 //!   RSS above its baseline (`/proc/self/status` VmHWM after resetting it) against cap + one
-//!   task, in a child process of its own (see [`runaway_in_child`]).
+//!   task, in a child process of its own (see [`runaway_in_child`]): a producer that waits for
+//!   room before building each payload, and one that builds it first (see
+//!   [`runaway_producer`]).
 //!
 //! `MIRAI_DISPATCH_BENCH_ROUNDS` sets the number of timed round trips (default 5,000), and
 //! `MIRAI_DISPATCH_BENCH_ONLY=latency` runs the round trips alone, e.g. to profile a long run.
@@ -118,7 +120,13 @@ fn status_bytes(field: &str) -> u64 {
 
 /// The runaway producer: 10 MB tasks submitted as fast as the 100 MB budget lets them in,
 /// while one daemon consumes them slowly (20 ms a task), so the queue stays full. Returns (peak RSS above baseline, cap + one task) in MB.
-fn runaway_producer() -> (f64, f64) {
+///
+/// A plain producer builds each payload before `submit` waits for room, so one payload sits in
+/// its hands outside the budget: its peak is the cap plus that task plus what the allocator
+/// adds to each 10 MB block (a page), i.e. at the bound. With `wait_first`, the producer calls
+/// [`Dispatcher::wait_for_room`] before it builds the next payload, so it never holds one the
+/// budget has no room for.
+fn runaway_producer(wait_first: bool) -> (f64, f64) {
     const TASK: usize = 10 << 20;
     const CAP: u64 = 100 << 20;
     const TASKS: usize = 60;
@@ -129,6 +137,9 @@ fn runaway_producer() -> (f64, f64) {
     let baseline = status_bytes("VmRSS");
     let ids: Vec<_> = (0..TASKS)
         .map(|i| {
+            if wait_first {
+                d.wait_for_room(TASK as u64, None).unwrap();
+            }
             let payload = vec![i as u8; TASK];
             d.submit(Task::new("slow_len", payload), None).unwrap()
         })
@@ -152,9 +163,10 @@ fn runaway_producer() -> (f64, f64) {
 /// With `pinned`, glibc's mmap threshold is fixed: its default raises the threshold to the size
 /// of the largest freed block, after which freed 10 MB payloads stay in the heap instead of going
 /// back to the system (one task's worth of allocator retention, measured by the unpinned run).
-fn runaway_in_child(pinned: bool) -> (f64, f64) {
+fn runaway_in_child(pinned: bool, wait_first: bool) -> (f64, f64) {
     let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
-    cmd.env(RUNAWAY_ENV, "1").stdin(Stdio::null());
+    cmd.env(RUNAWAY_ENV, if wait_first { "room" } else { "1" })
+        .stdin(Stdio::null());
     if pinned {
         cmd.env("MALLOC_MMAP_THRESHOLD_", "131072");
     }
@@ -194,8 +206,8 @@ fn latency_pass(rounds: usize) -> (Samples, f64) {
 
 fn main() {
     serve_floor_child();
-    if std::env::var_os(RUNAWAY_ENV).is_some() {
-        let (rss, bound) = runaway_producer();
+    if let Some(mode) = std::env::var_os(RUNAWAY_ENV) {
+        let (rss, bound) = runaway_producer(mode == "room");
         println!("{rss} {bound}");
         return;
     }
@@ -208,17 +220,23 @@ fn main() {
         .unwrap_or(5_000);
 
     let only_latency = std::env::var("MIRAI_DISPATCH_BENCH_ONLY").is_ok_and(|v| v == "latency");
-    for (pinned, name) in [
+    for (pinned, wait_first, name) in [
         (
+            true,
             true,
             "dispatch runaway 10 MB producer, peak RSS over baseline",
         ),
-        (false, "same, glibc default mmap threshold"),
+        (
+            true,
+            false,
+            "same, payload built before submit waits for room",
+        ),
+        (false, false, "same, and glibc default mmap threshold"),
     ]
     .into_iter()
     .filter(|_| !only_latency)
     {
-        let (rss, bound) = runaway_in_child(pinned);
+        let (rss, bound) = runaway_in_child(pinned, wait_first);
         record(name, rss, "MB", "cap 100 MB + one 10 MB task", bound);
     }
 

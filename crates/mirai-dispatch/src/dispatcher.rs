@@ -56,7 +56,7 @@ use nano_transport::tls::{ClientAuth, Fingerprint, Identity, TlsConfig, TlsError
 use nano_transport::{Address, Protocol};
 
 use crate::admission::Admission;
-use crate::core::{Action, CancelMode, Config, Core, Rejected, Reply, Status};
+use crate::core::{Action, CancelMode, Config, Core, RejectReason, Rejected, Reply, Status};
 use crate::host::{CoreGuard, Host};
 use crate::protocol::{
     FromDaemon, Hello, Init, Limits, RefuseReason, ResultStatus, ToDaemon, check_hello,
@@ -412,6 +412,12 @@ impl Dispatcher {
         }
         self.shared.flush_held(core);
         result
+    }
+
+    /// [`Host::wait_for_room`]: waits until a task of `bytes` would fit, so a producer can build
+    /// a large payload only once the budget has room for it.
+    pub fn wait_for_room(&self, bytes: u64, deadline: Option<Instant>) -> Result<(), RejectReason> {
+        self.shared.host.wait_for_room(bytes, deadline)
     }
 
     /// [`Host::try_submit`]; a task that finds an idle daemon is written to it from this thread.

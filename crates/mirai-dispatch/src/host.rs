@@ -140,6 +140,55 @@ impl Host {
         })
     }
 
+    /// Waits until a task of `bytes` would fit in the budget now, until `deadline` if one is
+    /// given ([`RejectReason::Full`] when it passes); [`RejectReason::TooLarge`] at once if it
+    /// never can, [`RejectReason::ShutDown`] after shutdown.
+    ///
+    /// A producer of large payloads calls this before it builds the next one, so the payload
+    /// does not sit in its hands, outside the budget, while [`Host::submit`] waits: the host's
+    /// memory then stays within the cap instead of the cap plus one task. The room is not
+    /// reserved: another thread may take it first, and the submit then waits as usual.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use mirai_dispatch::{Config, Core, Host, RejectReason, Task};
+    /// let host = Host::new(Core::new(Config::default().with_max_queued_bytes(8)));
+    /// host.wait_for_room(8, None).unwrap();
+    /// host.submit(Task::new("f", vec![0; 6]), None).unwrap();
+    /// assert_eq!(host.wait_for_room(4, Some(Instant::now())), Err(RejectReason::Full));
+    /// assert!(matches!(host.wait_for_room(9, None), Err(RejectReason::TooLarge { .. })));
+    /// ```
+    pub fn wait_for_room(&self, bytes: u64, deadline: Option<Instant>) -> Result<(), RejectReason> {
+        let space = &self.shared.space;
+        let mut core = self.raw_lock();
+        loop {
+            if core.is_shut_down() {
+                return Err(RejectReason::ShutDown);
+            }
+            let capacity = core.status().memory.capacity;
+            if let Some(capacity) = capacity.filter(|&c| bytes > c) {
+                return Err(RejectReason::TooLarge {
+                    size: bytes,
+                    capacity,
+                });
+            }
+            if core.fits(bytes) {
+                return Ok(());
+            }
+            let now = Instant::now();
+            core = match deadline {
+                None => space.wait(core).unwrap_or_else(PoisonError::into_inner),
+                Some(d) if d <= now => return Err(RejectReason::Full),
+                Some(d) => {
+                    space
+                        .wait_timeout(core, d - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+
     /// [`Core::cancel`].
     pub fn cancel(&self, task: TaskId, mode: CancelMode) -> bool {
         let mut core = self.lock();

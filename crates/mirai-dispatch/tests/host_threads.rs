@@ -169,3 +169,30 @@ fn concurrent_submitters_never_exceed_the_cap_and_every_task_resolves_once() {
     assert!(s.memory.peak <= CAP);
     assert_eq!(s.completed, total as u64);
 }
+
+#[test]
+fn wait_for_room_returns_when_bytes_are_released_and_on_shutdown() {
+    let host = host(10);
+    let queued = host.try_submit(Task::new("f", vec![0; 8])).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let h = host.clone();
+    let waiter = thread::spawn(move || tx.send(h.wait_for_room(5, None)));
+    thread::sleep(Duration::from_millis(50));
+    assert!(rx.try_recv().is_err(), "no room for 5 of 10 with 8 used");
+    assert!(host.cancel(queued, mirai_dispatch::CancelMode::Soft));
+    assert_eq!(rx.recv_timeout(PATIENCE).unwrap(), Ok(()));
+    waiter.join().unwrap().unwrap();
+    assert_eq!(host.status().memory.used, 0, "room is not reserved");
+
+    host.try_submit(Task::new("f", vec![0; 10])).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let h = host.clone();
+    let waiter = thread::spawn(move || tx.send(h.wait_for_room(1, None)));
+    thread::sleep(Duration::from_millis(50));
+    host.shutdown();
+    assert_eq!(
+        rx.recv_timeout(PATIENCE).unwrap(),
+        Err(RejectReason::ShutDown)
+    );
+    waiter.join().unwrap().unwrap();
+}

@@ -812,6 +812,24 @@ impl Pool {
         Ok(Mirai::new(Arc::clone(&self.dispatcher), id))
     }
 
+    /// Waits until a task argument of `bytes` (its encoded size) would fit under the byte cap,
+    /// for at most `timeout` if given ([`Error::Full`] then); [`Error::TooLarge`] at once if it
+    /// never can. A producer of large arguments calls this before it builds the next one, so
+    /// an argument never waits in its hands, outside the cap, while [`Pool::submit`] blocks:
+    /// memory then stays within the cap rather than the cap plus one task. The room is not
+    /// reserved for the caller.
+    ///
+    /// ```
+    /// let pool = mirai::Daemons::new().max_queued_bytes(1 << 20).start()?;
+    /// pool.wait_for_room(1 << 10, None)?;
+    /// assert!(matches!(pool.wait_for_room(2 << 20, None), Err(mirai::Error::TooLarge { .. })));
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn wait_for_room(&self, bytes: u64, timeout: Option<Duration>) -> Result<(), Error> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        Ok(self.dispatcher.wait_for_room(bytes, deadline)?)
+    }
+
     /// Like [`Pool::submit`], but the task resolves with [`Error::TimedOut`] if it has not
     /// finished `timeout` after it started on a daemon (the daemon is then cancelled, and killed
     /// after the cancel grace if it does not stop).
