@@ -566,9 +566,17 @@ impl Local {
         }
     }
 
+    /// Starts a replacement daemon and counts it. The count comes first: the new process runs
+    /// from inside `spawn`, and can join, serve a task and have its result taken before `spawn`
+    /// returns here, so counting afterwards let a caller see a replacement's result and a count
+    /// without it. A failed start takes its count back.
     fn replace(&self, children: &mut Children) {
-        if self.respawn && !children.stopped && self.launch(children).is_ok() {
-            self.replaced.fetch_add(1, Ordering::Relaxed);
+        if !self.respawn || children.stopped {
+            return;
+        }
+        self.replaced.fetch_add(1, Ordering::Relaxed);
+        if self.launch(children).is_err() {
+            self.replaced.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -1010,7 +1018,8 @@ impl Pool {
         self.local.children().live.values().map(Child::id).collect()
     }
 
-    /// How many local daemons were started to replace killed ones.
+    /// How many local daemons were started to replace killed ones. A replacement is counted
+    /// before its process starts, so once a task has run on it the count includes it.
     ///
     /// ```rust,standalone_crate
     /// # use mirai::{Daemons, Registry, TaskFn, task};

@@ -241,6 +241,28 @@ fn hard_cancel_kills_and_replaces_the_daemon() {
     assert!(start.elapsed() < Duration::from_secs(30));
 }
 
+/// A result from a replacement daemon means the replacement is already counted: the count is
+/// read at once after each task, with no wait, many times over.
+fn a_replacement_is_counted_before_it_serves() {
+    const ROUNDS: u64 = 200;
+    let pool = pool(1);
+    let started = Instant::now();
+    for round in 1..=ROUNDS {
+        let handle = pool.submit(&SLEEP_MS, 60_000).unwrap();
+        common::eventually(PATIENCE, "the task runs", || pool.status().executing == 1);
+        handle.cancel_hard();
+        assert!(matches!(handle.wait(), Err(Error::Cancelled)));
+        let mut next = pool.submit(&PID, ()).unwrap();
+        let served_by = next.wait_timeout(PATIENCE).unwrap();
+        assert_eq!(
+            pool.replaced(),
+            round,
+            "round {round}: daemon {served_by} served a task before it was counted"
+        );
+    }
+    assert!(started.elapsed() < PATIENCE, "took {:?}", started.elapsed());
+}
+
 fn unanswered_cancel_kills_after_the_grace() {
     let pool = Daemons::new()
         .local(1)
@@ -474,6 +496,10 @@ fn main() {
         Test::new(
             "hard_cancel_kills_and_replaces_the_daemon",
             hard_cancel_kills_and_replaces_the_daemon,
+        ),
+        Test::new(
+            "a_replacement_is_counted_before_it_serves",
+            a_replacement_is_counted_before_it_serves,
         ),
         Test::new(
             "unanswered_cancel_kills_after_the_grace",
