@@ -661,6 +661,11 @@ impl Shared {
                     self.send(&sender, &ToDaemon::Cancel { task }, &[]);
                 }
             }
+            Action::Recall { daemon, task } => {
+                if let Some((sender, _)) = self.link(daemon) {
+                    self.send(&sender, &ToDaemon::Recall { task }, &[]);
+                }
+            }
             Action::Kill { daemon } => {
                 if let Some((sender, launch_id)) = self.link(daemon) {
                     self.send(&sender, &ToDaemon::Exit, &[]);

@@ -32,8 +32,8 @@ pub mod security;
 mod task;
 
 pub use crate::core::{
-    Action, CancelMode, Config, Core, Job, MAX_AHEAD_BYTES, Memory, ProtocolViolation,
-    RejectReason, Rejected, Reply, SHORT_TASK, Status, UNSTARTED_GRACE,
+    Action, CancelMode, Config, Core, DEFAULT_MAX_AHEAD, Job, MAX_AHEAD_BYTES, Memory,
+    ProtocolViolation, RejectReason, Rejected, Reply, SHORT_TASK, Status, UNSTARTED_GRACE,
 };
 #[cfg(feature = "shell")]
 pub use crate::dispatcher::{

@@ -82,8 +82,9 @@ fn config() -> impl Strategy<Value = Config> {
         proptest::option::of(1..40u64),
         any::<Option<u64>>(),
         proptest::option::of(1..20u64),
+        0..4usize,
     )
-        .prop_map(|(cap, uncollected, grace, seed, short)| Config {
+        .prop_map(|(cap, uncollected, grace, seed, short, max_ahead)| Config {
             max_queued_bytes: cap,
             max_uncollected_bytes: uncollected,
             seed,
@@ -92,6 +93,7 @@ fn config() -> impl Strategy<Value = Config> {
             // Odd seeds also hold dispatched bytes until written.
             release_when_written: seed.is_some_and(|s| s % 2 == 1),
             send_ahead: short.map(Duration::from_millis),
+            max_ahead,
         })
 }
 
@@ -122,8 +124,9 @@ struct Model {
     unwritten: BTreeSet<TaskId>,
     /// Tasks whose handle is gone.
     forgotten: BTreeSet<TaskId>,
-    send_ahead: bool,
-    /// Tasks a cancel message reached while they waited behind another: the daemon may drop
+    /// Most tasks a daemon may hold: its current one and those sent ahead.
+    room: usize,
+    /// Tasks a cancel or recall reached while they waited behind another: the daemon may drop
     /// them unstarted.
     cancelled_waiting: BTreeSet<TaskId>,
 }
@@ -131,7 +134,11 @@ struct Model {
 impl Model {
     fn new(config: Config) -> Self {
         let config_hold = config.release_when_written;
-        let send_ahead = config.send_ahead.is_some();
+        let room = if config.send_ahead.is_some() {
+            1 + config.max_ahead
+        } else {
+            1
+        };
         Self {
             cap: config.max_queued_bytes,
             uncollected_cap: config.max_uncollected_bytes,
@@ -148,7 +155,7 @@ impl Model {
             hold: config_hold,
             unwritten: BTreeSet::new(),
             forgotten: BTreeSet::new(),
-            send_ahead,
+            room,
             cancelled_waiting: BTreeSet::new(),
         }
     }
@@ -381,9 +388,8 @@ impl Model {
                         let d = self.daemons.get_mut(&daemon);
                         prop_assert!(d.is_some(), "sent to unknown {daemon}");
                         let d = d.unwrap();
-                        let room = if self.send_ahead { 2 } else { 1 };
                         prop_assert!(
-                            d.held.len() < room && !d.released && !d.killed,
+                            d.held.len() < self.room && !d.released && !d.killed,
                             "{daemon} unavailable"
                         );
                         prop_assert!(
@@ -401,6 +407,19 @@ impl Model {
                             );
                             self.last_plain_sent = Some(task);
                         }
+                    }
+                    Action::Recall { daemon, task } => {
+                        let d = self.daemons.get(&daemon);
+                        let at = d.and_then(|d| d.held.iter().position(|&t| t == task));
+                        prop_assert!(
+                            at.is_some_and(|i| i > 0),
+                            "recall of {task}, not waiting on {daemon}"
+                        );
+                        prop_assert!(
+                            !self.resolved.contains_key(&task),
+                            "recall of resolved {task}"
+                        );
+                        self.cancelled_waiting.insert(task);
                     }
                     Action::Cancel { daemon, task } => {
                         let d = self.daemons.get(&daemon);

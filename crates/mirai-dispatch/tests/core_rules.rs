@@ -508,7 +508,11 @@ fn answer(d: &mut Driver, daemon: DaemonId, task: mirai_dispatch::TaskId, reply:
 
 #[test]
 fn a_busy_daemon_gets_one_task_ahead_which_holds_its_bytes_until_it_starts() {
-    let mut d = Driver::new(Config::default().with_max_queued_bytes(100));
+    let mut d = Driver::new(
+        Config::default()
+            .with_max_queued_bytes(100)
+            .with_max_ahead(1),
+    );
     let daemon = d.connect();
     warm(&mut d, daemon);
     let t: Vec<_> = (0..3).map(|_| d.submit(10)).collect();
@@ -610,9 +614,9 @@ fn a_task_ahead_is_asked_back_for_an_idle_daemon_and_requeued_if_not_started() {
     assert_eq!(
         d.drain()
             .into_iter()
-            .filter(|x| matches!(x, Action::Cancel { .. }))
+            .filter(|x| matches!(x, Action::Recall { .. } | Action::Cancel { .. }))
             .collect::<Vec<_>>(),
-        [Action::Cancel {
+        [Action::Recall {
             daemon: a,
             task: second
         }]
@@ -783,4 +787,32 @@ fn a_payload_over_the_send_ahead_limit_waits_for_an_idle_daemon() {
     d.reply(daemon, first, b"");
     // Once it runs, the small one may go ahead of it.
     assert_eq!(d.sends(), [(daemon, big), (daemon, small)]);
+}
+
+#[test]
+fn busy_daemons_take_up_to_max_ahead_tasks_in_turn() {
+    let mut d = Driver::new(Config::default().with_max_ahead(2));
+    let a = d.connect();
+    let b = d.connect();
+    let w = (d.submit(0), d.submit(0));
+    assert_eq!(d.sends(), [(a, w.0), (b, w.1)]);
+    d.reply(a, w.0, b"");
+    d.reply(b, w.1, b"");
+    d.drain();
+    let t: Vec<_> = (0..7).map(|_| d.submit(1)).collect();
+    // Idle daemons first (a has been idle longest), then one ahead each in turn, two deep.
+    assert_eq!(
+        d.sends(),
+        [
+            (a, t[0]),
+            (b, t[1]),
+            (a, t[2]),
+            (b, t[3]),
+            (a, t[4]),
+            (b, t[5])
+        ]
+    );
+    assert_eq!(d.core.status().awaiting, 1);
+    d.reply(a, t[0], b"");
+    assert_eq!(d.sends(), [(a, t[6])]);
 }

@@ -27,6 +27,11 @@ pub const UNSTARTED_GRACE: Duration = Duration::from_millis(100);
 /// long one waits for it (until it is asked back).
 pub const SHORT_TASK: Duration = Duration::from_millis(1);
 
+/// The default [`Config::max_ahead`]: enough that a daemon running trivial tasks rarely runs dry
+/// while the dispatcher wakes up to send more (a wake-up of an idle virtual CPU costs tens of
+/// microseconds, a trivial task a few).
+pub const DEFAULT_MAX_AHEAD: usize = 4;
+
 /// Largest payload sent ahead ([`Config::send_ahead`]): sending ahead saves a round trip,
 /// which matters for small tasks only, while a large payload would wait in a busy daemon's
 /// socket buffers (and hold the writer) until the daemon reads it.
@@ -66,6 +71,11 @@ pub struct Config {
     /// (one task ahead), so it starts the next without waiting for the dispatcher; `None` never
     /// sends ahead. Default: [`SHORT_TASK`]. See the rules on [`Core`].
     pub send_ahead: Option<Duration>,
+    /// How many tasks a daemon may hold ahead of the one it runs, with
+    /// [`Config::send_ahead`] (default [`DEFAULT_MAX_AHEAD`]; 0 never sends ahead). Deeper
+    /// keeps a daemon fed through a slow wake-up of the dispatcher; each task ahead keeps its
+    /// bytes reserved until it starts.
+    pub max_ahead: usize,
 }
 
 impl Default for Config {
@@ -78,6 +88,7 @@ impl Default for Config {
             cancel_grace: None,
             release_when_written: false,
             send_ahead: Some(SHORT_TASK),
+            max_ahead: DEFAULT_MAX_AHEAD,
         }
     }
 }
@@ -131,6 +142,17 @@ impl Config {
     /// ```
     pub fn with_send_ahead(mut self, short: Option<Duration>) -> Self {
         self.send_ahead = short;
+        self
+    }
+
+    /// Sets [`Config::max_ahead`].
+    ///
+    /// ```
+    /// use mirai_dispatch::Config;
+    /// assert_eq!(Config::default().with_max_ahead(1).max_ahead, 1);
+    /// ```
+    pub fn with_max_ahead(mut self, tasks: usize) -> Self {
+        self.max_ahead = tasks;
         self
     }
 }
@@ -263,6 +285,14 @@ pub enum Action {
         /// The task it runs or holds.
         task: TaskId,
     },
+    /// Ask a daemon to hand back a task waiting ahead: it drops it if it has not started it
+    /// (answering [`Reply::NotStarted`]), and otherwise lets it run (a recall never interrupts).
+    Recall {
+        /// The daemon.
+        daemon: DaemonId,
+        /// The task waiting ahead.
+        task: TaskId,
+    },
     /// Kill a local daemon's process (and start a replacement if the pool wants one); the shell
     /// then reports [`Core::daemon_disconnected`].
     Kill {
@@ -390,11 +420,12 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Active with one task, not abandoned, that looks shorter than `short`: it may take one
-    /// more ahead.
-    fn open(&self, short: Duration, now: Instant) -> bool {
+    /// Active, holding fewer than `1 + max_ahead` tasks, its current one not abandoned and
+    /// looking shorter than `short`: it may take one more ahead.
+    fn open(&self, short: Duration, max_ahead: usize, now: Instant) -> bool {
         self.state == DaemonState::Active
-            && self.slots.len() == 1
+            && !self.slots.is_empty()
+            && self.slots.len() <= max_ahead
             && self.slots.front().is_some_and(|s| !s.abandoned)
             && self.last_took.is_some_and(|t| t < short)
             && self
@@ -433,7 +464,7 @@ struct Group {
 ///   them, so the task ahead starts exactly when the one before it is answered: its run timeout
 ///   starts then, its queue timeout holds until then, and its bytes stay reserved (and its
 ///   payload kept) until then. When a daemon idles with nothing queued, tasks waiting ahead are
-///   asked back (a cancel message); a daemon that had not started one answers
+///   asked back ([`Action::Recall`]); a daemon that had not started one answers
 ///   [`Reply::NotStarted`] and the task is queued again at the front, so no task waits behind
 ///   another while a daemon idles for longer than that round trip. A task waiting ahead is
 ///   queued again, without using a retry, when its daemon goes or answers its last result; it is
@@ -1139,13 +1170,14 @@ impl Core {
         if self.open.len() > 2 * self.daemons.len() + 64 {
             let daemons = &self.daemons;
             let short = self.config.send_ahead.unwrap_or_default();
+            let max = self.config.max_ahead;
             self.open
-                .retain(|d| daemons.get(d).is_some_and(|d| d.open(short, now)));
+                .retain(|d| daemons.get(d).is_some_and(|d| d.open(short, max, now)));
         }
     }
 
-    /// Every daemon busy: ordinary tasks at the head of the queue go to busy daemons, one each,
-    /// to the daemon whose current task started first. An `everywhere` copy at the head waits
+    /// Every daemon busy: ordinary tasks at the head of the queue go to busy daemons with room,
+    /// in turn, starting with the daemon whose current task started first. An `everywhere` copy at the head waits
     /// for an idle daemon (it must land on a daemon of its own choosing).
     fn send_ahead(&mut self, short: Duration, now: Instant) {
         while self.awaiting > 0 && !self.paused() {
@@ -1162,7 +1194,12 @@ impl Core {
             }
             let daemon = loop {
                 match self.open.pop_front() {
-                    Some(d) if self.daemons.get(&d).is_some_and(|x| x.open(short, now)) => {
+                    Some(d)
+                        if self
+                            .daemons
+                            .get(&d)
+                            .is_some_and(|x| x.open(short, self.config.max_ahead, now)) =>
+                    {
                         break Some(d);
                     }
                     Some(_) => {}
@@ -1194,6 +1231,9 @@ impl Core {
                     abandoned: false,
                     hard: false,
                 });
+                if d.open(short, self.config.max_ahead, now) {
+                    self.open.push_back(daemon);
+                }
             }
             self.actions.push_back(Action::Send {
                 daemon,
@@ -1232,7 +1272,7 @@ impl Core {
             if let Some(entry) = self.tasks.get_mut(&task) {
                 entry.recalled = true;
                 self.recallable -= 1;
-                self.actions.push_back(Action::Cancel { daemon, task });
+                self.actions.push_back(Action::Recall { daemon, task });
             }
         }
     }
@@ -1296,7 +1336,7 @@ impl Core {
             if self
                 .config
                 .send_ahead
-                .is_some_and(|short| d.open(short, now))
+                .is_some_and(|short| d.open(short, self.config.max_ahead, now))
             {
                 self.open.push_back(daemon);
             }
@@ -1362,11 +1402,7 @@ impl Core {
             slot.abandoned = true;
             slot.hard = mode == CancelMode::Hard;
         }
-        let recalled = self.tasks.get(&task).is_some_and(|e| e.recalled);
-        if !recalled {
-            // A recalled task already had its cancel message.
-            self.actions.push_back(Action::Cancel { daemon, task });
-        }
+        self.actions.push_back(Action::Cancel { daemon, task });
     }
 
     /// Asks the shell to kill `daemon` (it then reports the disconnect).

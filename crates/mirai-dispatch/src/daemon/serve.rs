@@ -393,6 +393,21 @@ impl Shared {
         false
     }
 
+    /// The oldest message waiting for the main thread.
+    fn next_pending(&self) -> Option<Vec<u8>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front()
+    }
+
+    fn pending_is_empty(&self) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
     /// Notes that `task` was cancelled before it started (see [`Shared::dropped`]).
     fn drop_unstarted(&self, task: TaskId) {
         let mut dropped = self.dropped.lock().unwrap_or_else(PoisonError::into_inner);
@@ -501,30 +516,8 @@ fn watch_read(shared: &Shared, events: &Events) {
     if !bodies.is_empty() {
         shared.heard();
     }
-    let mut for_main = Vec::new();
-    for body in bodies {
-        match decode(&body, &Limits::default()) {
-            Some((ToDaemon::Cancel { task }, _)) => {
-                if !shared.cancel_current(Some(task)) {
-                    cancel_unstarted(shared, task, &mut for_main);
-                }
-            }
-            Some((ToDaemon::Heartbeat, _)) => {}
-            Some((ToDaemon::Exit, _)) => {
-                shared.exit.store(true, Ordering::Release);
-                shared.cancel_current(None);
-            }
-            _ => for_main.push(body),
-        }
-    }
+    file_incoming(shared, bodies, &Limits::default());
     let closed = progress.is_err();
-    if !for_main.is_empty() {
-        shared
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(for_main);
-    }
     drop(conn);
     if closed {
         shared.host_lost();
@@ -556,30 +549,62 @@ fn attach_watcher(shared: &Shared) -> bool {
     true
 }
 
-/// A cancel for a task that is not running: if its task message is waiting for the main thread,
-/// it is dropped and answered [`ResultStatus::NotStarted`] now (the main thread may be busy
-/// for long); otherwise the main thread holds it, or it already ended, and the main thread
-/// drops it if it has not started it.
-fn cancel_unstarted(shared: &Shared, task: TaskId, for_main: &mut Vec<Vec<u8>>) {
-    let is_it = |b: &Vec<u8>| matches!(decode(b, &Limits::default()), Some((ToDaemon::Task { task: t, .. }, _)) if t == task);
-    let found = if let Some(at) = for_main.iter().position(is_it) {
-        for_main.remove(at);
-        true
-    } else {
-        let mut pending = shared
+/// Files messages just read (by either thread, with the connection locked, so their order is
+/// kept): cancels, recalls and exit act at once, everything else waits in [`Shared::pending`]
+/// for the main thread.
+///
+/// A cancel reaches the running task's token. A cancel or recall for a task still waiting is
+/// answered [`ResultStatus::NotStarted`] at once and the task dropped, even while a long task
+/// runs; one for a task the main thread is about to start is noted in [`Shared::dropped`]. The
+/// `current` lock orders this against the main thread starting a task (see
+/// `Daemon::start_or_drop`). A recall of the running task is ignored: it never interrupts.
+fn file_incoming(shared: &Shared, bodies: Vec<Vec<u8>>, limits: &Limits) {
+    let mut unstarted = Vec::new();
+    let pend = |body: Vec<u8>| {
+        shared
             .pending
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        match pending.iter().position(is_it) {
-            Some(at) => {
-                pending.remove(at);
-                true
-            }
-            None => false,
-        }
+            .unwrap_or_else(PoisonError::into_inner)
+            .push_back(body);
     };
-    if !found {
-        shared.drop_unstarted(task);
+    for body in bodies {
+        if body
+            .get(PAIR1_HEADER.len()..)
+            .is_some_and(ToDaemon::is_task)
+        {
+            // Decoded once, when it runs.
+            pend(body);
+            continue;
+        }
+        let (task, cancel) = match decode(&body, limits) {
+            Some((ToDaemon::Cancel { task }, _)) => (task, true),
+            Some((ToDaemon::Recall { task }, _)) => (task, false),
+            Some((ToDaemon::Heartbeat, _)) => continue,
+            Some((ToDaemon::Exit, _)) => {
+                shared.exit.store(true, Ordering::Release);
+                shared.cancel_current(None);
+                continue;
+            }
+            _ => {
+                pend(body);
+                continue;
+            }
+        };
+        let current = shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match current.as_ref() {
+            Some((t, token)) if *t == task => {
+                if cancel {
+                    token.cancel();
+                }
+            }
+            _ if withdraw(shared, task) => unstarted.push(task),
+            _ => shared.drop_unstarted(task),
+        }
+    }
+    if unstarted.is_empty() {
         return;
     }
     let sender = shared
@@ -587,18 +612,37 @@ fn cancel_unstarted(shared: &Shared, task: TaskId, for_main: &mut Vec<Vec<u8>>) 
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
-    let msg = FromDaemon::Result {
-        task,
-        status: ResultStatus::NotStarted,
-        last: false,
-    };
-    // A failed send means the host is going; the main thread sees it.
-    let _ = send(&sender, &msg, &[]);
+    for task in unstarted {
+        let msg = FromDaemon::Result {
+            task,
+            status: ResultStatus::NotStarted,
+            last: false,
+        };
+        // A failed send means the host is going; the main thread sees it.
+        let _ = send(&sender, &msg, &[]);
+    }
+}
+
+/// Removes `task`'s task message from [`Shared::pending`]; `false` if it is not there.
+fn withdraw(shared: &Shared, task: TaskId) -> bool {
+    let is_it = |b: &Vec<u8>| matches!(decode(b, &Limits::default()), Some((ToDaemon::Task { task: t, .. }, _)) if t == task);
+    let mut pending = shared
+        .pending
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    match pending.iter().position(is_it) {
+        Some(at) => {
+            pending.remove(at);
+            true
+        }
+        None => false,
+    }
 }
 
 /// What the main thread got from a read.
 enum Got {
-    Bodies(Vec<Vec<u8>>),
+    /// This many messages were read (they wait in [`Shared::pending`], or acted already).
+    Read(usize),
     Closed,
 }
 
@@ -630,8 +674,8 @@ impl Daemon {
             if let Some(reason) = self.life.poll(now) {
                 return Ok(reason);
             }
-            let bodies = match self.read() {
-                Got::Bodies(b) => b,
+            let read = match self.read() {
+                Got::Read(n) => n,
                 Got::Closed => {
                     match self.life.host_gone(Instant::now()) {
                         HostGone::Redial => self.reconnect(config)?,
@@ -642,7 +686,12 @@ impl Daemon {
                     continue;
                 }
             };
-            if bodies.is_empty() {
+            let next = self.shared.next_pending();
+            let Some(body) = next else {
+                if read > 0 {
+                    // Cancels, recalls or heartbeats only: look again before sleeping.
+                    continue;
+                }
                 let timeout = self
                     .life
                     .next_deadline()
@@ -654,43 +703,36 @@ impl Daemon {
                 }
                 note_events(&mut self.shared.conn(), &events);
                 continue;
-            }
-            let mut rest = VecDeque::from(bodies);
-            while let Some(body) = rest.pop_front() {
-                if self.handle(registry, &body, &mut rest)? {
-                    break;
-                }
-            }
+            };
+            // One message at a time: the rest stay in `pending`, where the watcher finds a
+            // task asked back while this one runs.
+            self.handle(registry, &body)?;
         }
     }
 
-    /// What the watcher left, then what the connection has.
+    /// Reads what the connection has into [`Shared::pending`] (see [`file_incoming`]).
     fn read(&mut self) -> Got {
         let mut conn = self.shared.conn();
-        let mut bodies: Vec<Vec<u8>> = self
-            .shared
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-            .collect();
         if !conn.may_have_more() {
-            return Got::Bodies(bodies);
+            return Got::Read(0);
         }
+        let mut bodies = Vec::new();
         let progress = conn.on_readable(READ_BATCH, &mut |b| {
             bodies.push(b);
             true
         });
         // Bytes past the batch stay in the connection, where no event will announce them.
         self.buffered = matches!(progress, Ok(ReadProgress::Yielded));
-        drop(conn);
-        if !bodies.is_empty() {
+        let read = bodies.len();
+        if read > 0 {
             self.shared.heard();
+            file_incoming(&self.shared, bodies, &self.limits);
         }
+        drop(conn);
         match progress {
-            Err(_) if bodies.is_empty() => Got::Closed,
             // Whatever arrived before the close is handled first; the close is seen next time.
-            _ => Got::Bodies(bodies),
+            Err(_) if read == 0 && self.shared.pending_is_empty() => Got::Closed,
+            _ => Got::Read(read),
         }
     }
 
@@ -723,18 +765,11 @@ impl Daemon {
         })
     }
 
-    /// Handles one message; `true` when the rest of the batch must wait (an exit rule fired).
-    /// `later` holds the messages read after this one: a cancel or exit among them applies to
-    /// a task here before it starts (the watcher only sees what is still unread).
-    fn handle(
-        &mut self,
-        registry: &Registry,
-        body: &[u8],
-        later: &mut VecDeque<Vec<u8>>,
-    ) -> Result<bool, DaemonError> {
+    /// Handles one message from [`Shared::pending`].
+    fn handle(&mut self, registry: &Registry, body: &[u8]) -> Result<(), DaemonError> {
         let Some((msg, payload)) = decode(body, &self.limits) else {
             // Malformed frames are ignored.
-            return Ok(false);
+            return Ok(());
         };
         match msg {
             ToDaemon::Task {
@@ -743,75 +778,45 @@ impl Daemon {
                 rng_seed,
                 trace,
             } => {
-                let stopped = later.iter().any(|b| match decode(b, &self.limits) {
-                    Some((ToDaemon::Cancel { task: t }, _)) => t == task,
-                    Some((ToDaemon::Exit, _)) => true,
-                    _ => false,
-                }) || self.shared.take_dropped(task)
-                    || self.shared.exit.load(Ordering::Acquire);
-                if stopped {
-                    // Cancelled (or the daemon released) before it started: it never runs and
-                    // does not count towards maxtasks. The dispatcher queues it again if it
-                    // only asked it back.
-                    self.not_started(task);
-                    return Ok(false);
-                }
-                // What was read with this task waits where the watcher can see it while the task
-                // runs: a task sent ahead among it can then be asked back at once.
-                self.hand_back(later);
                 let token = self.watch_token(task);
+                if !self.start_or_drop(task, &token) {
+                    // Cancelled or asked back (or the daemon released) before it started: it
+                    // never runs and does not count towards maxtasks. The dispatcher queues it
+                    // again if it only asked it back.
+                    self.not_started(task);
+                    return Ok(());
+                }
                 let ctx = TaskContext::with_token(task, rng_seed, token.clone()).with_trace(trace);
-                self.run_task(registry, &function, payload, &ctx, token)?;
-                Ok(self.life.poll(Instant::now()).is_some())
-            }
-            ToDaemon::Exit => {
-                self.life.exit_requested();
-                Ok(true)
+                self.run_task(registry, &function, payload, &ctx)
             }
             ToDaemon::Init(init) => {
                 // A fresh init after a reconnect.
                 self.limits = limits_of(&init);
-                Ok(false)
+                Ok(())
             }
-            ToDaemon::Cancel { .. } | ToDaemon::Heartbeat | ToDaemon::Refused(_) => Ok(false),
+            // Acted on when read (see `file_incoming`).
+            ToDaemon::Cancel { .. }
+            | ToDaemon::Recall { .. }
+            | ToDaemon::Exit
+            | ToDaemon::Heartbeat
+            | ToDaemon::Refused(_) => Ok(()),
         }
     }
 
-    /// Puts messages read but not yet handled back in front of [`Shared::pending`], under the
-    /// connection's lock so their order with what the watcher reads next is kept.
-    ///
-    /// A task among them whose cancel is among them too is dropped and answered
-    /// [`ResultStatus::NotStarted`] first: it was asked back, and the task about to run may be
-    /// long.
-    fn hand_back(&self, rest: &mut VecDeque<Vec<u8>>) {
-        if rest.is_empty() {
-            return;
-        }
-        let cancelled: Vec<TaskId> = rest
-            .iter()
-            .filter_map(|b| match decode(b, &self.limits) {
-                Some((ToDaemon::Cancel { task }, _)) => Some(task),
-                _ => None,
-            })
-            .collect();
-        for task in cancelled {
-            let at = rest.iter().position(|b| {
-                matches!(decode(b, &self.limits), Some((ToDaemon::Task { task: t, .. }, _)) if t == task)
-            });
-            if let Some(at) = at {
-                rest.remove(at);
-                self.not_started(task);
-            }
-        }
-        let _conn = self.shared.conn();
-        let mut pending = self
+    /// Makes `task` the running task, unless a cancel or recall for it (or an exit) came first:
+    /// `false` then. Decided under the `current` lock, which `file_incoming` holds while it
+    /// looks for a task to drop, so a cancel is never lost between the two threads.
+    fn start_or_drop(&self, task: TaskId, token: &CancelToken) -> bool {
+        let mut current = self
             .shared
-            .pending
+            .current
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        while let Some(body) = rest.pop_back() {
-            pending.push_front(body);
+        if self.shared.take_dropped(task) || self.shared.exit.load(Ordering::Acquire) {
+            return false;
         }
+        *current = Some((task, token.clone()));
+        true
     }
 
     /// Answers that `task` was dropped without starting.
@@ -832,13 +837,7 @@ impl Daemon {
         function: &str,
         payload: &[u8],
         ctx: &TaskContext,
-        token: CancelToken,
     ) -> Result<(), DaemonError> {
-        *self
-            .shared
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some((ctx.task(), token));
         self.life.task_started(Instant::now());
         let span = tracing::debug_span!(
             "execute",
@@ -899,17 +898,10 @@ impl Daemon {
         loop {
             match self.read() {
                 Got::Closed => return,
-                Got::Bodies(bodies) => {
-                    let exit = bodies
-                        .iter()
-                        .any(|b| matches!(decode(b, &self.limits), Some((ToDaemon::Exit, _))));
-                    if exit || self.shared.exit.load(Ordering::Acquire) {
-                        return;
-                    }
-                    if !bodies.is_empty() {
-                        continue;
-                    }
-                }
+                // An exit message sets the flag when it is read.
+                _ if self.shared.exit.load(Ordering::Acquire) => return,
+                Got::Read(n) if n > 0 => continue,
+                Got::Read(_) => {}
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || self.poll.poll(&mut events, Some(left)).is_err() {

@@ -254,7 +254,28 @@ fn decode<'a, M: DeserializeOwned + Fields>(
     Ok((msg, payload))
 }
 
+/// The variant tag of [`ToDaemon::Task`] (see [`ToDaemon::is_task`]).
+const TASK_TAG: u8 = 2;
+
 impl ToDaemon {
+    /// Whether `frame` (as [`ToDaemon::decode`] takes it) holds a task message, read from the
+    /// envelope's first byte alone: postcard writes an enum's variant index first, as a varint,
+    /// and every variant here fits one byte. A reader sorting what it received can then leave
+    /// tasks undecoded until it runs them; this is no validation (a malformed frame may say
+    /// `true`, and its full decode then fails).
+    ///
+    /// ```
+    /// use mirai_dispatch::TaskId;
+    /// use mirai_dispatch::protocol::ToDaemon;
+    /// let mut frame = Vec::new();
+    /// ToDaemon::Recall { task: TaskId(1) }.encode(&mut frame)?;
+    /// assert!(!ToDaemon::is_task(&frame));
+    /// # Ok::<(), mirai_dispatch::protocol::EncodeError>(())
+    /// ```
+    pub fn is_task(frame: &[u8]) -> bool {
+        frame.get(LEN_PREFIX) == Some(&TASK_TAG)
+    }
+
     /// Appends `[envelope length | envelope]` to `out`; the payload (for [`ToDaemon::Task`])
     /// goes after it on the wire, written by the caller from its own buffer.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
@@ -364,6 +385,27 @@ mod tests {
     }
 
     #[test]
+    fn the_task_tag_is_the_first_envelope_byte_of_a_task_and_of_nothing_else() {
+        let task = ToDaemon::Task {
+            task: TaskId(7),
+            function: "f".into(),
+            trace: None,
+            rng_seed: Some(1),
+        };
+        assert!(ToDaemon::is_task(&frame_of(&task, &[1, 2])));
+        for other in [
+            ToDaemon::Cancel { task: TaskId(2) },
+            ToDaemon::Recall { task: TaskId(2) },
+            ToDaemon::Heartbeat,
+            ToDaemon::Exit,
+            ToDaemon::Refused(crate::protocol::RefuseReason::Token),
+        ] {
+            assert!(!ToDaemon::is_task(&frame_of(&other, &[])), "{other:?}");
+        }
+        assert!(!ToDaemon::is_task(&[]));
+    }
+
+    #[test]
     fn rejects_stray_bytes_inside_the_envelope() {
         let mut envelope = postcard::to_allocvec(&ToDaemon::Exit).unwrap();
         envelope.push(0);
@@ -430,6 +472,7 @@ mod tests {
                     rng_seed,
                 }),
             any::<u64>().prop_map(|t| ToDaemon::Cancel { task: TaskId(t) }),
+            any::<u64>().prop_map(|t| ToDaemon::Recall { task: TaskId(t) }),
             Just(ToDaemon::Heartbeat),
             Just(ToDaemon::Exit),
             any::<u16>().prop_map(|v| ToDaemon::Refused(crate::protocol::RefuseReason::Version(v))),

@@ -66,6 +66,13 @@ pub enum ToDaemon {
         /// The task.
         task: TaskId,
     },
+    /// Hand back a task waiting behind the running one: drop it and answer
+    /// [`ResultStatus::NotStarted`] if it has not started; otherwise let it run (never
+    /// interrupts).
+    Recall {
+        /// The task.
+        task: TaskId,
+    },
     /// The dispatcher is alive.
     Heartbeat,
     /// Exit now (after a last result, or at shutdown).
@@ -111,6 +118,7 @@ impl ToDaemon {
             Self::Refused(_) => "refused",
             Self::Task { .. } => "task",
             Self::Cancel { .. } => "cancel",
+            Self::Recall { .. } => "recall",
             Self::Heartbeat => "heartbeat",
             Self::Exit => "exit",
         }
