@@ -129,7 +129,7 @@ pub fn serve(config: &DaemonConfig, registry: &Registry) -> Result<ExitReason, D
     let shared = Arc::new(Shared {
         sender: Mutex::new(conn.sender().clone()),
         conn: Mutex::new(conn),
-        pending: Mutex::new(early.into()),
+        pending: Mutex::new(VecDeque::new()),
         current: Mutex::new(None),
         dropped: Mutex::new(VecDeque::new()),
         epoch: Instant::now(),
@@ -143,6 +143,8 @@ pub fn serve(config: &DaemonConfig, registry: &Registry) -> Result<ExitReason, D
         watch_waker,
         watch_registry: watch_poll.registry().try_clone()?,
     });
+    // What followed the init in the same read (a first task, or an exit) is filed like the rest.
+    file_incoming(&shared, early, &limits_of(&init));
     let watcher = {
         let shared = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -794,10 +796,13 @@ impl Daemon {
                 self.limits = limits_of(&init);
                 Ok(())
             }
+            ToDaemon::Exit => {
+                self.life.exit_requested();
+                Ok(())
+            }
             // Acted on when read (see `file_incoming`).
             ToDaemon::Cancel { .. }
             | ToDaemon::Recall { .. }
-            | ToDaemon::Exit
             | ToDaemon::Heartbeat
             | ToDaemon::Refused(_) => Ok(()),
         }
@@ -922,12 +927,14 @@ impl Daemon {
             }
             match connect(&self.address, config, &mut self.poll, first.take()) {
                 Ok((conn, init, early)) => {
+                    self.limits = limits_of(&init);
+                    // Sent on the new connection: the old connection's tasks are gone (the
+                    // host resolved them with the connection), so what waits is dropped.
                     self.shared
                         .pending
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
-                        .extend(early);
-                    self.limits = limits_of(&init);
+                        .clear();
                     self.shared
                         .heartbeat_ms
                         .store(init.heartbeat_ms, Ordering::Release);
@@ -938,6 +945,7 @@ impl Daemon {
                         .unwrap_or_else(PoisonError::into_inner) = conn.sender().clone();
                     self.fd = conn.stream().as_raw_fd();
                     *self.shared.conn() = conn;
+                    file_incoming(&self.shared, early, &self.limits);
                     self.shared.heard();
                     return Ok(());
                 }
