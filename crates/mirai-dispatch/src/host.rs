@@ -9,8 +9,9 @@
 //! while smaller ones keep fitting; there is no fairness between submitters.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::core::{CancelMode, Core, RejectReason, Rejected, Status};
 use crate::task::{Task, TaskId};
@@ -19,8 +20,49 @@ type Notify = Box<dyn Fn() + Send + Sync>;
 
 struct Shared {
     core: Mutex<Core>,
-    space: Condvar,
+    space: Space,
     notify: Notify,
+}
+
+/// Where submitters wait for budget bytes.
+#[derive(Default)]
+struct Space {
+    freed: Condvar,
+    /// Submitters waiting, counted under the core's lock: a notify costs a system call even
+    /// with nobody to wake, and bytes are released on nearly every dispatch.
+    waiting: AtomicUsize,
+}
+
+impl Space {
+    /// Waits (releasing the core's lock) until bytes are released, or `timeout` passes.
+    fn wait<'a>(
+        &self,
+        core: MutexGuard<'a, Core>,
+        timeout: Option<Duration>,
+    ) -> MutexGuard<'a, Core> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let core = match timeout {
+            None => self
+                .freed
+                .wait(core)
+                .unwrap_or_else(PoisonError::into_inner),
+            Some(t) => {
+                self.freed
+                    .wait_timeout(core, t)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0
+            }
+        };
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        core
+    }
+
+    /// Wakes the waiting submitters, if any (called with the core's lock held).
+    fn wake(&self) {
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            self.freed.notify_all();
+        }
+    }
 }
 
 /// A cloneable, thread-safe handle on a [`Core`].
@@ -64,7 +106,7 @@ impl Host {
         Self {
             shared: Arc::new(Shared {
                 core: Mutex::new(core),
-                space: Condvar::new(),
+                space: Space::default(),
                 notify: Box::new(notify),
             }),
         }
@@ -177,14 +219,9 @@ impl Host {
             }
             let now = Instant::now();
             core = match deadline {
-                None => space.wait(core).unwrap_or_else(PoisonError::into_inner),
+                None => space.wait(core, None),
                 Some(d) if d <= now => return Err(RejectReason::Full),
-                Some(d) => {
-                    space
-                        .wait_timeout(core, d - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
+                Some(d) => space.wait(core, Some(d - now)),
             };
         }
     }
@@ -234,7 +271,7 @@ impl Host {
                 }) => {
                     task = back;
                     core = match deadline {
-                        None => space.wait(core).unwrap_or_else(PoisonError::into_inner),
+                        None => space.wait(core, None),
                         Some(d) if d <= now => {
                             let err = Err(Rejected {
                                 reason: RejectReason::Full,
@@ -242,12 +279,7 @@ impl Host {
                             });
                             return (err, CoreGuard { core, space });
                         }
-                        Some(d) => {
-                            space
-                                .wait_timeout(core, d - now)
-                                .unwrap_or_else(PoisonError::into_inner)
-                                .0
-                        }
+                        Some(d) => space.wait(core, Some(d - now)),
                     };
                 }
                 result => return (result, CoreGuard { core, space }),
@@ -269,7 +301,7 @@ impl Host {
 /// bytes were released.
 pub struct CoreGuard<'a> {
     core: MutexGuard<'a, Core>,
-    space: &'a Condvar,
+    space: &'a Space,
 }
 
 impl Deref for CoreGuard<'_> {
@@ -288,7 +320,7 @@ impl DerefMut for CoreGuard<'_> {
 impl Drop for CoreGuard<'_> {
     fn drop(&mut self) {
         if self.core.take_host_wake() {
-            self.space.notify_all();
+            self.space.wake();
         }
     }
 }
