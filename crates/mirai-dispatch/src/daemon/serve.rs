@@ -383,16 +383,12 @@ impl Shared {
         self.last_rx.store(ms, Ordering::Release);
     }
 
-    /// Cancels the running task (`only` that one, if given); `false` if it was not running.
-    fn cancel_current(&self, only: Option<TaskId>) -> bool {
+    /// Cancels the running task's token, if a task runs.
+    fn cancel_current(&self) {
         let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((task, token)) = current.as_ref()
-            && only.is_none_or(|t| t == *task)
-        {
+        if let Some((_, token)) = current.as_ref() {
             token.cancel();
-            return true;
         }
-        false
     }
 
     /// The oldest message waiting for the main thread.
@@ -434,7 +430,7 @@ impl Shared {
     /// The host is gone (closed, or silent too long): a task that must not outlive it stops.
     fn host_lost(&self) {
         if self.autoexit == AutoExit::Immediately {
-            self.cancel_current(None);
+            self.cancel_current();
         }
         let _ = self.main_waker.wake();
     }
@@ -532,6 +528,9 @@ fn watch_read(shared: &Shared, events: &Events) {
 /// Attaches the connection to the watcher's poll for the running task (once per task; the main
 /// thread detaches it when the task ends). `false` if no task runs or it is already attached.
 fn attach_watcher(shared: &Shared) -> bool {
+    // Read before the `current` lock is taken: no thread holds both locks at once this way
+    // round (reading holds the connection's, then takes `current` for a cancel).
+    let fd = shared.conn().stream().as_raw_fd();
     let current = shared
         .current
         .lock()
@@ -539,7 +538,6 @@ fn attach_watcher(shared: &Shared) -> bool {
     if current.is_none() || shared.watching.swap(true, Ordering::AcqRel) {
         return false;
     }
-    let fd = shared.conn().stream().as_raw_fd();
     if shared
         .watch_registry
         .register(&mut SourceFd(&fd), CONN, Interest::READABLE)
@@ -584,7 +582,7 @@ fn file_incoming(shared: &Shared, bodies: Vec<Vec<u8>>, limits: &Limits) {
             Some((ToDaemon::Heartbeat, _)) => continue,
             Some((ToDaemon::Exit, _)) => {
                 shared.exit.store(true, Ordering::Release);
-                shared.cancel_current(None);
+                shared.cancel_current();
                 continue;
             }
             _ => {
