@@ -458,10 +458,11 @@ struct Group {
 ///   daemon that marked a result as its last is never sent new work.
 /// - **Send-ahead.** With [`Config::send_ahead`] (the default), when every daemon is busy an
 ///   ordinary task of at most [`MAX_AHEAD_BYTES`] also goes to a busy daemon whose tasks look
-///   short (by default under [`SHORT_TASK`]; the one whose current task started first), at most one ahead of
-///   its current task, so a daemon that finishes a short task starts the next
-///   without a round trip through the dispatcher. A daemon answers its tasks in the order it got
-///   them, so the task ahead starts exactly when the one before it is answered: its run timeout
+///   short (by default under [`SHORT_TASK`]), up to [`Config::max_ahead`] ahead of its current
+///   task, daemons taking turns (starting with the one whose current task started first), so a
+///   daemon that finishes a short task starts the next without a round trip through the
+///   dispatcher. A daemon answers its tasks in the order it got them, so a task ahead starts
+///   exactly when the one before it is answered: its run timeout
 ///   starts then, its queue timeout holds until then, and its bytes stay reserved (and its
 ///   payload kept) until then. When a daemon idles with nothing queued, tasks waiting ahead are
 ///   asked back ([`Action::Recall`]); a daemon that had not started one answers
