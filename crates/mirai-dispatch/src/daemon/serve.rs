@@ -391,6 +391,22 @@ impl Shared {
         }
     }
 
+    /// Answers that `task` was dropped without starting.
+    fn not_started(&self, task: TaskId) {
+        let sender = self
+            .sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let msg = FromDaemon::Result {
+            task,
+            status: ResultStatus::NotStarted,
+            last: false,
+        };
+        // A failed send means the host is going; the main thread sees it on its next read.
+        let _ = send(&sender, &msg, &[]);
+    }
+
     /// The oldest message waiting for the main thread.
     fn next_pending(&self) -> Option<Vec<u8>> {
         self.pending
@@ -604,22 +620,8 @@ fn file_incoming(shared: &Shared, bodies: Vec<Vec<u8>>, limits: &Limits) {
             _ => shared.drop_unstarted(task),
         }
     }
-    if unstarted.is_empty() {
-        return;
-    }
-    let sender = shared
-        .sender
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
     for task in unstarted {
-        let msg = FromDaemon::Result {
-            task,
-            status: ResultStatus::NotStarted,
-            last: false,
-        };
-        // A failed send means the host is going; the main thread sees it.
-        let _ = send(&sender, &msg, &[]);
+        shared.not_started(task);
     }
 }
 
@@ -783,7 +785,7 @@ impl Daemon {
                     // Cancelled or asked back (or the daemon released) before it started: it
                     // never runs and does not count towards maxtasks. The dispatcher queues it
                     // again if it only asked it back.
-                    self.not_started(task);
+                    self.shared.not_started(task);
                     return Ok(());
                 }
                 let ctx = TaskContext::with_token(task, rng_seed, token.clone()).with_trace(trace);
@@ -820,18 +822,6 @@ impl Daemon {
         }
         *current = Some((task, token.clone()));
         true
-    }
-
-    /// Answers that `task` was dropped without starting.
-    fn not_started(&self, task: TaskId) {
-        let sender = self.shared.conn().sender().clone();
-        let msg = FromDaemon::Result {
-            task,
-            status: ResultStatus::NotStarted,
-            last: false,
-        };
-        // A failed send means the host is going; the next read sees it.
-        let _ = send(&sender, &msg, &[]);
     }
 
     fn run_task(
