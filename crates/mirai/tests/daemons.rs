@@ -17,6 +17,13 @@ fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
 }
+/// Creates the file at `path` (so the test knows the task has started), then sleeps without
+/// looking at its cancel token.
+fn mark_then_sleep((path, ms): (String, u64)) -> u64 {
+    std::fs::write(&path, b"started").expect("write the start mark");
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
 fn fail(message: String) -> u8 {
     panic!("{message}")
 }
@@ -30,6 +37,7 @@ fn pid((): ()) -> u32 {
 const ADD: TaskFn<(i64, i64), i64> = task!(add);
 const SQUARE: TaskFn<u64, u64> = task!(square);
 const SLEEP_MS: TaskFn<u64, u64> = task!(sleep_ms);
+const MARK_THEN_SLEEP: TaskFn<(String, u64), u64> = task!(mark_then_sleep);
 const FAIL: TaskFn<String, u8> = task!(fail);
 const SUM: TaskFn<SharedView, f64> = task!(sum);
 const PID: TaskFn<(), u32> = task!(pid);
@@ -39,12 +47,36 @@ fn registry() -> Registry {
         .with(&ADD)
         .with(&SQUARE)
         .with(&SLEEP_MS)
+        .with(&MARK_THEN_SLEEP)
         .with(&FAIL)
         .with(&PID)
         .with(&SUM)
 }
 
 const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A file a task creates when it starts, removed when the test ends (even by panicking).
+struct StartMark(std::path::PathBuf);
+
+impl StartMark {
+    fn new(name: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("mirai-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        Self(path)
+    }
+    fn path(&self) -> String {
+        self.0.to_string_lossy().into_owned()
+    }
+    fn is_set(&self) -> bool {
+        self.0.exists()
+    }
+}
+
+impl Drop for StartMark {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
 
 fn pool(n: usize) -> Pool {
     Daemons::new().local(n).start().expect("start the pool")
@@ -269,8 +301,13 @@ fn unanswered_cancel_kills_after_the_grace() {
         .cancel_grace(Duration::from_millis(200))
         .start()
         .unwrap();
-    let handle = pool.submit(&SLEEP_MS, 60_000).unwrap();
-    common::eventually(PATIENCE, "the task runs", || pool.status().executing == 1);
+    // The cancel must reach a task that has started: one the daemon has not started yet is
+    // dropped and answered at once, and then nothing is stuck.
+    let mark = StartMark::new("unanswered_cancel");
+    let handle = pool
+        .submit(&MARK_THEN_SLEEP, (mark.path(), 60_000))
+        .unwrap();
+    common::eventually(PATIENCE, "the task starts", || mark.is_set());
     let before = pool.local_pids()[0];
     handle.cancel();
     assert!(matches!(handle.wait(), Err(Error::Cancelled)));
