@@ -103,6 +103,10 @@ fn many_concurrent_awaits_complete_under_tokio() {
 
 fn dropping_a_pending_future_does_not_leak_or_cancel() {
     let pool = pool(1);
+    // Connected first, so the task is sent (not queued) before the future is dropped.
+    common::eventually(PATIENCE, "the daemon connects", || {
+        pool.status().connections == 1
+    });
     let rt = runtime();
     let timed_out = rt.block_on(async {
         let handle = pool.submit(&SLEEP_MS, 300).unwrap();
