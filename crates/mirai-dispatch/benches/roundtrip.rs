@@ -10,7 +10,8 @@
 //! Figures:
 //!
 //! - round trip of one trivial task (submit, the daemon echoes 64 bytes, wait), one daemon: p50
-//!   and p99 against the floor's p50, and p50 against the executor's p50;
+//!   and p99 against the floor's p50, and p50 against the executor's p50; the floor's p50 against
+//!   the executor's too, the bound for any design whose task costs two process wake-ups;
 //! - 20,000 trivial tasks on two daemons, all submitted then all collected: tasks/s against the
 //!   executor's tasks/s with two workers;
 //! - a runaway producer of 10 MB tasks into a 100 MB budget, one slow daemon: the host's peak
@@ -272,6 +273,15 @@ fn main() {
             "ProcessPoolExecutor p50, 1 worker",
             p.p50_us,
         );
+        // What any design with two process wake-ups per task can reach against the executor
+        // here: the floor is one such round trip with no work in it.
+        record(
+            "uds ping-pong 64 B p50 (floor)",
+            floor_p50,
+            "us",
+            "ProcessPoolExecutor p50, 1 worker",
+            p.p50_us,
+        );
     }
 
     // The same with the host, its daemon, the floor and the peer on one CPU: on these 2-vCPU
@@ -291,6 +301,13 @@ fn main() {
             record(
                 "dispatch task round trip p50, 1 daemon (one CPU)",
                 samples.p50_us(),
+                "us",
+                "ProcessPoolExecutor p50, 1 worker (one CPU)",
+                p.p50_us,
+            );
+            record(
+                "uds ping-pong 64 B p50 (floor, one CPU)",
+                floor_p50,
                 "us",
                 "ProcessPoolExecutor p50, 1 worker (one CPU)",
                 p.p50_us,
