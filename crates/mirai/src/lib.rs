@@ -27,12 +27,14 @@ mod daemon;
 mod error;
 mod handle;
 pub mod launch;
+mod options;
 mod pool;
 mod task;
 
 pub use crate::daemon::{daemon_main_if_requested, run_daemon, run_daemon_tls};
 pub use crate::error::Error;
 pub use crate::handle::{Mirai, collect, race};
+pub use crate::options::TaskOptions;
 pub use crate::pool::{Daemons, Pool};
 pub use crate::task::{Registry, TaskFn};
 pub use mirai_dispatch::Status;

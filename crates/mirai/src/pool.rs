@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::daemon::{ENV_LAUNCH_ID, ENV_RULES, ENV_TLS_PIN, ENV_TOKEN, ENV_URL, format_rules};
 use crate::launch::remote::Remote;
 use crate::launch::{Join, Program, Slurm, SlurmJob, Ssh, Template};
-use crate::{Error, Mirai, TaskFn};
+use crate::{Error, Mirai, TaskFn, TaskOptions};
 
 /// Settings for a [`Pool`]: how many local daemons, where to listen, the byte cap.
 ///
@@ -861,12 +861,45 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned,
     {
+        self.submit_with(task, arg, TaskOptions::new().run_timeout(timeout))
+    }
+
+    /// Like [`Pool::submit`], with a queue timeout, a run timeout, retries after a lost daemon
+    /// or a limit on the wait for room, as `options` say. A submission that finds no room
+    /// within [`TaskOptions::submit_timeout`] fails with [`Error::Full`].
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # fn add((a, b): (i64, i64)) -> i64 { a + b }
+    /// # const ADD: mirai::TaskFn<(i64, i64), i64> = mirai::task!(add);
+    /// use mirai::{Error, TaskOptions};
+    ///
+    /// // No daemons, so nothing drains the 2-byte queue: (1, 2) takes both bytes.
+    /// let pool = mirai::Daemons::new().max_queued_bytes(2).start()?;
+    /// let queued = TaskOptions::new().queue_timeout(Duration::from_millis(50));
+    /// let first = pool.submit_with(&ADD, (1, 2), queued)?;
+    /// let hurried = TaskOptions::new().submit_timeout(Duration::from_millis(10));
+    /// assert!(matches!(pool.submit_with(&ADD, (3, 4), hurried), Err(Error::Full)));
+    /// // Nothing started the first task within its queue timeout.
+    /// assert!(matches!(first.wait(), Err(Error::TimedOut)));
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn submit_with<A, R>(
+        &self,
+        task: &TaskFn<A, R>,
+        arg: A,
+        options: TaskOptions,
+    ) -> Result<Mirai<R>, Error>
+    where
+        A: Serialize,
+        R: DeserializeOwned,
+    {
         let payload = postcard::to_allocvec(&arg)?;
         let id = self
             .dispatcher
             .submit(
-                Task::new(task.name(), payload).with_run_timeout(timeout),
-                None,
+                options.apply(Task::new(task.name(), payload)),
+                options.submit_deadline(),
             )
             .map_err(|r| Error::from(r.reason))?;
         Ok(Mirai::new(Arc::clone(&self.dispatcher), id))

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use mirai::{Daemons, Error, Pool, Registry, SharedView, TaskFn, task};
+use mirai::{Daemons, Error, Pool, Registry, SharedView, TaskFn, TaskOptions, task};
 
 mod common;
 
@@ -17,10 +17,10 @@ fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(Duration::from_millis(ms));
     ms
 }
-/// Creates the file at `path` (so the test knows the task has started), then sleeps without
-/// looking at its cancel token.
+/// Writes its daemon's process id to the file at `path` (so the test knows the task has
+/// started, and where), then sleeps without looking at its cancel token.
 fn mark_then_sleep((path, ms): (String, u64)) -> u64 {
-    std::fs::write(&path, b"started").expect("write the start mark");
+    std::fs::write(&path, std::process::id().to_string()).expect("write the start mark");
     std::thread::sleep(Duration::from_millis(ms));
     ms
 }
@@ -70,6 +70,24 @@ impl StartMark {
     fn is_set(&self) -> bool {
         self.0.exists()
     }
+    /// The process id of the daemon that wrote the mark.
+    fn pid(&self) -> u32 {
+        std::fs::read_to_string(&self.0)
+            .expect("read the start mark")
+            .parse()
+            .expect("a process id")
+    }
+    fn clear(&self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn kill_9(pid: u32) {
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
 }
 
 impl Drop for StartMark {
@@ -319,6 +337,43 @@ fn unanswered_cancel_kills_after_the_grace() {
     assert_eq!(pool.replaced(), 1);
 }
 
+/// A task with a retry runs again on the replacement of its killed daemon, and keeps its
+/// argument for it; the retry is used up by one loss.
+fn a_task_with_retries_runs_again_after_its_daemon_is_killed() {
+    let pool = pool(1);
+    let mark = StartMark::new("retried");
+    let options = TaskOptions::new().retries(1);
+    let mut handle = pool
+        .submit_with(&MARK_THEN_SLEEP, (mark.path(), 300), options)
+        .unwrap();
+    common::eventually(PATIENCE, "the task starts", || mark.is_set());
+    let victim = mark.pid();
+    mark.clear();
+    kill_9(victim);
+    assert_eq!(handle.wait_timeout(PATIENCE).unwrap(), 300);
+    assert!(mark.is_set(), "the task ran again");
+    assert_eq!(pool.replaced(), 1);
+    assert_eq!(pool.status().memory.used, 0);
+}
+
+/// Once its retries are used up, a task whose daemon is lost again resolves as lost.
+fn a_task_whose_retries_run_out_is_lost() {
+    let pool = pool(1);
+    let mark = StartMark::new("retries_run_out");
+    let options = TaskOptions::new().retries(1);
+    let handle = pool
+        .submit_with(&MARK_THEN_SLEEP, (mark.path(), 60_000), options)
+        .unwrap();
+    for _ in 0..2 {
+        common::eventually(PATIENCE, "the task starts", || mark.is_set());
+        let victim = mark.pid();
+        mark.clear();
+        kill_9(victim);
+    }
+    assert!(matches!(handle.wait(), Err(Error::ConnectionLost)));
+    assert!(!mark.is_set(), "ran a third time");
+}
+
 fn a_daemon_killed_from_outside_is_replaced() {
     let pool = pool(2);
     common::eventually(PATIENCE, "daemons connect", || {
@@ -541,6 +596,14 @@ fn main() {
         Test::new(
             "unanswered_cancel_kills_after_the_grace",
             unanswered_cancel_kills_after_the_grace,
+        ),
+        Test::new(
+            "a_task_with_retries_runs_again_after_its_daemon_is_killed",
+            a_task_with_retries_runs_again_after_its_daemon_is_killed,
+        ),
+        Test::new(
+            "a_task_whose_retries_run_out_is_lost",
+            a_task_whose_retries_run_out_is_lost,
         ),
         Test::new(
             "a_daemon_killed_from_outside_is_replaced",
