@@ -48,6 +48,7 @@ pub struct Daemons {
     local: usize,
     url: Option<String>,
     max_queued_bytes: Option<u64>,
+    max_uncollected_bytes: Option<u64>,
     seed: Option<u64>,
     rules: ExitRules,
     program: Option<PathBuf>,
@@ -137,6 +138,21 @@ impl Daemons {
     /// ```
     pub fn max_queued_bytes(mut self, bytes: u64) -> Self {
         self.max_queued_bytes = Some(bytes);
+        self
+    }
+
+    /// Pauses dispatch while results that arrived but were not yet taken (by `wait`, `.await`
+    /// and the like) hold `bytes` or more, so a host that falls behind collecting cannot be
+    /// buried in results; dispatch resumes as handles take them. Results of dropped handles
+    /// never count. Off by default.
+    ///
+    /// ```
+    /// let pool = mirai::Daemons::new().max_uncollected_bytes(64 << 20).start()?;
+    /// assert_eq!(pool.status().memory.uncollected_capacity, Some(64 << 20));
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn max_uncollected_bytes(mut self, bytes: u64) -> Self {
+        self.max_uncollected_bytes = Some(bytes);
         self
     }
 
@@ -318,6 +334,9 @@ impl Daemons {
             Config::default().with_cancel_grace(self.cancel_grace.unwrap_or(DEFAULT_CANCEL_GRACE));
         if let Some(bytes) = self.max_queued_bytes {
             core = core.with_max_queued_bytes(bytes);
+        }
+        if let Some(bytes) = self.max_uncollected_bytes {
+            core = core.with_max_uncollected_bytes(bytes);
         }
         if let Some(seed) = self.seed {
             core = core.with_seed(seed);

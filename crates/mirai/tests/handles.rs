@@ -186,6 +186,38 @@ fn one_wake_per_completed_task() {
     assert_eq!(pool.retained(), 0);
 }
 
+/// With an uncollected-results cap, dispatch pauses while results wait for their handles and
+/// resumes as they are taken: every result still arrives when they are collected.
+fn uncollected_results_pause_dispatch_until_taken() {
+    const TASKS: usize = 10;
+    let pool = Daemons::new()
+        .local(1)
+        .max_uncollected_bytes(1)
+        .start()
+        .expect("start the pool");
+    let mut handles: Vec<Mirai<Vec<u8>>> = (0..TASKS)
+        .map(|_| pool.submit(&BLOB, 1_000).unwrap())
+        .collect();
+    common::eventually(PATIENCE, "a result arrives", || {
+        pool.status().completed >= 1
+    });
+    // Without the cap all ten finish within milliseconds; with it, only the first and those
+    // already sent ahead to the daemon (at most four) can.
+    std::thread::sleep(Duration::from_millis(300));
+    let status = pool.status();
+    assert!(status.completed <= 5, "{status:?}");
+    assert!(status.memory.uncollected >= 1_000, "{status:?}");
+    assert_eq!(status.memory.uncollected_capacity, Some(1));
+    for handle in &mut handles {
+        assert_eq!(handle.wait_timeout(PATIENCE).unwrap().len(), 1_000);
+    }
+    let status = pool.status();
+    assert_eq!(
+        (status.completed, status.memory.uncollected),
+        (TASKS as u64, 0)
+    );
+}
+
 fn main() {
     mirai::daemon_main_if_requested(&registry());
     use common::Test;
@@ -207,5 +239,9 @@ fn main() {
             the_latest_waker_is_woken_and_the_earlier_not,
         ),
         Test::new("one_wake_per_completed_task", one_wake_per_completed_task),
+        Test::new(
+            "uncollected_results_pause_dispatch_until_taken",
+            uncollected_results_pause_dispatch_until_taken,
+        ),
     ]);
 }
