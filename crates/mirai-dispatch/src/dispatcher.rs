@@ -420,6 +420,12 @@ impl Dispatcher {
         self.shared.host.wait_for_room(bytes, deadline)
     }
 
+    /// [`Host::room`]: a future resolving once a task of `bytes` would fit, for async producers
+    /// (see `mirai::Pool::submit_async`).
+    pub fn room(&self, bytes: u64) -> crate::Room {
+        self.shared.host.room(bytes)
+    }
+
     /// [`Host::try_submit`]; a task that finds an idle daemon is written to it from this thread.
     pub fn try_submit(&self, task: Task) -> Result<TaskId, Rejected> {
         let mut core = self.shared.host.lock();

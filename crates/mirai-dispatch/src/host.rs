@@ -8,9 +8,12 @@
 //! Blocked submitters are woken together and race for the freed bytes, so a large task may wait
 //! while smaller ones keep fitting; there is no fairness between submitters.
 
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::core::{CancelMode, Core, RejectReason, Rejected, Status};
@@ -24,13 +27,20 @@ struct Shared {
     notify: Notify,
 }
 
-/// Where submitters wait for budget bytes.
+/// Where submitters wait for budget bytes: blocked threads on a condition variable, futures
+/// ([`Room`]) as wakers.
 #[derive(Default)]
 struct Space {
     freed: Condvar,
     /// Submitters waiting, counted under the core's lock: a notify costs a system call even
     /// with nobody to wake, and bytes are released on nearly every dispatch.
     waiting: AtomicUsize,
+    /// The wakers of pending [`Room`] futures, by key. Registered under the core's lock, so a
+    /// release (which also holds it) cannot slip between a future's check and its registration.
+    wakers: Mutex<Vec<(u64, Waker)>>,
+    /// `wakers.len()`, read without its lock on every release.
+    registered: AtomicUsize,
+    next_key: AtomicU64,
 }
 
 impl Space {
@@ -57,12 +67,59 @@ impl Space {
         core
     }
 
-    /// Wakes the waiting submitters, if any (called with the core's lock held).
+    /// Wakes the waiting submitters, if any (called with the core's lock held). Every pending
+    /// [`Room`] is woken and checks again; one that still finds no room registers anew.
     fn wake(&self) {
         if self.waiting.load(Ordering::Relaxed) > 0 {
             self.freed.notify_all();
         }
+        if self.registered.load(Ordering::Relaxed) > 0 {
+            let wakers = {
+                let mut wakers = self.lock_wakers();
+                self.registered.store(0, Ordering::Relaxed);
+                std::mem::take(&mut *wakers)
+            };
+            for (_, waker) in wakers {
+                waker.wake();
+            }
+        }
     }
+
+    fn lock_wakers(&self) -> MutexGuard<'_, Vec<(u64, Waker)>> {
+        self.wakers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers (or refreshes) the waker of the future with `key` (called with the core's
+    /// lock held).
+    fn register(&self, key: u64, waker: &Waker) {
+        let mut wakers = self.lock_wakers();
+        match wakers.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, old)) => old.clone_from(waker),
+            None => wakers.push((key, waker.clone())),
+        }
+        self.registered.store(wakers.len(), Ordering::Relaxed);
+    }
+
+    /// Forgets the waker of the future with `key`, if registered.
+    fn unregister(&self, key: u64) {
+        let mut wakers = self.lock_wakers();
+        wakers.retain(|(k, _)| *k != key);
+        self.registered.store(wakers.len(), Ordering::Relaxed);
+    }
+}
+
+/// Whether a task of `bytes` can be submitted now: `None` while it only has to wait for room.
+fn room_now(core: &Core, bytes: u64) -> Option<Result<(), RejectReason>> {
+    if core.is_shut_down() {
+        return Some(Err(RejectReason::ShutDown));
+    }
+    if let Some(capacity) = core.status().memory.capacity.filter(|&c| bytes > c) {
+        return Some(Err(RejectReason::TooLarge {
+            size: bytes,
+            capacity,
+        }));
+    }
+    core.fits(bytes).then_some(Ok(()))
 }
 
 /// A cloneable, thread-safe handle on a [`Core`].
@@ -204,18 +261,8 @@ impl Host {
         let space = &self.shared.space;
         let mut core = self.raw_lock();
         loop {
-            if core.is_shut_down() {
-                return Err(RejectReason::ShutDown);
-            }
-            let capacity = core.status().memory.capacity;
-            if let Some(capacity) = capacity.filter(|&c| bytes > c) {
-                return Err(RejectReason::TooLarge {
-                    size: bytes,
-                    capacity,
-                });
-            }
-            if core.fits(bytes) {
-                return Ok(());
+            if let Some(decided) = room_now(&core, bytes) {
+                return decided;
             }
             let now = Instant::now();
             core = match deadline {
@@ -223,6 +270,31 @@ impl Host {
                 Some(d) if d <= now => return Err(RejectReason::Full),
                 Some(d) => space.wait(core, Some(d - now)),
             };
+        }
+    }
+
+    /// [`Host::wait_for_room`] as a future, for async producers: it resolves once a task of
+    /// `bytes` would fit ([`RejectReason::TooLarge`] at once if it never can,
+    /// [`RejectReason::ShutDown`] after shutdown) and blocks no thread meanwhile. The room is
+    /// not reserved. For a deadline, wrap it in the executor's timeout.
+    ///
+    /// ```
+    /// use std::task::{Context, Poll, Waker};
+    /// use mirai_dispatch::{CancelMode, Config, Core, Host, Task};
+    ///
+    /// let host = Host::new(Core::new(Config::default().with_max_queued_bytes(8)));
+    /// let id = host.submit(Task::new("f", vec![0; 6]), None).unwrap();
+    /// let mut room = std::pin::pin!(host.room(4));
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// assert!(room.as_mut().poll(&mut cx).is_pending());
+    /// host.cancel(id, CancelMode::Soft); // releases the 6 bytes, and wakes the future
+    /// assert_eq!(room.as_mut().poll(&mut cx), Poll::Ready(Ok(())));
+    /// ```
+    pub fn room(&self, bytes: u64) -> Room {
+        Room {
+            host: self.clone(),
+            bytes,
+            key: None,
         }
     }
 
@@ -294,6 +366,51 @@ impl Host {
         if has_work {
             (self.shared.notify)();
         }
+    }
+}
+
+/// Resolves when a task of some size would fit in the budget; see [`Host::room`].
+#[must_use = "a future does nothing unless polled"]
+pub struct Room {
+    host: Host,
+    bytes: u64,
+    /// Set once the future has registered a waker.
+    key: Option<u64>,
+}
+
+impl Future for Room {
+    type Output = Result<(), RejectReason>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let space = &this.host.shared.space;
+        let core = this.host.raw_lock();
+        if let Some(decided) = room_now(&core, this.bytes) {
+            drop(core);
+            if let Some(key) = this.key.take() {
+                space.unregister(key);
+            }
+            return Poll::Ready(decided);
+        }
+        let key = *this
+            .key
+            .get_or_insert_with(|| space.next_key.fetch_add(1, Ordering::Relaxed));
+        space.register(key, cx.waker());
+        Poll::Pending
+    }
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.host.shared.space.unregister(key);
+        }
+    }
+}
+
+impl std::fmt::Debug for Room {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room").field("bytes", &self.bytes).finish()
     }
 }
 

@@ -39,7 +39,7 @@ pub use crate::core::{
 pub use crate::dispatcher::{
     DaemonEvent, Dispatcher, DispatcherConfig, HELLO_TIMEOUT, MISSED_BEATS, StartError,
 };
-pub use crate::host::{CoreGuard, Host};
+pub use crate::host::{CoreGuard, Host, Room};
 pub use crate::task::{DaemonId, Outcome, Payload, Task, TaskError, TaskId};
 
 #[doc(hidden)]

@@ -196,3 +196,156 @@ fn wait_for_room_returns_when_bytes_are_released_and_on_shutdown() {
     );
     waiter.join().unwrap().unwrap();
 }
+
+/// A waker that counts its wakes.
+struct Count(AtomicUsize);
+
+impl std::task::Wake for Count {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn counting_waker() -> (Arc<Count>, std::task::Waker) {
+    let count = Arc::new(Count(AtomicUsize::new(0)));
+    (Arc::clone(&count), std::task::Waker::from(count))
+}
+
+#[test]
+fn a_room_future_is_woken_when_bytes_are_released_and_resolves_then() {
+    use std::future::Future;
+    use std::task::{Context, Poll};
+    let host = host(10);
+    let first = host.try_submit(Task::new("f", vec![0; 8])).unwrap();
+    let (count, waker) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut room = std::pin::pin!(host.room(5));
+    assert!(room.as_mut().poll(&mut cx).is_pending());
+    // Polled again before any release: still one registration, still pending.
+    assert!(room.as_mut().poll(&mut cx).is_pending());
+    host.try_submit(Task::new("f", vec![0; 1])).unwrap();
+    assert_eq!(count.0.load(Ordering::SeqCst), 0, "no bytes were released");
+    assert!(host.cancel(first, mirai_dispatch::CancelMode::Soft));
+    assert_eq!(count.0.load(Ordering::SeqCst), 1, "one wake per release");
+    assert_eq!(room.as_mut().poll(&mut cx), Poll::Ready(Ok(())));
+    // The room is not reserved: the task that fits is submitted by the caller.
+    host.try_submit(Task::new("f", vec![0; 5])).unwrap();
+    assert_eq!(host.status().memory.used, 6);
+}
+
+#[test]
+fn a_room_future_ends_with_shutdown_too_large_at_once_and_unregisters_on_drop() {
+    use std::future::Future;
+    use std::task::{Context, Poll};
+    let host = host(10);
+    let (count, waker) = counting_waker();
+    let mut cx = Context::from_waker(&waker);
+    assert!(matches!(
+        std::pin::pin!(host.room(11)).poll(&mut cx),
+        Poll::Ready(Err(RejectReason::TooLarge {
+            size: 11,
+            capacity: 10
+        }))
+    ));
+    let first = host.try_submit(Task::new("f", vec![0; 10])).unwrap();
+    // A future dropped while pending is not woken later.
+    {
+        let mut dropped = std::pin::pin!(host.room(1));
+        assert!(dropped.as_mut().poll(&mut cx).is_pending());
+    }
+    assert!(host.cancel(first, mirai_dispatch::CancelMode::Soft));
+    assert_eq!(
+        count.0.load(Ordering::SeqCst),
+        0,
+        "a dropped future was woken"
+    );
+    host.try_submit(Task::new("f", vec![0; 10])).unwrap();
+    let mut room = std::pin::pin!(host.room(1));
+    assert!(room.as_mut().poll(&mut cx).is_pending());
+    host.shutdown();
+    assert_eq!(count.0.load(Ordering::SeqCst), 1, "shutdown wakes it");
+    assert_eq!(
+        room.as_mut().poll(&mut cx),
+        Poll::Ready(Err(RejectReason::ShutDown))
+    );
+}
+
+/// Many producers on their own threads, each awaiting room before every submit: the cap holds,
+/// and every one finishes (no wake is lost between a check and a registration).
+#[test]
+fn room_futures_on_many_threads_lose_no_wake() {
+    const PRODUCERS: usize = 4;
+    const EACH: usize = 200;
+    let host = host(16);
+    let done = Arc::new(AtomicUsize::new(0));
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|_| {
+            let host = host.clone();
+            let done = Arc::clone(&done);
+            thread::spawn(move || {
+                for _ in 0..EACH {
+                    loop {
+                        block_on(host.room(4)).unwrap();
+                        if host.try_submit(Task::new("f", vec![0; 4])).is_ok() {
+                            break;
+                        }
+                    }
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    // The consumer: a daemon that answers each task at once.
+    let mut core = host.lock();
+    core.daemon_connected(true, Instant::now());
+    drop(core);
+    let deadline = Instant::now() + PATIENCE;
+    let mut answered = 0;
+    while answered < PRODUCERS * EACH {
+        assert!(Instant::now() < deadline, "producers stalled at {answered}");
+        let mut core = host.lock();
+        assert!(core.status().memory.used <= 16);
+        let mut sent = Vec::new();
+        while let Some(action) = core.poll_action() {
+            if let Action::Send { daemon, task, .. } = action {
+                sent.push((daemon, task));
+            }
+        }
+        for (daemon, task) in sent {
+            core.on_result(
+                daemon,
+                task,
+                Reply::Value(vec![].into()),
+                false,
+                Instant::now(),
+            )
+            .unwrap();
+            answered += 1;
+        }
+        drop(core);
+        thread::yield_now();
+    }
+    for p in producers {
+        p.join().unwrap();
+    }
+    assert_eq!(done.load(Ordering::SeqCst), PRODUCERS);
+}
+
+/// Polls `future` on this thread until it resolves, parking between wakes.
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        thread::park();
+    }
+}

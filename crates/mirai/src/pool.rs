@@ -1,6 +1,7 @@
 //! The host side: a dispatcher with its local daemon processes, and typed submission.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -10,7 +11,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mirai_dispatch::daemon::ExitRules;
-use mirai_dispatch::{Config, DaemonEvent, Dispatcher, DispatcherConfig, Status, Task};
+use mirai_dispatch::{
+    Config, DaemonEvent, Dispatcher, DispatcherConfig, RejectReason, Rejected, Status, Task,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -837,6 +840,63 @@ impl Pool {
             .submit(Task::new(task.name(), payload), None)
             .map_err(|r| Error::from(r.reason))?;
         Ok(Mirai::new(Arc::clone(&self.dispatcher), id))
+    }
+
+    /// Like [`Pool::submit`] for async code: while the byte cap is full it waits without
+    /// blocking the executor's thread, then queues `task(arg)`. The argument is encoded before
+    /// the first poll, so the future holds only its bytes (and is `Send` whatever `A` is).
+    /// Dropping the future before it resolves submits nothing. For a deadline, wrap it in the
+    /// executor's timeout.
+    ///
+    /// ```rust,standalone_crate
+    /// # use mirai::{Daemons, Registry, TaskFn, task};
+    /// # fn add((a, b): (i64, i64)) -> i64 { a + b }
+    /// # const ADD: TaskFn<(i64, i64), i64> = task!(add);
+    /// # fn main() -> Result<(), mirai::Error> {
+    /// # mirai::daemon_main_if_requested(&Registry::new().with(&ADD));
+    /// let pool = mirai::Daemons::new().local(1).max_queued_bytes(64).start()?;
+    /// let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// let sum = rt.block_on(async {
+    ///     let mut handles = Vec::new();
+    ///     for i in 0..100 {
+    ///         handles.push(pool.submit_async(&ADD, (i, 1)).await?);
+    ///     }
+    ///     let mut sum = 0;
+    ///     for handle in handles {
+    ///         sum += handle.await?;
+    ///     }
+    ///     Ok::<i64, mirai::Error>(sum)
+    /// })?;
+    /// assert_eq!(sum, (1..=100).sum());
+    /// # Ok(()) }
+    /// ```
+    pub fn submit_async<A, R>(
+        &self,
+        task: &TaskFn<A, R>,
+        arg: A,
+    ) -> impl Future<Output = Result<Mirai<R>, Error>> + Send + 'static
+    where
+        A: Serialize,
+        R: DeserializeOwned,
+    {
+        let encoded = postcard::to_allocvec(&arg).map(|payload| Task::new(task.name(), payload));
+        let dispatcher = Arc::clone(&self.dispatcher);
+        async move {
+            let mut task = encoded?;
+            loop {
+                match dispatcher.try_submit(task) {
+                    Ok(id) => return Ok(Mirai::new(dispatcher, id)),
+                    Err(Rejected {
+                        reason: RejectReason::Full,
+                        task: back,
+                    }) => {
+                        dispatcher.room(back.payload.len() as u64).await?;
+                        task = back;
+                    }
+                    Err(rejected) => return Err(Error::from(rejected.reason)),
+                }
+            }
+        }
     }
 
     /// Waits until a task argument of `bytes` (its encoded size) would fit under the byte cap,

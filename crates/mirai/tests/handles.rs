@@ -218,6 +218,48 @@ fn uncollected_results_pause_dispatch_until_taken() {
     );
 }
 
+/// `submit_async` on a full cap waits without blocking the executor's only thread: another task
+/// on that thread frees the room, and the submission then completes.
+fn submit_async_waits_for_room_without_blocking_the_executor() {
+    // No daemons, so nothing drains the 2-byte queue: (1, 2) takes both bytes.
+    let pool = Daemons::new().max_queued_bytes(2).start().unwrap();
+    let first = pool.submit(&ADD, (1, 2)).unwrap();
+    // The future owns what it needs ('static and Send): it can move to another thread.
+    let second = pool.submit_async(&ADD, (3, 4));
+    let (tx, rx) = mpsc::channel();
+    let runner = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let out = rt.block_on(async move {
+            let producer = tokio::spawn(second);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let waited = !producer.is_finished();
+            // Only reachable if the producer left this thread free.
+            first.cancel();
+            let second = producer.await.unwrap();
+            (waited, second.is_ok())
+        });
+        tx.send(out).unwrap();
+    });
+    let (waited, submitted) = rx
+        .recv_timeout(PATIENCE)
+        .expect("the executor's thread stayed blocked");
+    runner.join().unwrap();
+    assert!(waited, "submitted while the cap was full");
+    assert!(submitted);
+    let status = pool.status();
+    assert_eq!((status.submitted, status.awaiting), (2, 1));
+    assert_eq!(status.memory.used, 2);
+    // A task that can never fit is refused at once, as by `submit`.
+    let rt = runtime();
+    assert!(matches!(
+        rt.block_on(pool.submit_async(&ADD, (300, 400))),
+        Err(Error::TooLarge { .. })
+    ));
+}
+
 fn main() {
     mirai::daemon_main_if_requested(&registry());
     use common::Test;
@@ -239,6 +281,10 @@ fn main() {
             the_latest_waker_is_woken_and_the_earlier_not,
         ),
         Test::new("one_wake_per_completed_task", one_wake_per_completed_task),
+        Test::new(
+            "submit_async_waits_for_room_without_blocking_the_executor",
+            submit_async_waits_for_room_without_blocking_the_executor,
+        ),
         Test::new(
             "uncollected_results_pause_dispatch_until_taken",
             uncollected_results_pause_dispatch_until_taken,
