@@ -79,6 +79,8 @@ impl Space {
                 self.registered.store(0, Ordering::Relaxed);
                 std::mem::take(&mut *wakers)
             };
+            // Still under the core's lock (the guard releases it after this): a wake only
+            // schedules the future's task, it does not run it here.
             for (_, waker) in wakers {
                 waker.wake();
             }
