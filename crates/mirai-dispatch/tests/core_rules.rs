@@ -743,6 +743,39 @@ fn cancelling_a_task_ahead_drops_it_and_kills_only_a_daemon_that_keeps_it() {
     assert_eq!(d.drain(), [Action::Kill { daemon }]);
 }
 
+/// A daemon being killed may still answer before it dies: the task that started there after
+/// the killed one resolves with its real answer (it used to be dropped, leaving the task
+/// unresolved for good), and the one after that is lost with the daemon. None is left behind.
+#[test]
+fn a_killed_daemon_that_still_answers_its_next_task_resolves_it() {
+    let mut d = Driver::new(Config::default());
+    let daemon = d.connect();
+    warm(&mut d, daemon);
+    let first = d.submit(1);
+    let second = d.submit(1);
+    let third = d.submit(1);
+    assert_eq!(
+        d.sends(),
+        [(daemon, first), (daemon, second), (daemon, third)]
+    );
+    assert!(d.core.cancel(first, CancelMode::Hard, d.now));
+    assert!(d.drain().contains(&Action::Kill { daemon }));
+    // Before the kill lands, the daemon answers the cancelled task, then runs and answers the
+    // next one.
+    d.reply(daemon, first, b"");
+    d.reply(daemon, second, b"two");
+    assert_eq!(
+        d.resolved(),
+        [(second, Outcome::Value(b"two".to_vec().into()))]
+    );
+    // Then it dies, having possibly started the third: lost with it.
+    d.core.daemon_disconnected(daemon, d.now);
+    assert_eq!(d.resolved(), [(third, Outcome::ConnectionLost)]);
+    let status = d.core.status();
+    assert_eq!((status.awaiting, status.executing), (0, 0));
+    assert_eq!(status.completed, status.submitted);
+}
+
 #[test]
 fn only_daemons_whose_tasks_look_short_get_a_task_ahead() {
     let mut d = Driver::new(Config::default());

@@ -148,7 +148,7 @@ impl<T: DeserializeOwned> Mirai<T> {
         self.take()
     }
 
-    /// Whether the task has resolved (never blocks).
+    /// Whether the task has resolved (never blocks); still `true` after its result was taken.
     ///
     /// ```
     /// # fn add((a, b): (i64, i64)) -> i64 { a + b }
@@ -162,7 +162,8 @@ impl<T: DeserializeOwned> Mirai<T> {
     /// ```
     pub fn is_resolved(&mut self) -> bool {
         self.fetch(Some(Duration::ZERO));
-        self.outcome.is_some()
+        // Still true once the result has been taken.
+        self.taken
     }
 
     /// The result if the task has resolved, without blocking; `None` otherwise.
@@ -175,14 +176,13 @@ impl<T: DeserializeOwned> Mirai<T> {
     /// assert!(handle.try_result().is_none());
     /// handle.cancel();
     /// assert!(matches!(handle.try_result(), Some(Err(mirai::Error::Cancelled))));
+    /// // Taken: resolved, with nothing more to hand over.
+    /// assert!(handle.is_resolved() && handle.try_result().is_none());
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn try_result(&mut self) -> Option<Result<T, Error>> {
-        if self.is_resolved() {
-            Some(self.take())
-        } else {
-            None
-        }
+        self.fetch(Some(Duration::ZERO));
+        self.outcome.take().map(decode)
     }
 }
 

@@ -796,11 +796,17 @@ impl Core {
         let slot = d.slots.pop_front().expect("front checked above");
         d.last_took = d.started.map(|s| now.saturating_duration_since(s));
         if killed {
-            // The process is going: its answer is not used, but the next task may now have
-            // started there, so its disconnect will count it as lost, not unstarted.
+            // The process is going, but until it dies it may answer: a task it finished (one
+            // that started there after the killed one) resolves with that answer, and the next
+            // may now have started there, so its disconnect will count it as lost, not
+            // unstarted. Only the abandoned task's answer is not used.
             let next = d.slots.front().copied();
-            if matches!(reply, Reply::NotStarted) && !slot.abandoned {
-                self.requeue(task, now);
+            if !slot.abandoned {
+                if matches!(reply, Reply::NotStarted) {
+                    self.requeue(task, now);
+                } else {
+                    self.resolve(task, reply.into_outcome());
+                }
             }
             if let Some(next) = next.filter(|s| !s.abandoned) {
                 self.start(next.task, daemon, now);
