@@ -938,9 +938,35 @@ fn soak_a_message_over_4_gib_arrives_whole() {
     let mut body = vec![0u8; size];
     body[0] = 0xa1;
     body[size - 1] = 0xb2;
-    let sender = thread::spawn(move || push.send(&body));
-    let got = pull.recv().unwrap();
-    sender.join().unwrap().unwrap();
+    let sender = thread::spawn(move || {
+        let sent = push.send(&body);
+        // Keep the socket open until the receiver has it all (closing it would cut a frame
+        // still queued).
+        (sent, push)
+    });
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut sender = Some(sender);
+    let mut pushed = None;
+    let got = loop {
+        match pull.recv_timeout(Duration::from_secs(1)) {
+            Ok(m) => break m,
+            Err(Error::Timeout) => {
+                assert!(Instant::now() < deadline, "nothing arrived in 600 s");
+                if sender.as_ref().is_some_and(|s| s.is_finished()) {
+                    let (sent, push) = sender.take().unwrap().join().unwrap();
+                    // A failed send explains a missing message at once.
+                    sent.expect("the send");
+                    pushed = Some(push);
+                }
+            }
+            Err(e) => panic!("recv failed: {e}"),
+        }
+    };
+    if let Some(sender) = sender {
+        let (sent, _push) = sender.join().unwrap();
+        sent.unwrap();
+    }
+    drop(pushed);
     assert_eq!(got.len(), size);
     assert_eq!((got[0], got[size - 1]), (0xa1, 0xb2));
     assert!(got[1..size - 1].iter().all(|b| *b == 0));
