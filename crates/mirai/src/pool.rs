@@ -834,12 +834,7 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned,
     {
-        let payload = postcard::to_allocvec(&arg)?;
-        let id = self
-            .dispatcher
-            .submit(Task::new(task.name(), payload), None)
-            .map_err(|r| Error::from(r.reason))?;
-        Ok(Mirai::new(Arc::clone(&self.dispatcher), id))
+        self.submit_with(task, arg, TaskOptions::new())
     }
 
     /// Like [`Pool::submit`] for async code: while the byte cap is full it waits without
