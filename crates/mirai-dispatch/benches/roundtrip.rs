@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use mirai_benches::{Samples, record, serve_floor_child, uds_pingpong_floor};
 use mirai_dispatch::{Config, DaemonEvent, Dispatcher, DispatcherConfig, Outcome, Task};
 
-const TOKEN: &[u8] = b"bench";
+const TOKEN: &[u8] = b"roundtrip-bench-pool-token";
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A child process, killed and reaped on drop.
@@ -48,8 +48,15 @@ fn daemons(url: &str, n: usize, events: &Receiver<DaemonEvent>) -> Vec<Reaped> {
         .map(|i| {
             Reaped(
                 Command::new(env!("CARGO_BIN_EXE_mirai-demo-daemon"))
-                    .args(["--url", url, "--token", "bench", "--launch-id"])
+                    .args(["--url", url, "--launch-id"])
                     .arg((i + 1).to_string())
+                    .env(
+                        "MIRAI_DAEMON_TOKEN",
+                        mirai_dispatch::secret::Secret::from(TOKEN)
+                            .launch_credential(i as u64 + 1)
+                            .expose_str()
+                            .unwrap(),
+                    )
                     .stdin(Stdio::null())
                     .spawn()
                     .expect("spawn a daemon"),

@@ -61,6 +61,7 @@ use crate::host::{CoreGuard, Host};
 use crate::protocol::{
     FromDaemon, Hello, Init, Limits, RefuseReason, ResultStatus, ToDaemon, check_hello,
 };
+use crate::secret::{MIN_TOKEN_LEN, Secret};
 use crate::security::{PolicyError, check_listen_url, listener_tls};
 use crate::task::{DaemonId, Outcome, Payload, Task, TaskId};
 
@@ -108,6 +109,12 @@ pub enum StartError {
     /// The TLS configuration could not be built.
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
+    /// The pool token is shorter than [`MIN_TOKEN_LEN`] bytes: guessable.
+    #[error("the join token has {len} bytes; at least {min} are needed", min = MIN_TOKEN_LEN)]
+    WeakToken {
+        /// Its length.
+        len: usize,
+    },
 }
 
 /// Something that happened to a daemon, for launchers and autoscalers.
@@ -148,7 +155,7 @@ pub enum DaemonEvent {
 /// ```
 /// use std::time::Duration;
 /// use mirai_dispatch::{Config, DispatcherConfig};
-/// let c = DispatcherConfig::new("abstract://example", b"token".to_vec())
+/// let c = DispatcherConfig::new("abstract://example", b"0123456789abcdef".to_vec())
 ///     .with_core(Config::default().with_max_queued_bytes(1 << 20))
 ///     .with_heartbeat(Some(Duration::from_millis(250)));
 /// assert_eq!(c.core.max_queued_bytes, Some(1 << 20));
@@ -159,8 +166,9 @@ pub struct DispatcherConfig {
     /// Where daemons dial (`tls+tcp://0.0.0.0:0`, `ipc:///path`, `abstract://name`, or
     /// `tcp://...` with [`allow_plain_tcp`](Self::allow_plain_tcp)).
     pub url: String,
-    /// The join token daemons must present.
-    pub token: Vec<u8>,
+    /// The pool token: hand-started daemons present it, launched ones a credential derived from
+    /// it ([`Secret::launch_credential`]). At least [`MIN_TOKEN_LEN`] bytes.
+    pub token: Secret,
     /// The core's settings.
     pub core: Config,
     /// Receive limits.
@@ -184,10 +192,10 @@ pub struct DispatcherConfig {
 
 impl DispatcherConfig {
     /// Defaults for everything but the address and the token.
-    pub fn new(url: impl Into<String>, token: Vec<u8>) -> Self {
+    pub fn new(url: impl Into<String>, token: impl Into<Secret>) -> Self {
         Self {
             url: url.into(),
-            token,
+            token: token.into(),
             core: Config::default(),
             limits: Limits::default(),
             settings: Vec::new(),
@@ -203,7 +211,7 @@ impl DispatcherConfig {
     ///
     /// ```
     /// use mirai_dispatch::DispatcherConfig;
-    /// let c = DispatcherConfig::new("tcp://127.0.0.1:0", b"t".to_vec()).with_plain_tcp(true);
+    /// let c = DispatcherConfig::new("tcp://127.0.0.1:0", b"0123456789abcdef".to_vec()).with_plain_tcp(true);
     /// assert!(c.allow_plain_tcp);
     /// ```
     pub fn with_plain_tcp(mut self, allow: bool) -> Self {
@@ -218,7 +226,7 @@ impl DispatcherConfig {
     /// use nano_transport::tls::Identity;
     /// let id = Identity::generate(&["pool.example"])?;
     /// let pin = id.fingerprint();
-    /// let c = DispatcherConfig::new("tls+tcp://0.0.0.0:0", b"t".to_vec()).with_tls_identity(id);
+    /// let c = DispatcherConfig::new("tls+tcp://0.0.0.0:0", b"0123456789abcdef".to_vec()).with_tls_identity(id);
     /// assert_eq!(c.tls.map(|i| i.fingerprint()), Some(pin));
     /// # Ok::<(), nano_transport::tls::TlsError>(())
     /// ```
@@ -275,7 +283,7 @@ struct Shared {
 /// use std::time::Duration;
 /// use mirai_dispatch::{Dispatcher, DispatcherConfig, Outcome, Task};
 /// let (dispatcher, _events) =
-///     Dispatcher::start(DispatcherConfig::new("tls+tcp://127.0.0.1:0", b"t0ken".to_vec()))?;
+///     Dispatcher::start(DispatcherConfig::new("tls+tcp://127.0.0.1:0", b"0123456789abcdef".to_vec()))?;
 /// // ... launch daemons that dial dispatcher.url() with the token, pinning
 /// // dispatcher.tls_fingerprint() ...
 /// let id = dispatcher.submit(Task::new("add", vec![1, 2]), None).unwrap();
@@ -303,6 +311,11 @@ impl Dispatcher {
     pub fn start(
         config: DispatcherConfig,
     ) -> Result<(Self, mpsc::Receiver<DaemonEvent>), StartError> {
+        if config.token.len() < MIN_TOKEN_LEN {
+            return Err(StartError::WeakToken {
+                len: config.token.len(),
+            });
+        }
         check_listen_url(&config.url, config.allow_plain_tcp)?;
         let address = Address::parse(&config.url)?;
         let tls = listener_tls(&config.url, config.tls, config.tls_clients)?;
@@ -383,11 +396,11 @@ impl Dispatcher {
     /// ```
     /// use mirai_dispatch::{Dispatcher, DispatcherConfig};
     /// let (d, _events) =
-    ///     Dispatcher::start(DispatcherConfig::new("tls+tcp://127.0.0.1:0", b"t".to_vec()))?;
+    ///     Dispatcher::start(DispatcherConfig::new("tls+tcp://127.0.0.1:0", b"0123456789abcdef".to_vec()))?;
     /// let pin = d.tls_fingerprint().expect("a tls+tcp dispatcher has one");
     /// assert!(pin.to_string().starts_with("sha256:"));
     /// let (local, _events) =
-    ///     Dispatcher::start(DispatcherConfig::new("abstract://doc-fingerprint", b"t".to_vec()))?;
+    ///     Dispatcher::start(DispatcherConfig::new("abstract://doc-fingerprint", b"0123456789abcdef".to_vec()))?;
     /// assert_eq!(local.tls_fingerprint(), None);
     /// # Ok::<(), mirai_dispatch::StartError>(())
     /// ```
@@ -469,7 +482,7 @@ impl Dispatcher {
     /// ```
     /// # use mirai_dispatch::{CancelMode, Dispatcher, DispatcherConfig, Outcome, Task};
     /// # let (dispatcher, _events) =
-    /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"t".to_vec()).with_plain_tcp(true))?;
+    /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"0123456789abcdef".to_vec()).with_plain_tcp(true))?;
     /// let waker = std::task::Waker::noop();
     /// let id = dispatcher.submit(Task::new("f", vec![]), None).unwrap(); // no daemon: queued
     /// assert_eq!(dispatcher.poll_outcome(id, waker), None); // `waker` is kept
@@ -490,7 +503,7 @@ impl Dispatcher {
     /// ```
     /// # use mirai_dispatch::{CancelMode, Dispatcher, DispatcherConfig, Task};
     /// # let (dispatcher, _events) =
-    /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"t".to_vec()).with_plain_tcp(true))?;
+    /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"0123456789abcdef".to_vec()).with_plain_tcp(true))?;
     /// let id = dispatcher.submit(Task::new("f", vec![]), None).unwrap(); // no daemon: queued
     /// dispatcher.forget(id); // fire and forget: it stays queued, to run when a daemon joins
     /// assert_eq!(dispatcher.status().awaiting, 1);
@@ -517,7 +530,7 @@ impl Dispatcher {
     /// ```
     /// # use mirai_dispatch::{CancelMode, Dispatcher, DispatcherConfig, Task};
     /// # let (dispatcher, _events) =
-    /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"t".to_vec()).with_plain_tcp(true))?;
+    /// #     Dispatcher::start(DispatcherConfig::new("tcp://127.0.0.1:0", b"0123456789abcdef".to_vec()).with_plain_tcp(true))?;
     /// let id = dispatcher.submit(Task::new("f", vec![]), None).unwrap();
     /// assert_eq!(dispatcher.retained(), 0);
     /// dispatcher.cancel(id, CancelMode::Soft);
@@ -830,7 +843,7 @@ struct EventLoop {
     poll: Poll,
     listener: Listener,
     ipc_path: Option<PathBuf>,
-    token: Vec<u8>,
+    token: Secret,
     peers: HashMap<Token, Peer>,
     by_daemon: HashMap<DaemonId, Token>,
     next_token: usize,

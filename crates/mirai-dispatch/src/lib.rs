@@ -13,6 +13,7 @@
 //! - [`daemon`]: the daemon's pure logic: exit rules, the function registry that turns panics into
 //!   [`TaskError`]s, and the cooperative cancel token.
 //! - [`rng`]: how each task's reproducible RNG stream is derived.
+//! - [`secret`]: the pool token and the per-launch credentials derived from it.
 //! - [`security`]: which addresses may be listened on (plain `tcp://` only on request), and the
 //!   TLS set-up of `tls+tcp://` listeners (a certificate generated at start, pinned by daemons).
 #![forbid(unsafe_code)]
@@ -28,6 +29,7 @@ mod dispatcher;
 mod host;
 pub mod protocol;
 pub mod rng;
+pub mod secret;
 pub mod security;
 mod task;
 

@@ -13,7 +13,7 @@ use mirai_dispatch::{
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);
-const TOKEN: &str = "s3cret";
+const TOKEN: &str = "completions-pool-token";
 
 /// A daemon process, killed and reaped whatever happens to the test.
 struct Daemon(Child);
@@ -21,7 +21,14 @@ struct Daemon(Child);
 impl Daemon {
     fn spawn(url: &str) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_mirai-demo-daemon"))
-            .args(["--url", url, "--token", TOKEN, "--launch-id", "1"])
+            .args(["--url", url, "--launch-id", "1"])
+            .env(
+                "MIRAI_DAEMON_TOKEN",
+                mirai_dispatch::secret::Secret::from(TOKEN)
+                    .launch_credential(1)
+                    .expose_str()
+                    .unwrap(),
+            )
             .spawn()
             .expect("spawn the demo daemon");
         Self(child)

@@ -10,7 +10,7 @@ use mirai_dispatch::{
 };
 
 const PATIENCE: Duration = Duration::from_secs(30);
-const TOKEN: &str = "s3cret";
+const TOKEN: &str = "daemon-process-pool-token";
 
 /// A daemon process, killed and reaped whatever happens to the test.
 struct Daemon(Child);
@@ -18,8 +18,15 @@ struct Daemon(Child);
 impl Daemon {
     fn spawn(url: &str, token: &str, launch_id: u64, extra: &[&str]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_mirai-demo-daemon"))
-            .args(["--url", url, "--token", token])
+            .args(["--url", url])
             .args(["--launch-id", &launch_id.to_string()])
+            .env(
+                "MIRAI_DAEMON_TOKEN",
+                mirai_dispatch::secret::Secret::from(token)
+                    .launch_credential(launch_id)
+                    .expose_str()
+                    .unwrap(),
+            )
             .args(extra)
             .spawn()
             .expect("spawn the demo daemon");

@@ -17,7 +17,7 @@ use mirai_dispatch::{
 use rustix::process::{Pid, Signal, kill_process};
 
 const PATIENCE: Duration = Duration::from_secs(30);
-const TOKEN: &str = "liveness";
+const TOKEN: &str = "liveness-pool-token";
 
 /// A child process, killed and reaped whatever happens to the test.
 struct Proc(Child);
@@ -25,8 +25,15 @@ struct Proc(Child);
 impl Proc {
     fn daemon(url: &str, launch_id: u64, extra: &[&str]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_mirai-demo-daemon"))
-            .args(["--url", url, "--token", TOKEN])
+            .args(["--url", url])
             .args(["--launch-id", &launch_id.to_string()])
+            .env(
+                "MIRAI_DAEMON_TOKEN",
+                mirai_dispatch::secret::Secret::from(TOKEN)
+                    .launch_credential(launch_id)
+                    .expose_str()
+                    .unwrap(),
+            )
             .args(extra)
             .spawn()
             .expect("spawn the demo daemon");

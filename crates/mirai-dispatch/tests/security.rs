@@ -17,7 +17,7 @@ use nano_transport::tls::{ClientAuth, Fingerprint, Identity, ServerAuth, TlsConf
 use nano_transport::{Error, PipeEvent, Protocol, Socket};
 
 const PATIENCE: Duration = Duration::from_secs(30);
-const TOKEN: &[u8] = b"pool-token-7f3a";
+const TOKEN: &[u8] = b"pool-token-7f3a-security";
 /// Every task argument carries this, so any leak to a rogue peer is visible in its bytes.
 const MARKER: &[u8] = b"SECRET-TASK-DATA";
 
@@ -27,8 +27,15 @@ struct Daemon(Child);
 impl Daemon {
     fn spawn(url: &str, token: &[u8], extra: &[&str]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_mirai-demo-daemon"))
-            .args(["--url", url, "--token", std::str::from_utf8(token).unwrap()])
+            .args(["--url", url])
             .args(["--launch-id", "1"])
+            .env(
+                "MIRAI_DAEMON_TOKEN",
+                mirai_dispatch::secret::Secret::from(token)
+                    .launch_credential(1)
+                    .expose_str()
+                    .unwrap(),
+            )
             .args(extra)
             .spawn()
             .expect("spawn the demo daemon");

@@ -78,19 +78,14 @@ fn wait_for_log(needle: &str) -> String {
 #[test]
 fn wrong_token_daemon_is_refused_logged_and_exits() {
     captured();
-    let mut config = DispatcherConfig::new("tls+tcp://127.0.0.1:0", b"right-token".to_vec());
+    let mut config =
+        DispatcherConfig::new("tls+tcp://127.0.0.1:0", b"right-token-right-token".to_vec());
     config.hello_timeout = Duration::from_millis(500);
     let (d, events) = Dispatcher::start(config).unwrap();
     let pin = d.tls_fingerprint().unwrap().to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mirai-demo-daemon"))
-        .args([
-            "--url",
-            d.url(),
-            "--token",
-            "wrong-token",
-            "--launch-id",
-            "42",
-        ])
+        .args(["--url", d.url(), "--launch-id", "42"])
+        .env("MIRAI_DAEMON_TOKEN", "wrong-token-wrong-token")
         .args(["--tls-pin", &pin])
         .stderr(std::process::Stdio::piped())
         .spawn()

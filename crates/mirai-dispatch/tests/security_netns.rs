@@ -13,7 +13,7 @@ use std::time::Duration;
 use mirai_dispatch::{DaemonEvent, Dispatcher, DispatcherConfig, Outcome, Task};
 
 const PATIENCE: Duration = Duration::from_secs(30);
-const TOKEN: &str = "netns-token";
+const TOKEN: &str = "netns-pool-token";
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip")
@@ -94,6 +94,7 @@ impl Netns {
         Command::new("ip")
             .args(["netns", "exec", &self.name, program])
             .args(args)
+            .env("MIRAI_DAEMON_TOKEN", TOKEN)
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn in the namespace")
@@ -134,7 +135,7 @@ fn daemon_in_its_own_network_namespace_runs_tasks_over_pinned_tls() {
     let pin = d.tls_fingerprint().expect("fingerprint").to_string();
     let daemon = Reap(ns.spawn(
         env!("CARGO_BIN_EXE_mirai-demo-daemon"),
-        &["--url", d.url(), "--token", TOKEN, "--tls-pin", &pin],
+        &["--url", d.url(), "--tls-pin", &pin],
     ));
     let event = events.recv_timeout(PATIENCE).expect("the daemon joins");
     assert!(matches!(event, DaemonEvent::Joined { .. }), "{event:?}");

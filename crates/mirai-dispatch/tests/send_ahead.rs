@@ -13,7 +13,7 @@ use mirai_dispatch::{
     CancelMode, Config, DaemonEvent, Dispatcher, DispatcherConfig, Outcome, Task, TaskId,
 };
 
-const TOKEN: &str = "send-ahead";
+const TOKEN: &str = "send-ahead-pool-token";
 /// Far longer than anything here should take, far shorter than the long tasks.
 const PATIENCE: Duration = Duration::from_secs(20);
 /// The long task's length: the task behind it must not wait for it.
@@ -25,7 +25,8 @@ struct Proc(Child);
 impl Proc {
     fn daemon(url: &str) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_mirai-demo-daemon"))
-            .args(["--url", url, "--token", TOKEN])
+            .args(["--url", url])
+            .env("MIRAI_DAEMON_TOKEN", TOKEN)
             .spawn()
             .expect("spawn the demo daemon");
         Self(child)

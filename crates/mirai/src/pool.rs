@@ -8,9 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use mirai_dispatch::daemon::ExitRules;
+use mirai_dispatch::secret::Secret;
 use mirai_dispatch::{
     Config, DaemonEvent, Dispatcher, DispatcherConfig, RejectReason, Rejected, Status, Task,
 };
@@ -273,8 +274,8 @@ impl Daemons {
     /// Sets the join token remote daemons must present (default: a fresh random-looking one).
     ///
     /// ```
-    /// let pool = mirai::Daemons::new().token("s3cret").start()?;
-    /// assert_eq!(pool.token(), "s3cret");
+    /// let pool = mirai::Daemons::new().token("s3cret-s3cret-s3cret").start()?;
+    /// assert_eq!(pool.token(), "s3cret-s3cret-s3cret");
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn token(mut self, token: impl Into<String>) -> Self {
@@ -326,13 +327,14 @@ impl Daemons {
             .url
             .clone()
             .unwrap_or_else(|| format!("abstract://mirai-{}-{n}", std::process::id()));
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let token = self
-            .token
-            .clone()
-            .unwrap_or_else(|| format!("{:x}{:x}{n:x}", nanos, std::process::id()));
+        let token = match &self.token {
+            Some(t) => t.clone(),
+            None => Secret::generate()
+                .map_err(|e| Error::Start(e.to_string()))?
+                .expose_str()
+                .unwrap_or_default()
+                .to_owned(),
+        };
         let mut core =
             Config::default().with_cancel_grace(self.cancel_grace.unwrap_or(DEFAULT_CANCEL_GRACE));
         if let Some(bytes) = self.max_queued_bytes {
@@ -474,7 +476,7 @@ impl Local {
         let mut command = Command::new(&self.program);
         command
             .env(ENV_URL, &self.url)
-            .env(ENV_TOKEN, &self.token)
+            .env(ENV_TOKEN, credential(&self.token, launch_id))
             .env(ENV_LAUNCH_ID, launch_id.to_string())
             .env(ENV_RULES, &self.rules)
             .stdin(Stdio::null());
@@ -687,7 +689,7 @@ impl Pool {
     ///
     /// ```
     /// use mirai::launch::Program;
-    /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").token("t").start()?;
+    /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").token("0123456789abcdef").start()?;
     /// let first = pool.remote_command_for(&Program::new("/opt/app/worker"))?;
     /// let second = pool.remote_command_for(&Program::new("/opt/app/worker"))?;
     /// assert!(first.contains(" MIRAI_DAEMON_TOKEN=t MIRAI_DAEMON_LAUNCH_ID=0 "));
@@ -1207,4 +1209,13 @@ impl Drop for Pool {
             cancel_job(&mut scancel);
         }
     }
+}
+
+/// What the daemon launched as `launch_id` presents instead of the pool token.
+pub(crate) fn credential(token: &str, launch_id: u64) -> String {
+    Secret::from(token)
+        .launch_credential(launch_id)
+        .expose_str()
+        .unwrap_or_default()
+        .to_owned()
 }

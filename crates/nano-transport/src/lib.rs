@@ -98,6 +98,7 @@ pub mod conn;
 mod error;
 mod io;
 mod message;
+pub mod peer;
 pub mod proto;
 mod socket;
 #[cfg(feature = "tls")]

@@ -1,6 +1,6 @@
 //! A daemon with a few built-in functions, for trying a dispatcher and for its integration tests.
 //!
-//! `mirai-demo-daemon --url URL --token TOKEN [--launch-id N] [--maxtasks N] [--idletime-ms N]
+//! `MIRAI_DAEMON_TOKEN=SECRET mirai-demo-daemon --url URL [--launch-id N] [--maxtasks N] [--idletime-ms N]
 //! [--walltime-ms N] [--autoexit immediately|finish-task|never] [--tls-pin SHA256 | --tls-ca
 //! PEM-FILE] [--tls-cert PEM-FILE --tls-key PEM-FILE]`; a `tls+tcp://` URL needs `--tls-pin` (the
 //! dispatcher's fingerprint) or `--tls-ca`, and `--tls-cert`/`--tls-key` present a client
@@ -67,7 +67,8 @@ fn registry() -> Registry {
 
 fn parse() -> Result<DaemonConfig, String> {
     let mut args = std::env::args().skip(1);
-    let mut config = DaemonConfig::new("", Vec::new());
+    let token = std::env::var("MIRAI_DAEMON_TOKEN").unwrap_or_default();
+    let mut config = DaemonConfig::new("", token);
     let mut tls = TlsFlags::default();
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -78,7 +79,6 @@ fn parse() -> Result<DaemonConfig, String> {
         };
         match flag.as_str() {
             "--url" => config.url = value.clone(),
-            "--token" => config.token = value.clone().into_bytes(),
             "--launch-id" => config.launch_id = number()?,
             "--maxtasks" => config.rules.maxtasks = Some(number()?),
             "--idletime-ms" => config.rules.idletime = Some(Duration::from_millis(number()?)),
@@ -145,17 +145,23 @@ impl TlsFlags {
 fn host(url: &str, daemons: usize) -> Result<(), String> {
     use mirai_dispatch::{DaemonEvent, Dispatcher, DispatcherConfig, Task};
     use std::io::Write;
-    let token = "host-token";
+    let token = mirai_dispatch::secret::Secret::generate().map_err(|e| e.to_string())?;
     let (dispatcher, events) =
-        Dispatcher::start(DispatcherConfig::new(url, token.as_bytes().to_vec()))
-            .map_err(|e| e.to_string())?;
+        Dispatcher::start(DispatcherConfig::new(url, token.clone())).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut children = Vec::new();
     let pin = dispatcher.tls_fingerprint().map(|f| f.to_string());
     for i in 0..daemons {
         let child = std::process::Command::new(&exe)
-            .args(["--url", dispatcher.url(), "--token", token])
+            .args(["--url", dispatcher.url()])
             .args(["--launch-id", &i.to_string()])
+            .env(
+                "MIRAI_DAEMON_TOKEN",
+                token
+                    .launch_credential(i as u64)
+                    .expose_str()
+                    .unwrap_or_default(),
+            )
             .args(pin.iter().flat_map(|p| ["--tls-pin", p.as_str()]))
             .spawn()
             .map_err(|e| e.to_string())?;

@@ -41,6 +41,7 @@ use crate::dispatcher::MISSED_BEATS;
 use crate::protocol::{
     EncodeError, FromDaemon, Hello, Init, Limits, RefuseReason, ResultStatus, ToDaemon, VERSION,
 };
+use crate::secret::Secret;
 use crate::task::{TaskError, TaskId};
 
 /// How long a daemon that sent its last result waits for the dispatcher's exit message.
@@ -69,8 +70,9 @@ const MAX_DROPPED: usize = 64;
 pub struct DaemonConfig {
     /// The dispatcher's address.
     pub url: String,
-    /// The join token.
-    pub token: Vec<u8>,
+    /// What the daemon presents in its hello: the pool token (launch id 0) or its launch's
+    /// credential ([`Secret::launch_credential`]).
+    pub token: Secret,
     /// The id the launcher gave this daemon.
     pub launch_id: u64,
     /// When to exit.
@@ -84,10 +86,10 @@ pub struct DaemonConfig {
 
 impl DaemonConfig {
     /// Defaults: launch id 0, no exit rules, 10 s to connect.
-    pub fn new(url: impl Into<String>, token: Vec<u8>) -> Self {
+    pub fn new(url: impl Into<String>, token: impl Into<Secret>) -> Self {
         Self {
             url: url.into(),
-            token,
+            token: token.into(),
             launch_id: 0,
             rules: ExitRules::default(),
             connect_timeout: Duration::from_secs(10),
@@ -216,7 +218,7 @@ fn connect(
     let hello = FromDaemon::Hello(Hello {
         version: VERSION,
         launch_id: config.launch_id,
-        token: config.token.clone(),
+        token: config.token.expose().to_vec(),
     });
     let mut events = Events::with_capacity(8);
     let mut said_hello = false;

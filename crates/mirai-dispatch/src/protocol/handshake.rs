@@ -1,6 +1,7 @@
 //! Admission of a daemon from its [`Hello`].
 
 use super::messages::{Hello, RefuseReason};
+use crate::secret::Secret;
 
 /// Why a [`Hello`] was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -28,29 +29,37 @@ impl HandshakeError {
     }
 }
 
-/// Admits a daemon whose hello has our version and the expected token. The token comparison
-/// takes the same time wherever the first difference is.
+/// Admits a daemon whose hello has our version and the credential of the launch it names: the
+/// pool token itself for launch id 0 (a daemon started by hand), else
+/// [`Secret::launch_credential`] of its launch id. The comparison takes the same time wherever
+/// the first difference is.
 ///
 /// ```
 /// use mirai_dispatch::protocol::{check_hello, HandshakeError, Hello, VERSION};
-/// let hello = Hello { version: VERSION, launch_id: 1, token: b"s3cret".to_vec() };
-/// assert_eq!(check_hello(&hello, b"s3cret"), Ok(()));
-/// assert_eq!(check_hello(&hello, b"other!"), Err(HandshakeError::Token));
+/// use mirai_dispatch::secret::Secret;
+/// let token = Secret::from("0123456789abcdef");
+/// let hello = Hello { version: VERSION, launch_id: 0, token: b"0123456789abcdef".to_vec() };
+/// assert_eq!(check_hello(&hello, &token), Ok(()));
+/// // A launched daemon presents its own credential, never the token.
+/// let cred = token.launch_credential(5);
+/// let launched = Hello { version: VERSION, launch_id: 5, token: cred.expose().to_vec() };
+/// assert_eq!(check_hello(&launched, &token), Ok(()));
+/// let other = Hello { launch_id: 6, ..launched.clone() };
+/// assert_eq!(check_hello(&other, &token), Err(HandshakeError::Token));
+/// let raw = Hello { launch_id: 5, ..hello };
+/// assert_eq!(check_hello(&raw, &token), Err(HandshakeError::Token));
 /// ```
-pub fn check_hello(hello: &Hello, token: &[u8]) -> Result<(), HandshakeError> {
+pub fn check_hello(hello: &Hello, token: &Secret) -> Result<(), HandshakeError> {
     if hello.version != super::VERSION {
         return Err(HandshakeError::Version {
             theirs: hello.version,
             ours: super::VERSION,
         });
     }
-    let same_len = hello.token.len() == token.len();
-    let diff = hello
-        .token
-        .iter()
-        .zip(token)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    if same_len && diff == 0 {
+    if token
+        .launch_credential(hello.launch_id)
+        .matches(&hello.token)
+    {
         Ok(())
     } else {
         Err(HandshakeError::Token)
@@ -68,14 +77,15 @@ mod tests {
             launch_id: 0,
             token: b"abc".to_vec(),
         };
-        let err = check_hello(&hello, b"abc").unwrap_err();
+        let err = check_hello(&hello, &Secret::from("abc")).unwrap_err();
         assert_eq!(
             err.refuse_reason(),
             RefuseReason::Version(super::super::VERSION)
         );
         hello.version = super::super::VERSION;
-        assert_eq!(check_hello(&hello, b"abcd"), Err(HandshakeError::Token));
-        assert_eq!(check_hello(&hello, b"ab"), Err(HandshakeError::Token));
-        assert_eq!(check_hello(&hello, b"abc"), Ok(()));
+        let check = |t: &str| check_hello(&hello, &Secret::from(t));
+        assert_eq!(check("abcd"), Err(HandshakeError::Token));
+        assert_eq!(check("ab"), Err(HandshakeError::Token));
+        assert_eq!(check("abc"), Ok(()));
     }
 }

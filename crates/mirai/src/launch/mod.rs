@@ -351,9 +351,9 @@ pub(crate) fn daemon_line(
     id: LaunchId<'_>,
     program: &Program,
 ) -> Result<String, Error> {
-    let id = match id {
-        LaunchId::Fixed(n) => n.to_string(),
-        LaunchId::Shell(expr) => format!("\"{expr}\""),
+    let (id, token) = match id {
+        LaunchId::Fixed(n) => (n.to_string(), crate::pool::credential(&join.token, n)),
+        LaunchId::Shell(expr) => (format!("\"{expr}\""), join.token.clone()),
     };
     let pin = match &join.tls_pin {
         Some(pin) => format!("{ENV_TLS_PIN}={} ", quote(pin)?),
@@ -362,7 +362,7 @@ pub(crate) fn daemon_line(
     Ok(format!(
         "exec env {ENV_URL}={} {ENV_TOKEN}={} {ENV_LAUNCH_ID}={id} {ENV_RULES}={} {pin}{}",
         quote(url)?,
-        quote(&join.token)?,
+        quote(&token)?,
         quote(&format_rules(&join.rules))?,
         program.words()?,
     ))
