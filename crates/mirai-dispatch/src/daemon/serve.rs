@@ -1,21 +1,42 @@
 //! The daemon's socket loop: dial, hello, init, then run tasks until an exit rule fires.
 //!
 //! Why this shape: a trivial task should cost the daemon one wake-up, as a plain blocking
-//! server would. So the main thread owns the connection (nano-transport's [`Connection`] over a
-//! mio stream): it sleeps in its own poll, reads the task, runs it inline, and writes the result
-//! as one vectored write whose value is its own slice (not copied). No other thread is involved
-//! while the daemon is idle or running short tasks.
+//! server would. So the loop's thread (the "main thread" below; [`serve`] starts it and waits
+//! for it) owns the connection (nano-transport's [`Connection`] over a mio stream): it sleeps in
+//! its own poll, reads the task, runs it inline, and writes the result as one vectored write
+//! whose value is its own slice (not copied). No other thread is involved while the daemon is
+//! idle or running short tasks.
 //!
 //! A watcher thread covers what the main thread cannot do while a task runs. Its poll holds only
-//! a waker, plus the connection from the running task's first look at its
-//! [`CancelToken`] until the task ends: a cancel or exit message then reaches
-//! the token at once. A function that never looks cannot be cancelled anyway (Rust code cannot
-//! be interrupted), so trivial tasks pay nothing for this. The watcher also sends the heartbeats and watches
+//! a waker, plus the connection from the running task's first look at its [`CancelToken`] (or,
+//! for a task that never looks, from the second of the watcher's looks that finds it running,
+//! see [`WATCH_TICK`]) until the task ends: a cancel or exit message then reaches the token at
+//! once. Trivial tasks pay nothing for this. The watcher also sends the heartbeats and watches
 //! the host's silence (see [`MISSED_BEATS`]): a host silent that long gets its connection shut
 //! down, which the main thread then sees as the host gone.
 //!
-//! Rust code cannot be interrupted safely: a function that never checks its token runs to the end
-//! (a local daemon can still be killed by its launcher).
+//! # When the host goes
+//!
+//! The host is gone when its connection ends (end of stream or reset, as when the host process
+//! dies and the kernel closes its sockets) or falls silent for `MISSED_BEATS` heartbeat
+//! intervals (a frozen host, or a network that is gone). An idle daemon sees this in its own
+//! poll. A busy one learns it from the watcher, which cancels the running task's token; what
+//! follows is the [`AutoExit`] rule:
+//!
+//! - [`AutoExit::Immediately`] (the default, and what launched daemons use): the task gets
+//!   [`HOST_GONE_GRACE`] to return after its cancel; past that, [`serve`] returns
+//!   [`ExitReason::HostGone`] without it, leaving its thread behind, and a daemon process's
+//!   `main` exits, which ends the task. Rust code cannot be interrupted safely, so abandoning
+//!   the thread and ending the process is the only way to stop a function that never checks its
+//!   token, and a daemon must not outlive its host: nobody can collect its result, and on a
+//!   shared machine an orphan holds memory and CPU for nothing. The bound after a host's
+//!   connection closes is `2 * WATCH_TICK + HOST_GONE_GRACE` (2 s; one grace once the task ran
+//!   for two looks); after a host falls silent, `MISSED_BEATS` heartbeats plus that.
+//! - [`AutoExit::FinishTask`]: the running task ends as it will, then the daemon exits.
+//! - [`AutoExit::Never`]: the daemon finishes its task and redials the same address.
+//!
+//! An exit message received mid-task counts as the host going for the grace. With heartbeats
+//! disabled, a silent (but open) connection is never detected.
 
 use std::collections::VecDeque;
 use std::io;
@@ -23,8 +44,9 @@ use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::UnixStream;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -118,9 +140,90 @@ pub enum DaemonError {
     Thread(#[from] io::Error),
 }
 
+/// How long a task may keep running once the host is gone, with autoexit
+/// [`AutoExit::Immediately`] (the default, and what launched daemons use): its
+/// [`CancelToken`] is cancelled at once, and if it has not returned this long after, [`serve`]
+/// returns [`ExitReason::HostGone`] without it (see the module docs).
+///
+/// ```
+/// assert_eq!(mirai_dispatch::daemon::HOST_GONE_GRACE.as_secs(), 1);
+/// ```
+pub const HOST_GONE_GRACE: Duration = Duration::from_secs(1);
+
+/// How often the watcher looks at the running task (the heartbeat interval instead, if
+/// shorter): a task running at two looks in a row gets the connection watched, so a host that
+/// closes it is seen at once from then on, and within two looks of a task's start before.
+///
+/// Together with [`HOST_GONE_GRACE`] this bounds how long a daemon outlives a host whose
+/// connection closed (a killed host's, say) when its task ignores its token:
+///
+/// ```
+/// use std::time::Duration;
+/// use mirai_dispatch::daemon::{HOST_GONE_GRACE, WATCH_TICK};
+/// assert!(2 * WATCH_TICK + HOST_GONE_GRACE <= Duration::from_secs(2));
+/// ```
+pub const WATCH_TICK: Duration = Duration::from_millis(500);
+
+/// The stack of the thread that runs tasks: what a main thread usually gets, since a daemon
+/// program's tasks would otherwise run on `main`.
+const SERVE_STACK: usize = 8 << 20;
+
+/// How the thread that runs tasks reports back to [`serve`]'s caller.
+enum Ended {
+    /// The loop returned.
+    Returned(Result<ExitReason, DaemonError>),
+    /// The host is gone and the running task outlived [`HOST_GONE_GRACE`]: the loop's thread
+    /// is left behind.
+    Abandoned,
+    /// The loop panicked (a bug: task panics are caught by the registry).
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
 /// Connects to the dispatcher and serves tasks from `registry` until an exit rule fires;
 /// returns why (its [`ExitReason::code`] is the process exit code).
+///
+/// The loop, and the tasks, run on a thread of its own (`registry` is cloned for it: handlers
+/// are shared, not copied), so that this call can return while a task still runs: when the
+/// host is gone with autoexit [`AutoExit::Immediately`], the running task's token is cancelled
+/// and, if the task has not returned [`HOST_GONE_GRACE`] later, this returns
+/// [`ExitReason::HostGone`] and leaves that thread to finish the task on its own. A process
+/// that then exits (as a daemon's `main` does with the exit code) ends the task with it.
 pub fn serve(config: &DaemonConfig, registry: &Registry) -> Result<ExitReason, DaemonError> {
+    let (tx, rx) = mpsc::channel();
+    let (config, registry) = (config.clone(), registry.clone());
+    let ended = tx.clone();
+    let serving = std::thread::Builder::new()
+        .name("mirai-daemon".into())
+        .stack_size(SERVE_STACK)
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                serve_here(&config, &registry, ended)
+            }));
+            let _ = tx.send(match outcome {
+                Ok(result) => Ended::Returned(result),
+                Err(panic) => Ended::Panicked(panic),
+            });
+        })?;
+    match rx.recv() {
+        Ok(Ended::Returned(result)) => {
+            // It has nothing left to do but end.
+            let _ = serving.join();
+            result
+        }
+        // Never joined: the task may run for as long as it likes.
+        Ok(Ended::Abandoned) => Ok(ExitReason::HostGone),
+        Ok(Ended::Panicked(panic)) => std::panic::resume_unwind(panic),
+        Err(mpsc::RecvError) => Err(io::Error::other("the daemon thread ended silently").into()),
+    }
+}
+
+/// [`serve`] on the calling thread; `ended` is how the watcher gives up on a task that
+/// outlives its host.
+fn serve_here(
+    config: &DaemonConfig,
+    registry: &Registry,
+    ended: mpsc::Sender<Ended>,
+) -> Result<ExitReason, DaemonError> {
     let address = Address::parse(&config.url)?;
     let mut poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKE)?;
@@ -140,10 +243,12 @@ pub fn serve(config: &DaemonConfig, registry: &Registry) -> Result<ExitReason, D
         exit: AtomicBool::new(false),
         watching: AtomicBool::new(false),
         stop: AtomicBool::new(false),
+        lost: AtomicBool::new(false),
         autoexit: config.rules.autoexit,
         main_waker: waker,
         watch_waker,
         watch_registry: watch_poll.registry().try_clone()?,
+        ended: Mutex::new(ended),
     });
     // What followed the init in the same read (a first task, or an exit) is filed like the rest.
     file_incoming(&shared, early, &limits_of(&init));
@@ -152,6 +257,11 @@ pub fn serve(config: &DaemonConfig, registry: &Registry) -> Result<ExitReason, D
         std::thread::Builder::new()
             .name("mirai-daemon-watch".into())
             .spawn(move || watch(&shared, watch_poll))?
+    };
+    // Stops the watcher and closes the connection however the loop ends.
+    let _stop = StopWatcher {
+        shared: Arc::clone(&shared),
+        watcher: Some(watcher),
     };
     let mut daemon = Daemon {
         shared,
@@ -162,12 +272,24 @@ pub fn serve(config: &DaemonConfig, registry: &Registry) -> Result<ExitReason, D
         buffered: false,
         fd,
     };
-    let result = daemon.run(config, registry);
-    daemon.shared.stop.store(true, Ordering::Release);
-    let _ = daemon.shared.watch_waker.wake();
-    let _ = watcher.join();
-    let _ = daemon.shared.conn().stream().shutdown();
-    result
+    daemon.run(config, registry)
+}
+
+/// Stops and joins the watcher, then shuts the connection, when dropped.
+struct StopWatcher {
+    shared: Arc<Shared>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for StopWatcher {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        let _ = self.shared.watch_waker.wake();
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
+        }
+        let _ = self.shared.conn().stream().shutdown();
+    }
 }
 
 fn limits_of(init: &Init) -> Limits {
@@ -368,11 +490,15 @@ struct Shared {
     /// The watcher is attached to the connection (for the running task).
     watching: AtomicBool,
     stop: AtomicBool,
+    /// The watcher found the host gone (closed, or silent too long).
+    lost: AtomicBool,
     autoexit: AutoExit,
     main_waker: Waker,
     /// Wakes the watcher to read bytes the main thread already took from the kernel.
     watch_waker: Waker,
     watch_registry: MioRegistry,
+    /// Tells [`serve`]'s caller to give up on a task that outlives its host.
+    ended: Mutex<mpsc::Sender<Ended>>,
 }
 
 impl Shared {
@@ -445,16 +571,35 @@ impl Shared {
         }
     }
 
-    /// The host is gone (closed, or silent too long): a task that must not outlive it stops.
+    /// The host is gone (closed, or silent too long): a task that must not outlive it stops
+    /// (and is abandoned after [`HOST_GONE_GRACE`] if it does not, see [`watch`]).
     fn host_lost(&self) {
+        self.lost.store(true, Ordering::Release);
         if self.autoexit == AutoExit::Immediately {
             self.cancel_current();
         }
         let _ = self.main_waker.wake();
     }
+
+    /// Whether a task is running.
+    fn running(&self) -> Option<TaskId> {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|(t, _)| *t)
+    }
 }
 
-/// The watcher thread: heartbeats, the host's silence, and messages during a task.
+/// The watcher thread: heartbeats, the host's silence, messages during a task, and a task
+/// that outlives its host.
+///
+/// Every [`WATCH_TICK`] (or heartbeat interval, if shorter) it looks at the running task: one
+/// still running at the next look gets the connection watched even if it never looks at its
+/// token, so tasks sent ahead of it can be asked back and a closed connection is seen at once.
+/// Once the host is lost with autoexit [`AutoExit::Immediately`], it waits
+/// [`HOST_GONE_GRACE`] and then, if the loop has not ended by itself, tells [`serve`] to return
+/// without it.
 fn watch(shared: &Shared, mut poll: Poll) {
     let mut events = Events::with_capacity(8);
     let mut beat = PAIR1_HEADER.to_vec();
@@ -462,13 +607,26 @@ fn watch(shared: &Shared, mut poll: Poll) {
         return;
     }
     let mut next_beat = Instant::now();
-    // The task running at the last beat: one still running a beat later gets the connection
-    // watched even if it never looks at its token, so tasks sent ahead of it can be asked back.
+    let mut next_look = Instant::now();
+    // The task running at the last look.
     let mut seen_running: Option<TaskId> = None;
+    let mut abandon_at: Option<Instant> = None;
     while !shared.stop.load(Ordering::Acquire) {
         let h = Duration::from_millis(shared.heartbeat_ms.load(Ordering::Acquire));
-        let timeout = (!h.is_zero()).then(|| next_beat.saturating_duration_since(Instant::now()));
-        if let Err(e) = poll.poll(&mut events, timeout)
+        let tick = if h.is_zero() {
+            WATCH_TICK
+        } else {
+            h.min(WATCH_TICK)
+        };
+        let mut due = next_look;
+        if !h.is_zero() {
+            due = due.min(next_beat);
+        }
+        if let Some(at) = abandon_at {
+            due = due.min(at);
+        }
+        let timeout = due.saturating_duration_since(Instant::now());
+        if let Err(e) = poll.poll(&mut events, Some(timeout))
             && e.kind() != io::ErrorKind::Interrupted
         {
             return;
@@ -497,24 +655,34 @@ fn watch(shared: &Shared, mut poll: Poll) {
                 let _ = sender.stream().shutdown();
                 shared.host_lost();
             }
-            let running = shared
-                .current
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_ref()
-                .map(|(t, _)| *t);
+        }
+        if Instant::now() >= next_look {
+            next_look = Instant::now() + tick;
+            let running = shared.running();
             if running.is_some() && running == seen_running && attach_watcher(shared) {
                 watch_read(shared, &events);
             }
             seen_running = running;
         }
-        let running = shared
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some();
-        if running && !events.is_empty() {
+        if shared.running().is_some() && !events.is_empty() {
             watch_read(shared, &events);
+        }
+        if abandon_at.is_none()
+            && shared.autoexit == AutoExit::Immediately
+            && (shared.lost.load(Ordering::Acquire) || shared.exit.load(Ordering::Acquire))
+        {
+            abandon_at = Some(Instant::now() + HOST_GONE_GRACE);
+        }
+        if abandon_at.is_some_and(|at| Instant::now() >= at) {
+            // The loop did not end within the grace: a task ignores its token (or the loop is
+            // stuck on the dead connection). `serve` returns without it.
+            tracing::debug!("host gone: abandoning the running task");
+            let _ = shared
+                .ended
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .send(Ended::Abandoned);
+            return;
         }
     }
 }
@@ -673,6 +841,12 @@ impl Daemon {
         loop {
             if self.shared.exit.swap(false, Ordering::AcqRel) {
                 self.life.exit_requested();
+            }
+            if self.shared.autoexit != AutoExit::Never && self.shared.lost.load(Ordering::Acquire) {
+                // The watcher saw the host go during the task that just ended: tasks that
+                // still wait here were the host's, and there is nobody to answer.
+                self.life.host_gone(Instant::now());
+                return Ok(ExitReason::HostGone);
             }
             let now = Instant::now();
             if let Some(reason) = self.life.poll(now) {
