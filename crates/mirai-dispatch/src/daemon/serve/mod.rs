@@ -12,8 +12,9 @@
 //! for a task that never looks, from the second of the watcher's looks that finds it running,
 //! see [`WATCH_TICK`]) until the task ends: a cancel or exit message then reaches the token at
 //! once. Trivial tasks pay nothing for this. The watcher also sends the heartbeats and watches
-//! the host's silence (see [`MISSED_BEATS`]): a host silent that long gets its connection shut
-//! down, which the main thread then sees as the host gone.
+//! the host's silence (see [`MISSED_BEATS`](crate::MISSED_BEATS)): a host silent that long gets
+//! its connection shut down, which the main thread then sees as the host gone. The connection
+//! itself (dialing, handshakes, one message in or out) is in `link`, the watcher in `watch`.
 //!
 //! # When the host goes
 //!
@@ -40,10 +41,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::UnixStream;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
@@ -51,18 +49,19 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry as MioRegistry, Token, Waker};
-use nano_transport::conn::{ConnSender, Connection, ReadProgress, SendStatus, Stream};
-use nano_transport::proto::{MAX_TTL_DEFAULT, pair1_hops};
-use nano_transport::tls::TlsConfig;
-use nano_transport::{Address, Protocol};
+use nano_transport::Address;
+use nano_transport::conn::{ConnSender, Connection, ReadProgress};
+
+mod link;
+mod watch;
+
+use link::{connect, decode, limits_of, note_events, send};
+use watch::watch;
 
 use super::{
     AutoExit, CancelToken, ExitReason, ExitRules, HostGone, Lifecycle, Registry, TaskContext,
 };
-use crate::dispatcher::MISSED_BEATS;
-use crate::protocol::{
-    EncodeError, FromDaemon, Hello, Init, Limits, RefuseReason, ResultStatus, ToDaemon, VERSION,
-};
+use crate::protocol::{EncodeError, FromDaemon, Limits, RefuseReason, ResultStatus, ToDaemon};
 use crate::secret::Secret;
 use crate::task::{TaskError, TaskId};
 
@@ -292,183 +291,6 @@ impl Drop for StopWatcher {
     }
 }
 
-fn limits_of(init: &Init) -> Limits {
-    Limits {
-        max_frame: usize::try_from(init.max_frame).unwrap_or(usize::MAX),
-    }
-}
-
-/// Dials until connected (or `connect_timeout`), then runs both handshakes.
-fn connect(
-    address: &Address,
-    config: &DaemonConfig,
-    poll: &mut Poll,
-    old: Option<RawFd>,
-) -> Result<(Connection, Init, Vec<Vec<u8>>), DaemonError> {
-    if let Some(fd) = old {
-        let _ = poll.registry().deregister(&mut SourceFd(&fd));
-    }
-    let tls = match (address, &config.tls) {
-        (Address::Tls { host, .. }, Some(tls)) if tls.has_dialer() => Some((tls, host.as_str())),
-        (Address::Tls { .. }, _) => {
-            return Err(nano_transport::Error::State(
-                "tls+tcp:// needs a TLS dialer configuration (DaemonConfig::tls)",
-            )
-            .into());
-        }
-        _ => None,
-    };
-    let deadline = Instant::now() + config.connect_timeout;
-    let stream = loop {
-        match dial(address, tls) {
-            Ok(s) => break s,
-            Err(e) if Instant::now() >= deadline => return Err(e.into()),
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    };
-    let limit = Limits::default().max_frame as u64 + PAIR1_HEADER.len() as u64;
-    let mut conn = Connection::new(stream, Protocol::Pair1, limit)
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    let fd = conn.stream().as_raw_fd();
-    // Writability too while handshaking: a TLS handshake flight the kernel did not take at once
-    // is flushed when the socket drains.
-    poll.registry().register(
-        &mut SourceFd(&fd),
-        CONN,
-        Interest::READABLE | Interest::WRITABLE,
-    )?;
-    let hello = FromDaemon::Hello(Hello {
-        version: VERSION,
-        launch_id: config.launch_id,
-        token: config.token.expose().to_vec(),
-    });
-    let mut events = Events::with_capacity(8);
-    let mut said_hello = false;
-    loop {
-        let mut bodies = Vec::new();
-        let progress = conn.on_readable(READ_BATCH, &mut |b| {
-            bodies.push(b);
-            true
-        });
-        // A refusal may arrive together with the close that follows it: the bodies read before
-        // an error are looked at first, so the daemon learns why it was turned away.
-        let closed = match progress {
-            Ok(p) => Ok(p),
-            Err(e) if bodies.is_empty() => return Err(io::Error::other(e.to_string()).into()),
-            Err(e) => Err(e),
-        };
-        if closed.is_ok() && conn.is_open() && !said_hello {
-            send(conn.sender(), &hello, &[])?;
-            said_hello = true;
-        }
-        if closed.is_ok() && conn.sender().queued() > 0 {
-            conn.sender()
-                .flush()
-                .map_err(|e| io::Error::other(e.to_string()))?;
-        }
-        let mut bodies = bodies.into_iter();
-        while let Some(body) = bodies.next() {
-            match decode(&body, &Limits::default()) {
-                // What followed the init in the same read (a first task) is kept.
-                Some((ToDaemon::Init(init), _)) => {
-                    poll.registry()
-                        .reregister(&mut SourceFd(&fd), CONN, Interest::READABLE)?;
-                    return Ok((conn, init, bodies.collect()));
-                }
-                Some((ToDaemon::Refused(reason), _)) => return Err(DaemonError::Refused(reason)),
-                _ => {}
-            }
-        }
-        let progress = closed.map_err(|e| io::Error::other(e.to_string()))?;
-        if progress != ReadProgress::Drained {
-            continue;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(DaemonError::NoInit(config.connect_timeout));
-        }
-        if let Err(e) = poll.poll(&mut events, Some(left))
-            && e.kind() != io::ErrorKind::Interrupted
-        {
-            return Err(e.into());
-        }
-        note_events(&mut conn, &events);
-    }
-}
-
-/// Records what a wait's events said about the connection: it must be read, and whether the
-/// host's close came with them (see [`Connection::note_read_closed`]).
-fn note_events(conn: &mut Connection, events: &Events) {
-    conn.note_readable();
-    if events
-        .iter()
-        .any(|e| e.token() == CONN && e.is_read_closed())
-    {
-        conn.note_read_closed();
-    }
-}
-
-/// Connects a stream to `address`; over `tls+tcp://` (with `tls`, the dialer configuration and
-/// the host to verify) the client side of TLS starts at once, and its handshake then advances
-/// with the connection's reads, before the SP headers are exchanged.
-fn dial(address: &Address, tls: Option<(&TlsConfig, &str)>) -> io::Result<Stream> {
-    Ok(match address {
-        Address::Tcp(sa) => {
-            let s = TcpStream::connect(sa)?;
-            s.set_nodelay(true)?;
-            s.set_nonblocking(true)?;
-            Stream::Tcp(mio::net::TcpStream::from_std(s))
-        }
-        Address::Tls { addr, .. } => {
-            let (config, host) =
-                tls.ok_or_else(|| io::Error::other("no TLS dialer configuration"))?;
-            let s = TcpStream::connect(addr)?;
-            s.set_nodelay(true)?;
-            s.set_nonblocking(true)?;
-            Stream::Tls(config.connect(mio::net::TcpStream::from_std(s), host)?)
-        }
-        Address::Ipc(path) => {
-            let s = UnixStream::connect(path)?;
-            s.set_nonblocking(true)?;
-            Stream::Unix(mio::net::UnixStream::from_std(s))
-        }
-        Address::Abstract(name) => {
-            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-            let s = UnixStream::connect_addr(&addr)?;
-            s.set_nonblocking(true)?;
-            Stream::Unix(mio::net::UnixStream::from_std(s))
-        }
-    })
-}
-
-/// Decodes a body from the dispatcher: its PAIR1 header, then the message.
-fn decode<'a>(body: &'a [u8], limits: &Limits) -> Option<(ToDaemon, &'a [u8])> {
-    pair1_hops(body, MAX_TTL_DEFAULT).ok()?;
-    ToDaemon::decode(&body[PAIR1_HEADER.len()..], limits).ok()
-}
-
-/// Writes one message, `PAIR1 header + envelope` and the payload as separate slices, waiting
-/// for the stream to drain if it must (the watcher shuts a silent host's stream, which ends a
-/// wait that would otherwise last).
-fn send(sender: &ConnSender, msg: &FromDaemon, payload: &[u8]) -> Result<(), DaemonError> {
-    let mut head = Vec::with_capacity(64);
-    head.extend_from_slice(&PAIR1_HEADER);
-    msg.encode(&mut head)?;
-    let failed = |e: nano_transport::conn::ConnError| io::Error::other(e.to_string());
-    let status = sender
-        .send_blocking(&[&head, payload], None)
-        .map_err(failed)?;
-    if status == SendStatus::Queued {
-        // A heartbeat was queued ahead (the dispatcher had stopped reading): nobody else
-        // flushes this connection, so push everything out before going back to sleep. A
-        // silent host's stream is shut by the watcher, which ends this loop with an error.
-        while !sender.flush().map_err(failed)? {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    Ok(())
-}
-
 /// State the main thread and the watcher share.
 struct Shared {
     conn: Mutex<Connection>,
@@ -572,7 +394,7 @@ impl Shared {
     }
 
     /// The host is gone (closed, or silent too long): a task that must not outlive it stops
-    /// (and is abandoned after [`HOST_GONE_GRACE`] if it does not, see [`watch`]).
+    /// (and is abandoned after [`HOST_GONE_GRACE`] if it does not, see [`watch()`]).
     fn host_lost(&self) {
         self.lost.store(true, Ordering::Release);
         if self.autoexit == AutoExit::Immediately {
@@ -589,150 +411,6 @@ impl Shared {
             .as_ref()
             .map(|(t, _)| *t)
     }
-}
-
-/// The watcher thread: heartbeats, the host's silence, messages during a task, and a task
-/// that outlives its host.
-///
-/// Every [`WATCH_TICK`] (or heartbeat interval, if shorter) it looks at the running task: one
-/// still running at the next look gets the connection watched even if it never looks at its
-/// token, so tasks sent ahead of it can be asked back and a closed connection is seen at once.
-/// Once the host is lost with autoexit [`AutoExit::Immediately`], it waits
-/// [`HOST_GONE_GRACE`] and then, if the loop has not ended by itself, tells [`serve`] to return
-/// without it.
-fn watch(shared: &Shared, mut poll: Poll) {
-    let mut events = Events::with_capacity(8);
-    let mut beat = PAIR1_HEADER.to_vec();
-    if FromDaemon::Heartbeat.encode(&mut beat).is_err() {
-        return;
-    }
-    let mut next_beat = Instant::now();
-    let mut next_look = Instant::now();
-    // The task running at the last look.
-    let mut seen_running: Option<TaskId> = None;
-    let mut abandon_at: Option<Instant> = None;
-    while !shared.stop.load(Ordering::Acquire) {
-        let h = Duration::from_millis(shared.heartbeat_ms.load(Ordering::Acquire));
-        let tick = if h.is_zero() {
-            WATCH_TICK
-        } else {
-            h.min(WATCH_TICK)
-        };
-        let mut due = next_look;
-        if !h.is_zero() {
-            due = due.min(next_beat);
-        }
-        if let Some(at) = abandon_at {
-            due = due.min(at);
-        }
-        let timeout = due.saturating_duration_since(Instant::now());
-        if let Err(e) = poll.poll(&mut events, Some(timeout))
-            && e.kind() != io::ErrorKind::Interrupted
-        {
-            return;
-        }
-        if shared.stop.load(Ordering::Acquire) {
-            return;
-        }
-        if !h.is_zero() && Instant::now() >= next_beat {
-            next_beat = Instant::now() + h;
-            let sender = shared
-                .sender
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            // A heartbeat that does not fit now is not worth waiting for, nor worth piling up.
-            if sender.queued() == 0 {
-                let _ = sender.send(&[&beat]);
-            }
-            let silent_ms = u64::try_from(shared.epoch.elapsed().as_millis())
-                .unwrap_or(u64::MAX)
-                .saturating_sub(shared.last_rx.load(Ordering::Acquire));
-            if shared.autoexit != AutoExit::Never
-                && Duration::from_millis(silent_ms) >= h * MISSED_BEATS
-            {
-                // Frozen, or the network is gone: end the connection as a close would.
-                let _ = sender.stream().shutdown();
-                shared.host_lost();
-            }
-        }
-        if Instant::now() >= next_look {
-            next_look = Instant::now() + tick;
-            let running = shared.running();
-            if running.is_some() && running == seen_running && attach_watcher(shared) {
-                watch_read(shared, &events);
-            }
-            seen_running = running;
-        }
-        if shared.running().is_some() && !events.is_empty() {
-            watch_read(shared, &events);
-        }
-        if abandon_at.is_none()
-            && shared.autoexit == AutoExit::Immediately
-            && (shared.lost.load(Ordering::Acquire) || shared.exit.load(Ordering::Acquire))
-        {
-            abandon_at = Some(Instant::now() + HOST_GONE_GRACE);
-        }
-        if abandon_at.is_some_and(|at| Instant::now() >= at) {
-            // The loop did not end within the grace: a task ignores its token (or the loop is
-            // stuck on the dead connection). `serve` returns without it.
-            tracing::debug!("host gone: abandoning the running task");
-            let _ = shared
-                .ended
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .send(Ended::Abandoned);
-            return;
-        }
-    }
-}
-
-/// Reads the connection while a task runs: cancel and exit act at once, the rest waits for the
-/// main thread.
-fn watch_read(shared: &Shared, events: &Events) {
-    let mut conn = shared.conn();
-    note_events(&mut conn, events);
-    let mut bodies = Vec::new();
-    let progress = conn.on_readable(READ_BATCH, &mut |b| {
-        bodies.push(b);
-        true
-    });
-    if !bodies.is_empty() {
-        shared.heard();
-    }
-    file_incoming(shared, bodies, &Limits::default());
-    let closed = progress.is_err();
-    drop(conn);
-    if closed {
-        shared.host_lost();
-    } else if progress.is_ok_and(|p| p != ReadProgress::Drained) {
-        // More to read: the main thread picks it up when the task ends.
-        let _ = shared.main_waker.wake();
-    }
-}
-
-/// Attaches the connection to the watcher's poll for the running task (once per task; the main
-/// thread detaches it when the task ends). `false` if no task runs or it is already attached.
-fn attach_watcher(shared: &Shared) -> bool {
-    // Read before the `current` lock is taken: no thread holds both locks at once this way
-    // round (reading holds the connection's, then takes `current` for a cancel).
-    let fd = shared.conn().stream().as_raw_fd();
-    let current = shared
-        .current
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if current.is_none() || shared.watching.swap(true, Ordering::AcqRel) {
-        return false;
-    }
-    if shared
-        .watch_registry
-        .register(&mut SourceFd(&fd), CONN, Interest::READABLE)
-        .is_err()
-    {
-        shared.watching.store(false, Ordering::Release);
-        return false;
-    }
-    true
 }
 
 /// Files messages just read (by either thread, with the connection locked, so their order is
