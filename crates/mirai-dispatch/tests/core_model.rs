@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use mirai_dispatch::{
-    Action, CancelMode, Config, Core, DaemonId, Outcome, RejectReason, Reply, Task, TaskError,
-    TaskId,
+    Action, CancelMode, Config, Core, DaemonId, Outcome, ProtocolViolation, RejectReason, Reply,
+    Task, TaskError, TaskId,
 };
 use proptest::prelude::*;
 
@@ -44,6 +44,10 @@ enum Op {
         kind: u8,
         last: bool,
     },
+    /// A daemon answers the task it runs as not started, though nobody asked for it back.
+    Lie {
+        pick: usize,
+    },
     Advance {
         ms: u64,
     },
@@ -68,6 +72,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|pick| Op::Disconnect { pick }),
         6 => (any::<usize>(), 0..4u8, prop::bool::weighted(0.1))
             .prop_map(|(pick, kind, last)| Op::Reply { pick, kind, last }),
+        1 => any::<usize>().prop_map(|pick| Op::Lie { pick }),
         3 => (0..30u64).prop_map(|ms| Op::Advance { ms }),
         1 => any::<usize>().prop_map(|pick| Op::Collect { pick }),
         2 => any::<usize>().prop_map(|pick| Op::Written { pick }),
@@ -281,6 +286,38 @@ impl Model {
                     for t in back {
                         self.back_to_queue(t);
                     }
+                }
+            }
+            Op::Lie { pick } => {
+                // Only a task the daemon runs, not released, and neither cancelled nor asked
+                // back (those it may legitimately drop unstarted).
+                let liars: Vec<(DaemonId, TaskId)> = self
+                    .daemons
+                    .iter()
+                    .filter(|(_, d)| !d.released)
+                    .filter_map(|(&id, d)| d.held.front().map(|&t| (id, t)))
+                    .filter(|(_, t)| {
+                        !self.cancelled_waiting.contains(t) && !self.resolved.contains_key(t)
+                    })
+                    .collect();
+                if let Some((daemon, task)) = Self::pick(&liars, pick) {
+                    let before = self.core.status();
+                    prop_assert_eq!(
+                        self.core
+                            .on_result(daemon, task, Reply::NotStarted, false, now),
+                        Err(ProtocolViolation::NotStartedWhileRunning { daemon, task })
+                    );
+                    prop_assert!(
+                        self.core.poll_action().is_none(),
+                        "a refused answer changed something"
+                    );
+                    let after = self.core.status();
+                    prop_assert_eq!(
+                        (before.awaiting, before.executing, before.completed),
+                        (after.awaiting, after.executing, after.completed)
+                    );
+                    // The shell drops the daemon: its task is lost (or retried) with it.
+                    self.disconnect(daemon);
                 }
             }
             Op::Advance { ms } => {

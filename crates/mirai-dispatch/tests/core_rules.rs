@@ -849,3 +849,94 @@ fn busy_daemons_take_up_to_max_ahead_tasks_in_turn() {
     d.reply(a, t[0], b"");
     assert_eq!(d.sends(), [(a, t[6])]);
 }
+
+// A daemon cannot hand back, unstarted, the task it runs.
+
+#[test]
+fn not_started_for_the_running_task_is_a_violation_and_the_task_is_lost_with_its_daemon() {
+    let mut d = Driver::new(Config::default().with_send_ahead(None));
+    let daemon = d.connect();
+    let id = d.submit(4);
+    assert_eq!(d.sends(), [(daemon, id)]);
+    assert_eq!(
+        d.core
+            .on_result(daemon, id, Reply::NotStarted, false, d.now),
+        Err(ProtocolViolation::NotStartedWhileRunning { daemon, task: id })
+    );
+    // Refused without effect: not requeued, not resolved, the daemon still holds it.
+    assert_eq!(d.drain(), []);
+    let s = d.core.status();
+    assert_eq!((s.executing, s.awaiting, s.completed), (1, 0, 0));
+    // The shell drops the daemon: the task resolves as any task of a lost daemon.
+    d.core.daemon_disconnected(daemon, d.now);
+    assert_eq!(d.resolved(), [(id, Outcome::ConnectionLost)]);
+    let other = d.connect();
+    assert_eq!(d.sends(), [], "never sent again to {other}");
+    let s = d.core.status();
+    assert_eq!((s.executing, s.awaiting, s.completed), (0, 0, 1));
+}
+
+#[test]
+fn a_running_task_answered_not_started_uses_a_retry_like_any_lost_task() {
+    let mut d = Driver::new(Config::default().with_send_ahead(None));
+    let liar = d.connect();
+    let id = d
+        .core
+        .submit(Task::new("f", vec![1]).with_retries(1), d.now)
+        .unwrap();
+    assert_eq!(d.sends(), [(liar, id)]);
+    assert!(matches!(
+        d.core.on_result(liar, id, Reply::NotStarted, false, d.now),
+        Err(ProtocolViolation::NotStartedWhileRunning { .. })
+    ));
+    d.core.daemon_disconnected(liar, d.now);
+    let honest = d.connect();
+    assert_eq!(d.sends(), [(honest, id)], "retried once, as a lost task");
+    // Its one retry is used: a second loss resolves it.
+    d.core.daemon_disconnected(honest, d.now);
+    assert_eq!(d.resolved(), [(id, Outcome::ConnectionLost)]);
+}
+
+#[test]
+fn a_task_sent_ahead_that_became_current_may_not_come_back_unstarted_unless_asked() {
+    let mut d = Driver::new(
+        Config::default()
+            .with_max_queued_bytes(100)
+            .with_max_ahead(1),
+    );
+    let daemon = d.connect();
+    warm(&mut d, daemon);
+    let first = d.submit(10);
+    let ahead = d.submit(10);
+    assert_eq!(d.sends(), [(daemon, first), (daemon, ahead)]);
+    // Still waiting ahead: a daemon may drop it (it answers at once when told to).
+    // Once the task before it is answered, it is the daemon's running task.
+    d.reply(daemon, first, b"");
+    d.drain();
+    assert_eq!(
+        d.core
+            .on_result(daemon, ahead, Reply::NotStarted, false, d.now),
+        Err(ProtocolViolation::NotStartedWhileRunning {
+            daemon,
+            task: ahead
+        })
+    );
+    assert_eq!(d.drain(), [], "not requeued");
+    d.core.daemon_disconnected(daemon, d.now);
+    assert_eq!(d.resolved(), [(ahead, Outcome::ConnectionLost)]);
+}
+
+#[test]
+fn a_cancelled_running_task_may_still_come_back_unstarted() {
+    // The cancel can reach the daemon before it read the task: it drops it unstarted.
+    let mut d = Driver::new(Config::default().with_send_ahead(None));
+    let daemon = d.connect();
+    let id = d.submit(1);
+    assert_eq!(d.sends(), [(daemon, id)]);
+    assert!(d.core.cancel(id, CancelMode::Soft, d.now));
+    assert_eq!(d.resolved(), [(id, Outcome::Cancelled)]);
+    answer(&mut d, daemon, id, Reply::NotStarted);
+    // The daemon is free again and in good standing.
+    let next = d.submit(1);
+    assert_eq!(d.sends(), [(daemon, next)]);
+}

@@ -314,11 +314,12 @@ fn a_daemon_whose_host_falls_silent_exits() {
     );
 }
 
-#[test]
-fn killing_the_host_leaves_no_daemon_alive_after_two_seconds() {
+/// Starts a `mirai-demo-daemon host` with `n` daemons each running an hour of `function`, and
+/// returns it with its daemons' pids (killed on drop if still alive).
+fn host_with_busy_daemons(n: usize, function: &str) -> (Proc, Orphans) {
     let mut host = Proc(
         Command::new(env!("CARGO_BIN_EXE_mirai-demo-daemon"))
-            .args(["host", &unique_url(), "2"])
+            .args(["host", &unique_url(), &n.to_string(), function])
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn the host"),
@@ -335,8 +336,14 @@ fn killing_the_host_leaves_no_daemon_alive_after_two_seconds() {
         .map(|p| p.parse().expect("a pid"))
         .collect();
     let orphans = Orphans(pids);
-    assert_eq!(orphans.0.len(), 2);
+    assert_eq!(orphans.0.len(), n);
     assert!(orphans.0.iter().all(|&p| alive(p)), "daemons run tasks");
+    (host, orphans)
+}
+
+#[test]
+fn killing_the_host_leaves_no_daemon_alive_after_two_seconds() {
+    let (mut host, orphans) = host_with_busy_daemons(2, "sleep_ms");
     host.signal(Signal::KILL);
     host.wait_exit(PATIENCE);
     let t = Instant::now();
@@ -347,6 +354,69 @@ fn killing_the_host_leaves_no_daemon_alive_after_two_seconds() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+#[test]
+fn killing_the_host_ends_daemons_whose_tasks_never_look_at_their_token() {
+    let (mut host, orphans) = host_with_busy_daemons(2, "late_check");
+    // Let the tasks run past the watcher's first looks, as a long task would.
+    std::thread::sleep(2 * mirai_dispatch::daemon::WATCH_TICK);
+    host.signal(Signal::KILL);
+    host.wait_exit(PATIENCE);
+    let t = Instant::now();
+    // The bound: the connection watched, then the grace after the cancel, then process exit.
+    let bound = mirai_dispatch::daemon::HOST_GONE_GRACE + Duration::from_secs(3);
+    while orphans.0.iter().any(|&p| alive(p)) {
+        assert!(
+            t.elapsed() < bound,
+            "a daemon busy in a task that ignores its token outlived its host by {bound:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_daemon_busy_in_a_task_that_ignores_its_token_exits_when_its_dispatcher_goes() {
+    let (dispatcher, events) = start(Some(Duration::from_millis(200)));
+    let mut daemon = Proc::daemon(dispatcher.url(), 1, &[]);
+    joined(&events);
+    let id = dispatcher
+        .submit(task("late_check", &3_600_000u64), None)
+        .unwrap();
+    // Started, and running past the watcher's looks.
+    std::thread::sleep(3 * mirai_dispatch::daemon::WATCH_TICK);
+    assert_eq!(dispatcher.wait(id, Some(Duration::ZERO)), None);
+    assert!(daemon.0.try_wait().unwrap().is_none(), "still running it");
+    drop(dispatcher);
+    let t = Instant::now();
+    assert_eq!(
+        daemon.wait_exit(Duration::from_secs(5)).code(),
+        Some(0),
+        "host-gone exit code"
+    );
+    assert!(
+        t.elapsed() >= mirai_dispatch::daemon::HOST_GONE_GRACE / 2,
+        "exited after {:?}: the task had no grace",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn a_daemon_told_to_finish_its_task_outlives_its_host_until_the_task_ends() {
+    // `finish-task` keeps its meaning: the task is not abandoned when the host goes.
+    let (dispatcher, events) = start(Some(Duration::from_millis(200)));
+    let mut daemon = Proc::daemon(dispatcher.url(), 1, &["--autoexit", "finish-task"]);
+    joined(&events);
+    dispatcher
+        .submit(task("late_check", &3_600_000u64), None)
+        .unwrap();
+    std::thread::sleep(3 * mirai_dispatch::daemon::WATCH_TICK);
+    drop(dispatcher);
+    std::thread::sleep(mirai_dispatch::daemon::HOST_GONE_GRACE + Duration::from_secs(1));
+    assert!(
+        daemon.0.try_wait().unwrap().is_none(),
+        "a finish-task daemon gave up its task"
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! A daemon with a few built-in functions, for trying a dispatcher and for its integration tests.
 //!
-//! `MIRAI_DAEMON_TOKEN=SECRET mirai-demo-daemon --url URL [--launch-id N] [--maxtasks N] [--idletime-ms N]
+//! `MIRAI_DAEMON_TOKEN=CREDENTIAL mirai-demo-daemon --url URL [--launch-id N] [--maxtasks N] [--idletime-ms N]
 //! [--walltime-ms N] [--autoexit immediately|finish-task|never] [--tls-pin SHA256 | --tls-ca
 //! PEM-FILE] [--tls-cert PEM-FILE --tls-key PEM-FILE]`; a `tls+tcp://` URL needs `--tls-pin` (the
 //! dispatcher's fingerprint) or `--tls-ca`, and `--tls-cert`/`--tls-key` present a client
@@ -14,7 +14,13 @@
 //! argument as message), `seed` (the task's RNG seed), `pid` (the daemon's process id), `trace`
 //! (the trace context the submitter attached).
 //!
-//! `mirai-demo-daemon host URL N` runs a host instead (see `host`).
+//! `CREDENTIAL` is what the daemon presents in its hello: the pool token with launch id 0,
+//! otherwise its launch's credential (`Secret::launch_credential`). It travels in the
+//! environment, never on the command line, and is read once at start. With the default autoexit (`immediately`) a daemon whose
+//! host is gone exits within a few seconds even while a task ignores its cancel token (see
+//! `mirai_dispatch::daemon::HOST_GONE_GRACE`).
+//!
+//! `mirai-demo-daemon host URL N [FUNCTION]` runs a host instead (see `host`).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -139,10 +145,12 @@ impl TlsFlags {
     }
 }
 
-/// `mirai-demo-daemon host URL N`: a host process that starts a dispatcher at `URL`, launches
-/// `N` daemons (this binary), gives each a long task, prints `pids P1 P2 ...` and then waits
-/// forever. It exists to show that killing a host leaves no daemon behind.
-fn host(url: &str, daemons: usize) -> Result<(), String> {
+/// `mirai-demo-daemon host URL N [FUNCTION]`: a host process that starts a dispatcher at `URL`,
+/// launches `N` daemons (this binary), gives each a long task (an hour of `FUNCTION`:
+/// `sleep_ms`, the default, which looks at its cancel token, or `late_check`, which does not),
+/// prints `pids P1 P2 ...` once every task has been sent, and then waits forever. It exists to
+/// show that killing a host leaves no daemon behind.
+fn host(url: &str, daemons: usize, function: &str) -> Result<(), String> {
     use mirai_dispatch::{DaemonEvent, Dispatcher, DispatcherConfig, Task};
     use std::io::Write;
     let token = mirai_dispatch::secret::Secret::generate().map_err(|e| e.to_string())?;
@@ -176,7 +184,7 @@ fn host(url: &str, daemons: usize) -> Result<(), String> {
     for _ in 0..daemons {
         let arg = postcard::to_allocvec(&3_600_000u64).map_err(|e| e.to_string())?;
         dispatcher
-            .submit(Task::new("sleep_ms", arg), None)
+            .submit(Task::new(function, arg), None)
             .map_err(|e| e.to_string())?;
     }
     let pids: Vec<String> = children.iter().map(|c| c.id().to_string()).collect();
@@ -193,7 +201,8 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("host") {
         let n = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(2);
         let url = args.get(2).cloned().unwrap_or_default();
-        if let Err(e) = host(&url, n) {
+        let function = args.get(4).map_or("sleep_ms", String::as_str);
+        if let Err(e) = host(&url, n, function) {
             eprintln!("mirai-demo-daemon host: {e}");
         }
         std::process::exit(10);

@@ -218,6 +218,17 @@ pub enum ProtocolViolation {
         /// The task it named.
         task: TaskId,
     },
+    /// The daemon answered [`Reply::NotStarted`] for the task it was running, which the core
+    /// had neither cancelled nor asked back: only a task still waiting behind another, or one
+    /// the daemon was told to drop, may come back unstarted. Taking the answer would requeue a
+    /// task that may have run (and had its effects) as if it never had.
+    #[error("{daemon} answered {task}, which it was running, as not started")]
+    NotStartedWhileRunning {
+        /// The daemon.
+        daemon: DaemonId,
+        /// The task it named.
+        task: TaskId,
+    },
 }
 
 /// What a daemon reported for a task.
@@ -229,9 +240,10 @@ pub enum Reply {
     Error(TaskError),
     /// The evaluation was interrupted (after a cancel message, or by the daemon itself).
     Interrupted,
-    /// The daemon dropped the task without starting it: a cancel reached it while the task
-    /// still waited behind another (see [`Config::send_ahead`]). A task not yet resolved is
-    /// queued again at the front.
+    /// The daemon dropped the task without starting it: a cancel or recall reached it while the
+    /// task still waited (behind another, see [`Config::send_ahead`], or unread). A task not yet
+    /// resolved is queued again at the front. Said of a task the daemon runs that the core never
+    /// cancelled nor asked back, it is a [`ProtocolViolation::NotStartedWhileRunning`].
     NotStarted,
 }
 
@@ -755,7 +767,11 @@ impl Core {
     /// A daemon answered for `task`. With `last`, the daemon is about to exit: it is released
     /// and never gets new work. A result for an already resolved (cancelled, timed-out) task
     /// just frees the daemon. A daemon answers its tasks in the order it got them, except that
-    /// a task waiting ahead may be answered [`Reply::NotStarted`] at any time.
+    /// a task waiting ahead may be answered [`Reply::NotStarted`] at any time. Its current task
+    /// may be answered [`Reply::NotStarted`] only if the core cancelled it or asked it back
+    /// (the daemon may not have started it yet); otherwise the answer is refused with
+    /// [`ProtocolViolation::NotStartedWhileRunning`] and nothing changes, so the shell drops
+    /// the daemon and [`Core::daemon_disconnected`] resolves the task as lost.
     pub fn on_result(
         &mut self,
         daemon: DaemonId,
@@ -791,6 +807,15 @@ impl Core {
                 return Ok(());
             }
             return Err(ProtocolViolation::UnexpectedResult { daemon, task });
+        }
+        if matches!(reply, Reply::NotStarted)
+            && d.slots.front().is_some_and(|s| !s.abandoned)
+            && !self.tasks.get(&task).is_some_and(|e| e.recalled)
+        {
+            // The daemon runs this task and was never told to drop it: it cannot be unstarted.
+            // Nothing changes here; the shell drops the daemon, and its disconnect resolves the
+            // task as any task of a lost daemon (retried or `ConnectionLost`).
+            return Err(ProtocolViolation::NotStartedWhileRunning { daemon, task });
         }
         let killed = d.state == DaemonState::Killed;
         let slot = d.slots.pop_front().expect("front checked above");

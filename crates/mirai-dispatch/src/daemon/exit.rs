@@ -4,16 +4,27 @@
 //! (checked between tasks: a running task is never cut short), `maxtasks`, and what to do when
 //! the host goes away (`autoexit`). A daemon that reaches maxtasks or walltime marks its last
 //! result, so the dispatcher sends it no more work, then exits.
+//!
+//! The host is gone when its connection ends or falls silent for
+//! `MISSED_BEATS` heartbeat intervals; the socket loop detects it (see
+//! `serve`) and reports it here with [`Lifecycle::host_gone`]. As in R, where a daemon exits on
+//! host loss even mid-task, the default [`AutoExit::Immediately`] does not wait for a running
+//! task beyond a short grace (`HOST_GONE_GRACE`, 1 s after its cancel token fires): a task
+//! that ignores its token is abandoned with its thread when the daemon process exits, so a
+//! daemon outlives a host whose connection closed by a bounded time (about 2 s, see `serve`)
+//! whatever its task does. [`AutoExit::FinishTask`] lets the task end first, without a bound,
+//! and [`AutoExit::Never`] keeps the daemon for a later host.
 
 use std::time::{Duration, Instant};
 
 /// What to do when the connection to the host is lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AutoExit {
-    /// Exit at once, abandoning a running task.
+    /// Exit at once: a running task's cancel token fires, and a task still running a short
+    /// grace later is abandoned (the daemon exits without it).
     #[default]
     Immediately,
-    /// Finish the running task, then exit.
+    /// Finish the running task, then exit (however long the task takes).
     FinishTask,
     /// Stay and redial, so a new host at the same address can use the daemon.
     Never,

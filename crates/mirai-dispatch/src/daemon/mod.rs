@@ -18,4 +18,4 @@ pub use cancel::{CancelToken, TaskContext};
 pub use exit::{AutoExit, ExitReason, ExitRules, HostGone, Lifecycle};
 pub use registry::{Handler, Registry};
 #[cfg(feature = "shell")]
-pub use serve::{DaemonConfig, DaemonError, serve};
+pub use serve::{DaemonConfig, DaemonError, HOST_GONE_GRACE, WATCH_TICK, serve};

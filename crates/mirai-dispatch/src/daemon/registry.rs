@@ -9,7 +9,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -18,8 +18,9 @@ use super::cancel::TaskContext;
 use crate::protocol::MAX_ERROR_TEXT;
 use crate::task::TaskError;
 
-/// A registered function on raw bytes.
-pub type Handler = Box<dyn Fn(&[u8], &TaskContext) -> Result<Vec<u8>, TaskError> + Send + Sync>;
+/// A registered function on raw bytes (shared, so a [`Registry`] clones cheaply: the daemon
+/// loop runs on a thread of its own, which owns a clone).
+pub type Handler = Arc<dyn Fn(&[u8], &TaskContext) -> Result<Vec<u8>, TaskError> + Send + Sync>;
 
 /// Name -> function.
 ///
@@ -37,7 +38,7 @@ pub type Handler = Box<dyn Fn(&[u8], &TaskContext) -> Result<Vec<u8>, TaskError>
 /// let err = registry.run("boom", &[], &TaskContext::new(TaskId(1), None)).unwrap_err();
 /// assert_eq!(err.message, "kaboom");
 /// ```
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Registry {
     functions: HashMap<String, Handler>,
 }
@@ -64,7 +65,7 @@ impl Registry {
         name: impl Into<String>,
         f: impl Fn(&[u8], &TaskContext) -> Result<Vec<u8>, TaskError> + Send + Sync + 'static,
     ) -> &mut Self {
-        self.functions.insert(name.into(), Box::new(f));
+        self.functions.insert(name.into(), Arc::new(f));
         self
     }
 

@@ -1,46 +1,67 @@
 //! The daemon's socket loop: dial, hello, init, then run tasks until an exit rule fires.
 //!
 //! Why this shape: a trivial task should cost the daemon one wake-up, as a plain blocking
-//! server would. So the main thread owns the connection (nano-transport's [`Connection`] over a
-//! mio stream): it sleeps in its own poll, reads the task, runs it inline, and writes the result
-//! as one vectored write whose value is its own slice (not copied). No other thread is involved
-//! while the daemon is idle or running short tasks.
+//! server would. So the loop's thread (the "main thread" below; [`serve`] starts it and waits
+//! for it) owns the connection (nano-transport's [`Connection`] over a mio stream): it sleeps in
+//! its own poll, reads the task, runs it inline, and writes the result as one vectored write
+//! whose value is its own slice (not copied). No other thread is involved while the daemon is
+//! idle or running short tasks.
 //!
 //! A watcher thread covers what the main thread cannot do while a task runs. Its poll holds only
-//! a waker, plus the connection from the running task's first look at its
-//! [`CancelToken`] until the task ends: a cancel or exit message then reaches
-//! the token at once. A function that never looks cannot be cancelled anyway (Rust code cannot
-//! be interrupted), so trivial tasks pay nothing for this. The watcher also sends the heartbeats and watches
-//! the host's silence (see [`MISSED_BEATS`]): a host silent that long gets its connection shut
-//! down, which the main thread then sees as the host gone.
+//! a waker, plus the connection from the running task's first look at its [`CancelToken`] (or,
+//! for a task that never looks, from the second of the watcher's looks that finds it running,
+//! see [`WATCH_TICK`]) until the task ends: a cancel or exit message then reaches the token at
+//! once. Trivial tasks pay nothing for this. The watcher also sends the heartbeats and watches
+//! the host's silence (see [`MISSED_BEATS`](crate::MISSED_BEATS)): a host silent that long gets
+//! its connection shut down, which the main thread then sees as the host gone. The connection
+//! itself (dialing, handshakes, one message in or out) is in `link`, the watcher in `watch`.
 //!
-//! Rust code cannot be interrupted safely: a function that never checks its token runs to the end
-//! (a local daemon can still be killed by its launcher).
+//! # When the host goes
+//!
+//! The host is gone when its connection ends (end of stream or reset, as when the host process
+//! dies and the kernel closes its sockets) or falls silent for `MISSED_BEATS` heartbeat
+//! intervals (a frozen host, or a network that is gone). An idle daemon sees this in its own
+//! poll. A busy one learns it from the watcher, which cancels the running task's token; what
+//! follows is the [`AutoExit`] rule:
+//!
+//! - [`AutoExit::Immediately`] (the default, and what launched daemons use): the task gets
+//!   [`HOST_GONE_GRACE`] to return after its cancel; past that, [`serve`] returns
+//!   [`ExitReason::HostGone`] without it, leaving its thread behind, and a daemon process's
+//!   `main` exits, which ends the task. Rust code cannot be interrupted safely, so abandoning
+//!   the thread and ending the process is the only way to stop a function that never checks its
+//!   token, and a daemon must not outlive its host: nobody can collect its result, and on a
+//!   shared machine an orphan holds memory and CPU for nothing. The bound after a host's
+//!   connection closes is `2 * WATCH_TICK + HOST_GONE_GRACE` (2 s; one grace once the task ran
+//!   for two looks); after a host falls silent, `MISSED_BEATS` heartbeats plus that.
+//! - [`AutoExit::FinishTask`]: the running task ends as it will, then the daemon exits.
+//! - [`AutoExit::Never`]: the daemon finishes its task and redials the same address.
+//!
+//! An exit message received mid-task counts as the host going for the grace. With heartbeats
+//! disabled, a silent (but open) connection is never detected.
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::UnixStream;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry as MioRegistry, Token, Waker};
-use nano_transport::conn::{ConnSender, Connection, ReadProgress, SendStatus, Stream};
-use nano_transport::proto::{MAX_TTL_DEFAULT, pair1_hops};
-use nano_transport::tls::TlsConfig;
-use nano_transport::{Address, Protocol};
+use nano_transport::Address;
+use nano_transport::conn::{ConnSender, Connection, ReadProgress};
+
+mod link;
+mod watch;
+
+use link::{connect, decode, limits_of, note_events, send};
+use watch::watch;
 
 use super::{
     AutoExit, CancelToken, ExitReason, ExitRules, HostGone, Lifecycle, Registry, TaskContext,
 };
-use crate::dispatcher::MISSED_BEATS;
-use crate::protocol::{
-    EncodeError, FromDaemon, Hello, Init, Limits, RefuseReason, ResultStatus, ToDaemon, VERSION,
-};
+use crate::protocol::{EncodeError, FromDaemon, Limits, RefuseReason, ResultStatus, ToDaemon};
 use crate::secret::Secret;
 use crate::task::{TaskError, TaskId};
 
@@ -118,9 +139,90 @@ pub enum DaemonError {
     Thread(#[from] io::Error),
 }
 
+/// How long a task may keep running once the host is gone, with autoexit
+/// [`AutoExit::Immediately`] (the default, and what launched daemons use): its
+/// [`CancelToken`] is cancelled at once, and if it has not returned this long after, [`serve`]
+/// returns [`ExitReason::HostGone`] without it (see the module docs).
+///
+/// ```
+/// assert_eq!(mirai_dispatch::daemon::HOST_GONE_GRACE.as_secs(), 1);
+/// ```
+pub const HOST_GONE_GRACE: Duration = Duration::from_secs(1);
+
+/// How often the watcher looks at the running task (the heartbeat interval instead, if
+/// shorter): a task running at two looks in a row gets the connection watched, so a host that
+/// closes it is seen at once from then on, and within two looks of a task's start before.
+///
+/// Together with [`HOST_GONE_GRACE`] this bounds how long a daemon outlives a host whose
+/// connection closed (a killed host's, say) when its task ignores its token:
+///
+/// ```
+/// use std::time::Duration;
+/// use mirai_dispatch::daemon::{HOST_GONE_GRACE, WATCH_TICK};
+/// assert!(2 * WATCH_TICK + HOST_GONE_GRACE <= Duration::from_secs(2));
+/// ```
+pub const WATCH_TICK: Duration = Duration::from_millis(500);
+
+/// The stack of the thread that runs tasks: what a main thread usually gets, since a daemon
+/// program's tasks would otherwise run on `main`.
+const SERVE_STACK: usize = 8 << 20;
+
+/// How the thread that runs tasks reports back to [`serve`]'s caller.
+enum Ended {
+    /// The loop returned.
+    Returned(Result<ExitReason, DaemonError>),
+    /// The host is gone and the running task outlived [`HOST_GONE_GRACE`]: the loop's thread
+    /// is left behind.
+    Abandoned,
+    /// The loop panicked (a bug: task panics are caught by the registry).
+    Panicked(Box<dyn std::any::Any + Send>),
+}
+
 /// Connects to the dispatcher and serves tasks from `registry` until an exit rule fires;
 /// returns why (its [`ExitReason::code`] is the process exit code).
+///
+/// The loop, and the tasks, run on a thread of its own (`registry` is cloned for it: handlers
+/// are shared, not copied), so that this call can return while a task still runs: when the
+/// host is gone with autoexit [`AutoExit::Immediately`], the running task's token is cancelled
+/// and, if the task has not returned [`HOST_GONE_GRACE`] later, this returns
+/// [`ExitReason::HostGone`] and leaves that thread to finish the task on its own. A process
+/// that then exits (as a daemon's `main` does with the exit code) ends the task with it.
 pub fn serve(config: &DaemonConfig, registry: &Registry) -> Result<ExitReason, DaemonError> {
+    let (tx, rx) = mpsc::channel();
+    let (config, registry) = (config.clone(), registry.clone());
+    let ended = tx.clone();
+    let serving = std::thread::Builder::new()
+        .name("mirai-daemon".into())
+        .stack_size(SERVE_STACK)
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                serve_here(&config, &registry, ended)
+            }));
+            let _ = tx.send(match outcome {
+                Ok(result) => Ended::Returned(result),
+                Err(panic) => Ended::Panicked(panic),
+            });
+        })?;
+    match rx.recv() {
+        Ok(Ended::Returned(result)) => {
+            // It has nothing left to do but end.
+            let _ = serving.join();
+            result
+        }
+        // Never joined: the task may run for as long as it likes.
+        Ok(Ended::Abandoned) => Ok(ExitReason::HostGone),
+        Ok(Ended::Panicked(panic)) => std::panic::resume_unwind(panic),
+        Err(mpsc::RecvError) => Err(io::Error::other("the daemon thread ended silently").into()),
+    }
+}
+
+/// [`serve`] on the calling thread; `ended` is how the watcher gives up on a task that
+/// outlives its host.
+fn serve_here(
+    config: &DaemonConfig,
+    registry: &Registry,
+    ended: mpsc::Sender<Ended>,
+) -> Result<ExitReason, DaemonError> {
     let address = Address::parse(&config.url)?;
     let mut poll = Poll::new()?;
     let waker = Waker::new(poll.registry(), WAKE)?;
@@ -140,10 +242,12 @@ pub fn serve(config: &DaemonConfig, registry: &Registry) -> Result<ExitReason, D
         exit: AtomicBool::new(false),
         watching: AtomicBool::new(false),
         stop: AtomicBool::new(false),
+        lost: AtomicBool::new(false),
         autoexit: config.rules.autoexit,
         main_waker: waker,
         watch_waker,
         watch_registry: watch_poll.registry().try_clone()?,
+        ended: Mutex::new(ended),
     });
     // What followed the init in the same read (a first task, or an exit) is filed like the rest.
     file_incoming(&shared, early, &limits_of(&init));
@@ -152,6 +256,11 @@ pub fn serve(config: &DaemonConfig, registry: &Registry) -> Result<ExitReason, D
         std::thread::Builder::new()
             .name("mirai-daemon-watch".into())
             .spawn(move || watch(&shared, watch_poll))?
+    };
+    // Stops the watcher and closes the connection however the loop ends.
+    let _stop = StopWatcher {
+        shared: Arc::clone(&shared),
+        watcher: Some(watcher),
     };
     let mut daemon = Daemon {
         shared,
@@ -162,189 +271,24 @@ pub fn serve(config: &DaemonConfig, registry: &Registry) -> Result<ExitReason, D
         buffered: false,
         fd,
     };
-    let result = daemon.run(config, registry);
-    daemon.shared.stop.store(true, Ordering::Release);
-    let _ = daemon.shared.watch_waker.wake();
-    let _ = watcher.join();
-    let _ = daemon.shared.conn().stream().shutdown();
-    result
+    daemon.run(config, registry)
 }
 
-fn limits_of(init: &Init) -> Limits {
-    Limits {
-        max_frame: usize::try_from(init.max_frame).unwrap_or(usize::MAX),
+/// Stops and joins the watcher, then shuts the connection, when dropped.
+struct StopWatcher {
+    shared: Arc<Shared>,
+    watcher: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for StopWatcher {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        let _ = self.shared.watch_waker.wake();
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
+        }
+        let _ = self.shared.conn().stream().shutdown();
     }
-}
-
-/// Dials until connected (or `connect_timeout`), then runs both handshakes.
-fn connect(
-    address: &Address,
-    config: &DaemonConfig,
-    poll: &mut Poll,
-    old: Option<RawFd>,
-) -> Result<(Connection, Init, Vec<Vec<u8>>), DaemonError> {
-    if let Some(fd) = old {
-        let _ = poll.registry().deregister(&mut SourceFd(&fd));
-    }
-    let tls = match (address, &config.tls) {
-        (Address::Tls { host, .. }, Some(tls)) if tls.has_dialer() => Some((tls, host.as_str())),
-        (Address::Tls { .. }, _) => {
-            return Err(nano_transport::Error::State(
-                "tls+tcp:// needs a TLS dialer configuration (DaemonConfig::tls)",
-            )
-            .into());
-        }
-        _ => None,
-    };
-    let deadline = Instant::now() + config.connect_timeout;
-    let stream = loop {
-        match dial(address, tls) {
-            Ok(s) => break s,
-            Err(e) if Instant::now() >= deadline => return Err(e.into()),
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-        }
-    };
-    let limit = Limits::default().max_frame as u64 + PAIR1_HEADER.len() as u64;
-    let mut conn = Connection::new(stream, Protocol::Pair1, limit)
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    let fd = conn.stream().as_raw_fd();
-    // Writability too while handshaking: a TLS handshake flight the kernel did not take at once
-    // is flushed when the socket drains.
-    poll.registry().register(
-        &mut SourceFd(&fd),
-        CONN,
-        Interest::READABLE | Interest::WRITABLE,
-    )?;
-    let hello = FromDaemon::Hello(Hello {
-        version: VERSION,
-        launch_id: config.launch_id,
-        token: config.token.expose().to_vec(),
-    });
-    let mut events = Events::with_capacity(8);
-    let mut said_hello = false;
-    loop {
-        let mut bodies = Vec::new();
-        let progress = conn.on_readable(READ_BATCH, &mut |b| {
-            bodies.push(b);
-            true
-        });
-        // A refusal may arrive together with the close that follows it: the bodies read before
-        // an error are looked at first, so the daemon learns why it was turned away.
-        let closed = match progress {
-            Ok(p) => Ok(p),
-            Err(e) if bodies.is_empty() => return Err(io::Error::other(e.to_string()).into()),
-            Err(e) => Err(e),
-        };
-        if closed.is_ok() && conn.is_open() && !said_hello {
-            send(conn.sender(), &hello, &[])?;
-            said_hello = true;
-        }
-        if closed.is_ok() && conn.sender().queued() > 0 {
-            conn.sender()
-                .flush()
-                .map_err(|e| io::Error::other(e.to_string()))?;
-        }
-        let mut bodies = bodies.into_iter();
-        while let Some(body) = bodies.next() {
-            match decode(&body, &Limits::default()) {
-                // What followed the init in the same read (a first task) is kept.
-                Some((ToDaemon::Init(init), _)) => {
-                    poll.registry()
-                        .reregister(&mut SourceFd(&fd), CONN, Interest::READABLE)?;
-                    return Ok((conn, init, bodies.collect()));
-                }
-                Some((ToDaemon::Refused(reason), _)) => return Err(DaemonError::Refused(reason)),
-                _ => {}
-            }
-        }
-        let progress = closed.map_err(|e| io::Error::other(e.to_string()))?;
-        if progress != ReadProgress::Drained {
-            continue;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(DaemonError::NoInit(config.connect_timeout));
-        }
-        if let Err(e) = poll.poll(&mut events, Some(left))
-            && e.kind() != io::ErrorKind::Interrupted
-        {
-            return Err(e.into());
-        }
-        note_events(&mut conn, &events);
-    }
-}
-
-/// Records what a wait's events said about the connection: it must be read, and whether the
-/// host's close came with them (see [`Connection::note_read_closed`]).
-fn note_events(conn: &mut Connection, events: &Events) {
-    conn.note_readable();
-    if events
-        .iter()
-        .any(|e| e.token() == CONN && e.is_read_closed())
-    {
-        conn.note_read_closed();
-    }
-}
-
-/// Connects a stream to `address`; over `tls+tcp://` (with `tls`, the dialer configuration and
-/// the host to verify) the client side of TLS starts at once, and its handshake then advances
-/// with the connection's reads, before the SP headers are exchanged.
-fn dial(address: &Address, tls: Option<(&TlsConfig, &str)>) -> io::Result<Stream> {
-    Ok(match address {
-        Address::Tcp(sa) => {
-            let s = TcpStream::connect(sa)?;
-            s.set_nodelay(true)?;
-            s.set_nonblocking(true)?;
-            Stream::Tcp(mio::net::TcpStream::from_std(s))
-        }
-        Address::Tls { addr, .. } => {
-            let (config, host) =
-                tls.ok_or_else(|| io::Error::other("no TLS dialer configuration"))?;
-            let s = TcpStream::connect(addr)?;
-            s.set_nodelay(true)?;
-            s.set_nonblocking(true)?;
-            Stream::Tls(config.connect(mio::net::TcpStream::from_std(s), host)?)
-        }
-        Address::Ipc(path) => {
-            let s = UnixStream::connect(path)?;
-            s.set_nonblocking(true)?;
-            Stream::Unix(mio::net::UnixStream::from_std(s))
-        }
-        Address::Abstract(name) => {
-            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-            let s = UnixStream::connect_addr(&addr)?;
-            s.set_nonblocking(true)?;
-            Stream::Unix(mio::net::UnixStream::from_std(s))
-        }
-    })
-}
-
-/// Decodes a body from the dispatcher: its PAIR1 header, then the message.
-fn decode<'a>(body: &'a [u8], limits: &Limits) -> Option<(ToDaemon, &'a [u8])> {
-    pair1_hops(body, MAX_TTL_DEFAULT).ok()?;
-    ToDaemon::decode(&body[PAIR1_HEADER.len()..], limits).ok()
-}
-
-/// Writes one message, `PAIR1 header + envelope` and the payload as separate slices, waiting
-/// for the stream to drain if it must (the watcher shuts a silent host's stream, which ends a
-/// wait that would otherwise last).
-fn send(sender: &ConnSender, msg: &FromDaemon, payload: &[u8]) -> Result<(), DaemonError> {
-    let mut head = Vec::with_capacity(64);
-    head.extend_from_slice(&PAIR1_HEADER);
-    msg.encode(&mut head)?;
-    let failed = |e: nano_transport::conn::ConnError| io::Error::other(e.to_string());
-    let status = sender
-        .send_blocking(&[&head, payload], None)
-        .map_err(failed)?;
-    if status == SendStatus::Queued {
-        // A heartbeat was queued ahead (the dispatcher had stopped reading): nobody else
-        // flushes this connection, so push everything out before going back to sleep. A
-        // silent host's stream is shut by the watcher, which ends this loop with an error.
-        while !sender.flush().map_err(failed)? {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-    Ok(())
 }
 
 /// State the main thread and the watcher share.
@@ -368,11 +312,15 @@ struct Shared {
     /// The watcher is attached to the connection (for the running task).
     watching: AtomicBool,
     stop: AtomicBool,
+    /// The watcher found the host gone (closed, or silent too long).
+    lost: AtomicBool,
     autoexit: AutoExit,
     main_waker: Waker,
     /// Wakes the watcher to read bytes the main thread already took from the kernel.
     watch_waker: Waker,
     watch_registry: MioRegistry,
+    /// Tells [`serve`]'s caller to give up on a task that outlives its host.
+    ended: Mutex<mpsc::Sender<Ended>>,
 }
 
 impl Shared {
@@ -445,126 +393,24 @@ impl Shared {
         }
     }
 
-    /// The host is gone (closed, or silent too long): a task that must not outlive it stops.
+    /// The host is gone (closed, or silent too long): a task that must not outlive it stops
+    /// (and is abandoned after [`HOST_GONE_GRACE`] if it does not, see [`watch()`]).
     fn host_lost(&self) {
+        self.lost.store(true, Ordering::Release);
         if self.autoexit == AutoExit::Immediately {
             self.cancel_current();
         }
         let _ = self.main_waker.wake();
     }
-}
 
-/// The watcher thread: heartbeats, the host's silence, and messages during a task.
-fn watch(shared: &Shared, mut poll: Poll) {
-    let mut events = Events::with_capacity(8);
-    let mut beat = PAIR1_HEADER.to_vec();
-    if FromDaemon::Heartbeat.encode(&mut beat).is_err() {
-        return;
-    }
-    let mut next_beat = Instant::now();
-    // The task running at the last beat: one still running a beat later gets the connection
-    // watched even if it never looks at its token, so tasks sent ahead of it can be asked back.
-    let mut seen_running: Option<TaskId> = None;
-    while !shared.stop.load(Ordering::Acquire) {
-        let h = Duration::from_millis(shared.heartbeat_ms.load(Ordering::Acquire));
-        let timeout = (!h.is_zero()).then(|| next_beat.saturating_duration_since(Instant::now()));
-        if let Err(e) = poll.poll(&mut events, timeout)
-            && e.kind() != io::ErrorKind::Interrupted
-        {
-            return;
-        }
-        if shared.stop.load(Ordering::Acquire) {
-            return;
-        }
-        if !h.is_zero() && Instant::now() >= next_beat {
-            next_beat = Instant::now() + h;
-            let sender = shared
-                .sender
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            // A heartbeat that does not fit now is not worth waiting for, nor worth piling up.
-            if sender.queued() == 0 {
-                let _ = sender.send(&[&beat]);
-            }
-            let silent_ms = u64::try_from(shared.epoch.elapsed().as_millis())
-                .unwrap_or(u64::MAX)
-                .saturating_sub(shared.last_rx.load(Ordering::Acquire));
-            if shared.autoexit != AutoExit::Never
-                && Duration::from_millis(silent_ms) >= h * MISSED_BEATS
-            {
-                // Frozen, or the network is gone: end the connection as a close would.
-                let _ = sender.stream().shutdown();
-                shared.host_lost();
-            }
-            let running = shared
-                .current
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_ref()
-                .map(|(t, _)| *t);
-            if running.is_some() && running == seen_running && attach_watcher(shared) {
-                watch_read(shared, &events);
-            }
-            seen_running = running;
-        }
-        let running = shared
-            .current
+    /// Whether a task is running.
+    fn running(&self) -> Option<TaskId> {
+        self.current
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .is_some();
-        if running && !events.is_empty() {
-            watch_read(shared, &events);
-        }
+            .as_ref()
+            .map(|(t, _)| *t)
     }
-}
-
-/// Reads the connection while a task runs: cancel and exit act at once, the rest waits for the
-/// main thread.
-fn watch_read(shared: &Shared, events: &Events) {
-    let mut conn = shared.conn();
-    note_events(&mut conn, events);
-    let mut bodies = Vec::new();
-    let progress = conn.on_readable(READ_BATCH, &mut |b| {
-        bodies.push(b);
-        true
-    });
-    if !bodies.is_empty() {
-        shared.heard();
-    }
-    file_incoming(shared, bodies, &Limits::default());
-    let closed = progress.is_err();
-    drop(conn);
-    if closed {
-        shared.host_lost();
-    } else if progress.is_ok_and(|p| p != ReadProgress::Drained) {
-        // More to read: the main thread picks it up when the task ends.
-        let _ = shared.main_waker.wake();
-    }
-}
-
-/// Attaches the connection to the watcher's poll for the running task (once per task; the main
-/// thread detaches it when the task ends). `false` if no task runs or it is already attached.
-fn attach_watcher(shared: &Shared) -> bool {
-    // Read before the `current` lock is taken: no thread holds both locks at once this way
-    // round (reading holds the connection's, then takes `current` for a cancel).
-    let fd = shared.conn().stream().as_raw_fd();
-    let current = shared
-        .current
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    if current.is_none() || shared.watching.swap(true, Ordering::AcqRel) {
-        return false;
-    }
-    if shared
-        .watch_registry
-        .register(&mut SourceFd(&fd), CONN, Interest::READABLE)
-        .is_err()
-    {
-        shared.watching.store(false, Ordering::Release);
-        return false;
-    }
-    true
 }
 
 /// Files messages just read (by either thread, with the connection locked, so their order is
@@ -673,6 +519,12 @@ impl Daemon {
         loop {
             if self.shared.exit.swap(false, Ordering::AcqRel) {
                 self.life.exit_requested();
+            }
+            if self.shared.autoexit != AutoExit::Never && self.shared.lost.load(Ordering::Acquire) {
+                // The watcher saw the host go during the task that just ended: tasks that
+                // still wait here were the host's, and there is nobody to answer.
+                self.life.host_gone(Instant::now());
+                return Ok(ExitReason::HostGone);
             }
             let now = Instant::now();
             if let Some(reason) = self.life.poll(now) {
