@@ -1,20 +1,30 @@
 //! The dispatcher's I/O shell: one thread owning a mio poll over the listener and the daemons'
-//! connections (nano-transport's [`Connection`]), with a [`Waker`] for host threads.
+//! connections (nano-transport's [`Connection`](nano_transport::conn::Connection)), with a
+//! [`Waker`](mio::Waker) for host threads.
 //!
 //! Why this shape:
 //!
 //! - **No thread hop on submission.** A host thread's submission that finds an idle daemon
-//!   writes the task itself, through the connection's [`ConnSender`], as one vectored write of
-//!   `frame header | PAIR1 header + envelope | payload` straight from the task's buffer: payload
-//!   bytes are never copied on the way out. Only when the kernel buffer is full does the sender
-//!   keep the rest and wake the dispatcher thread to flush it.
+//!   writes the task itself, through the connection's
+//!   [`ConnSender`](nano_transport::conn::ConnSender), as one vectored write of
+//!   `frame header | PAIR1 header + envelope | payload` straight from the task's buffer.
+//! - **No thread ever waits for a daemon, and no payload byte is copied.** What the kernel does
+//!   not take at once stays in that connection's queue *by reference* (the task's own buffer)
+//!   and the dispatcher thread flushes it as the daemon reads. A daemon that stops reading
+//!   therefore holds only its own task: the other daemons' tasks, heartbeats and hellos go on.
+//!   With a byte cap a payload counts against it until its last byte is written, so bytes on
+//!   their way out are bounded too.
 //! - **No polling tick.** The dispatcher thread sleeps in `epoll` until a daemon writes, a host
 //!   thread wakes it, or the earliest deadline comes: the core's next timeout, the next heartbeat,
-//!   a daemon's silence limit or an unfinished handshake's limit.
+//!   a daemon's silence limit, an unfinished handshake's limit, or an accept retry.
 //! - **Order.** The core decides the order of sends; a second mutex, taken before the core's lock
 //!   is released, keeps that order even when several threads carry out actions at once.
 //! - **Zero-copy results.** A result's value is handed to the host as a slice of the buffer the
-//!   frame was read into ([`Payload::from_frame`]).
+//!   frame was read into ([`Payload::from_frame`](crate::Payload::from_frame)).
+//! - **Events never block the loop.** [`DaemonEvent`]s go through a bounded channel
+//!   ([`EVENT_CAPACITY`]); when nobody drains it they are dropped and counted
+//!   ([`Dispatcher::dropped_events`]), so a flood of refused peers can neither grow memory nor
+//!   stall the I/O thread.
 //!
 //! Liveness: with a heartbeat interval `h` (see [`DispatcherConfig::heartbeat`]) both sides send a
 //! heartbeat every `h`, and each side treats [`MISSED_BEATS`]` * h` of silence from the other as a
@@ -23,18 +33,29 @@
 //! `MISSED_BEATS * h` after its last message; a daemon whose host vanished likewise exits. A
 //! normal close (including a killed process) is seen at once.
 //!
-//! Admission: a connection is nobody until its hello carries the pool's token. Over
-//! `tls+tcp://` the listener's TLS handshake runs first, inside this same loop (the accepted TCP
-//! stream is wrapped as [`Stream::Tls`] and each read or flush advances the handshake, as on a
-//! nano-transport socket), then the SP header exchange, then the hello; all three must finish
-//! within [`DispatcherConfig::hello_timeout`] of the accept (see [`crate::admission`]). Heartbeat
-//! silence applies only to admitted daemons, so the two limits never overlap. Refused and timed
-//! out peers are logged (`tracing`, WARN) and closed; a refused one is closed once its refusal is
-//! written, and nothing but that refusal is ever sent to it. Plain `tcp://` is refused unless
-//! [`DispatcherConfig::allow_plain_tcp`] (see [`crate::security`]).
+//! Admission: a connection is nobody until its hello carries a valid credential. On `ipc://`
+//! and `abstract://` a process of another user is closed at the accept, before a byte is
+//! exchanged (`SO_PEERCRED`; see [`crate::security`]). Over `tls+tcp://` the listener's TLS
+//! handshake runs first, inside this same loop (the accepted TCP stream is wrapped as a TLS
+//! stream and each read or flush advances the handshake, as on a nano-transport socket), then
+//! the SP header exchange, then the hello; all three must finish within
+//! [`DispatcherConfig::hello_timeout`] of the accept, and at most
+//! [`DispatcherConfig::max_unauthenticated`] connections may be at it at once, the oldest closed
+//! first (see [`crate::admission`]). Out of descriptors, the oldest unauthenticated connection
+//! makes room, so the listener never stalls. Heartbeat silence applies only to admitted daemons,
+//! so the limits never overlap. Refused and timed out peers are logged (`tracing`, WARN) and
+//! closed; a refused one is closed once its refusal is written, and nothing but that refusal is
+//! ever sent to it. Plain `tcp://` is refused unless [`DispatcherConfig::allow_plain_tcp`].
+//!
+//! Launch ids: a hello for launch `N` must carry `N`'s credential
+//! ([`Secret::launch_credential`]), and while a daemon of launch `N` (nonzero) is admitted, a
+//! second claim of `N` is refused ([`RefuseReason::LaunchInUse`]): the first holder keeps its
+//! place. A refusal reports only the launch id the peer *claimed*
+//! ([`DaemonEvent::Refused`]), which nobody should act on; only [`DaemonEvent::Joined`] and
+//! what follows it name authentic launch ids.
 //!
 //! Local daemons are the ones on `ipc://` and `abstract://` addresses, which only processes of
-//! this machine can reach; a hard cancel or an unanswered cancel turns into
+//! this machine (and of our user) can reach; a hard cancel or an unanswered cancel turns into
 //! [`DaemonEvent::KillRequested`] for whoever launched them.
 
 mod accept;

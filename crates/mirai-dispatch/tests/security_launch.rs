@@ -3,7 +3,6 @@
 //! refusals never report a launch id as if it were authentic. Also: the configuration's `Debug`
 //! never shows the token.
 
-#[allow(dead_code, unreachable_pub)]
 mod util;
 
 use std::sync::mpsc::Receiver;

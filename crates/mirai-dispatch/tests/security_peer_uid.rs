@@ -6,7 +6,6 @@
 //!
 //! Needs root (to create the user); fails without it.
 
-#[allow(dead_code, unreachable_pub)]
 mod util;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -3,7 +3,6 @@
 //! daemons' tasks go on; and under a byte cap that payload keeps counting until its last byte
 //! is actually written.
 
-#[allow(dead_code, unreachable_pub)]
 mod util;
 
 use std::io::Read;

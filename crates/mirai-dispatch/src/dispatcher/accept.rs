@@ -70,11 +70,11 @@ enum Accepted {
 impl Listener {
     fn accept_one(&self) -> Accepted {
         let stream = match self {
-            Listener::Tcp(l) => l.accept().map(|(s, _)| {
+            Self::Tcp(l) => l.accept().map(|(s, _)| {
                 let _ = s.set_nodelay(true);
                 Stream::Tcp(s)
             }),
-            Listener::Unix(l) => match l.accept() {
+            Self::Unix(l) => match l.accept() {
                 // Before anything else: a process of another user is never registered, never
                 // sent a byte and never read.
                 Ok((s, _)) => match check_same_user(&s) {
@@ -86,7 +86,7 @@ impl Listener {
                 },
                 Err(e) => Err(e),
             },
-            Listener::Tls(l, config) => match l.accept() {
+            Self::Tls(l, config) => match l.accept() {
                 Ok((s, _)) => {
                     let _ = s.set_nodelay(true);
                     // The server side of TLS; its handshake advances with this connection's
