@@ -39,7 +39,8 @@ pub use crate::core::{
 };
 #[cfg(feature = "shell")]
 pub use crate::dispatcher::{
-    DaemonEvent, Dispatcher, DispatcherConfig, HELLO_TIMEOUT, MISSED_BEATS, StartError,
+    DaemonEvent, Dispatcher, DispatcherConfig, EVENT_CAPACITY, HELLO_TIMEOUT, MAX_UNAUTHENTICATED,
+    MISSED_BEATS, StartError,
 };
 pub use crate::host::{CoreGuard, Host, Room};
 pub use crate::task::{DaemonId, Outcome, Payload, Task, TaskError, TaskId};

@@ -1,10 +1,24 @@
-//! Which addresses a dispatcher may listen on, and why plain TCP needs an explicit yes.
+//! Which addresses a dispatcher may listen on, and how each kind is protected.
 //!
-//! Task arguments and results are the user's data, and the join token travels in the daemon's
-//! hello: over plain `tcp://` both cross the network in the clear, and anyone on the path can
-//! read them or replay the token. So a dispatcher listens on `tcp://` only when the user asks
-//! for it (e.g. behind an SSH tunnel); `tls+tcp://` is the default way to reach remote daemons.
-//! `ipc://` and `abstract://` never leave the machine and need no encryption.
+//! The threat model is a shared machine (a login node with hundreds of users) and the networks
+//! between it and its daemons:
+//!
+//! - **Plain TCP needs an explicit yes.** Task arguments and results are the user's data, and
+//!   a daemon's credential travels in its hello: over plain `tcp://` both cross the network in
+//!   the clear, and anyone on the path can read them or replay the credential. So a dispatcher
+//!   listens on `tcp://` only when the user asks for it (e.g. behind an SSH tunnel);
+//!   `tls+tcp://` is the default way to reach remote daemons.
+//! - **Local transports admit only our own user.** `ipc://` and `abstract://` never leave the
+//!   machine and need no encryption, but every local user can reach them: an abstract socket
+//!   has no permissions at all. So the dispatcher asks the kernel who connected (`SO_PEERCRED`)
+//!   and closes a process of another uid before reading or writing a byte (logged at WARN with
+//!   its uid and pid). On top of that an `ipc://` socket file is made mode 0600 right after
+//!   it is bound (the peer check covers the instant before), and a dispatcher refuses to listen
+//!   in a directory where another user could replace its socket file
+//!   ([`check_socket_dir`]): our daemons would then hand their credentials to that user's
+//!   socket. A directory of our own with mode 0700 is the safe choice.
+//! - **Everything before the hello is bounded** (see the dispatcher's admission): each
+//!   connection's time, its frame size, and the number of such connections.
 
 /// Why a listen address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,6 +32,17 @@ pub enum PolicyError {
     PlainTcp {
         /// The refused address.
         url: String,
+    },
+    /// An `ipc://` socket in a directory another user could replace it in.
+    #[error(
+        "{dir}: {why}; another user could replace the socket there and receive our daemons' \
+         credentials; use a directory of your own (mode 0700)"
+    )]
+    UnsafeSocketDir {
+        /// The socket's directory.
+        dir: std::path::PathBuf,
+        /// What is wrong with it.
+        why: String,
     },
 }
 
@@ -63,6 +88,56 @@ pub fn check_listen_url(url: &str, allow_plain_tcp: bool) -> Result<(), PolicyEr
         return Err(PolicyError::PlainTcp {
             url: url.to_owned(),
         });
+    }
+    Ok(())
+}
+
+/// Refuses to put a socket file at `path` when someone other than us (or root) could replace
+/// it: its directory must be owned by our effective user or root, and must not be writable by
+/// all users unless it has the sticky bit (as `/tmp` does: there others cannot remove our
+/// file). Group-writable directories are allowed: on systems with a private group per user
+/// that is the usual mode of a user's own directories; a shared group is out of scope.
+///
+/// ```
+/// use std::os::unix::fs::PermissionsExt;
+/// use mirai_dispatch::security::{check_socket_dir, PolicyError};
+/// let dir = std::env::temp_dir().join(format!("socket-dir-doc-{}", std::process::id()));
+/// std::fs::create_dir(&dir)?;
+/// std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+/// assert_eq!(check_socket_dir(&dir.join("pool.sock")), Ok(()));
+/// std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+/// let open = check_socket_dir(&dir.join("pool.sock"));
+/// assert!(matches!(open, Err(PolicyError::UnsafeSocketDir { .. })), "{open:?}");
+/// std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777))?;
+/// assert_eq!(check_socket_dir(&dir.join("pool.sock")), Ok(()));
+/// std::fs::remove_dir(&dir)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[cfg(feature = "shell")]
+pub fn check_socket_dir(path: &std::path::Path) -> Result<(), PolicyError> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let unsafe_dir = |why: String| PolicyError::UnsafeSocketDir {
+        dir: dir.clone(),
+        why,
+    };
+    // A directory we cannot look at is left to bind's own error.
+    let Ok(meta) = std::fs::metadata(&dir) else {
+        return Ok(());
+    };
+    let ours = rustix::process::geteuid().as_raw();
+    if meta.uid() != ours && meta.uid() != 0 {
+        return Err(unsafe_dir(format!("owned by uid {}", meta.uid())));
+    }
+    let mode = meta.mode();
+    if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        return Err(unsafe_dir(format!(
+            "writable by all users without the sticky bit (mode {:o})",
+            mode & 0o7777
+        )));
     }
     Ok(())
 }

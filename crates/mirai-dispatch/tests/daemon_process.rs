@@ -179,7 +179,7 @@ fn a_daemon_with_the_wrong_token_is_refused() {
     assert_eq!(
         event,
         DaemonEvent::Refused {
-            launch_id: 9,
+            claimed_launch_id: 9,
             reason: mirai_dispatch::protocol::RefuseReason::Token
         }
     );

@@ -241,7 +241,15 @@ fn unauthenticated_peers_get_no_task_data_and_work_goes_on() {
     let seen: Vec<DaemonEvent> = events.try_iter().collect();
     let refusals = seen
         .iter()
-        .filter(|e| matches!(e, DaemonEvent::Refused { launch_id: 666, .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                DaemonEvent::Refused {
+                    claimed_launch_id: 666,
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(refusals, 2, "{seen:?}");
     assert!(

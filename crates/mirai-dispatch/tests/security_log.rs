@@ -102,7 +102,7 @@ fn wrong_token_daemon_is_refused_logged_and_exits() {
     assert_eq!(
         event,
         DaemonEvent::Refused {
-            launch_id: 42,
+            claimed_launch_id: 42,
             reason: RefuseReason::Token
         }
     );

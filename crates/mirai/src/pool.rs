@@ -525,7 +525,11 @@ impl Local {
             self.left(launch_id);
         } else if let DaemonEvent::Joined { launch_id, .. } = event {
             self.remote.joined(launch_id);
-        } else if let DaemonEvent::Refused { launch_id, reason } = event {
+        } else if let DaemonEvent::Refused {
+            claimed_launch_id: launch_id,
+            reason,
+        } = event
+        {
             self.remote.rejected(launch_id, format!("{reason:?}"));
         }
     }

@@ -39,6 +39,9 @@ pub enum RefuseReason {
     Token,
     /// The dispatcher is shutting down.
     ShuttingDown,
+    /// The credential is right, but a daemon of the same (nonzero) launch id is already
+    /// admitted: each launch's credential admits one daemon at a time, the first to present it.
+    LaunchInUse,
 }
 
 /// Dispatcher -> daemon.

@@ -90,3 +90,6 @@ pub fn resolutions(actions: Vec<Action>) -> Vec<(TaskId, Outcome)> {
         })
         .collect()
 }
+
+#[cfg(feature = "shell")]
+pub mod shell;

@@ -1,0 +1,382 @@
+//! What host threads and the dispatcher thread share, and how actions are carried out.
+//!
+//! Sends never wait. A task's payload is handed to the connection by reference
+//! ([`ConnSender::send_shared`]): what the kernel does not take at once stays in the
+//! connection's queue as the task's own buffer, never a copy, and the dispatcher thread flushes
+//! it as the daemon reads. So a daemon that stops reading holds only its own payload; no thread
+//! (host or dispatcher) blocks on it, and the other daemons' tasks go on. With a byte cap, the
+//! payload keeps counting against it until its last byte is written: the queue's reference is
+//! an [`Outgoing`] whose drop reports the task written, and the dispatcher thread tells the
+//! core ([`Core::written`](crate::Core::written)).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use mio::Waker;
+use nano_transport::conn::{ConnSender, SendStatus, SharedBody};
+
+use super::{DaemonEvent, PAIR1_HEADER};
+use crate::completions::Completions;
+use crate::core::Action;
+use crate::host::{CoreGuard, Host};
+use crate::protocol::{Init, Limits, ToDaemon};
+use crate::task::{DaemonId, Outcome, Payload, TaskId};
+
+/// How host threads reach a daemon.
+pub(super) struct Link {
+    pub(super) sender: ConnSender,
+    pub(super) launch_id: u64,
+}
+
+/// What host threads and the dispatcher thread share.
+pub(super) struct Shared {
+    pub(super) host: Host,
+    pub(super) links: Mutex<HashMap<DaemonId, Link>>,
+    /// Held while actions are carried out, so they go out in the order the core made them.
+    pub(super) outbox: Mutex<()>,
+    pub(super) completions: Completions,
+    /// Bounded ([`super::EVENT_CAPACITY`]): when nobody drains it, events are dropped and
+    /// counted rather than kept or waited for.
+    pub(super) events: mpsc::SyncSender<DaemonEvent>,
+    pub(super) dropped_events: AtomicU64,
+    pub(super) waker: Arc<Waker>,
+    pub(super) stop: AtomicBool,
+    pub(super) local: bool,
+    pub(super) settings: Vec<u8>,
+    pub(super) limits: Limits,
+    pub(super) heartbeat: Option<Duration>,
+    /// Whether values must be reported collected (only with an uncollected-bytes cap).
+    pub(super) track_collected: bool,
+    /// Payloads still in a connection's queue, while the budget counts them.
+    pub(super) unwritten: Arc<Unwritten>,
+    pub(super) epoch: Instant,
+    /// When the dispatcher thread will wake on its own, in nanoseconds since `epoch`
+    /// (`u64::MAX`: not before an event; 0: it is awake). Written and read under the core's lock,
+    /// so a host call that arms an earlier core timer knows to wake it.
+    pub(super) sleep_until: AtomicU64,
+}
+
+/// The payloads of tracked tasks (with a byte cap) that are still queued on their connection.
+///
+/// Each send of a tracked task gets a number, recorded here under the task before the send; an
+/// [`Outgoing`] that was queued reports `(task, number)` when the queue drops it (its last byte
+/// written, or the connection gone). Only a report whose number is still the task's counts: a
+/// task sent again since (recalled, or requeued after its daemon left) is not released by its
+/// old copy's report.
+pub(super) struct Unwritten {
+    sends: Mutex<HashMap<TaskId, u64>>,
+    done: Mutex<Vec<(TaskId, u64)>>,
+    next: AtomicU64,
+    waker: Arc<Waker>,
+}
+
+impl Unwritten {
+    pub(super) fn new(waker: Arc<Waker>) -> Self {
+        Self {
+            sends: Mutex::new(HashMap::new()),
+            done: Mutex::new(Vec::new()),
+            next: AtomicU64::new(0),
+            waker,
+        }
+    }
+
+    fn start(&self, task: TaskId) -> u64 {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        lock(&self.sends).insert(task, n);
+        n
+    }
+
+    /// The send `n` of `task` is over (written, or failed): `true` if it was the current one.
+    fn finish(&self, task: TaskId, n: u64) -> bool {
+        let mut sends = lock(&self.sends);
+        if sends.get(&task) == Some(&n) {
+            sends.remove(&task);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The tasks whose queued payload has been written since the last call.
+    pub(super) fn take_written(&self) -> Vec<TaskId> {
+        let done = std::mem::take(&mut *lock(&self.done));
+        done.into_iter()
+            .filter(|&(task, n)| self.finish(task, n))
+            .map(|(task, _)| task)
+            .collect()
+    }
+}
+
+/// A task payload as a connection's queue keeps it: by reference (no byte copied), reporting
+/// to [`Unwritten`] when the queue lets go of it.
+struct Outgoing {
+    payload: Payload,
+    report: Option<(Arc<Unwritten>, TaskId, u64)>,
+    /// Cleared when the sender saw the payload written at once (reported there, not here).
+    armed: AtomicBool,
+}
+
+impl AsRef<[u8]> for Outgoing {
+    fn as_ref(&self) -> &[u8] {
+        self.payload.as_slice()
+    }
+}
+
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        if let Some((log, task, n)) = self.report.take()
+            && self.armed.load(Ordering::Acquire)
+        {
+            lock(&log.done).push((task, n));
+            let _ = log.waker.wake();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+impl Shared {
+    /// A handle took `task`'s outcome: with an uncollected cap, its value leaves the count.
+    pub(super) fn taken(&self, task: TaskId, outcome: &Outcome) {
+        if outcome.is_value() && self.track_collected {
+            let mut core = self.host.lock();
+            if core.collected(task, Instant::now()) {
+                self.flush_held(core);
+            }
+        }
+    }
+
+    /// Drains the core's actions and carries them out, in order; takes the core's lock and
+    /// releases it before anything is written.
+    pub(super) fn flush_held(&self, mut core: CoreGuard<'_>) {
+        let asleep_until = self.sleep_until.load(Ordering::Relaxed);
+        if asleep_until != 0
+            && core
+                .poll_timeout()
+                .is_some_and(|t| self.nanos(t) < asleep_until)
+        {
+            // A core timer earlier than the dispatcher thread's wake-up was just armed.
+            let _ = self.waker.wake();
+        }
+        if !core.has_actions() {
+            return;
+        }
+        let track = core.config().release_when_written;
+        let actions: Vec<Action> = std::iter::from_fn(|| core.poll_action()).collect();
+        let order = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        drop(core);
+        let mut resolved = Vec::new();
+        let mut written = Vec::new();
+        for action in actions {
+            match action {
+                Action::Resolve { task, outcome } => resolved.push((task, outcome)),
+                Action::Send { daemon, task, job } if track => {
+                    if self.send_task(daemon, task, job, true) {
+                        written.push(task);
+                    }
+                }
+                other => self.carry_out(other),
+            }
+        }
+        drop(order);
+        if !resolved.is_empty() {
+            self.completions.deliver(resolved);
+        }
+        if !written.is_empty() {
+            // The payloads are out of our hands: their bytes leave the budget, which may let
+            // blocked submitters in and queue more sends.
+            let mut core = self.host.lock();
+            let now = Instant::now();
+            for task in written {
+                core.written(task, now);
+            }
+            self.flush_held(core);
+        }
+    }
+
+    /// Tells the core which queued payloads have been written since the last call (their
+    /// bytes leave the budget). The dispatcher thread calls it on every turn.
+    pub(super) fn release_written(&self) {
+        let tasks = self.unwritten.take_written();
+        if tasks.is_empty() {
+            return;
+        }
+        let mut core = self.host.lock();
+        let now = Instant::now();
+        for task in tasks {
+            core.written(task, now);
+        }
+        self.flush_held(core);
+    }
+
+    pub(super) fn nanos(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos())
+            .unwrap_or(u64::MAX - 1)
+            .max(1)
+    }
+
+    fn link(&self, daemon: DaemonId) -> Option<(ConnSender, u64)> {
+        self.links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&daemon)
+            .map(|l| (l.sender.clone(), l.launch_id))
+    }
+
+    fn carry_out(&self, action: Action) {
+        match action {
+            Action::Joined { daemon, rng_stream } => {
+                if let Some((sender, _)) = self.link(daemon) {
+                    let init = Init {
+                        daemon,
+                        rng_stream,
+                        max_frame: self.limits.max_frame as u64,
+                        heartbeat_ms: self
+                            .heartbeat
+                            .map_or(0, |h| u64::try_from(h.as_millis()).unwrap_or(u64::MAX)),
+                        settings: self.settings.clone(),
+                    };
+                    self.send(&sender, &ToDaemon::Init(init));
+                }
+            }
+            Action::Send { daemon, task, job } => {
+                self.send_task(daemon, task, job, false);
+            }
+            Action::Cancel { daemon, task } => {
+                if let Some((sender, _)) = self.link(daemon) {
+                    self.send(&sender, &ToDaemon::Cancel { task });
+                }
+            }
+            Action::Recall { daemon, task } => {
+                if let Some((sender, _)) = self.link(daemon) {
+                    self.send(&sender, &ToDaemon::Recall { task });
+                }
+            }
+            Action::Kill { daemon } => {
+                if let Some((sender, launch_id)) = self.link(daemon) {
+                    self.send(&sender, &ToDaemon::Exit);
+                    self.event(DaemonEvent::KillRequested { daemon, launch_id });
+                }
+            }
+            Action::Release { daemon } => {
+                if let Some((sender, _)) = self.link(daemon) {
+                    self.send(&sender, &ToDaemon::Exit);
+                }
+            }
+            Action::Left { daemon } => {
+                let link = self
+                    .links
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&daemon);
+                if let Some(link) = link {
+                    self.event(DaemonEvent::Left {
+                        daemon,
+                        launch_id: link.launch_id,
+                    });
+                }
+            }
+            Action::Resolve { task, outcome } => self.completions.deliver([(task, outcome)]),
+            Action::WakeSubmitters => {}
+        }
+    }
+
+    /// Sends a task to its daemon without waiting and without copying its payload; with
+    /// `track`, returns whether the payload is already written (else its [`Outgoing`] reports it
+    /// when it is, to [`Shared::unwritten`]).
+    fn send_task(
+        &self,
+        daemon: DaemonId,
+        task: TaskId,
+        job: crate::core::Job,
+        track: bool,
+    ) -> bool {
+        let _span = tracing::debug_span!("dispatch", task = task.0, daemon = daemon.0).entered();
+        let Some((sender, _)) = self.link(daemon) else {
+            // The daemon is gone; its close resolves or requeues the task.
+            return true;
+        };
+        let msg = ToDaemon::Task {
+            task,
+            function: job.function,
+            trace: job.trace,
+            rng_seed: job.rng_seed,
+        };
+        let Some(head) = encode(&msg) else {
+            return true;
+        };
+        let report = track.then(|| {
+            let n = self.unwritten.start(task);
+            (Arc::clone(&self.unwritten), task, n)
+        });
+        let n = report.as_ref().map(|(_, _, n)| *n);
+        let outgoing = Arc::new(Outgoing {
+            payload: job.payload,
+            report,
+            armed: AtomicBool::new(true),
+        });
+        let body: SharedBody = outgoing.clone();
+        let sent = sender.send_shared(&[&head], &body, None);
+        drop(body);
+        let written = matches!(sent, Ok(SendStatus::Written));
+        if written || sent.is_err() {
+            // Out of our hands now (or the connection is going, and its close resolves or
+            // requeues the task): no report from the drop.
+            outgoing.armed.store(false, Ordering::Release);
+            if let Some(n) = n {
+                self.unwritten.finish(task, n);
+            }
+        }
+        drop(outgoing);
+        self.after_send(&sent);
+        written || sent.is_err()
+    }
+
+    /// Writes one message without a payload: `PAIR1 header + envelope`; what the kernel does
+    /// not take waits (copied: a few bytes) in the connection's queue.
+    pub(super) fn send(&self, sender: &ConnSender, msg: &ToDaemon) {
+        if let Some(head) = encode(msg) {
+            let sent = sender.send(&[&head]);
+            self.after_send(&sent);
+        }
+    }
+
+    fn after_send(&self, sent: &Result<SendStatus, nano_transport::conn::ConnError>) {
+        match sent {
+            Ok(SendStatus::Written) => {}
+            // The rest waits in the connection's queue: the dispatcher thread flushes it. A
+            // failed write marks the connection failed; the dispatcher thread closes it.
+            Ok(SendStatus::Queued) | Err(_) => {
+                let _ = self.waker.wake();
+            }
+        }
+    }
+
+    /// Reports an event without ever waiting: when the channel is full (nobody drains it), the
+    /// event is dropped and counted ([`super::Dispatcher::dropped_events`]). Nobody listening
+    /// is fine.
+    pub(super) fn event(&self, event: DaemonEvent) {
+        if let Err(TrySendError::Full(event)) = self.events.try_send(event) {
+            let n = self.dropped_events.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(
+                    dropped = n,
+                    ?event,
+                    "daemon event channel full; event dropped"
+                );
+            }
+        }
+    }
+}
+
+/// `PAIR1 header + envelope` of a message.
+fn encode(msg: &ToDaemon) -> Option<Vec<u8>> {
+    let mut head = Vec::with_capacity(64);
+    head.extend_from_slice(&PAIR1_HEADER);
+    msg.encode(&mut head).ok()?;
+    Some(head)
+}
