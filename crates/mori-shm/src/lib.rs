@@ -103,7 +103,7 @@ mod shared;
 mod sys;
 mod wire;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, Untrusted};
 pub use mori_format::{self, Source, View, WriteOptions};
 pub use owner::Status;
 pub use prune::{RegionInfo, list_regions, prune};
