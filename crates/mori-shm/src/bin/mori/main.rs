@@ -15,7 +15,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | a system error (I/O, permissions) |
+//! | 1 | a system error (I/O, permissions), or a file under the region's name that is not one of our regions (another user's, a link, readable by others) |
 //! | 2 | bad command line, or a malformed identifier |
 //! | 3 | no region of that name |
 //! | 4 | the region is corrupt, or the path does not lead to a value |
@@ -38,7 +38,9 @@ use mori_shm::{Error, SharedView, Status, View};
     name = "mori",
     version,
     about = "Inspect, share and prune mori shared-memory regions",
-    after_help = "Exit codes: 0 success; 1 system error; 2 bad command line or malformed \
+    after_help = "Exit codes: 0 success; 1 system error, or a region file attach does not \
+                  trust (another user's, a symbolic link, readable by others); 2 bad command \
+                  line or malformed \
                   identifier; 3 no such region; 4 corrupt region or a path that leads nowhere; \
                   5 input that cannot be shared; 6 region cannot be created (out of space, \
                   name in use)."
@@ -94,6 +96,8 @@ impl From<Error> for Failure {
             Error::Corrupt { .. } | Error::IndexOutOfRange { .. } | Error::NotAList { .. } => 4,
             Error::Unshareable { .. } => 5,
             Error::OutOfSpace { .. } | Error::NameInUse { .. } => 6,
+            // Not one of our regions: refused like a permission error.
+            Error::Untrusted { .. } => 1,
             _ => 1,
         };
         let mut message = e.to_string();
