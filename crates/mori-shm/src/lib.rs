@@ -99,6 +99,9 @@ mod name;
 mod owner;
 mod prune;
 mod region;
+mod share_json;
+#[cfg(test)]
+mod share_json_tests;
 mod shared;
 mod sys;
 mod wire;
@@ -122,6 +125,22 @@ pub mod fuzzing {
         if let Ok(text) = std::str::from_utf8(data) {
             let _ = crate::sys::proc::parse_start_time(text);
             let _ = crate::name::creator_pid(text);
+        }
+    }
+
+    /// Decode `data` as the JSON input of `mori share`, and plan and write the value it gives in
+    /// memory, as `mori share` would into a region (no region is created).
+    pub fn share_json(data: &[u8]) {
+        let Ok(value) = crate::share_json::decode(data) else {
+            return;
+        };
+        let source = mori_format::Source::Value(&value);
+        if let Ok(plan) = source.plan(&mori_format::WriteOptions::default()) {
+            // The input is at most a few MiB under a fuzzer; its region is of that order.
+            if plan.len() <= 16 << 20 {
+                let mut buf = vec![0u8; plan.len()];
+                let _ = plan.write_into(&mut buf);
+            }
         }
     }
 }

@@ -23,6 +23,8 @@
 //! | 6 | the region cannot be created (out of space in /dev/shm, name in use) |
 
 mod json;
+#[path = "../../share_json.rs"]
+mod share_json;
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -259,12 +261,17 @@ fn prune() -> Result<(), Failure> {
 }
 
 fn share(file: &Path) -> Result<(), Failure> {
-    let text =
-        std::fs::read(file).map_err(|e| Failure::new(5, format!("{}: {e}", file.display())))?;
-    let parsed: serde_json::Value = serde_json::from_slice(&text)
-        .map_err(|e| Failure::new(5, format!("{}: {e}", file.display())))?;
-    let value = json::value_from_json(&parsed);
-    drop((text, parsed));
+    let unshareable =
+        |e: &dyn std::fmt::Display| Failure::new(5, format!("{}: {e}", file.display()));
+    let mut text = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| {
+            f.take(share_json::MAX_INPUT as u64 + 1)
+                .read_to_end(&mut text)
+        })
+        .map_err(|e| unshareable(&e))?;
+    let value = share_json::decode(&text).map_err(|e| unshareable(&e))?;
+    drop(text);
 
     // Handle the signals before the name escapes, so no signal can leave the region behind.
     let mut signals = signal_hook::iterator::Signals::new([
