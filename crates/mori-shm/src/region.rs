@@ -331,7 +331,7 @@ pub(crate) fn attach(name: &str) -> Result<Arc<Mapping>, Error> {
         }
         Err(file::OpenError::Io(e)) => return Err(io_err("open", e)),
     };
-    let len = f.metadata().map_err(|e| io_err("stat", e))?.len();
+    let len = f.file().metadata().map_err(|e| io_err("stat", e))?.len();
     let len = usize::try_from(len).map_err(|_| Error::Io {
         name: name.to_owned(),
         op: "map",

@@ -34,6 +34,18 @@ pub(crate) fn create_exclusive(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// A region file opened by [`open_trusted`]: only such files are mapped by attaching
+/// (`map::Mapping::open` takes this type, not a `File`).
+#[derive(Debug)]
+pub(crate) struct TrustedFile(File);
+
+impl TrustedFile {
+    /// The open file.
+    pub(crate) fn file(&self) -> &File {
+        &self.0
+    }
+}
+
 /// Why an existing region file was not opened.
 #[derive(Debug)]
 pub(crate) enum OpenError {
@@ -54,7 +66,7 @@ pub(crate) enum OpenError {
 /// a mapping; a link or a file readable by others is not a region this crate made.
 /// `O_NONBLOCK` keeps a FIFO planted under a region's name from blocking the open; it has no
 /// effect on regular files.
-pub(crate) fn open_trusted(path: &Path) -> Result<File, OpenError> {
+pub(crate) fn open_trusted(path: &Path) -> Result<TrustedFile, OpenError> {
     let flags =
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
     let fd = match rustix::fs::open(path, flags, Mode::empty()) {
@@ -72,7 +84,7 @@ pub(crate) fn open_trusted(path: &Path) -> Result<File, OpenError> {
         rustix::process::geteuid().as_raw(),
     )
     .map_err(OpenError::Untrusted)?;
-    Ok(File::from(fd))
+    Ok(TrustedFile(File::from(fd)))
 }
 
 /// The checks of [`open_trusted`] on a file's type, owner and mode, for effective uid `euid`.
