@@ -39,12 +39,36 @@ pub enum Error {
         /// The free space in `/dev/shm` when creation failed, in bytes.
         free: u64,
     },
-    /// A region of that name already exists: an orphan of a crashed process whose pid this
-    /// process now has. `prune` clears such orphans.
+    /// Every name tried for a new region already existed. Each try draws a fresh random name
+    /// (16 in all), so this means `/dev/shm` is
+    /// flooded with files named like this process's regions (by another user, or as orphans of
+    /// a crashed process whose pid this process now has, which `prune` clears).
     #[error("cannot create region '{name}': the name is already in use (prune clears orphans)")]
     NameInUse {
+        /// The last region name tried.
+        name: String,
+    },
+    /// The file of a region exists but is not one this process may trust, so it was not
+    /// mapped: a region must be a regular file owned by our effective uid that no other user
+    /// can read or write. Another user's file could be truncated or rewritten under a live
+    /// `&[f64]` into it.
+    ///
+    /// ```no_run
+    /// use mori_shm::{Error, Untrusted};
+    /// // Say another user put a file of that name in /dev/shm.
+    /// match mori_shm::map_shared("/mori_4d1b_1") {
+    ///     Err(Error::Untrusted { reason: Untrusted::OtherOwner { uid }, .. }) => {
+    ///         eprintln!("region made by uid {uid}, not attached");
+    ///     }
+    ///     other => println!("{other:?}"),
+    /// }
+    /// ```
+    #[error("refusing to attach region '{name}': {reason}")]
+    Untrusted {
         /// The region name.
         name: String,
+        /// What the file is that a region of ours would not be.
+        reason: Untrusted,
     },
     /// The text is not a region name or identifier (`/mori_<hex>_<hex>[i,j,...]`).
     #[error("malformed region name '{name}'")]
@@ -78,6 +102,39 @@ pub enum Error {
         /// The system error.
         #[source]
         source: io::Error,
+    },
+}
+
+/// Why a region file was not trusted ([`Error::Untrusted`]).
+///
+/// ```
+/// use mori_shm::Untrusted;
+/// assert_eq!(
+///     Untrusted::Mode { mode: 0o644 }.to_string(),
+///     "its mode 0644 gives group or other users access"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Untrusted {
+    /// The name is a symbolic link (regions are never links; a link could lead anywhere).
+    #[error("it is a symbolic link")]
+    Symlink,
+    /// The file is not a regular file (a FIFO, a directory, a device, ...).
+    #[error("it is not a regular file")]
+    NotRegular,
+    /// The file belongs to another user, who can truncate or rewrite it while it is mapped.
+    #[error("it belongs to uid {uid}, not to us")]
+    OtherOwner {
+        /// The file's owner.
+        uid: u32,
+    },
+    /// The file's permission bits give its group or other users some access
+    /// (`mode & 0o077 != 0`); regions are created with mode 0600.
+    #[error("its mode {mode:04o} gives group or other users access")]
+    Mode {
+        /// The file's permission bits (`st_mode & 0o7777`).
+        mode: u32,
     },
 }
 

@@ -33,8 +33,12 @@
 //! an owned [`Value`](mori_format::value::Value), [`share_source_with`] any source and writer
 //! options (such as the attribute form for R >= 4.6).
 //!
-//! Creation opens `/dev/shm/mori_<pid hex>_<counter hex>` with `O_CREAT|O_EXCL`, mode 0600 (the
-//! counter starts at a per-process random value, as R's mori 0.2.2 does) and sizes it. Every
+//! Creation opens `/dev/shm/mori_<pid hex>_<random hex>` with `O_CREAT|O_EXCL`, mode 0600, and
+//! sizes it. The name has the shape R's mori gives its names (R's `prune_shared()` reads the pid
+//! in it), but where R has a counter it has 32 fresh bits from the operating system's CSPRNG:
+//! `/dev/shm` is world-readable, so names that followed from the ones listed there could be
+//! created first by another user. A name that exists already is never opened; creation tries
+//! another (16 in all, then [`Error::NameInUse`]). Every
 //! page then exists before anything is stored through a mapping, so a full `/dev/shm` is an
 //! [`Error::OutOfSpace`] naming the size asked and the space free, never a `SIGBUS`:
 //!
@@ -52,11 +56,37 @@
 //! is copied once. Any failure after the file exists unlinks it.
 //!
 //! # Attaching
-//! [`map_shared`] parses the identifier with R's grammar, maps the file read-only and lazily
+//! [`map_shared`] parses the identifier with R's grammar, checks that the file is one of ours
+//! (below), maps it read-only and lazily
 //! (no pre-faulting: attaching costs the same for 1 KB and 1 GB), validates the region with
 //! `mori-format` (work proportional to its number of elements, not its bytes), resolves the
 //! bracketed path and returns a [`SharedView`]. Views of elements ([`SharedView::get`]) keep
 //! the whole mapping alive through an `Arc`, so they may outlive the list they came from.
+//!
+//! Anyone can put a file in `/dev/shm`, under any name, so a name in a message or a task
+//! result says nothing about whose file it is. A file that another user owns or can write
+//! could be truncated or rewritten by that user while we hold a `&[f64]` into its mapping:
+//! values would change under safe code, and reads past a truncation fault with `SIGBUS`.
+//! Every attach ([`map_shared`], deserializing a [`SharedView`], `mori show` and `mori cat`)
+//! therefore opens the file with `O_NOFOLLOW` (and `O_NONBLOCK`, so a FIFO cannot block it)
+//! and checks, with `fstat` on the opened descriptor (the file checked is the file mapped),
+//! that it is a regular file, owned by our effective uid, with no permission bits for group or
+//! others (`mode & 0o077 == 0`), as every region this crate or R's mori creates is. Anything
+//! else is [`Error::Untrusted`], whose [`Untrusted`] reason says which check failed:
+//!
+//! ```
+//! use std::os::unix::fs::PermissionsExt;
+//! use mori_shm::{Error, Untrusted};
+//!
+//! let shared = mori_shm::share_f64(&[1.0])?;
+//! let file = format!("/dev/shm{}", shared.name());
+//! std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+//! assert!(matches!(
+//!     mori_shm::map_shared(shared.name()),
+//!     Err(Error::Untrusted { reason: Untrusted::Mode { mode: 0o644 }, .. })
+//! ));
+//! # Ok::<(), mori_shm::Error>(())
+//! ```
 //!
 //! # Lifetime and prune
 //! The creator's [`Shared`] owns the name and unlinks it when dropped. Mappings made before
@@ -83,9 +113,10 @@
 //! Mapping a file is `unsafe` in Rust because another process could change or truncate it. The
 //! crate's only `unsafe` code sits in one small module that explains why it holds here: regions
 //! are write-once before their name escapes, consumers map read-only, mode 0600 keeps other
-//! users out, and every view is bounds-checked against the mapping. The residual risk is a
-//! process of the same user that truncates a region file while it is mapped: reads of the lost
-//! pages then fault with `SIGBUS`, as they would in R.
+//! users out of our regions and the attach checks keep us out of theirs, and every view is
+//! bounds-checked against the mapping. The residual risk is a process of the same user (or
+//! root) that truncates a region file while it is mapped: reads of the lost pages then fault
+//! with `SIGBUS`, as they would in R.
 //!
 //! Linux only: regions live in the tmpfs at `/dev/shm`.
 //!
@@ -99,11 +130,14 @@ mod name;
 mod owner;
 mod prune;
 mod region;
+mod share_json;
+#[cfg(test)]
+mod share_json_tests;
 mod shared;
 mod sys;
 mod wire;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, Untrusted};
 pub use mori_format::{self, Source, View, WriteOptions};
 pub use owner::Status;
 pub use prune::{RegionInfo, list_regions, prune};
@@ -122,6 +156,22 @@ pub mod fuzzing {
         if let Ok(text) = std::str::from_utf8(data) {
             let _ = crate::sys::proc::parse_start_time(text);
             let _ = crate::name::creator_pid(text);
+        }
+    }
+
+    /// Decode `data` as the JSON input of `mori share`, and plan and write the value it gives in
+    /// memory, as `mori share` would into a region (no region is created).
+    pub fn share_json(data: &[u8]) {
+        let Ok(value) = crate::share_json::decode(data) else {
+            return;
+        };
+        let source = mori_format::Source::Value(&value);
+        if let Ok(plan) = source.plan(&mori_format::WriteOptions::default()) {
+            // The input is at most a few MiB under a fuzzer; its region is of that order.
+            if plan.len() <= 16 << 20 {
+                let mut buf = vec![0u8; plan.len()];
+                let _ = plan.write_into(&mut buf);
+            }
         }
     }
 }

@@ -1,46 +1,29 @@
-//! OS names of regions: `/mori_<pid hex>_<counter hex>`, as R's mori 0.2.2 makes them.
+//! OS names of regions: `/mori_<pid hex>_<random hex>`, in the shape R's mori 0.2.2 makes them.
 //!
 //! The first hex run is the creator's pid, which is what `prune` (ours and R's) reads to decide
-//! whether the creator is still alive. The counter starts at a per-process pseudo-random value
-//! so that a process that inherits a crashed process's pid does not regenerate the names of its
-//! orphans, and increments atomically, so threads never share a name.
-
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
+//! whether the creator is still alive. The second run, a counter in R's mori, is here 32 fresh
+//! bits from the operating system's CSPRNG for every name: `/dev/shm` is world-readable, so
+//! anyone can see the names a process has used, and a name that followed from them (R's counter
+//! increments) could be created first by another user, to make our exclusive creation fail.
+//! Fresh random bits cannot be predicted, and creation (`region::create`) retries a name that
+//! exists with another one. The run stays at most 8 hex digits: R's mori and `mori-format`
+//! parse it as a 32-bit value.
 
 use mori_format::Identifier;
 
 /// The file-name prefix of every region under `/dev/shm`.
 pub(crate) const FILE_PREFIX: &str = "mori_";
 
-static COUNTER: OnceLock<AtomicU32> = OnceLock::new();
-
-/// The well-known splitmix64 finaliser: spreads any 64-bit seed over all bits.
-fn splitmix64(seed: u64) -> u64 {
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// A per-process starting counter from the monotonic clock, the pid and a stack address.
-fn initial_counter() -> u32 {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    let clock = (now.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(now.tv_nsec as u64);
-    let local = 0u8;
-    let address = std::ptr::addr_of!(local) as usize as u64;
-    let seed = clock ^ (u64::from(std::process::id()) << 32) ^ address.rotate_left(17);
-    (splitmix64(seed) >> 32) as u32
-}
-
-/// The next region file name of this process: `mori_<pid hex>_<counter hex>`.
-pub(crate) fn next_file_name() -> String {
-    let counter = COUNTER
-        .get_or_init(|| AtomicU32::new(initial_counter()))
-        .fetch_add(1, Ordering::Relaxed);
+/// The file name (without the leading `/`) of region `counter` of this process.
+pub(crate) fn file_name(counter: u32) -> String {
     format!("{FILE_PREFIX}{:x}_{counter:x}", std::process::id())
+}
+
+/// A new region file name of this process, `mori_<pid hex>_<random hex>`, whose random part
+/// comes from the operating system's CSPRNG.
+pub(crate) fn next_file_name() -> std::io::Result<String> {
+    let counter = getrandom::u32().map_err(std::io::Error::other)?;
+    Ok(file_name(counter))
 }
 
 /// The pid recorded in a region file name, if `file_name` (without the leading `/`) is one:
@@ -58,9 +41,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_carry_our_pid_and_never_repeat() {
-        let a = next_file_name();
-        let b = next_file_name();
+    fn names_carry_our_pid_and_a_random_part() {
+        let a = next_file_name().unwrap();
+        let b = next_file_name().unwrap();
         assert_ne!(a, b);
         assert_eq!(creator_pid(&a), Some(std::process::id()));
         assert!(a.starts_with(&format!("mori_{:x}_", std::process::id())));
@@ -81,9 +64,28 @@ mod tests {
         assert_eq!(creator_pid("mori_1_ffffffffffffffffffffff"), None);
     }
 
+    /// R's counter (and ours before) made each name the previous one plus one, so every future
+    /// name followed from one seen in `/dev/shm`. Fresh random parts never do, in practice: 64
+    /// consecutive names all off by one from their predecessor by chance is 2^-2016 likely, and
+    /// any one pair is 2^-32 likely.
     #[test]
-    fn splitmix_spreads_neighbouring_seeds() {
-        assert_ne!(splitmix64(1) >> 32, splitmix64(2) >> 32);
+    fn the_next_name_does_not_follow_from_the_last() {
+        let counters: Vec<u32> = (0..64)
+            .map(|_| {
+                let name = next_file_name().unwrap();
+                u32::from_str_radix(name.rsplit('_').next().unwrap(), 16).unwrap()
+            })
+            .collect();
+        let sequential = counters
+            .windows(2)
+            .filter(|w| w[1] == w[0].wrapping_add(1))
+            .count();
+        assert!(
+            sequential <= 1,
+            "{sequential} sequential names: {counters:x?}"
+        );
+        let distinct: std::collections::HashSet<_> = counters.iter().collect();
+        assert!(distinct.len() >= 63, "{counters:x?}");
     }
 
     proptest::proptest! {

@@ -133,7 +133,7 @@ mod tests {
     /// A region file named for `pid`, with an owner record of `record` (none if `None`),
     /// unlinked when the guard drops.
     fn fake_region(pid: u32, record: Option<u64>) -> (String, NameOwner) {
-        let ours = name::next_file_name();
+        let ours = name::next_file_name().unwrap();
         let counter = ours.rsplit('_').next().unwrap();
         let file_name = format!("{}{pid:x}_{counter}", name::FILE_PREFIX);
         let path = file::region_path(&file_name);

@@ -164,18 +164,83 @@ fn out_of_space(name: &str, len: usize) -> Error {
     }
 }
 
-/// Create a new region of exactly `len` bytes, let `fill` write all of it, and seal it
-/// read-only. On any failure the file is unlinked before returning.
+/// How many fresh random names [`create`] tries before giving up with [`Error::NameInUse`].
+/// Each name is 32 random bits, so only a `/dev/shm` flooded with names of this pid makes a
+/// second try necessary; the bound keeps a flood from spinning us forever.
+pub(crate) const CREATE_ATTEMPTS: usize = 16;
+
+/// Create a new region of exactly `len` bytes under a fresh random name, let `fill` write all
+/// of it, and seal it read-only. On any failure the file is unlinked before returning.
 pub(crate) fn create(
     len: usize,
     fill: impl FnOnce(&mut Filling<'_>) -> Result<(), Error>,
 ) -> Result<(Arc<Mapping>, NameOwner), Error> {
-    create_named(&name::next_file_name(), len, fill)
+    create_trying(
+        || {
+            name::next_file_name().map_err(|source| Error::Io {
+                name: format!("/{}", name::FILE_PREFIX),
+                op: "name",
+                source,
+            })
+        },
+        len,
+        fill,
+    )
 }
 
-/// [`create`] under a given file name (`mori_<pid>_<counter>`).
+/// [`create`] with the names (`mori_<pid>_<counter>`) drawn from `next_name`: a name that
+/// exists already (another region's, an orphan's, or a file someone put there first) is never
+/// opened, truncated or unlinked; the next name is tried instead, [`CREATE_ATTEMPTS`] in all.
+pub(crate) fn create_trying(
+    mut next_name: impl FnMut() -> Result<String, Error>,
+    len: usize,
+    fill: impl FnOnce(&mut Filling<'_>) -> Result<(), Error>,
+) -> Result<(Arc<Mapping>, NameOwner), Error> {
+    let mut last = None;
+    for _ in 0..CREATE_ATTEMPTS {
+        let file_name = next_name()?;
+        match open_new(&file_name)? {
+            Some(f) => return fill_new(&file_name, f, len, fill),
+            None => last = Some(file_name),
+        }
+    }
+    Err(Error::NameInUse {
+        name: region_name(&last.unwrap_or_default()),
+    })
+}
+
+/// [`create`] under a given file name (`mori_<pid>_<counter>`), with no retry.
+#[cfg(test)]
 pub(crate) fn create_named(
     file_name: &str,
+    len: usize,
+    fill: impl FnOnce(&mut Filling<'_>) -> Result<(), Error>,
+) -> Result<(Arc<Mapping>, NameOwner), Error> {
+    match open_new(file_name)? {
+        Some(f) => fill_new(file_name, f, len, fill),
+        None => Err(Error::NameInUse {
+            name: region_name(file_name),
+        }),
+    }
+}
+
+/// Create the file of region `file_name` exclusively, mode 0600; `None` if it exists.
+fn open_new(file_name: &str) -> Result<Option<File>, Error> {
+    match file::create_exclusive(&file::region_path(file_name)) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+        Err(source) => Err(Error::Io {
+            name: region_name(file_name),
+            op: "create",
+            source,
+        }),
+    }
+}
+
+/// Size, fill and seal the region file `f` this process has just created as `file_name`.
+fn fill_new(
+    file_name: &str,
+    f: File,
     len: usize,
     fill: impl FnOnce(&mut Filling<'_>) -> Result<(), Error>,
 ) -> Result<(Arc<Mapping>, NameOwner), Error> {
@@ -185,13 +250,6 @@ pub(crate) fn create_named(
         name: name.clone(),
         op,
         source,
-    };
-    let f = match file::create_exclusive(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return Err(Error::NameInUse { name });
-        }
-        Err(e) => return Err(io_err("create", e)),
     };
     // From here on the name is ours: unlink it on every failure.
     let owner = NameOwner { path };
@@ -243,7 +301,8 @@ fn size(f: &File, name: &str, len: usize) -> Result<(), Error> {
     }
 }
 
-/// Map region `name` (`/mori_<pid>_<counter>`) read-only and lazily.
+/// Map region `name` (`/mori_<pid>_<counter>`) read-only and lazily, if its file is one we may
+/// trust (`file::open_trusted`): else [`Error::Untrusted`] naming why.
 pub(crate) fn attach(name: &str) -> Result<Arc<Mapping>, Error> {
     let file_name = name
         .strip_prefix('/')
@@ -257,16 +316,22 @@ pub(crate) fn attach(name: &str) -> Result<Arc<Mapping>, Error> {
         op,
         source,
     };
-    let f = match file::open_read_only(&path) {
+    let f = match file::open_trusted(&path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(file::OpenError::NotFound) => {
             return Err(Error::NotFound {
                 name: name.to_owned(),
             });
         }
-        Err(e) => return Err(io_err("open", e)),
+        Err(file::OpenError::Untrusted(reason)) => {
+            return Err(Error::Untrusted {
+                name: name.to_owned(),
+                reason,
+            });
+        }
+        Err(file::OpenError::Io(e)) => return Err(io_err("open", e)),
     };
-    let len = f.metadata().map_err(|e| io_err("stat", e))?.len();
+    let len = f.file().metadata().map_err(|e| io_err("stat", e))?.len();
     let len = usize::try_from(len).map_err(|_| Error::Io {
         name: name.to_owned(),
         op: "map",
@@ -321,7 +386,7 @@ mod tests {
 
     #[test]
     fn a_write_past_the_end_is_an_error_and_unlinks_the_name() {
-        let file_name = name::next_file_name();
+        let file_name = name::next_file_name().unwrap();
         let err = create_named(&file_name, 100, |r| r.write_at(90, &[0u8; 20])).unwrap_err();
         assert!(
             matches!(err, Error::Io { op: "write", ref name, .. } if *name == format!("/{file_name}")),
@@ -334,7 +399,7 @@ mod tests {
 
     #[test]
     fn a_failed_fill_unlinks_the_name() {
-        let file_name = name::next_file_name();
+        let file_name = name::next_file_name().unwrap();
         let err = create_named(&file_name, 64, |_| {
             Err(Error::NotAList {
                 name: "test".into(),
@@ -347,7 +412,7 @@ mod tests {
 
     #[test]
     fn an_existing_name_is_in_use() {
-        let file_name = name::next_file_name();
+        let file_name = name::next_file_name().unwrap();
         let (_m, _owner) = create_named(&file_name, 64, |_| Ok(())).unwrap();
         let err = create_named(&file_name, 64, |_| Ok(())).unwrap_err();
         assert!(matches!(err, Error::NameInUse { ref name } if name == &format!("/{file_name}")));
@@ -355,6 +420,72 @@ mod tests {
             file::region_path(&file_name).exists(),
             "the first owner keeps it"
         );
+    }
+
+    /// A file someone else put under the name about to be chosen (here: the first name the
+    /// seam hands out) is left as it is, and the region gets the next name.
+    #[test]
+    fn a_squatted_name_is_skipped_not_opened_or_removed() {
+        let squatted = name::next_file_name().unwrap();
+        let path = file::region_path(&squatted);
+        std::fs::write(&path, b"squatter").unwrap();
+        let _squatter = NameOwner { path: path.clone() };
+        let fresh = name::next_file_name().unwrap();
+        let mut names = vec![fresh.clone(), squatted.clone()];
+        let (mapping, _owner) = create_trying(
+            || Ok(names.pop().unwrap()),
+            64,
+            |r| {
+                r.bytes_mut()?.fill(9);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(mapping.name(), format!("/{fresh}"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"squatter", "left untouched");
+        assert_eq!(attach(mapping.name()).unwrap().bytes(), &[9u8; 64][..]);
+    }
+
+    /// A name source that only ever yields taken names ends in `NameInUse` after a bounded
+    /// number of tries, with the taken file still in place.
+    #[test]
+    fn creation_gives_up_after_a_bounded_number_of_taken_names() {
+        let squatted = name::next_file_name().unwrap();
+        let path = file::region_path(&squatted);
+        std::fs::write(&path, b"squatter").unwrap();
+        let _squatter = NameOwner { path: path.clone() };
+        let mut tries = 0;
+        let err = create_trying(
+            || {
+                tries += 1;
+                Ok(squatted.clone())
+            },
+            64,
+            |_| Ok(()),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, Error::NameInUse { ref name } if *name == format!("/{squatted}")),
+            "{err:?}"
+        );
+        assert_eq!(tries, CREATE_ATTEMPTS);
+        assert_eq!(std::fs::read(&path).unwrap(), b"squatter");
+    }
+
+    /// Live regions never share a name, and each file is a private regular file of ours.
+    #[test]
+    fn many_regions_get_distinct_private_names() {
+        use std::os::unix::fs::MetadataExt;
+        let regions: Vec<_> = (0..500).map(|_| create(64, |_| Ok(())).unwrap()).collect();
+        let names: std::collections::HashSet<_> =
+            regions.iter().map(|(m, _)| m.name().to_owned()).collect();
+        assert_eq!(names.len(), regions.len());
+        for name in &names {
+            let meta = std::fs::symlink_metadata(file::region_path(&name[1..])).unwrap();
+            assert!(meta.file_type().is_file(), "{name}");
+            assert_eq!(meta.mode() & 0o777, 0o600, "{name}");
+            assert_eq!(meta.uid(), rustix::process::geteuid().as_raw(), "{name}");
+        }
     }
 
     #[test]
@@ -391,7 +522,7 @@ mod tests {
     fn asking_for_more_than_dev_shm_has_is_out_of_space_with_both_sizes() {
         let free = file::free_space(std::path::Path::new(file::SHM_DIR)).unwrap();
         let asked = usize::try_from(free.saturating_mul(2)).unwrap_or(usize::MAX);
-        let file_name = name::next_file_name();
+        let file_name = name::next_file_name().unwrap();
         let err = create_named(&file_name, asked, |_| Ok(())).unwrap_err();
         match err {
             Error::OutOfSpace {
@@ -421,7 +552,7 @@ mod tests {
     #[test]
     fn fallocate_reports_a_full_file_system_as_no_space() {
         // Bypass the free-space pre-check: the kernel itself must refuse.
-        let file_name = name::next_file_name();
+        let file_name = name::next_file_name().unwrap();
         let path = file::region_path(&file_name);
         let f = file::create_exclusive(&path).unwrap();
         let _owner = NameOwner { path: path.clone() };
@@ -450,7 +581,7 @@ mod tests {
         let free = file::free_space(std::path::Path::new(file::SHM_DIR)).unwrap();
         assert!(free <= 1 << 20, "not the private tmpfs: {free} bytes free");
         for through_the_file in [true, false] {
-            let file_name = name::next_file_name();
+            let file_name = name::next_file_name().unwrap();
             let err = create_named(&file_name, 256 << 10, |r| {
                 fill_dev_shm();
                 if through_the_file {

@@ -162,6 +162,21 @@ fn share_rejects_bad_input_with_code_5() {
 }
 
 #[test]
+fn share_refuses_deep_or_huge_json_with_code_5_and_says_why() {
+    let deep = TempJson::new("deep", &"[".repeat(1_000_000));
+    let (code, out, err) = mori(&["share", deep.0.to_str().unwrap()]);
+    assert_eq!((code, out.as_str()), (5, ""), "{err}");
+    assert!(err.contains("nested more than 64 deep"), "{err}");
+
+    let huge = TempJson::new("huge", "");
+    let file = std::fs::File::create(&huge.0).unwrap();
+    file.set_len(64 << 20 | 1).unwrap(); // a sparse file just past the limit
+    let (code, out, err) = mori(&["share", huge.0.to_str().unwrap()]);
+    assert_eq!((code, out.as_str()), (5, ""), "{err}");
+    assert!(err.contains("more than 67108864 bytes of JSON"), "{err}");
+}
+
+#[test]
 fn prune_removes_a_killed_creators_region_and_prints_its_name() {
     let json = TempJson::new("cliprune", "[4]");
     let mut killed = ChildGuard::mori_share(&json.0);

@@ -5,7 +5,10 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{FallocateFlags, XattrFlags};
+use rustix::fs::{FallocateFlags, FileType, Mode, OFlags, XattrFlags};
+use rustix::io::Errno;
+
+use crate::error::Untrusted;
 
 /// The tmpfs directory that holds POSIX shared memory on Linux.
 pub(crate) const SHM_DIR: &str = "/dev/shm";
@@ -31,9 +34,74 @@ pub(crate) fn create_exclusive(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Open an existing region file read-only.
-pub(crate) fn open_read_only(path: &Path) -> io::Result<File> {
-    File::open(path)
+/// A region file opened by [`open_trusted`]: only such files are mapped by attaching
+/// (`map::Mapping::open` takes this type, not a `File`).
+#[derive(Debug)]
+pub(crate) struct TrustedFile(File);
+
+impl TrustedFile {
+    /// The open file.
+    pub(crate) fn file(&self) -> &File {
+        &self.0
+    }
+}
+
+/// Why an existing region file was not opened.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    /// No file of that name.
+    NotFound,
+    /// The file is not one of our regions (see [`open_trusted`]).
+    Untrusted(Untrusted),
+    /// Any other failure.
+    Io(io::Error),
+}
+
+/// Open an existing region file read-only, if it is one this process may map: not a symbolic
+/// link (`O_NOFOLLOW`), and, checked with `fstat` on the opened descriptor (so the file checked
+/// is the file mapped), a regular file owned by our effective uid with no permission bits for
+/// group or others.
+///
+/// Another user's file could be truncated or rewritten by that user while we read it through
+/// a mapping; a link or a file readable by others is not a region this crate made.
+/// `O_NONBLOCK` keeps a FIFO planted under a region's name from blocking the open; it has no
+/// effect on regular files.
+pub(crate) fn open_trusted(path: &Path) -> Result<TrustedFile, OpenError> {
+    let flags =
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let fd = match rustix::fs::open(path, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Err(OpenError::NotFound),
+        // O_NOFOLLOW on a symbolic link.
+        Err(Errno::LOOP) => return Err(OpenError::Untrusted(Untrusted::Symlink)),
+        Err(e) => return Err(OpenError::Io(e.into())),
+    };
+    let st = rustix::fs::fstat(&fd).map_err(|e| OpenError::Io(e.into()))?;
+    check_trusted(
+        FileType::from_raw_mode(st.st_mode),
+        st.st_uid,
+        st.st_mode,
+        rustix::process::geteuid().as_raw(),
+    )
+    .map_err(OpenError::Untrusted)?;
+    Ok(TrustedFile(File::from(fd)))
+}
+
+/// The checks of [`open_trusted`] on a file's type, owner and mode, for effective uid `euid`.
+fn check_trusted(kind: FileType, uid: u32, mode: u32, euid: u32) -> Result<(), Untrusted> {
+    if kind == FileType::Symlink {
+        Err(Untrusted::Symlink)
+    } else if kind != FileType::RegularFile {
+        Err(Untrusted::NotRegular)
+    } else if uid != euid {
+        Err(Untrusted::OtherOwner { uid })
+    } else if mode & 0o077 != 0 {
+        Err(Untrusted::Mode {
+            mode: mode & 0o7777,
+        })
+    } else {
+        Ok(())
+    }
 }
 
 /// Bytes an unprivileged writer can still allocate in the file system holding `dir`.
@@ -94,10 +162,11 @@ pub(crate) fn set_owner_record(file: &File, record: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// The owner record of the region file at `path`, if it has one.
+/// The owner record of the region file at `path`, if it has one. A symbolic link is not
+/// followed (and has no record).
 pub(crate) fn owner_record(path: &Path) -> io::Result<Option<Vec<u8>>> {
     let mut buf = [0u8; OWNER_RECORD_MAX];
-    match rustix::fs::getxattr(path, OWNER_XATTR, &mut buf[..]) {
+    match rustix::fs::lgetxattr(path, OWNER_XATTR, &mut buf[..]) {
         Ok(n) => Ok(Some(buf[..n].to_vec())),
         Err(rustix::io::Errno::NODATA | rustix::io::Errno::OPNOTSUPP) => Ok(None),
         // Longer than any record we write: not ours, treat as absent.
@@ -111,5 +180,39 @@ pub(crate) fn unlink(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_our_private_regular_files_are_trusted() {
+        let reg = FileType::RegularFile;
+        assert_eq!(check_trusted(reg, 1000, 0o100600, 1000), Ok(()));
+        assert_eq!(check_trusted(reg, 1000, 0o100400, 1000), Ok(()));
+        assert_eq!(
+            check_trusted(reg, 1001, 0o100600, 1000),
+            Err(Untrusted::OtherOwner { uid: 1001 })
+        );
+        for mode in [0o644, 0o640, 0o604, 0o610, 0o601, 0o666] {
+            assert_eq!(
+                check_trusted(reg, 1000, 0o100000 | mode, 1000),
+                Err(Untrusted::Mode { mode })
+            );
+        }
+        assert_eq!(
+            check_trusted(FileType::Fifo, 1000, 0o010600, 1000),
+            Err(Untrusted::NotRegular)
+        );
+        assert_eq!(
+            check_trusted(FileType::Directory, 1000, 0o040700, 1000),
+            Err(Untrusted::NotRegular)
+        );
+        assert_eq!(
+            check_trusted(FileType::Symlink, 1000, 0o120777, 1000),
+            Err(Untrusted::Symlink)
+        );
     }
 }

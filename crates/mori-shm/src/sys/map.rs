@@ -11,6 +11,11 @@
 //! - A region is write-once. Its creator writes the whole value into its own mapping before the
 //!   name is returned, so no other process can know the name while it is being written.
 //! - Files are created with mode `0600`, so only processes of the same user can open them.
+//! - Attaching maps only such files: `file::open_trusted` opens with `O_NOFOLLOW` and checks
+//!   on the opened descriptor that the file is regular, owned by our effective uid and has no
+//!   permission bits for group or others. A file another user planted under a region's name
+//!   (which that user could truncate or rewrite under our references) is refused before it
+//!   is mapped.
 //! - Every page of a new region is allocated (by `pwrite` or `fallocate`, see
 //!   `region::Filling`) before anything is stored through its mapping, so a full `/dev/shm` is
 //!   an error at creation, never a `SIGBUS` on a later store.
@@ -31,6 +36,8 @@ use std::io;
 use std::sync::Arc;
 
 use memmap2::{Advice, Mmap, MmapMut, MmapOptions};
+
+use super::file::TrustedFile;
 use mori_format::View;
 
 /// Regions at least this large ask for transparent huge pages, as R's mori does.
@@ -70,12 +77,14 @@ pub(crate) fn populate(map: &MmapMut, range: std::ops::Range<usize>) {
 
 /// Map an existing region file read-only and lazily (no pre-faulting): attaching costs the
 /// same for any size, and only the pages a consumer reads are faulted in.
-fn map_existing_region(file: &File, len: usize) -> io::Result<Mmap> {
+fn map_existing_region(file: &TrustedFile, len: usize) -> io::Result<Mmap> {
     // SAFETY: regions are write-once: their creator finished writing before the name escaped,
-    // and no one truncates them (the residual same-user risk is documented above). The file was
-    // opened read-only and the mapping is read-only, so this process cannot change it either.
-    // `len` is the file's size from fstat, so the whole mapping is backed by the file.
-    let map = unsafe { MmapOptions::new().len(len).map(file)? };
+    // and no one truncates them (the residual same-user risk is documented above). A
+    // `TrustedFile` is a regular file of our own uid with no access for other users, so no
+    // other user can write or truncate it. It was opened read-only and the mapping is
+    // read-only, so this process cannot change it either. `len` is the file's size from fstat,
+    // so the whole mapping is backed by the file.
+    let map = unsafe { MmapOptions::new().len(len).map(file.file())? };
     if len >= HUGE_PAGE_THRESHOLD {
         let _ = map.advise(Advice::HugePage);
     }
@@ -103,7 +112,7 @@ impl Mapping {
     }
 
     /// Map the existing region file `file` of `len` bytes (its size from fstat).
-    pub(crate) fn open(name: String, file: &File, len: usize) -> io::Result<Self> {
+    pub(crate) fn open(name: String, file: &TrustedFile, len: usize) -> io::Result<Self> {
         Ok(Self {
             name,
             map: map_existing_region(file, len)?,

@@ -167,3 +167,45 @@ pub fn assert_suite_leaves_no_regions(this_test: &str) {
     assert!(left.is_empty(), "the suite left regions behind: {left:?}");
     assert!(status.success(), "the suite failed in the child: {status}");
 }
+
+/// Fail (never skip) a test that needs root, saying so.
+pub fn require_root(why: &str) {
+    let euid = rustix::process::geteuid().as_raw();
+    assert!(
+        euid == 0,
+        "this test must run as root ({why}); it runs as uid {euid}"
+    );
+}
+
+/// A path under /dev/shm (a symbolic link, a FIFO, a directory, a planted file) that is removed
+/// when dropped, whether the test passed or failed.
+pub struct ShmPath(pub PathBuf);
+
+impl ShmPath {
+    /// An unused region name of this process, `/mori_<our pid>_<random>`, and its path guard.
+    /// Nothing exists at the path yet.
+    pub fn unused() -> (String, Self) {
+        loop {
+            let counter = getrandom::u32().expect("getrandom");
+            let name = format!("/mori_{:x}_{counter:x}", std::process::id());
+            let path = region_file(&name);
+            if std::fs::symlink_metadata(&path).is_err() {
+                return (name, Self(path));
+            }
+        }
+    }
+}
+
+impl Drop for ShmPath {
+    fn drop(&mut self) {
+        match std::fs::symlink_metadata(&self.0) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir(&self.0);
+            }
+            Ok(_) => {
+                let _ = std::fs::remove_file(&self.0);
+            }
+            Err(_) => {}
+        }
+    }
+}

@@ -1,58 +1,14 @@
-//! JSON in (`mori share`) and out (`mori cat`).
+//! JSON out (`mori cat`); the input side (`mori share`) is `share_json`.
 //!
-//! In: arrays of numbers become double vectors, arrays of strings character vectors, arrays of
-//! booleans logical vectors (`null` inside any of them is `NA`), objects named lists, and any
-//! other array an unnamed list. Out: the reverse, streamed from the mapping without an
-//! intermediate copy; `NA` prints as `null`, non-finite doubles as the strings `"NaN"`, `"Inf"`
+//! The reverse of the input mapping, streamed from the mapping without an intermediate copy; `NA` prints as `null`, non-finite doubles as the strings `"NaN"`, `"Inf"`
 //! and `"-Inf"`, complex numbers as `[re, im]` pairs, and lists with unique, non-empty names as
 //! objects.
 
-use mori_format::value::{Data, NA_INTEGER, NA_REAL, RString, Value, is_na_real};
+use mori_format::value::{NA_INTEGER, RString, is_na_real};
 use mori_shm::View;
 use serde::ser::{Error as _, SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::Value as Json;
-
-/// Convert parsed JSON to the value `mori share` writes.
-pub(crate) fn value_from_json(json: &Json) -> Value {
-    match json {
-        Json::Null => Value::new(Data::Null),
-        Json::Bool(b) => Value::new(Data::Logical(vec![i32::from(*b)])),
-        Json::Number(n) => Value::double([n.as_f64().unwrap_or(NA_REAL)]),
-        Json::String(s) => Value::character([s]),
-        Json::Object(map) => {
-            Value::named_list(map.iter().map(|(k, v)| (k.as_str(), value_from_json(v))))
-        }
-        Json::Array(items) => array_from_json(items),
-    }
-}
-
-fn array_from_json(items: &[Json]) -> Value {
-    let all = |f: fn(&Json) -> bool| {
-        items.iter().all(|x| x.is_null() || f(x)) && items.iter().any(|x| !x.is_null())
-    };
-    if all(Json::is_number) {
-        Value::double(
-            items
-                .iter()
-                .map(|x| x.as_f64().unwrap_or(NA_REAL))
-                .collect::<Vec<_>>(),
-        )
-    } else if all(Json::is_string) {
-        Value::new(Data::Character(
-            items.iter().map(|x| RString::from(x.as_str())).collect(),
-        ))
-    } else if all(Json::is_boolean) {
-        Value::new(Data::Logical(
-            items
-                .iter()
-                .map(|x| x.as_bool().map_or(NA_INTEGER, i32::from))
-                .collect(),
-        ))
-    } else {
-        Value::list(items.iter().map(value_from_json).collect::<Vec<_>>())
-    }
-}
 
 /// A view that serializes as JSON (see the module docs), straight from the mapping.
 pub(crate) struct JsonView<'a>(pub(crate) View<'a>);
@@ -167,8 +123,10 @@ impl Serialize for JsonView<'_> {
 mod tests {
     use super::*;
 
+    use mori_format::value::NA_REAL;
+
     fn round_trip(json: &str) -> String {
-        let value = value_from_json(&serde_json::from_str(json).unwrap());
+        let value = crate::share_json::decode(json.as_bytes()).unwrap();
         let shared = mori_shm::share(&value).unwrap();
         serde_json::to_string(&JsonView(shared.view().view())).unwrap()
     }

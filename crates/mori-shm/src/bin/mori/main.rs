@@ -15,7 +15,7 @@
 //! | code | meaning |
 //! |---|---|
 //! | 0 | success |
-//! | 1 | a system error (I/O, permissions) |
+//! | 1 | a system error (I/O, permissions), or a file under the region's name that is not one of our regions (another user's, a link, readable by others) |
 //! | 2 | bad command line, or a malformed identifier |
 //! | 3 | no region of that name |
 //! | 4 | the region is corrupt, or the path does not lead to a value |
@@ -23,6 +23,8 @@
 //! | 6 | the region cannot be created (out of space in /dev/shm, name in use) |
 
 mod json;
+#[path = "../../share_json.rs"]
+mod share_json;
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -38,7 +40,9 @@ use mori_shm::{Error, SharedView, Status, View};
     name = "mori",
     version,
     about = "Inspect, share and prune mori shared-memory regions",
-    after_help = "Exit codes: 0 success; 1 system error; 2 bad command line or malformed \
+    after_help = "Exit codes: 0 success; 1 system error, or a region file attach does not \
+                  trust (another user's, a symbolic link, readable by others); 2 bad command \
+                  line or malformed \
                   identifier; 3 no such region; 4 corrupt region or a path that leads nowhere; \
                   5 input that cannot be shared; 6 region cannot be created (out of space, \
                   name in use)."
@@ -94,6 +98,8 @@ impl From<Error> for Failure {
             Error::Corrupt { .. } | Error::IndexOutOfRange { .. } | Error::NotAList { .. } => 4,
             Error::Unshareable { .. } => 5,
             Error::OutOfSpace { .. } | Error::NameInUse { .. } => 6,
+            // Not one of our regions: refused like a permission error.
+            Error::Untrusted { .. } => 1,
             _ => 1,
         };
         let mut message = e.to_string();
@@ -255,12 +261,17 @@ fn prune() -> Result<(), Failure> {
 }
 
 fn share(file: &Path) -> Result<(), Failure> {
-    let text =
-        std::fs::read(file).map_err(|e| Failure::new(5, format!("{}: {e}", file.display())))?;
-    let parsed: serde_json::Value = serde_json::from_slice(&text)
-        .map_err(|e| Failure::new(5, format!("{}: {e}", file.display())))?;
-    let value = json::value_from_json(&parsed);
-    drop((text, parsed));
+    let unshareable =
+        |e: &dyn std::fmt::Display| Failure::new(5, format!("{}: {e}", file.display()));
+    let mut text = Vec::new();
+    std::fs::File::open(file)
+        .and_then(|f| {
+            f.take(share_json::MAX_INPUT as u64 + 1)
+                .read_to_end(&mut text)
+        })
+        .map_err(|e| unshareable(&e))?;
+    let value = share_json::decode(&text).map_err(|e| unshareable(&e))?;
+    drop(text);
 
     // Handle the signals before the name escapes, so no signal can leave the region behind.
     let mut signals = signal_hook::iterator::Signals::new([
