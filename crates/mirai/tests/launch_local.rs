@@ -372,7 +372,17 @@ fn the_pool_submits_a_job_array_to_sbatch_and_its_daemons_run_tasks() {
         .map(|(a, b)| (a.to_owned(), b.to_owned()))
         .into();
     assert_eq!(got, want);
-    assert_eq!(pool.remote_daemons(), 2);
+    // The launcher thread counts joins from the dispatcher's events, a moment after the
+    // daemons answered.
+    let t = std::time::Instant::now();
+    while pool.remote_daemons() != 2 {
+        assert!(
+            t.elapsed() < PATIENCE,
+            "{} remote daemons",
+            pool.remote_daemons()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(pool.submit(&SQUARE, 7).unwrap().wait().unwrap(), 49);
 
     let refusing = scratch.executable(
