@@ -4,16 +4,23 @@
 //! `main` calls [`daemon_main_if_requested`], which serves tasks and exits in that case and
 //! returns at once otherwise. This needs no second binary and keeps host and daemon in step.
 
+use std::io::BufRead;
 use std::time::Duration;
 
 use mirai_dispatch::daemon::{AutoExit, DaemonConfig, ExitRules, serve};
+use mirai_dispatch::secret::Secret;
 
 use crate::Registry;
 
+/// What every variable of the daemon's environment starts with; the daemon removes them all
+/// once read.
+pub(crate) const ENV_PREFIX: &str = "MIRAI_DAEMON_";
 /// The dispatcher address a local daemon dials.
 pub(crate) const ENV_URL: &str = "MIRAI_DAEMON_URL";
-/// The join token.
+/// The join credential itself, for daemons started by hand (see [`crate::launch::manual`]).
 pub(crate) const ENV_TOKEN: &str = "MIRAI_DAEMON_TOKEN";
+/// `1`: the join credential is the first line of the daemon's stdin (every launcher).
+pub(crate) const ENV_TOKEN_STDIN: &str = "MIRAI_DAEMON_TOKEN_STDIN";
 /// The launch id.
 pub(crate) const ENV_LAUNCH_ID: &str = "MIRAI_DAEMON_LAUNCH_ID";
 /// Exit rules, as `idletime_ms,walltime_ms,maxtasks` (empty fields: never).
@@ -21,27 +28,129 @@ pub(crate) const ENV_RULES: &str = "MIRAI_DAEMON_RULES";
 /// The fingerprint of a `tls+tcp://` dispatcher's certificate, which the daemon pins.
 pub(crate) const ENV_TLS_PIN: &str = "MIRAI_DAEMON_TLS_PIN";
 
-/// If the environment says this process is a local daemon, serves tasks from `registry` and
-/// exits the process; otherwise returns at once. Call it first thing in `main`.
+/// The longest credential line read from stdin (credentials are 64 hex digits; hand-chosen
+/// tokens may be longer, but not without bound).
+const MAX_CREDENTIAL_LINE: usize = 4096;
+
+/// How long a daemon waits for its credential on stdin before it gives up.
+const STDIN_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Why a daemon could not get its join credential.
+#[derive(Debug, thiserror::Error)]
+enum CredentialError {
+    #[error(
+        "no credential: stdin ended before a line (launch with MIRAI_DAEMON_TOKEN_STDIN=1 writes one)"
+    )]
+    Missing,
+    #[error("the credential line on stdin exceeds {MAX_CREDENTIAL_LINE} bytes")]
+    TooLong,
+    #[error("no credential on stdin within {0:?}")]
+    TimedOut(Duration),
+    #[error("reading the credential from stdin: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The daemon's settings, read from its environment.
+struct DaemonEnv {
+    url: String,
+    token: Option<String>,
+    token_stdin: bool,
+    launch_id: u64,
+    rules: String,
+    tls_pin: Option<String>,
+}
+
+impl DaemonEnv {
+    /// Reads the settings and removes every `MIRAI_DAEMON_*` variable from the environment, so
+    /// the processes tasks spawn inherit none (a task child that is this same program stays an
+    /// ordinary process); `None`, leaving the environment alone, when this is no daemon.
+    fn take() -> Option<Self> {
+        let url = std::env::var(ENV_URL).ok()?;
+        let var = |name: &str| std::env::var(name).ok();
+        let env = Self {
+            url,
+            token: var(ENV_TOKEN),
+            token_stdin: var(ENV_TOKEN_STDIN).as_deref() == Some("1"),
+            launch_id: var(ENV_LAUNCH_ID).and_then(|v| v.parse().ok()).unwrap_or(0),
+            rules: var(ENV_RULES).unwrap_or_default(),
+            tls_pin: var(ENV_TLS_PIN),
+        };
+        crate::environment::remove_vars_with_prefix(ENV_PREFIX);
+        Some(env)
+    }
+
+    /// The join credential: from the environment, or else the first line of stdin.
+    fn credential(&self) -> Result<Secret, CredentialError> {
+        match &self.token {
+            Some(token) => Ok(Secret::from(token.as_str())),
+            None if self.token_stdin => credential_from_stdin(STDIN_PATIENCE),
+            None => Ok(Secret::default()),
+        }
+    }
+}
+
+/// Reads the first line of stdin, waiting at most `patience` (a launcher that never writes
+/// must not leave a daemon waiting forever).
+fn credential_from_stdin(patience: Duration) -> Result<Secret, CredentialError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("mirai-credential".into())
+        .spawn(move || {
+            let _ = tx.send(read_credential(std::io::stdin().lock()));
+        })?;
+    rx.recv_timeout(patience)
+        .unwrap_or(Err(CredentialError::TimedOut(patience)))
+}
+
+/// The first line of `from`, without its line ending, read no further than
+/// [`MAX_CREDENTIAL_LINE`] bytes.
+fn read_credential(from: impl BufRead) -> Result<Secret, CredentialError> {
+    let mut line = Vec::new();
+    from.take(MAX_CREDENTIAL_LINE as u64 + 1)
+        .read_until(b'\n', &mut line)?;
+    let ended = line.last() == Some(&b'\n');
+    if ended {
+        line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+    }
+    if line.len() > MAX_CREDENTIAL_LINE {
+        return Err(CredentialError::TooLong);
+    }
+    if line.is_empty() {
+        return Err(CredentialError::Missing);
+    }
+    Ok(Secret::from(line))
+}
+
+/// If the environment says this process is a daemon (a local child of a pool, or one a launcher
+/// started), serves tasks from `registry` and exits the process; otherwise returns at once.
+/// Call it first thing in `main`, before the program starts threads: a daemon removes every
+/// `MIRAI_DAEMON_*` variable from its environment once read, so the processes its tasks spawn
+/// inherit none of them (and a task that runs this same program gets an ordinary process,
+/// not a second daemon). A launched daemon reads its join credential from the first line of
+/// stdin, never from its command line.
 ///
 /// ```
 /// let registry = mirai::Registry::new();
 /// mirai::daemon_main_if_requested(&registry); // not a daemon here: returns
 /// ```
 pub fn daemon_main_if_requested(registry: &Registry) {
-    let Ok(url) = std::env::var(ENV_URL) else {
+    let Some(env) = DaemonEnv::take() else {
         return;
     };
-    let mut config = DaemonConfig::new(
-        url,
-        std::env::var(ENV_TOKEN).unwrap_or_default().into_bytes(),
-    );
-    config.launch_id = std::env::var(ENV_LAUNCH_ID)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    config.rules = parse_rules(&std::env::var(ENV_RULES).unwrap_or_default());
-    if let Ok(pin) = std::env::var(ENV_TLS_PIN) {
+    let token = match env.credential() {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("mirai daemon: {e}");
+            std::process::exit(10);
+        }
+    };
+    let mut config = DaemonConfig::new(env.url, token);
+    config.launch_id = env.launch_id;
+    config.rules = parse_rules(&env.rules);
+    if let Some(pin) = env.tls_pin {
         match mirai_dispatch::security::pinned_dialer(&pin) {
             Ok(tls) => config.tls = Some(tls),
             Err(e) => {
@@ -145,7 +254,8 @@ pub(crate) fn format_rules(rules: &ExitRules) -> String {
     )
 }
 
-fn parse_rules(text: &str) -> ExitRules {
+/// The exit rules of [`ENV_RULES`] text; fields that are missing or not numbers mean "never".
+pub(crate) fn parse_rules(text: &str) -> ExitRules {
     let mut fields = text.split(',').map(|f| f.parse::<u64>().ok());
     let mut next = || fields.next().flatten();
     let mut rules = ExitRules::default().with_autoexit(AutoExit::Immediately);
@@ -169,5 +279,50 @@ mod tests {
         assert_eq!(back.walltime, None);
         assert_eq!(back.maxtasks, Some(7));
         assert_eq!(back.autoexit, AutoExit::Immediately);
+    }
+
+    proptest::proptest! {
+        /// Any rules a pool can hand out come back unchanged from their text.
+        #[test]
+        fn any_rules_round_trip(
+            idle in proptest::option::of(proptest::num::u64::ANY),
+            wall in proptest::option::of(proptest::num::u64::ANY),
+            max in proptest::option::of(proptest::num::u64::ANY),
+        ) {
+            let rules = ExitRules {
+                idletime: idle.map(Duration::from_millis),
+                walltime: wall.map(Duration::from_millis),
+                maxtasks: max,
+                autoexit: AutoExit::Immediately,
+            };
+            proptest::prop_assert_eq!(parse_rules(&format_rules(&rules)), rules);
+        }
+
+        /// Whatever the text, parsing never panics and what it yields round trips.
+        #[test]
+        fn any_rules_text_parses_safely(text in "\\PC{0,40}", bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            crate::fuzzing::daemon_rules(text.as_bytes());
+            crate::fuzzing::daemon_rules(&bytes);
+        }
+    }
+
+    #[test]
+    fn the_credential_is_the_first_line_of_stdin_and_bounded() {
+        let read = |bytes: &[u8]| read_credential(bytes).map(|s| s.expose().to_vec());
+        assert_eq!(read(b"abc\nrest").unwrap(), b"abc");
+        assert_eq!(read(b"abc\r\n").unwrap(), b"abc");
+        assert_eq!(read(b"no newline").unwrap(), b"no newline");
+        assert!(matches!(read(b""), Err(CredentialError::Missing)));
+        assert!(matches!(read(b"\n"), Err(CredentialError::Missing)));
+        let mut long = vec![b'x'; MAX_CREDENTIAL_LINE];
+        assert_eq!(read(&long).unwrap().len(), MAX_CREDENTIAL_LINE);
+        long.push(b'x');
+        assert!(matches!(read(&long), Err(CredentialError::TooLong)));
+        // A peer that never ends its line is not read past the bound.
+        let endless = std::io::BufReader::new(std::io::repeat(b'y'));
+        assert!(matches!(
+            read_credential(endless),
+            Err(CredentialError::TooLong)
+        ));
     }
 }

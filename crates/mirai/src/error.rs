@@ -44,6 +44,18 @@ pub enum Error {
     /// The pool was shut down.
     #[error("pool is shut down")]
     ShutDown,
+    /// The pool token given to [`Daemons::token`](crate::Daemons::token) is shorter than 16
+    /// bytes: short enough to guess.
+    ///
+    /// ```
+    /// let err = mirai::Daemons::new().token("0123456789").start().unwrap_err();
+    /// assert!(matches!(err, mirai::Error::WeakToken { len: 10 }));
+    /// ```
+    #[error("the join token has {len} bytes; at least 16 are needed")]
+    WeakToken {
+        /// The token's length in bytes.
+        len: usize,
+    },
     /// The dispatcher or a daemon process could not be started.
     #[error("cannot start: {0}")]
     Start(String),

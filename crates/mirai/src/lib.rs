@@ -21,10 +21,15 @@
 //!     Ok(())
 //! }
 //! ```
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: the `environment` module alone may remove variables from the process
+// environment, which the 2024 edition marks `unsafe`.
+#![deny(unsafe_code)]
 
 mod daemon;
+mod environment;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handle;
 pub mod launch;
 mod options;

@@ -11,14 +11,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use mirai_dispatch::daemon::ExitRules;
-use mirai_dispatch::secret::Secret;
+use mirai_dispatch::secret::{MIN_TOKEN_LEN, Secret};
 use mirai_dispatch::{
     Config, DaemonEvent, Dispatcher, DispatcherConfig, RejectReason, Rejected, Status, Task,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::daemon::{ENV_LAUNCH_ID, ENV_RULES, ENV_TLS_PIN, ENV_TOKEN, ENV_URL, format_rules};
+use crate::daemon::{
+    ENV_LAUNCH_ID, ENV_RULES, ENV_TLS_PIN, ENV_TOKEN_STDIN, ENV_URL, format_rules,
+};
 use crate::launch::remote::Remote;
 use crate::launch::{Join, Program, Slurm, SlurmJob, Ssh, Template};
 use crate::{Error, Mirai, TaskFn, TaskOptions};
@@ -59,7 +61,7 @@ pub struct Daemons {
     passthrough: bool,
     cancel_grace: Option<Duration>,
     no_respawn: bool,
-    token: Option<String>,
+    token: Option<Secret>,
     advertise: Option<String>,
     launch_timeout: Option<Duration>,
     allow_plain_tcp: bool,
@@ -271,15 +273,20 @@ impl Daemons {
         self
     }
 
-    /// Sets the join token remote daemons must present (default: a fresh random-looking one).
+    /// Sets the pool token, from which every launched daemon's credential derives and which
+    /// daemons started by hand present (default: 256 fresh bits from the operating system's
+    /// CSPRNG, as 64 hex digits). [`start`](Self::start) refuses a token shorter than 16 bytes
+    /// with [`Error::WeakToken`]. `Debug` never shows it.
     ///
     /// ```
     /// let pool = mirai::Daemons::new().token("s3cret-s3cret-s3cret").start()?;
     /// assert_eq!(pool.token(), "s3cret-s3cret-s3cret");
+    /// let short = mirai::Daemons::new().token("s3cret").start();
+    /// assert!(matches!(short, Err(mirai::Error::WeakToken { len: 6 })));
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
+        self.token = Some(Secret::from(token.into()));
         self
     }
 
@@ -314,26 +321,26 @@ impl Daemons {
         self
     }
 
-    /// Starts the dispatcher and the local daemons.
+    /// Starts the dispatcher and the local daemons. Without [`url`](Self::url) the pool
+    /// listens on an abstract socket whose name holds 128 random bits, so no other process can
+    /// guess it. A [`token`](Self::token) shorter than 16 bytes is refused
+    /// ([`Error::WeakToken`]).
     ///
     /// ```
     /// let pool = mirai::Daemons::new().start()?;
+    /// assert!(pool.url().starts_with("abstract://mirai-"));
+    /// assert_ne!(pool.url(), mirai::Daemons::new().start()?.url());
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn start(self) -> Result<Pool, Error> {
-        static POOLS: AtomicU64 = AtomicU64::new(0);
-        let n = POOLS.fetch_add(1, Ordering::Relaxed);
-        let url = self
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("abstract://mirai-{}-{n}", std::process::id()));
         let token = match &self.token {
+            Some(t) if t.len() < MIN_TOKEN_LEN => return Err(Error::WeakToken { len: t.len() }),
             Some(t) => t.clone(),
-            None => Secret::generate()
-                .map_err(|e| Error::Start(e.to_string()))?
-                .expose_str()
-                .unwrap_or_default()
-                .to_owned(),
+            None => Secret::generate().map_err(|e| Error::Start(e.to_string()))?,
+        };
+        let url = match &self.url {
+            Some(url) => url.clone(),
+            None => default_url()?,
         };
         let mut core =
             Config::default().with_cancel_grace(self.cancel_grace.unwrap_or(DEFAULT_CANCEL_GRACE));
@@ -347,7 +354,7 @@ impl Daemons {
             core = core.with_seed(seed);
         }
         let (dispatcher, events) = Dispatcher::start(
-            DispatcherConfig::new(url, token.clone().into_bytes())
+            DispatcherConfig::new(url, token.clone())
                 .with_core(core)
                 .with_plain_tcp(self.allow_plain_tcp),
         )
@@ -389,6 +396,15 @@ impl Daemons {
             .map_err(|e| Error::Start(e.to_string()))?;
         Ok(pool)
     }
+}
+
+/// The default listener: an abstract socket named by 128 bits from the operating system's
+/// CSPRNG (abstract names have no file permissions, so an unguessable name is their first
+/// defence; the dispatcher checks the peer's uid besides).
+fn default_url() -> Result<String, Error> {
+    let random = Secret::generate().map_err(|e| Error::Start(e.to_string()))?;
+    let hex = random.expose_str().unwrap_or_default();
+    Ok(format!("abstract://mirai-{}", &hex[..hex.len().min(32)]))
 }
 
 /// See [`Daemons::cancel_grace`].
@@ -434,7 +450,7 @@ struct Local {
     advertise: Option<String>,
     /// The fingerprint local daemons pin on a `tls+tcp://` pool.
     tls_pin: Option<String>,
-    token: String,
+    token: Secret,
     exit_rules: ExitRules,
     rules: String,
     passthrough: bool,
@@ -473,22 +489,27 @@ impl Local {
             return Err(Error::ShutDown);
         }
         let launch_id = self.next_launch.fetch_add(1, Ordering::Relaxed);
+        let mut credential = self.token.launch_credential(launch_id).expose().to_vec();
+        credential.push(b'\n');
+        // The credential goes to the child's stdin, not its environment: then it is in no
+        // process's environment (`/proc/<pid>/environ`) at all.
         let mut command = Command::new(&self.program);
         command
             .env(ENV_URL, &self.url)
-            .env(ENV_TOKEN, credential(&self.token, launch_id))
+            .env(ENV_TOKEN_STDIN, "1")
             .env(ENV_LAUNCH_ID, launch_id.to_string())
             .env(ENV_RULES, &self.rules)
-            .stdin(Stdio::null());
+            .stdin(Stdio::piped());
         if let Some(pin) = &self.tls_pin {
             command.env(ENV_TLS_PIN, pin);
         }
         if !self.passthrough {
             command.stdout(Stdio::null()).stderr(Stdio::null());
         }
-        let child = command
+        let mut child = command
             .spawn()
             .map_err(|e| Error::Start(format!("{}: {e}", self.program.display())))?;
+        crate::launch::hand_over(&mut child, &credential);
         children.live.insert(launch_id, child);
         Ok(())
     }
@@ -516,7 +537,8 @@ impl Local {
     }
 
     /// One event from the dispatcher. (Matched one by one, so events this launcher does not
-    /// act on need no arm.)
+    /// act on need no arm.) A refusal is not acted on: the launch id a refused peer claims is
+    /// unproven, so it can neither fail a launch nor get a daemon killed.
     fn on_event(&self, event: DaemonEvent) {
         if let DaemonEvent::KillRequested { launch_id, .. } = event {
             self.kill(launch_id);
@@ -525,12 +547,6 @@ impl Local {
             self.left(launch_id);
         } else if let DaemonEvent::Joined { launch_id, .. } = event {
             self.remote.joined(launch_id);
-        } else if let DaemonEvent::Refused {
-            claimed_launch_id: launch_id,
-            reason,
-        } = event
-        {
-            self.remote.rejected(launch_id, format!("{reason:?}"));
         }
     }
 
@@ -641,19 +657,22 @@ impl Pool {
         self.dispatcher.url()
     }
 
-    /// The join token daemons present; give it to remote daemons with the [`url`](Pool::url).
+    /// The pool token: what a daemon started by hand presents (with [`run_daemon`](crate::run_daemon)
+    /// and the [`url`](Pool::url)); launched daemons get credentials derived from it. Keep it
+    /// off command lines.
     ///
     /// ```
     /// let pool = mirai::Daemons::new().start()?;
-    /// assert!(!pool.token().is_empty());
+    /// assert_eq!(pool.token().len(), 64);
+    /// assert!(!format!("{pool:?}").contains(pool.token()), "Debug hides it");
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn token(&self) -> &str {
-        &self.local.token
+        self.local.token.expose_str().unwrap_or_default()
     }
 
     /// What a remote daemon needs to join this pool: the address it dials (see
-    /// [`Daemons::advertise`]), the token and the pool's exit rules. The launchers of
+    /// [`Daemons::advertise`]), the token its credentials derive from and the pool's exit rules. The launchers of
     /// [`launch`](crate::launch) take it, for launches the pool does not track.
     ///
     /// ```
@@ -677,12 +696,14 @@ impl Pool {
     /// The command that starts one more daemon of this pool when pasted into a shell on
     /// another machine: this executable's path, for machines that share its file system (see
     /// [`Pool::remote_command_for`] for another path). Like R's `launch_remote()` with an
-    /// empty configuration; each call gives the daemon a fresh launch id.
+    /// empty configuration; each call gives the daemon a fresh launch id. The line holds that
+    /// daemon's credential as a shell assignment (see [`launch::manual`](crate::launch::manual)):
+    /// paste it into a shell, do not pass it to `sh -c` or `ssh` as an argument.
     ///
     /// ```
     /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
     /// let line = pool.remote_command()?;
-    /// assert!(line.starts_with(&format!("env MIRAI_DAEMON_URL={} ", pool.url())));
+    /// assert!(line.starts_with(&format!("MIRAI_DAEMON_URL={} ", pool.url())));
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn remote_command(&self) -> Result<String, Error> {
@@ -696,7 +717,9 @@ impl Pool {
     /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").token("0123456789abcdef").start()?;
     /// let first = pool.remote_command_for(&Program::new("/opt/app/worker"))?;
     /// let second = pool.remote_command_for(&Program::new("/opt/app/worker"))?;
-    /// assert!(first.contains(" MIRAI_DAEMON_TOKEN=t MIRAI_DAEMON_LAUNCH_ID=0 "));
+    /// assert!(first.contains(" MIRAI_DAEMON_TOKEN=0123456789abcdef MIRAI_DAEMON_LAUNCH_ID=0 "));
+    /// let credential = pool.join().credential(1);
+    /// assert!(second.contains(&format!(" MIRAI_DAEMON_TOKEN={} ", credential.expose_str().unwrap())));
     /// assert!(second.contains(" MIRAI_DAEMON_LAUNCH_ID=1 "));
     /// assert!(first.ends_with(" /opt/app/worker"));
     /// # Ok::<(), mirai::Error>(())
@@ -730,9 +753,13 @@ impl Pool {
         let join = self.join();
         let ids = self.local.ids(n);
         let remote = &self.local.remote;
-        remote.spawn(ids.clone(), ssh.client(), self.local.passthrough, |id| {
-            ssh.command(&join, id)
-        })?;
+        remote.spawn(
+            ids.clone(),
+            ssh.client(),
+            self.local.passthrough,
+            &join,
+            |id| ssh.command(&join, id),
+        )?;
         remote.wait_joined(ids.clone(), self.local.launch_timeout)?;
         Ok(ids.collect())
     }
@@ -757,7 +784,7 @@ impl Pool {
         let join = self.join();
         let ids = self.local.ids(n);
         let remote = &self.local.remote;
-        remote.spawn(ids.clone(), "sh", self.local.passthrough, |id| {
+        remote.spawn(ids.clone(), "sh", self.local.passthrough, &join, |id| {
             template.command(&join, id)
         })?;
         remote.wait_joined(ids.clone(), self.local.launch_timeout)?;
@@ -1213,13 +1240,4 @@ impl Drop for Pool {
             cancel_job(&mut scancel);
         }
     }
-}
-
-/// What the daemon launched as `launch_id` presents instead of the pool token.
-pub(crate) fn credential(token: &str, launch_id: u64) -> String {
-    Secret::from(token)
-        .launch_credential(launch_id)
-        .expose_str()
-        .unwrap_or_default()
-        .to_owned()
 }

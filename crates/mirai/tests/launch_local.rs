@@ -86,6 +86,10 @@ fn the_slurm_script_run_as_array_tasks_starts_one_daemon_each() {
         .program(this_program())
         .script(&join, 100, 2)
         .unwrap();
+    // What `Slurm::submit` puts into sbatch's environment, which Slurm exports to the job.
+    let credentials = [100, 101]
+        .map(|id| join.credential(id).expose_str().unwrap().to_owned())
+        .join(" ");
     let file = scratch.0.join("job.sh");
     std::fs::write(&file, &script).unwrap();
     let tasks = Children(
@@ -93,6 +97,7 @@ fn the_slurm_script_run_as_array_tasks_starts_one_daemon_each() {
             .map(|i| {
                 Command::new("bash")
                     .arg(&file)
+                    .env("MIRAI_DAEMON_CREDENTIALS", &credentials)
                     .env("SLURM_ARRAY_TASK_ID", i.to_string())
                     .env("SLURM_ARRAY_JOB_ID", "77")
                     .env("SLURM_JOB_ID", format!("{}", 78 + i))
@@ -203,15 +208,7 @@ fn a_command_template_starts_a_daemon_with_its_placeholders_filled() {
 fn the_manual_command_typed_into_a_shell_starts_a_daemon() {
     let (d, join) = dispatcher();
     let line = manual(&join, 12, &this_program()).unwrap();
-    let shell = Children(vec![
-        Command::new("sh")
-            .arg("-c")
-            .arg(&line)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ]);
+    let shell = Children(vec![typed_into_a_shell(&line)]);
     let answer = ask(&d, PATIENCE);
     let _reap = Reap(vec![answer.pid]);
     assert_eq!(answer.launch_id.as_deref(), Some("12"));
@@ -221,6 +218,22 @@ fn the_manual_command_typed_into_a_shell_starts_a_daemon() {
         "the shell stays, the daemon is its child"
     );
     drop(d);
+}
+
+/// A shell that reads `line` as if typed (from its stdin, so the line is no argument of any
+/// process), and then ends its input.
+fn typed_into_a_shell(line: &str) -> Child {
+    let mut shell = Command::new("sh")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut shell.stdin.take().unwrap(),
+        format!("{line}\n").as_bytes(),
+    )
+    .unwrap();
+    shell
 }
 
 /// The pool's printable command, pasted into a shell, starts a daemon that joins this pool.
@@ -235,15 +248,7 @@ fn the_pools_remote_command_pasted_into_a_shell_joins_that_pool() {
         line.contains(&format!(" MIRAI_DAEMON_TLS_PIN={pin} ")),
         "{line}"
     );
-    let _shell = Children(vec![
-        Command::new("sh")
-            .arg("-c")
-            .arg(&line)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ]);
+    let _shell = Children(vec![typed_into_a_shell(&line)]);
     let answer = &ask_everywhere(&pool, 1, PATIENCE)[0];
     let _reap = Reap(vec![answer.pid]);
     assert_eq!(answer.launch_id.as_deref(), Some("0"));
@@ -367,7 +372,17 @@ fn the_pool_submits_a_job_array_to_sbatch_and_its_daemons_run_tasks() {
         .map(|(a, b)| (a.to_owned(), b.to_owned()))
         .into();
     assert_eq!(got, want);
-    assert_eq!(pool.remote_daemons(), 2);
+    // The launcher thread counts joins from the dispatcher's events, a moment after the
+    // daemons answered.
+    let t = std::time::Instant::now();
+    while pool.remote_daemons() != 2 {
+        assert!(
+            t.elapsed() < PATIENCE,
+            "{} remote daemons",
+            pool.remote_daemons()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(pool.submit(&SQUARE, 7).unwrap().wait().unwrap(), 49);
 
     let refusing = scratch.executable(
@@ -395,8 +410,8 @@ fn the_pool_submits_a_job_array_to_sbatch_and_its_daemons_run_tasks() {
     assert_eq!(std::fs::read_to_string(&cancelled).unwrap(), "4242\n");
 }
 
-/// A daemon with the wrong token reaches the pool and is refused: the launch says so, and the
-/// daemon never counts as a connection.
+/// A daemon with the wrong token reaches the pool and is refused: the launch fails by the
+/// launcher's exit, with the daemon's own message, and the daemon never counts as a connection.
 #[test]
 fn a_daemon_with_a_wrong_token_is_refused_and_the_launch_says_so() {
     let pool = Daemons::new()
@@ -405,16 +420,42 @@ fn a_daemon_with_a_wrong_token_is_refused_and_the_launch_says_so() {
         .start()
         .unwrap();
     let forged = Template::new(format!(
-        "exec env MIRAI_DAEMON_URL={{url}} MIRAI_DAEMON_TOKEN=forged \
+        "exec env MIRAI_DAEMON_URL={{url}} MIRAI_DAEMON_TOKEN=forged-forged-forged \
          MIRAI_DAEMON_LAUNCH_ID={{launch_id}} MIRAI_DAEMON_TLS_PIN={} {}",
         pool.tls_fingerprint().unwrap(),
         this_program().words().unwrap()
     ));
     let err = pool.launch_with(&forged, 1).unwrap_err();
     assert!(
-        matches!(err, mirai::Error::Launch(Error::Rejected { launch_id: 0, ref reason }) if reason.contains("Token")),
+        matches!(err, mirai::Error::Launch(Error::Refused { status, ref stderr, .. })
+            if status.code() == Some(10) && stderr.contains("refused by the dispatcher")),
         "{err:?}"
     );
     assert_eq!(pool.status().connections, 0);
     assert_eq!(pool.remote_daemons(), 0);
+}
+
+/// A peer without the credential that claims a launch's id is refused, and the launch does not
+/// care: its own daemon joins after it and the launch succeeds.
+#[test]
+fn a_refused_peer_claiming_a_launch_id_cannot_fail_that_launch() {
+    let pool = Daemons::new()
+        .url("tls+tcp://127.0.0.1:0")
+        .launch_timeout(PATIENCE)
+        .start()
+        .unwrap();
+    let impostor = format!(
+        "MIRAI_DAEMON_URL={{url}} MIRAI_DAEMON_TOKEN=forged-forged-forged \
+         MIRAI_DAEMON_LAUNCH_ID={{launch_id}} MIRAI_DAEMON_TLS_PIN={} {} 2>/dev/null",
+        pool.tls_fingerprint().unwrap(),
+        this_program().words().unwrap()
+    );
+    // The impostor runs first, to its refusal and exit; then the real daemon starts.
+    let template =
+        Template::new(format!("{impostor}; exec sh -c {{command}}")).program(this_program());
+    let ids = pool.launch_with(&template, 1).unwrap();
+    assert_eq!(pool.remote_daemons(), 1);
+    let answer = &ask_everywhere(&pool, 1, PATIENCE)[0];
+    let _reap = Reap(vec![answer.pid]);
+    assert_eq!(answer.launch_id, Some(ids[0].to_string()));
 }

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use launch_support::{Reap, SQUARE, ask, ask_everywhere, dispatcher, ends_within, this_program};
+use launch_support::{
+    EXPOSURE, Reap, SQUARE, ask, ask_everywhere, dispatcher, ends_within, this_program,
+};
 use mirai::Daemons;
 use mirai::launch::Slurm;
 
@@ -291,11 +293,34 @@ fn the_pool_runs_tasks_on_every_daemon_of_a_slurm_job_array() {
         .into();
     assert_eq!(got, want, "{}", cluster.logs());
     assert_eq!(pool.status().connections, 2);
-    assert_eq!(pool.remote_daemons(), 2);
+    // The launcher thread counts joins from the dispatcher's events, a moment after the
+    // connections count them.
+    let t = Instant::now();
+    while pool.remote_daemons() != 2 {
+        assert!(
+            t.elapsed() < PATIENCE,
+            "{} remote daemons",
+            pool.remote_daemons()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(
         pool.map(&SQUARE, 0..10u64).unwrap(),
         (0..10u64).map(|x| x * x).collect::<Vec<_>>()
     );
+    // The credentials went through sbatch's environment: on no command line, not in the
+    // daemons' environments, and not inherited by what their tasks start.
+    let join = pool.join();
+    let credentials: Vec<String> = job
+        .launch_ids
+        .clone()
+        .map(|id| join.credential(id).expose_str().unwrap().to_owned())
+        .collect();
+    for mut report in pool.everywhere(&EXPOSURE, (), 2).unwrap() {
+        let exposure = report.wait_timeout(PATIENCE).unwrap();
+        assert!(pids.contains(&exposure.pid));
+        exposure.assert_hides(&[pool.token(), &credentials[0], &credentials[1]]);
+    }
     drop(pool);
     for pid in pids {
         assert!(

@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use launch_support::{
-    Reap, SQUARE, alive, ask, ask_everywhere, dispatcher, ends_within, this_program,
+    DAEMON_ARGS, EXPOSURE, RUN_SELF, Reap, SQUARE, alive, ask, ask_everywhere, dispatcher,
+    ends_within, this_program,
 };
 use mirai::Daemons;
 use mirai::launch::{Error, Join, Ssh};
@@ -203,13 +204,21 @@ fn the_printed_command_pasted_into_a_shell_starts_a_daemon() {
     let (d, join) = dispatcher();
     let join: Join = join.maxtasks(1);
     let line = sshd.ssh().command_line(&join, 9).unwrap();
+    let credential = join.credential(9);
+    assert!(!line.contains(credential.expose_str().unwrap()));
+    // The daemon reads its credential from the first line of the command's stdin.
     let mut shell = Command::new("sh")
         .arg("-c")
         .arg(&line)
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    std::io::Write::write_all(
+        &mut shell.stdin.take().unwrap(),
+        format!("{}\n", credential.expose_str().unwrap()).as_bytes(),
+    )
+    .unwrap();
     let answer = ask(&d, PATIENCE);
     let _reap = Reap(vec![answer.pid]);
     assert_eq!(answer.launch_id.as_deref(), Some("9"));
@@ -339,4 +348,43 @@ fn the_pool_launches_a_daemon_through_a_reverse_tunnel() {
     );
     assert_ne!(answer.url.as_deref(), Some(pool.url()));
     assert_eq!(pool.submit(&SQUARE, 3).unwrap().wait().unwrap(), 9);
+}
+
+/// While a daemon launched through sshd runs a task, neither the pool token nor the daemon's
+/// credential is on any process's command line (the ssh client's included) or in the daemon's
+/// environment; a process the task starts inherits no `MIRAI_DAEMON_*` variable, and one that
+/// is this same program stays an ordinary process instead of becoming a second daemon.
+#[test]
+fn a_daemon_launched_over_ssh_keeps_its_credential_off_command_lines_and_out_of_task_children() {
+    let sshd = Sshd::start();
+    let pool = Daemons::new()
+        .url("tls+tcp://127.0.0.1:0")
+        .launch_timeout(PATIENCE)
+        .start()
+        .unwrap();
+    let ids = pool.launch(&sshd.ssh(), 1).unwrap();
+    let credential = pool.join().credential(ids[0]);
+    let exposure = pool
+        .submit(&EXPOSURE, ())
+        .unwrap()
+        .wait_timeout(PATIENCE)
+        .unwrap();
+    let _reap = Reap(vec![exposure.pid]);
+    assert!(
+        String::from_utf8_lossy(&exposure.daemon_initial_environ).contains("SSH_CONNECTION="),
+        "the daemon runs under sshd"
+    );
+    exposure.assert_hides(&[pool.token(), credential.expose_str().unwrap()]);
+    let args = DAEMON_ARGS.map(String::from).to_vec();
+    let (code, stderr) = pool
+        .submit(&RUN_SELF, args)
+        .unwrap()
+        .wait_timeout(PATIENCE)
+        .unwrap()
+        .expect("the task's child, this same program, ran on as a daemon");
+    assert_eq!(code, Some(101), "{stderr}");
+    assert!(
+        stderr.contains("daemon_entry only runs as a launched daemon"),
+        "{stderr}"
+    );
 }

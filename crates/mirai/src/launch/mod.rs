@@ -12,23 +12,50 @@
 //! [`Pool::launch_with`](crate::Pool::launch_with), [`Pool::remote_command`](crate::Pool::remote_command))
 //! and waits for the daemons to join; the types here build the same lines for any dispatcher.
 //!
-//! Every value (address, token, paths, arguments) is put into those lines through [`quote`],
-//! so it reaches the daemon as exactly the bytes given, whatever shell characters it holds.
+//! Every value (address, paths, arguments) is put into those lines through [`quote`], so it
+//! reaches the daemon as exactly the bytes given, whatever shell characters it holds.
 //!
 //! ```
 //! use mirai::launch::{Join, Program, Ssh};
-//! let join = Join::new("tcp://10.0.0.1:5555", "s3cret");
+//! let join = Join::new("tcp://10.0.0.1:5555", "s3cret-s3cret-s3cret");
 //! let ssh = Ssh::new("alice@node1:2222")?.program(Program::new("/opt/app/worker"));
 //! // What would run, for copy and paste (the R `launch_remote()` of an empty config):
-//! let line = ssh.command_line(&join, 0)?;
+//! let line = ssh.command_line(&join, 1)?;
 //! assert!(line.starts_with("ssh -o BatchMode=yes -p 2222 alice@node1 "));
 //! assert!(line.contains("MIRAI_DAEMON_URL=tcp://10.0.0.1:5555"));
+//! assert!(!line.contains("s3cret") && !line.contains(join.credential(1).expose_str().unwrap()));
 //! # Ok::<(), mirai::launch::Error>(())
 //! ```
 //!
-//! The join token travels in the daemon's environment, set on its command line, so other
-//! users of either machine can read it in the process list while the daemon starts. Treat it
-//! as a join ticket on a trusted network, not as authentication across an untrusted one.
+//! # The credential never travels on a command line
+//!
+//! A command line is public on Linux: every local user reads `/proc/<pid>/cmdline`, for as long
+//! as the process runs (an `ssh` client lives as long as its remote daemon). So no launcher
+//! puts a secret into one. Each daemon gets its own *launch credential*
+//! ([`Join::credential`]: an HMAC of its launch id under the pool token, worth that one launch
+//! id), and the line that starts it says only `MIRAI_DAEMON_TOKEN_STDIN=1`: the daemon reads
+//! the credential from the first line of its stdin.
+//!
+//! - [`Ssh`] and [`Template`]: the pool writes the credential into the stdin of the `ssh` or
+//!   `sh -c` process it starts; `ssh` forwards it to the remote command, and a template must
+//!   hand its stdin to the daemon (`docker run -i`, `kubectl exec -i`, `sh -c`). A template
+//!   that used the `{token}` placeholder is refused ([`Error::TokenPlaceholder`]): it put the
+//!   token on a command line.
+//! - [`Slurm`]: one batch script serves every array task, so the credentials, one per array
+//!   index, travel in `sbatch`'s own environment (`MIRAI_DAEMON_CREDENTIALS`, which `sbatch`
+//!   exports to the job as it does every variable by default), never on its command line and
+//!   never in a file on shared storage. The script picks its task's credential and unsets the
+//!   variable before any `module` or setup line runs, then hands the credential to the daemon
+//!   on stdin through a here-document. Slurm keeps a job's environment with the job, readable
+//!   by its owner and the administrators, as it keeps the script. The environment bounds one
+//!   job to [`MAX_SLURM_DAEMONS`]; submit more jobs for more daemons.
+//! - Local daemons (children of the pool) get the credential on stdin too.
+//! - [`manual`] (a line for a person to paste into a shell) sets `MIRAI_DAEMON_TOKEN=...` as a
+//!   shell assignment before the program, which the shell puts into the daemon's environment
+//!   without any process's arguments; paste it, do not pass it to `sh -c`.
+//!
+//! A daemon removes every `MIRAI_DAEMON_*` variable from its environment once it has read them,
+//! so the processes its tasks start inherit no setting and no secret.
 
 mod quote;
 pub(crate) mod remote;
@@ -41,10 +68,14 @@ use std::time::Duration;
 
 use mirai_dispatch::daemon::ExitRules;
 
-use crate::daemon::{ENV_LAUNCH_ID, ENV_RULES, ENV_TLS_PIN, ENV_TOKEN, ENV_URL, format_rules};
+use crate::daemon::{
+    ENV_LAUNCH_ID, ENV_RULES, ENV_TLS_PIN, ENV_TOKEN, ENV_TOKEN_STDIN, ENV_URL, format_rules,
+};
 
+/// A join token or launch credential: its `Debug` shows only its length.
+pub use mirai_dispatch::secret::Secret;
 pub use quote::quote;
-pub use slurm::{Slurm, SlurmJob};
+pub use slurm::{MAX_SLURM_DAEMONS, Slurm, SlurmJob};
 pub use ssh::Ssh;
 pub use template::Template;
 
@@ -83,14 +114,12 @@ pub enum Error {
         /// What it printed on stderr.
         stderr: String,
     },
-    /// The daemon reached the dispatcher, which refused it (a wrong join token, say).
-    #[error("daemon {launch_id} was refused by the dispatcher: {reason}")]
-    Rejected {
-        /// The daemon's launch id.
-        launch_id: u64,
-        /// Why, as the dispatcher said.
-        reason: String,
-    },
+    /// A [`Template`] holds the `{token}` placeholder, which would put the join token on a
+    /// command line; the daemon's `{command}` reads its credential from stdin instead.
+    #[error(
+        "the {{token}} placeholder would put the join token on a command line: use {{command}}, which reads its credential from stdin"
+    )]
+    TokenPlaceholder,
     /// The daemon did not join within the launch timeout; its launching process was killed.
     #[error("daemon {launch_id} did not join within {waited:?}; its launcher was stopped")]
     NotJoined {
@@ -118,60 +147,82 @@ impl Error {
     }
 }
 
-/// What a daemon needs to join a dispatcher: its address, its join token and the exit rules,
-/// all handed to the daemon through its environment.
+/// What a daemon needs to join a dispatcher: its address, the join token its launch
+/// credentials derive from, and the exit rules. The address and rules reach the daemon through
+/// its environment, the credential through its stdin.
 ///
 /// ```
 /// use std::time::Duration;
-/// let join = mirai::launch::Join::new("tcp://10.0.0.1:5555", "t0ken")
+/// let join = mirai::launch::Join::new("tcp://10.0.0.1:5555", "t0ken-t0ken-t0ken")
 ///     .idletime(Duration::from_secs(600))
 ///     .maxtasks(1000);
 /// assert_eq!(join.url(), "tcp://10.0.0.1:5555");
 /// assert!(!format!("{join:?}").contains("t0ken"), "Debug hides the token");
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Join {
     url: String,
-    token: String,
+    token: Secret,
     rules: ExitRules,
     tls_pin: Option<String>,
 }
 
-impl std::fmt::Debug for Join {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Join")
-            .field("url", &self.url)
-            .field("token", &"<hidden>")
-            .field("tls_pin", &self.tls_pin)
-            .finish()
-    }
-}
-
 impl Join {
-    /// Daemons dial `url` (as the daemon's machine reaches the dispatcher) with `token`. A pool
-    /// gives its own with [`Pool::join`](crate::Pool::join).
+    /// Daemons dial `url` (as the daemon's machine reaches the dispatcher) with credentials
+    /// derived from `token`. A pool gives its own with [`Pool::join`](crate::Pool::join).
     ///
     /// ```
-    /// let join = mirai::launch::Join::new("tcp://10.0.0.1:5555", "t0ken");
+    /// let join = mirai::launch::Join::new("tcp://10.0.0.1:5555", "t0ken-t0ken-t0ken");
     /// assert_eq!(join.url(), "tcp://10.0.0.1:5555");
     /// ```
     pub fn new(url: impl Into<String>, token: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            token: token.into(),
+            token: Secret::from(token.into()),
             rules: ExitRules::default(),
             tls_pin: None,
         }
     }
 
     /// A join with the exit rules a pool gives its own daemons.
-    pub(crate) fn with_rules(url: &str, token: &str, rules: ExitRules) -> Self {
+    pub(crate) fn with_rules(url: &str, token: &Secret, rules: ExitRules) -> Self {
         Self {
             url: url.to_owned(),
-            token: token.to_owned(),
+            token: token.clone(),
             rules,
             tls_pin: None,
         }
+    }
+
+    /// The credential daemon `launch_id` presents (an HMAC of the id under the token; launch
+    /// id 0, a daemon started by hand, presents the token itself). The launchers write it to
+    /// the daemon's stdin; a custom launcher built on [`Ssh::command`] does the same, as one
+    /// line.
+    ///
+    /// ```
+    /// let join = mirai::launch::Join::new("tcp://h:1", "t0ken-t0ken-t0ken");
+    /// assert_eq!(join.credential(3), join.credential(3));
+    /// assert_ne!(join.credential(3), join.credential(4));
+    /// assert_eq!(join.credential(3).len(), 64);
+    /// ```
+    pub fn credential(&self, launch_id: u64) -> Secret {
+        self.token.launch_credential(launch_id)
+    }
+
+    /// The credential of daemon `launch_id` as the line a daemon reads on stdin.
+    pub(crate) fn credential_line(&self, launch_id: u64) -> Result<Vec<u8>, Error> {
+        let mut line = self.credential(launch_id).expose().to_vec();
+        if line.is_empty()
+            || line
+                .iter()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(Error::Invalid(
+                "the join token must be non-empty, without spaces or control characters".into(),
+            ));
+        }
+        line.push(b'\n');
+        Ok(line)
     }
 
     /// Daemons dial a `tls+tcp://` address and accept exactly the certificate with this
@@ -319,20 +370,33 @@ impl Program {
 /// on the daemon's machine: the launcher for machines none of the others reach, as R's
 /// `launch_remote()` prints with an empty remote configuration.
 ///
+/// The daemon's credential is in the line, as a shell assignment before the program: a shell
+/// hands it to the daemon's environment without putting it on any process's command line (the
+/// daemon removes it from its environment once read). So paste the line into a shell (`sh`,
+/// `bash`, `zsh`); do not pass it to `sh -c` or `ssh`, whose own command line it would become.
+///
 /// ```
 /// use mirai::launch::{Join, Program, manual};
-/// let line = manual(&Join::new("tcp://10.0.0.1:5555", "t"), 0, &Program::new("/opt/w"))?;
+/// let join = Join::new("tcp://10.0.0.1:5555", "t0ken-t0ken-t0ken");
+/// let line = manual(&join, 0, &Program::new("/opt/w"))?;
 /// assert_eq!(
 ///     line,
-///     "env MIRAI_DAEMON_URL=tcp://10.0.0.1:5555 MIRAI_DAEMON_TOKEN=t \
+///     "MIRAI_DAEMON_URL=tcp://10.0.0.1:5555 MIRAI_DAEMON_TOKEN=t0ken-t0ken-t0ken \
 ///      MIRAI_DAEMON_LAUNCH_ID=0 MIRAI_DAEMON_RULES=,, /opt/w"
 /// );
 /// # Ok::<(), mirai::launch::Error>(())
 /// ```
 pub fn manual(join: &Join, launch_id: u64, program: &Program) -> Result<String, Error> {
-    let line = daemon_line(join, &join.url, LaunchId::Fixed(launch_id), program)?;
-    // No `exec`: it would end the shell the line is pasted into.
-    Ok(line.strip_prefix("exec ").unwrap_or(&line).to_owned())
+    let mut line = join.credential_line(launch_id)?;
+    line.pop();
+    let token = String::from_utf8(line)
+        .map_err(|_| Error::Invalid("the join token is not UTF-8".into()))?;
+    let (url, rest) = env_words(join, &join.url, &launch_id.to_string())?;
+    Ok(format!(
+        "{url} {ENV_TOKEN}={} {rest} {}",
+        quote(&token)?,
+        program.words()?
+    ))
 }
 
 /// How a daemon's launch id is written into its line: a number, or shell arithmetic for
@@ -343,29 +407,48 @@ pub(crate) enum LaunchId<'a> {
     Shell(&'a str),
 }
 
-/// The shell line that becomes the daemon: `exec env MIRAI_DAEMON_URL=... PROGRAM ARGS`.
-/// `url` is the address as the daemon dials it (a tunnel's end may differ from `join.url`).
+/// The `NAME=value` words of the daemon's environment: the url's, and the others (launch id,
+/// rules, pin) as one string; the launch id as given (a number, or shell text in quotes).
+fn env_words(join: &Join, url: &str, id: &str) -> Result<(String, String), Error> {
+    let mut rest = format!(
+        "{ENV_LAUNCH_ID}={id} {ENV_RULES}={}",
+        quote(&format_rules(&join.rules))?
+    );
+    if let Some(pin) = &join.tls_pin {
+        rest += &format!(" {ENV_TLS_PIN}={}", quote(pin)?);
+    }
+    Ok((format!("{ENV_URL}={}", quote(url)?), rest))
+}
+
+/// The shell line that becomes the daemon:
+/// `exec env MIRAI_DAEMON_URL=... MIRAI_DAEMON_TOKEN_STDIN=1 ... PROGRAM ARGS`, which holds no
+/// secret: the daemon reads its credential from stdin. `url` is the address as the daemon
+/// dials it (a tunnel's end may differ from `join.url`).
 pub(crate) fn daemon_line(
     join: &Join,
     url: &str,
     id: LaunchId<'_>,
     program: &Program,
 ) -> Result<String, Error> {
-    let (id, token) = match id {
-        LaunchId::Fixed(n) => (n.to_string(), crate::pool::credential(&join.token, n)),
-        LaunchId::Shell(expr) => (format!("\"{expr}\""), join.token.clone()),
+    let id = match id {
+        LaunchId::Fixed(n) => n.to_string(),
+        LaunchId::Shell(expr) => format!("\"{expr}\""),
     };
-    let pin = match &join.tls_pin {
-        Some(pin) => format!("{ENV_TLS_PIN}={} ", quote(pin)?),
-        None => String::new(),
-    };
+    let (url, rest) = env_words(join, url, &id)?;
     Ok(format!(
-        "exec env {ENV_URL}={} {ENV_TOKEN}={} {ENV_LAUNCH_ID}={id} {ENV_RULES}={} {pin}{}",
-        quote(url)?,
-        quote(&token)?,
-        quote(&format_rules(&join.rules))?,
+        "exec env {url} {ENV_TOKEN_STDIN}=1 {rest} {}",
         program.words()?,
     ))
+}
+
+/// Writes `line` to the stdin of a launching process just started, and closes it (the daemon
+/// reads one line, then end of file). A process that already died is reported by its exit.
+pub(crate) fn hand_over(child: &mut Child, line: &[u8]) {
+    use std::io::Write;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A credential is far below a pipe's buffer: this never blocks.
+        let _ = stdin.write_all(line);
+    }
 }
 
 /// A launching process (`ssh`, `sh -c ...`): killed and reaped when dropped. A remote daemon
@@ -377,10 +460,19 @@ pub struct Launched {
 }
 
 impl Launched {
-    fn spawn(mut command: Command, program: &str, launch_id: u64) -> Result<Self, Error> {
-        let child = command
+    /// Starts `command` and writes daemon `launch_id`'s credential line to its stdin.
+    fn spawn(
+        mut command: Command,
+        program: &str,
+        join: &Join,
+        launch_id: u64,
+    ) -> Result<Self, Error> {
+        let line = join.credential_line(launch_id)?;
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
             .spawn()
             .map_err(|source| Error::spawn(program, source))?;
+        hand_over(&mut child, &line);
         Ok(Self { child, launch_id })
     }
 
@@ -442,7 +534,7 @@ mod tests {
 
     #[test]
     fn the_daemon_line_sets_the_environment_run_daemon_reads() {
-        let join = Join::new("tcp://h:1", "a b'c").maxtasks(3);
+        let join = Join::new("tcp://h:1", "a b'c-0123456789abcdef").maxtasks(3);
         let line = daemon_line(
             &join,
             "tcp://127.0.0.1:9",
@@ -452,25 +544,82 @@ mod tests {
         .unwrap();
         assert_eq!(
             line,
-            "exec env MIRAI_DAEMON_URL=tcp://127.0.0.1:9 MIRAI_DAEMON_TOKEN='a b'\\''c' \
+            "exec env MIRAI_DAEMON_URL=tcp://127.0.0.1:9 MIRAI_DAEMON_TOKEN_STDIN=1 \
              MIRAI_DAEMON_LAUNCH_ID=7 MIRAI_DAEMON_RULES=,,3 '/x y/prog' --flag"
         );
-        let out = Command::new("sh")
+        let credential = join.credential(7);
+        assert!(!line.contains("a b") && !line.contains(credential.expose_str().unwrap()));
+        // Run with a stand-in program: the credential arrives on stdin, nowhere else.
+        let mut child = Command::new("sh")
             .arg("-c")
             .arg(line.replace(
                 "'/x y/prog' --flag",
-                "sh -c 'printf %s \"$MIRAI_DAEMON_TOKEN\"'",
+                "sh -c 'read -r c; printf \"%s|%s|%s\" \"$c\" \"${MIRAI_DAEMON_TOKEN-unset}\" \"$MIRAI_DAEMON_LAUNCH_ID\"'",
             ))
-            .output()
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
-        assert_eq!(String::from_utf8(out.stdout).unwrap(), "a b'c");
+        hand_over(&mut child, &join.credential_line(7).unwrap());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            format!("{}|unset|7", credential.expose_str().unwrap())
+        );
+    }
+
+    #[test]
+    fn the_manual_line_sets_the_credential_by_assignment_not_as_an_argument() {
+        let join = Join::new("tcp://h:1", "0123456789abcdef-x");
+        let line = manual(&join, 5, &Program::new("sh")).unwrap();
+        let credential = join.credential(5);
+        assert!(line.contains(&format!(
+            " MIRAI_DAEMON_TOKEN={} ",
+            credential.expose_str().unwrap()
+        )));
+        assert!(!line.contains("exec") && !line.contains("env "), "{line}");
+        // Typed into a shell (here: read from its stdin), the program sees the credential in its
+        // environment and its own command line holds no secret.
+        let probe = format!(
+            "{} -c 'printf \"%s|%s\" \"$MIRAI_DAEMON_TOKEN\" \"$(tr \"\\0\" \" \" < /proc/$$/cmdline)\"'",
+            line
+        );
+        let mut child = Command::new("sh")
+            .arg("-s")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        hand_over(&mut child, probe.as_bytes());
+        let out = child.wait_with_output().unwrap();
+        let out = String::from_utf8(out.stdout).unwrap();
+        let (token, cmdline) = out.split_once('|').unwrap();
+        assert_eq!(token, credential.expose_str().unwrap());
+        assert!(cmdline.starts_with("sh -c "), "{cmdline}");
+        assert!(!cmdline.contains(token), "{cmdline}");
+    }
+
+    #[test]
+    fn tokens_that_cannot_travel_as_one_line_are_refused() {
+        for bad in ["", "two\nlines", "a space"] {
+            assert!(matches!(
+                Join::new("tcp://h:1", bad).credential_line(0),
+                Err(Error::Invalid(_))
+            ));
+        }
+        // Derived credentials are hex, whatever the token.
+        assert!(Join::new("tcp://h:1", "a space").credential_line(1).is_ok());
     }
 
     #[test]
     fn nul_bytes_are_refused_not_truncated() {
         let join = Join::new("tcp://h:1", "tok\0en");
         assert!(matches!(
-            daemon_line(&join, "tcp://h:1", LaunchId::Fixed(0), &Program::new("p")),
+            manual(&join, 0, &Program::new("p")),
+            Err(Error::Invalid(_))
+        ));
+        assert!(matches!(
+            daemon_line(&join, "tcp://h\0:1", LaunchId::Fixed(0), &Program::new("p")),
             Err(Error::Invalid(_))
         ));
     }

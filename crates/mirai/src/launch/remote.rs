@@ -5,8 +5,13 @@
 //! Why apart from the local daemons: for a remote daemon the pool owns only the launching
 //! process, never the daemon, so it never kills or replaces a remote daemon. It waits for the
 //! daemon to join and, when it does not, says why: the launcher's exit status and what it
-//! printed (ssh relays the remote daemon's stderr too), a refusal by the dispatcher, or a
-//! timeout, after which it stops the launching process so nothing is left half started.
+//! printed (ssh relays the remote daemon's stderr too, such as a refusal by the dispatcher), or
+//! a timeout, after which it stops the launching process so nothing is left half started.
+//!
+//! A refusal by the dispatcher is not taken as the end of a launch: the launch id in a refused
+//! hello comes from a peer that proved nothing, so anyone who reaches the port could claim it.
+//! Only what the pool itself sees decides: the daemon joined (an authenticated hello), its
+//! launching process exited, or the timeout passed.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -15,7 +20,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::Error;
+use super::{Error, Join, hand_over};
 
 /// The most stderr kept per launching process (its last bytes): enough for ssh's diagnostics
 /// and a daemon's last words, bounded whatever the remote side prints.
@@ -23,10 +28,6 @@ const TAIL_BYTES: usize = 4096;
 
 /// How long a launching process that exited gets to have its stderr read to the end.
 const TAIL_GRACE: Duration = Duration::from_secs(1);
-
-/// How long a failed launch waits for the dispatcher's refusal event, which the dispatcher
-/// sends just after the refusal itself (so a refused daemon may exit before it).
-const REFUSAL_GRACE: Duration = Duration::from_millis(250);
 
 /// How often a waiting launch looks at its launching processes (exits raise no event).
 const POLL: Duration = Duration::from_millis(20);
@@ -65,7 +66,6 @@ enum Phase {
     Waiting,
     Joined,
     Left,
-    Rejected(String),
 }
 
 /// The last [`TAIL_BYTES`] a launching process wrote on stderr.
@@ -125,25 +125,29 @@ impl Remote {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Starts one launching process per id, `command(id)` building each; their stderr is kept
-    /// (and echoed to this process's stderr when `echo`). Stops at the first failure, keeping
-    /// the processes already started.
+    /// Starts one launching process per id, `command(id)` building each, and writes daemon
+    /// `id`'s credential of `join` to its stdin; their stderr is kept (and echoed to this
+    /// process's stderr when `echo`). Stops at the first failure, keeping the processes
+    /// already started.
     pub(crate) fn spawn(
         &self,
         ids: Range<u64>,
         program: &str,
         echo: bool,
+        join: &Join,
         mut command: impl FnMut(u64) -> Result<Command, Error>,
     ) -> Result<(), Error> {
         for id in ids {
             let mut cmd = command(id)?;
-            cmd.stderr(Stdio::piped());
+            let credential = join.credential_line(id)?;
+            cmd.stdin(Stdio::piped()).stderr(Stdio::piped());
             let mut state = self.state();
             if state.stopped {
                 return Err(Error::Invalid("the pool is shut down".into()));
             }
             // Registered before the daemon can join, under the lock the join event needs.
             let mut child = cmd.spawn().map_err(|e| Error::spawn(program, e))?;
+            hand_over(&mut child, &credential);
             let stderr = Arc::new(Tail::default());
             if let Some(pipe) = child.stderr.take() {
                 let tail = Arc::clone(&stderr);
@@ -210,15 +214,8 @@ impl Remote {
                 let Some(l) = state.launches.get_mut(&id) else {
                     continue;
                 };
-                match &l.phase {
-                    Phase::Joined | Phase::Left => continue,
-                    Phase::Rejected(reason) => {
-                        return Err(Error::Rejected {
-                            launch_id: id,
-                            reason: reason.clone(),
-                        });
-                    }
-                    Phase::Waiting => {}
+                if l.phase != Phase::Waiting {
+                    continue;
                 }
                 l.poll();
                 match l.exit {
@@ -233,12 +230,6 @@ impl Remote {
             if let Some((program, status, tail)) = failed {
                 drop(state);
                 let stderr = tail.text(TAIL_GRACE);
-                // A daemon the dispatcher refused exits too: the refusal says more than the
-                // exit, and its event may arrive just after the exit was seen.
-                let rejected = self.rejected_within(ids.clone(), REFUSAL_GRACE);
-                if let Some((launch_id, reason)) = rejected {
-                    return Err(Error::Rejected { launch_id, reason });
-                }
                 return Err(Error::Refused {
                     program,
                     status,
@@ -272,29 +263,6 @@ impl Remote {
         }
     }
 
-    /// The first daemon of `ids` the dispatcher refused, waiting up to `grace` for the event.
-    fn rejected_within(&self, ids: Range<u64>, grace: Duration) -> Option<(u64, String)> {
-        let deadline = Instant::now() + grace;
-        let mut state = self.state();
-        loop {
-            let found = ids
-                .clone()
-                .find_map(|id| match &state.launches.get(&id)?.phase {
-                    Phase::Rejected(reason) => Some((id, reason.clone())),
-                    _ => None,
-                });
-            let left = deadline.saturating_duration_since(Instant::now());
-            if found.is_some() || left.is_zero() {
-                return found;
-            }
-            state = self
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-    }
-
     /// A daemon joined the dispatcher (ids the pool did not launch remotely are ignored).
     pub(crate) fn joined(&self, id: u64) {
         self.set(id, Phase::Joined);
@@ -303,17 +271,6 @@ impl Remote {
     /// A daemon left.
     pub(crate) fn left(&self, id: u64) {
         self.set(id, Phase::Left);
-    }
-
-    /// The dispatcher refused a daemon claiming launch id `id`.
-    pub(crate) fn rejected(&self, id: u64, reason: String) {
-        let mut state = self.state();
-        if let Some(l) = state.launches.get_mut(&id)
-            && l.phase == Phase::Waiting
-        {
-            l.phase = Phase::Rejected(reason);
-            self.changed.notify_all();
-        }
     }
 
     fn set(&self, id: u64, phase: Phase) {
@@ -391,12 +348,13 @@ mod tests {
     fn sh(line: &'static str) -> impl FnMut(u64) -> Result<Command, Error> {
         move |_| {
             let mut c = Command::new("sh");
-            c.arg("-c")
-                .arg(line)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null());
+            c.arg("-c").arg(line).stdout(Stdio::null());
             Ok(c)
         }
+    }
+
+    fn join() -> Join {
+        Join::new("tcp://127.0.0.1:9", "0123456789abcdef-remote")
     }
 
     #[test]
@@ -407,6 +365,7 @@ mod tests {
                 0..1,
                 "sh",
                 false,
+                &join(),
                 sh("head -c 10000 /dev/zero | tr '\\0' x >&2; echo ' no route' >&2; exit 255"),
             )
             .unwrap();
@@ -428,7 +387,7 @@ mod tests {
     fn joins_end_the_wait_and_a_launcher_that_never_joins_is_stopped_at_the_timeout() {
         let remote = Arc::new(Remote::default());
         remote
-            .spawn(4..6, "sh", false, sh("exec sleep 60"))
+            .spawn(4..6, "sh", false, &join(), sh("exec sleep 60"))
             .unwrap();
         let r = Arc::clone(&remote);
         let joiner = std::thread::spawn(move || {
@@ -443,7 +402,7 @@ mod tests {
         assert_eq!(remote.connected(), 1);
 
         remote
-            .spawn(6..7, "sh", false, sh("exec sleep 60"))
+            .spawn(6..7, "sh", false, &join(), sh("exec sleep 60"))
             .unwrap();
         let t = Instant::now();
         let err = remote
@@ -464,26 +423,34 @@ mod tests {
     }
 
     #[test]
-    fn a_refusal_by_the_dispatcher_is_reported_and_unknown_ids_are_ignored() {
+    fn unknown_ids_are_ignored_and_a_launcher_reads_its_credential_on_stdin() {
         let remote = Remote::default();
         remote.expect(0..1, "sbatch");
         remote.joined(99);
-        remote.rejected(0, "wrong token".into());
-        let err = remote
-            .wait_joined(0..1, Duration::from_secs(5))
-            .unwrap_err();
-        assert!(
-            matches!(err, Error::Rejected { launch_id: 0, ref reason } if reason == "wrong token"),
-            "{err:?}"
-        );
         assert_eq!(remote.connected(), 0);
+        // A launcher that ends with success once it read the right credential, and fails
+        // otherwise: the credential of its own launch id arrives on its stdin.
+        let expected = join().credential(3);
+        let line = format!(
+            "read -r c; [ \"$c\" = {} ] || {{ echo \"got $c\" >&2; exit 9; }}",
+            expected.expose_str().unwrap()
+        );
+        remote
+            .spawn(3..4, "sh", false, &join(), move |_| {
+                let mut c = Command::new("sh");
+                c.arg("-c").arg(&line).stdout(Stdio::null());
+                Ok(c)
+            })
+            .unwrap();
+        remote.wait_joined(3..4, Duration::from_secs(30)).unwrap();
+        remote.shutdown();
     }
 
     #[test]
     fn a_missing_launcher_is_not_found() {
         let remote = Remote::default();
         let err = remote
-            .spawn(0..1, "no-such-launcher", false, |_| {
+            .spawn(0..1, "no-such-launcher", false, &join(), |_| {
                 Ok(Command::new("/nonexistent/no-such-launcher"))
             })
             .unwrap_err();

@@ -231,14 +231,18 @@ impl Ssh {
         &self.ssh
     }
 
-    /// The command that starts daemon `launch_id`, as one line to paste into a shell.
+    /// The command that starts daemon `launch_id`, as one line to paste into a shell. It holds
+    /// no secret: the daemon reads its credential ([`Join::credential`]) as the first line of
+    /// the command's stdin, so type that line after pasting, or pipe it in (`printf` is a
+    /// shell builtin, which keeps it off any command line).
     ///
     /// ```
     /// use mirai::launch::{Join, Program, Ssh};
-    /// let join = Join::new("tcp://10.0.0.1:5555", "t");
+    /// let join = Join::new("tcp://10.0.0.1:5555", "t0ken-t0ken-t0ken");
     /// let line = Ssh::new("alice@n1:2222")?.program(Program::new("w")).command_line(&join, 3)?;
     /// assert!(line.starts_with("ssh -o BatchMode=yes -p 2222 alice@n1 'exec env "));
-    /// assert!(line.contains(" MIRAI_DAEMON_LAUNCH_ID=3 "));
+    /// assert!(line.contains(" MIRAI_DAEMON_TOKEN_STDIN=1 MIRAI_DAEMON_LAUNCH_ID=3 "));
+    /// assert!(!line.contains("t0ken"));
     /// # Ok::<(), mirai::launch::Error>(())
     /// ```
     pub fn command_line(&self, join: &Join, launch_id: u64) -> Result<String, Error> {
@@ -249,20 +253,23 @@ impl Ssh {
         Ok(words.join(" "))
     }
 
-    /// The `ssh` command that starts daemon `launch_id` (stdin and stdout closed; stderr kept
-    /// for ssh's own diagnostics).
+    /// The `ssh` command that starts daemon `launch_id` (stdin piped, stdout closed; stderr
+    /// kept for ssh's own diagnostics). Whoever spawns it writes the daemon's credential
+    /// ([`Join::credential`]) and a newline to its stdin, then closes it; [`Ssh::launch`] and
+    /// [`Pool::launch`](crate::Pool::launch) do.
     ///
     /// ```
     /// use mirai::launch::{Join, Program, Ssh};
-    /// let join = Join::new("tcp://10.0.0.1:5555", "t");
+    /// let join = Join::new("tcp://10.0.0.1:5555", "t0ken-t0ken-t0ken");
     /// let cmd = Ssh::new("n1")?.program(Program::new("w")).command(&join, 0)?;
     /// assert_eq!(cmd.get_program(), "ssh");
+    /// assert!(cmd.get_args().all(|a| !a.to_string_lossy().contains("t0ken")));
     /// # Ok::<(), mirai::launch::Error>(())
     /// ```
     pub fn command(&self, join: &Join, launch_id: u64) -> Result<Command, Error> {
         let mut c = Command::new(&self.ssh);
         c.args(self.args(join, launch_id)?)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null());
         Ok(c)
     }
@@ -278,7 +285,7 @@ impl Ssh {
     /// # Ok::<(), mirai::launch::Error>(())
     /// ```
     pub fn launch(&self, join: &Join, ids: Range<u64>) -> Result<Vec<Launched>, Error> {
-        ids.map(|id| Launched::spawn(self.command(join, id)?, &self.ssh, id))
+        ids.map(|id| Launched::spawn(self.command(join, id)?, &self.ssh, join, id))
             .collect()
     }
 }
@@ -376,7 +383,13 @@ mod tests {
             ]
         );
         assert_eq!(args.len(), 10);
-        assert!(args[9].starts_with("exec env MIRAI_DAEMON_URL=tcp://0.0.0.0:5555 "));
+        assert!(args[9].starts_with(
+            "exec env MIRAI_DAEMON_URL=tcp://0.0.0.0:5555 MIRAI_DAEMON_TOKEN_STDIN=1 "
+        ));
+        let credential = join().credential(4);
+        for a in &args {
+            assert!(!a.contains("tok") && !a.contains(credential.expose_str().unwrap()));
+        }
         assert!(args[9].contains("MIRAI_DAEMON_LAUNCH_ID=4 "));
         assert!(args[9].ends_with(" /opt/w"));
         let line = ssh.command_line(&join(), 4).unwrap();

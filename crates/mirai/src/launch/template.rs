@@ -6,19 +6,29 @@ use std::process::{Command, Stdio};
 
 use super::{Error, Join, LaunchId, Launched, Program, daemon_line, quote};
 
+/// The placeholder of earlier versions that put the join token on the command line.
+const TOKEN_PLACEHOLDER: &str = "{token}";
+
 /// A shell line with placeholders, run through `sh -c` once per daemon.
 ///
 /// - `{command}`: the daemon's whole shell line, quoted as one word (for `sh -c {command}`
 ///   inside the template);
-/// - `{url}`, `{token}`: the dispatcher address and join token, each quoted as one word;
+/// - `{url}`: the dispatcher address, quoted as one word;
 /// - `{launch_id}`: the daemon's launch id.
+///
+/// The daemon's credential is the first line of the template's stdin, which `{command}` reads:
+/// the template must hand its stdin on to the daemon (`docker run -i`, `kubectl exec -i`,
+/// `ssh`, `sh -c` do). The `{token}` placeholder of earlier versions is refused
+/// ([`Error::TokenPlaceholder`](super::Error::TokenPlaceholder)): it put the token on a
+/// command line, readable by every local user in the process list.
 ///
 /// ```
 /// use mirai::launch::{Join, Program, Template};
-/// let t = Template::new("docker run --rm --network host my/worker sh -c {command}")
+/// let t = Template::new("docker run -i --rm --network host my/worker sh -c {command}")
 ///     .program(Program::new("/app/worker"));
-/// let line = t.command_line(&Join::new("tcp://10.0.0.1:5555", "t"), 2)?;
-/// assert!(line.starts_with("docker run --rm --network host my/worker sh -c 'exec env "));
+/// let line = t.command_line(&Join::new("tcp://10.0.0.1:5555", "t0ken-t0ken-t0ken"), 2)?;
+/// assert!(line.starts_with("docker run -i --rm --network host my/worker sh -c 'exec env "));
+/// assert!(!line.contains("t0ken"));
 /// # Ok::<(), mirai::launch::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -61,13 +71,18 @@ impl Template {
     /// The line for daemon `launch_id`, placeholders filled.
     ///
     /// ```
-    /// use mirai::launch::{Join, Program, Template};
-    /// let join = Join::new("tcp://10.0.0.1:5555", "t");
-    /// let t = Template::new("echo {token}").program(Program::new("w"));
-    /// assert_eq!(t.command_line(&Join::new("tcp://h:1", "a b"), 0)?, "echo 'a b'");
+    /// use mirai::launch::{Error, Join, Program, Template};
+    /// let join = Join::new("tcp://10.0.0.1:5555", "t0ken-t0ken-t0ken");
+    /// let t = Template::new("echo {url} {launch_id}").program(Program::new("w"));
+    /// assert_eq!(t.command_line(&join, 4)?, "echo tcp://10.0.0.1:5555 4");
+    /// let old = Template::new("echo {token}").program(Program::new("w"));
+    /// assert!(matches!(old.command_line(&join, 0), Err(Error::TokenPlaceholder)));
     /// # Ok::<(), mirai::launch::Error>(())
     /// ```
     pub fn command_line(&self, join: &Join, launch_id: u64) -> Result<String, Error> {
+        if self.template.contains(TOKEN_PLACEHOLDER) {
+            return Err(Error::TokenPlaceholder);
+        }
         let program = match &self.program {
             Some(p) => p.clone(),
             None => Program::current()?,
@@ -76,7 +91,6 @@ impl Template {
         let values = [
             ("{command}", quote(&daemon)?),
             ("{url}", quote(&join.url)?),
-            ("{token}", quote(&join.token)?),
             ("{launch_id}", launch_id.to_string()),
         ];
         // One pass from left to right, so filled-in text is never scanned for placeholders.
@@ -97,17 +111,19 @@ impl Template {
         Ok(out)
     }
 
-    /// The `sh -c LINE` command that starts daemon `launch_id` (stdin and stdout closed).
+    /// The `sh -c LINE` command that starts daemon `launch_id` (stdin piped for the
+    /// credential, stdout closed).
     pub(crate) fn command(&self, join: &Join, launch_id: u64) -> Result<Command, Error> {
         let mut c = Command::new("sh");
         c.arg("-c")
             .arg(self.command_line(join, launch_id)?)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::null());
         Ok(c)
     }
 
-    /// Runs the line for each launch id in `ids` with `sh -c` (stdin and stdout closed),
+    /// Runs the line for each launch id in `ids` with `sh -c` (the credential on its stdin,
+    /// stdout closed),
     /// without waiting ([`Pool::launch_with`](crate::Pool::launch_with) waits for the joins).
     ///
     /// ```
@@ -118,7 +134,7 @@ impl Template {
     /// # Ok::<(), mirai::launch::Error>(())
     /// ```
     pub fn launch(&self, join: &Join, ids: Range<u64>) -> Result<Vec<Launched>, Error> {
-        ids.map(|id| Launched::spawn(self.command(join, id)?, "sh", id))
+        ids.map(|id| Launched::spawn(self.command(join, id)?, "sh", join, id))
             .collect()
     }
 }
@@ -129,14 +145,31 @@ mod tests {
 
     #[test]
     fn placeholders_are_filled_quoted_and_once() {
-        let t = Template::new("run {launch_id} {url} {token} -- sh -c {command} {unknown}")
+        let t = Template::new("run {launch_id} {url} -- sh -c {command} {unknown}")
             .program(Program::new("w"));
-        let join = Join::new("tcp://h:1", "{url} $x");
+        let join = Join::new("tcp://h:1 {launch_id}", "0123456789abcdef-token");
         let line = t.command_line(&join, 9).unwrap();
         assert!(
-            line.starts_with("run 9 tcp://h:1 '{url} $x' -- sh -c 'exec env "),
+            line.starts_with("run 9 'tcp://h:1 {launch_id}' -- sh -c 'exec env "),
             "{line}"
         );
         assert!(line.ends_with(" {unknown}"), "{line}");
+        assert!(!line.contains("token"), "{line}");
+    }
+
+    #[test]
+    fn the_token_placeholder_is_refused() {
+        let join = Join::new("tcp://h:1", "0123456789abcdef-token");
+        for t in ["echo {token}", "x{token}y {command}"] {
+            let t = Template::new(t).program(Program::new("w"));
+            assert!(matches!(
+                t.command_line(&join, 1),
+                Err(Error::TokenPlaceholder)
+            ));
+            assert!(matches!(
+                t.launch(&join, 1..2),
+                Err(Error::TokenPlaceholder)
+            ));
+        }
     }
 }
