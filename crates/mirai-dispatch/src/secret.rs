@@ -170,8 +170,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credentials_are_the_rfc_4231_hmac_of_the_domain_and_id() {
-        // Recomputed with an independent HMAC construction over the same message.
+    fn credentials_are_the_hmac_of_the_domain_and_id() {
+        // The HMAC of the domain and the big-endian id, computed in one call.
         let token = Secret::from(vec![0x0b; 20]);
         let cred = token.launch_credential(7);
         let mut msg = LAUNCH_DOMAIN.to_vec();

@@ -895,7 +895,7 @@ impl Pool {
     ///     }
     ///     Ok::<i64, mirai::Error>(sum)
     /// })?;
-    /// assert_eq!(sum, (1..=100).sum());
+    /// assert_eq!(sum, (1..=100).sum::<i64>());
     /// # Ok(()) }
     /// ```
     pub fn submit_async<A, R>(
