@@ -9,8 +9,6 @@
 use std::collections::HashMap;
 use std::io as stdio;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::linux::net::SocketAddrExt;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, TryLockError};
 use std::thread::{self, JoinHandle};
@@ -20,10 +18,11 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::conn::{ConnError, ConnSender, Connection, ReadProgress, SendStatus, Stream};
+use crate::endpoint::{ListenSource, admit, connect};
 use crate::proto::{Incoming, Resend};
 use crate::socket::{Core, Inner, PipeEvent, PipeSlot};
 use crate::url::Address;
-use crate::{Error, Message, PipeId, Protocol};
+use crate::{Message, PipeId, Protocol};
 
 /// The token of the socket's waker.
 pub(crate) const WAKER: Token = Token(0);
@@ -84,101 +83,6 @@ pub(crate) enum Command {
     Dial(u32, Address),
     ResumeReads,
     Shutdown,
-}
-
-/// A bound listener, handed from `Socket::listen` to the I/O thread.
-pub(crate) enum ListenSource {
-    Tcp(mio::net::TcpListener),
-    Unix(mio::net::UnixListener, Option<PathBuf>),
-    /// A TCP listener whose connections start a TLS session with this configuration.
-    #[cfg(feature = "tls")]
-    Tls(mio::net::TcpListener, Arc<rustls::ServerConfig>),
-}
-
-fn std_abstract(name: &[u8]) -> stdio::Result<std::os::unix::net::SocketAddr> {
-    std::os::unix::net::SocketAddr::from_abstract_name(name)
-}
-
-/// Binds `addr` (in the caller's thread, so errors come back at once); returns the listener and
-/// the URL to report.
-pub(crate) fn bind(
-    addr: &Address,
-    url: &str,
-    inner: &Inner,
-) -> Result<(ListenSource, String), Error> {
-    let in_use = |e: stdio::Error| {
-        if e.kind() == stdio::ErrorKind::AddrInUse {
-            Error::AddrInUse(url.to_owned())
-        } else {
-            Error::Io(e)
-        }
-    };
-    match addr {
-        Address::Tcp(sa) => {
-            let l = mio::net::TcpListener::bind(*sa).map_err(in_use)?;
-            let local = Address::Tcp(l.local_addr()?).to_url();
-            Ok((ListenSource::Tcp(l), local))
-        }
-        Address::Ipc(path) => {
-            let l = match mio::net::UnixListener::bind(path) {
-                Ok(l) => l,
-                Err(e) if e.kind() == stdio::ErrorKind::AddrInUse => {
-                    // Stale file from a dead listener: nobody accepts on it, so take it over.
-                    match std::os::unix::net::UnixStream::connect(path) {
-                        Err(c) if c.kind() == stdio::ErrorKind::ConnectionRefused => {
-                            std::fs::remove_file(path)?;
-                            mio::net::UnixListener::bind(path).map_err(in_use)?
-                        }
-                        _ => return Err(Error::AddrInUse(url.to_owned())),
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            };
-            Ok((ListenSource::Unix(l, Some(path.clone())), addr.to_url()))
-        }
-        Address::Abstract(name) => {
-            let l = mio::net::UnixListener::bind_addr(&std_abstract(name)?).map_err(in_use)?;
-            Ok((ListenSource::Unix(l, None), addr.to_url()))
-        }
-        #[cfg(feature = "tls")]
-        Address::Tls { addr: sa, .. } => {
-            let server = inner
-                .lock()
-                .opts
-                .tls
-                .as_ref()
-                .and_then(|t| t.server.clone());
-            let server = server.ok_or(Error::State(
-                "tls+tcp:// listeners need a TLS listener configuration (Socket::set_tls)",
-            ))?;
-            let l = mio::net::TcpListener::bind(*sa).map_err(in_use)?;
-            let local = l.local_addr()?;
-            let host = local.ip().to_string();
-            let url = Address::Tls { addr: local, host }.to_url();
-            Ok((ListenSource::Tls(l, server), url))
-        }
-        #[cfg(not(feature = "tls"))]
-        Address::Tls { .. } => {
-            let _ = inner;
-            Err(Error::BadUrl {
-                url: url.to_owned(),
-                reason: "tls+tcp:// needs the `tls` feature",
-            })
-        }
-    }
-}
-
-fn connect(addr: &Address) -> stdio::Result<Stream> {
-    Ok(match addr {
-        // TLS starts once the TCP connection is up (see `IoLoop::secure`).
-        Address::Tcp(sa) | Address::Tls { addr: sa, .. } => {
-            Stream::Tcp(mio::net::TcpStream::connect(*sa)?)
-        }
-        Address::Ipc(path) => Stream::Unix(mio::net::UnixStream::connect(path)?),
-        Address::Abstract(name) => {
-            Stream::Unix(mio::net::UnixStream::connect_addr(&std_abstract(name)?)?)
-        }
-    })
 }
 
 pub(crate) fn spawn(inner: Arc<Inner>, poll: Poll) -> stdio::Result<JoinHandle<()>> {
@@ -339,8 +243,10 @@ impl IoLoop {
                         ListenSource::Tcp(l) => {
                             self.poll.registry().register(l, tok, Interest::READABLE)
                         }
-                        ListenSource::Unix(l, _) => {
-                            self.poll.registry().register(l, tok, Interest::READABLE)
+                        ListenSource::Unix { listener, .. } => {
+                            self.poll
+                                .registry()
+                                .register(listener, tok, Interest::READABLE)
                         }
                         #[cfg(feature = "tls")]
                         ListenSource::Tls(l, _) => {
@@ -388,7 +294,18 @@ impl IoLoop {
                     let _ = s.set_nodelay(true);
                     Stream::Tcp(s)
                 }),
-                Some(ListenSource::Unix(l, _)) => l.accept().map(|(s, _)| Stream::Unix(s)),
+                Some(ListenSource::Unix {
+                    listener,
+                    peers,
+                    url,
+                    ..
+                }) => match listener.accept() {
+                    // Before the stream becomes a pipe (which sends our SP header) and before
+                    // any of its bytes is read: a refused peer is only closed (dropped).
+                    Ok((s, _)) if !admit(&s, *peers, url) => continue,
+                    Ok((s, _)) => Ok(Stream::Unix(s)),
+                    Err(e) => Err(e),
+                },
                 #[cfg(feature = "tls")]
                 Some(ListenSource::Tls(l, config)) => match l.accept() {
                     Ok((s, _)) => {
@@ -817,7 +734,10 @@ impl IoLoop {
             let _ = p.sender.stream().shutdown();
         }
         for (_, src) in self.listeners.drain() {
-            if let ListenSource::Unix(_, Some(path)) = src {
+            if let ListenSource::Unix {
+                path: Some(path), ..
+            } = src
+            {
                 let _ = std::fs::remove_file(path);
             }
         }
@@ -869,10 +789,19 @@ fn resend(inner: &Inner, core: &mut Core, list: &[Resend]) {
 /// the kernel's socket buffers hold the rest, and the sender feels back-pressure as with NNG.
 pub(crate) const RECV_QUEUE_BYTES: usize = 4 << 20;
 
-/// Whether a protocol's receive queue is bounded (REQ, SURVEYOR and SUB are not: replies are
-/// few, and SUB drops the oldest instead).
+/// Whether a protocol's receive queue applies back-pressure. REQ keeps at most one reply per
+/// context (`Core::replies`), and SURVEYOR and SUB bound their queues by dropping instead (see
+/// [`deliver`]): they read on so their peers never stall.
 fn receive_limited(proto: Protocol) -> bool {
     !matches!(proto, Protocol::Sub0 | Protocol::Req0 | Protocol::Surveyor0)
+}
+
+/// Whether the receive queue is below both its bounds: [`set_recv_buffer`] messages and
+/// [`RECV_QUEUE_BYTES`] bytes.
+///
+/// [`set_recv_buffer`]: crate::Socket::set_recv_buffer
+fn queue_has_room(core: &Core) -> bool {
+    core.recv_q.len() < core.opts.recv_buffer && core.recv_q.bytes() < RECV_QUEUE_BYTES
 }
 
 /// How many messages may be taken into the receive queue now; 0 when it holds
@@ -936,14 +865,20 @@ pub(crate) fn deliver(
                 Err(_) => close = true,
             },
             Protocol::Surveyor0 => {
-                if core.survey.accepts(msg.header(), now) == Ok(true) {
+                // Responses are read as they come (a survey's window is short, so stalling the
+                // pipe would only make them late) and those beyond the queue's bound are
+                // dropped, as NNG's surveyor does: a respondent answering the current survey
+                // over and over cannot grow the queue.
+                if core.survey.accepts(msg.header(), now) == Ok(true) && queue_has_room(core) {
                     core.recv_q.push_back(msg);
                     delivered = true;
                 }
             }
             Protocol::Sub0 => {
                 if core.topics.matches(&msg) {
-                    if core.recv_q.len() >= core.opts.recv_buffer {
+                    // Drop the oldest, by count and by bytes (a publisher of large messages
+                    // would otherwise hold `recv_buffer` of them).
+                    while !core.recv_q.is_empty() && !queue_has_room(core) {
                         core.recv_q.pop_front();
                     }
                     core.recv_q.push_back(msg);

@@ -21,8 +21,9 @@
 //!   [`Socket::recv_async`] / [`Socket::send_async`]. A [`Message`] derefs to its payload (protocol
 //!   header stripped), tells its [`Message::pipe`], and gives [`Message::into_vec`].
 //! - Options: [`Socket::set_send_timeout`], [`Socket::set_recv_timeout`] (both `Option<Duration>`,
-//!   default infinite), [`Socket::set_recv_max_size`] (0 = unlimited, the NNG 1.x default),
-//!   [`Socket::set_reconnect`]`(min, max)`, [`Socket::set_handshake_timeout`] (default 10 s),
+//!   default infinite), [`Socket::set_recv_max_size`] (default [`DEFAULT_RECV_MAX_SIZE`],
+//!   1 MiB as in NNG; 0 = unlimited), [`Socket::set_local_peers`] (default: local listeners
+//!   admit only our own uid), [`Socket::set_reconnect`]`(min, max)`, [`Socket::set_handshake_timeout`] (default 10 s),
 //!   [`Socket::set_send_buffer`], [`Socket::set_recv_buffer`], [`Socket::set_max_ttl`].
 //! - Feature `cli` (default): the `nano-cat` binary and its `clap` dependency; library users
 //!   turn default features off and do not build clap.
@@ -80,6 +81,31 @@
 //! A malformed header or wrong peer type drops that message or closes that pipe, as NNG does;
 //! the socket keeps serving its other pipes.
 //!
+//! # Safe defaults against local and remote peers
+//!
+//! A peer is whoever reaches the endpoint, so the defaults assume it may be hostile:
+//!
+//! - **Local listeners admit only our own user.** An `abstract://` socket has no permissions
+//!   at all: any process of the machine (on a shared login node, any of its users) can connect.
+//!   Every accepted `ipc://` and `abstract://` connection is therefore checked with
+//!   `SO_PEERCRED` right after `accept(2)`; one from another uid is closed before our SP header
+//!   is sent or any of its bytes is read, and logged with `tracing::warn!`. `ipc://` socket
+//!   files are created with mode 0600 (set before `listen(2)`, so no one connects in between).
+//!   [`Socket::set_local_peers`]`(`[`LocalPeers::AnyUser`]`)` opts out, for services meant
+//!   for other users. See [`peer`].
+//! - **A finite receive limit: 1 MiB** ([`DEFAULT_RECV_MAX_SIZE`]), NNG's own default for
+//!   `NNG_OPT_RECVMAXSZ` (NNG counts the protocol header too, and so do we). A frame's
+//!   8-byte length prefix is the peer's claim; with no limit one peer could announce any size
+//!   and have us reserve and keep reading toward it. A claim over the limit closes the pipe as
+//!   soon as the prefix is read, before anything is allocated. Sockets that expect larger
+//!   messages raise it with [`Socket::set_recv_max_size`] (0 removes it, for trusted peers).
+//! - **Every queue a peer can fill is bounded.** PAIR, PULL, BUS, REP and RESPONDENT stop
+//!   reading (back-pressure through the kernel's buffers) at [`Socket::set_recv_buffer`]
+//!   messages or 4 MiB; SUB drops its oldest message and SURVEYOR drops new responses beyond
+//!   the same bounds (as NNG's surveyor does: a survey's window is short, and a stalled pipe
+//!   would only make answers late); REQ keeps at most one reply per context. Handshakes that
+//!   never finish are closed after [`Socket::set_handshake_timeout`].
+//!
 //! ```
 //! use std::time::Duration;
 //! use nano_transport::{Protocol, Socket};
@@ -95,6 +121,7 @@
 #![forbid(unsafe_code)]
 
 pub mod conn;
+mod endpoint;
 mod error;
 mod io;
 mod message;
@@ -107,8 +134,11 @@ mod url;
 
 pub use error::Error;
 pub use message::Message;
+pub use peer::LocalPeers;
 pub use proto::{PipeId, Protocol};
-pub use socket::{Context, Listener, PipeEvent, RecvFuture, SendFuture, Socket};
+pub use socket::{
+    Context, DEFAULT_RECV_MAX_SIZE, Listener, PipeEvent, RecvFuture, SendFuture, Socket,
+};
 pub use url::Address;
 
 #[doc(hidden)]

@@ -5,8 +5,35 @@
 //! node) that would let any of them read and answer what the listener sends, so local listeners
 //! ask the kernel who connected (`SO_PEERCRED`, recorded at `connect(2)` and not forgeable by
 //! the peer) and admit only processes of their own user before reading a byte.
+//!
+//! Every `ipc://` and `abstract://` listener of a [`Socket`](crate::Socket) does this by
+//! default ([`LocalPeers::SameUser`]): a connection from another user is closed right after
+//! `accept(2)`, before our SP header is sent or any of its bytes is read, and logged with
+//! `tracing::warn!`. A service meant for other local users opts out with
+//! [`Socket::set_local_peers`](crate::Socket::set_local_peers)`(`[`LocalPeers::AnyUser`]`)`.
+//! `ipc://` socket files are also created with mode 0600, so other users (root aside) cannot
+//! even connect to them.
 
 use std::os::fd::AsFd;
+
+/// Which local users an `ipc://` or `abstract://` listener admits.
+///
+/// ```
+/// use nano_transport::peer::LocalPeers;
+/// assert_eq!(LocalPeers::default(), LocalPeers::SameUser);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LocalPeers {
+    /// Only processes running as our effective user id (checked with `SO_PEERCRED`); the
+    /// default.
+    #[default]
+    SameUser,
+    /// Any local process: for a service deliberately offered to other users of the machine,
+    /// which then authenticates them itself. `ipc://` files are still created 0600; widen
+    /// their mode yourself if other users must reach them.
+    AnyUser,
+}
 
 /// A local peer that is not of our user, or whose credentials could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

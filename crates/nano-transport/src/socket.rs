@@ -21,12 +21,27 @@ use std::time::{Duration, Instant};
 
 use crate::conn::{ConnSender, Connection, ReadProgress, SendStatus, SharedBody};
 use crate::io::{self, Command};
+use crate::peer::LocalPeers;
 use crate::proto::{
     HandshakeError, MAX_FRAME_LEN, MAX_TTL_DEFAULT, ReqState, RoundRobin, SurveyorState,
     TopicFilter, broadcast_targets,
 };
 use crate::url::Address;
 use crate::{Error, Message, PipeId, Protocol};
+
+/// The default of [`Socket::set_recv_max_size`]: 1 MiB, NNG's own default for
+/// `NNG_OPT_RECVMAXSZ`.
+///
+/// A frame's length prefix is the peer's claim, and without a limit one peer could make us
+/// reserve (and keep reading toward) any size it names. With NNG's figure, a program moved
+/// between NNG and this crate accepts the same messages, and a hostile peer costs at most
+/// 1 MiB per connection. A socket that expects larger messages raises it explicitly;
+/// `set_recv_max_size(0)` removes the limit.
+///
+/// ```
+/// assert_eq!(nano_transport::DEFAULT_RECV_MAX_SIZE, 1 << 20);
+/// ```
+pub const DEFAULT_RECV_MAX_SIZE: usize = 1 << 20;
 
 /// A connection coming or going, as reported by [`Socket::pipe_events`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +77,8 @@ pub(crate) struct Options {
     pub(crate) max_ttl: u8,
     pub(crate) survey_time: Duration,
     pub(crate) poly: bool,
+    /// Who `ipc://` and `abstract://` listeners started from now on admit.
+    pub(crate) local_peers: LocalPeers,
     /// The configuration `tls+tcp://` listeners and dialers use.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<crate::tls::TlsConfig>,
@@ -100,6 +117,10 @@ impl RecvQueue {
 
     pub(crate) fn len(&self) -> usize {
         self.q.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.q.is_empty()
     }
 
     pub(crate) fn bytes(&self) -> usize {
@@ -356,7 +377,7 @@ impl Socket {
         let opts = Options {
             send_timeout: None,
             recv_timeout: None,
-            recv_max_size: 0,
+            recv_max_size: DEFAULT_RECV_MAX_SIZE as u64,
             reconnect_min: Duration::from_secs(1),
             reconnect_max: Duration::ZERO,
             handshake_timeout: Duration::from_secs(10),
@@ -368,6 +389,7 @@ impl Socket {
             max_ttl: MAX_TTL_DEFAULT,
             survey_time: Duration::from_secs(1),
             poly: false,
+            local_peers: LocalPeers::SameUser,
             #[cfg(feature = "tls")]
             tls: None,
         };
@@ -428,11 +450,13 @@ impl Socket {
 
     /// Binds and listens on `url` (`tcp://127.0.0.1:0`, `ipc:///path`, `abstract://name`).
     ///
-    /// A stale ipc socket file (nobody accepting on it) is removed and rebound; a live one gives
-    /// [`Error::AddrInUse`]. The file is removed again when the socket closes.
+    /// A stale ipc socket file (nobody accepting on it) is removed and rebound; a live one (or
+    /// a file that is not a socket) gives [`Error::AddrInUse`]. The file is created with mode
+    /// 0600 and removed again when the socket closes. Local listeners admit only our own user
+    /// unless [`set_local_peers`](Self::set_local_peers) says otherwise.
     pub fn listen(&self, url: &str) -> Result<Listener, Error> {
         let addr = Address::parse(url)?;
-        let (source, local) = io::bind(&addr, url, &self.inner)?;
+        let (source, local) = crate::endpoint::bind(&addr, url, &self.inner)?;
         let mut core = self.inner.lock();
         if core.closed {
             return Err(Error::Closed);
@@ -556,6 +580,7 @@ impl Socket {
     /// let url = publisher.listen("tcp://127.0.0.1:0")?.local_url().to_owned();
     /// let sub = Socket::new(Protocol::Sub0)?;
     /// sub.subscribe(b"")?;
+    /// sub.set_recv_max_size(32 << 20); // over the 1 MiB default
     /// sub.dial_blocking(&url, Duration::from_secs(5))?;
     /// # while publisher.pipes().is_empty() { std::thread::sleep(Duration::from_millis(1)); }
     /// let body: SharedBody = Arc::new(vec![1u8; 32 << 20]);
@@ -672,11 +697,42 @@ impl Socket {
         self.inner.lock().opts.recv_timeout = timeout;
     }
 
-    /// Sets the largest message accepted from peers for pipes connected from now on; a peer that
-    /// announces more is disconnected. 0 (the default, as in NNG 1.x) means no limit but the
-    /// wire's 2^60-1; memory then still follows the bytes actually received.
+    /// Sets the largest message accepted from peers for pipes connected from now on, protocol
+    /// header included (as NNG's `NNG_OPT_RECVMAXSZ`); a peer that announces more is
+    /// disconnected as soon as its frame's length prefix arrives, before anything is allocated
+    /// for it. The default is [`DEFAULT_RECV_MAX_SIZE`] (1 MiB, as in NNG). 0 means no limit
+    /// but the wire's 2^60-1 (memory then still follows the bytes actually received): only for
+    /// peers you trust.
+    ///
+    /// ```
+    /// use nano_transport::{Protocol, Socket};
+    /// let pull = Socket::new(Protocol::Pull0)?;
+    /// pull.set_recv_max_size(64 << 20); // this socket expects messages of up to 64 MiB
+    /// # Ok::<(), nano_transport::Error>(())
+    /// ```
     pub fn set_recv_max_size(&self, bytes: usize) {
         self.inner.lock().opts.recv_max_size = bytes as u64;
+    }
+
+    /// Sets which local users `ipc://` and `abstract://` listeners started from now on admit.
+    ///
+    /// The default, [`LocalPeers::SameUser`], closes a connection from a process of another
+    /// user right after accepting it (asked of the kernel with `SO_PEERCRED`), before our SP
+    /// header is sent or any of its bytes is read, and logs it with `tracing::warn!`: an
+    /// abstract socket has no file permissions, so without this any user of the machine could
+    /// connect. [`LocalPeers::AnyUser`] is for a service deliberately offered to other users
+    /// (which then authenticates them itself). `ipc://` socket files are created with mode 0600
+    /// either way. TCP listeners are not affected.
+    ///
+    /// ```
+    /// use nano_transport::{LocalPeers, Protocol, Socket};
+    /// let rep = Socket::new(Protocol::Rep0)?;
+    /// rep.set_local_peers(LocalPeers::AnyUser);
+    /// rep.listen(&format!("abstract://doc-shared-{}", std::process::id()))?;
+    /// # Ok::<(), nano_transport::Error>(())
+    /// ```
+    pub fn set_local_peers(&self, peers: LocalPeers) {
+        self.inner.lock().opts.local_peers = peers;
     }
 
     /// Sets the TLS configuration used by `tls+tcp://` listeners and dialers started afterwards
@@ -719,7 +775,9 @@ impl Socket {
     }
 
     /// Sets how many received messages may wait in the socket before the I/O thread stops
-    /// reading (back-pressure to the peers); SUB instead drops the oldest. Defaults: 1024, SUB 128.
+    /// reading (back-pressure to the peers); SUB instead drops the oldest, and SURVEYOR drops
+    /// responses beyond it (as NNG does). Queued bytes are bounded too, at 4 MiB. Defaults:
+    /// 1024, SUB 128.
     pub fn set_recv_buffer(&self, messages: usize) {
         self.inner.lock().opts.recv_buffer = messages.max(1);
     }

@@ -38,15 +38,24 @@ impl Address {
     /// assert!(Address::parse("udp://x").is_err());
     /// ```
     pub fn parse(url: &str) -> Result<Self, Error> {
+        Self::parse_with(url, &|host, port| {
+            (host, port).to_socket_addrs().map(Iterator::collect)
+        })
+    }
+
+    /// [`parse`](Self::parse) with the host resolution of tcp-family URLs supplied by the
+    /// caller (the fuzz targets and property tests resolve numeric addresses only, so they
+    /// never touch the network).
+    pub(crate) fn parse_with(url: &str, resolve: Resolver<'_>) -> Result<Self, Error> {
         let bad = |reason| Error::BadUrl {
             url: url.to_owned(),
             reason,
         };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("missing scheme"))?;
         match scheme {
-            "tcp" | "tcp4" | "tcp6" => Ok(Self::Tcp(resolve(url, scheme, rest)?.0)),
+            "tcp" | "tcp4" | "tcp6" => Ok(Self::Tcp(host_port(url, scheme, rest, resolve)?.0)),
             "tls+tcp" | "tls+tcp4" | "tls+tcp6" => {
-                let (addr, host) = resolve(url, scheme, rest)?;
+                let (addr, host) = host_port(url, scheme, rest, resolve)?;
                 Ok(Self::Tls { addr, host })
             }
             "ipc" | "unix" => {
@@ -105,8 +114,23 @@ impl Address {
     }
 }
 
+/// Resolves a host and port to socket addresses.
+pub(crate) type Resolver<'a> = &'a dyn Fn(&str, u16) -> std::io::Result<Vec<SocketAddr>>;
+
+/// A [`Resolver`] of numeric addresses only (no name service, no network).
+pub(crate) fn numeric_only(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    host.parse::<std::net::IpAddr>()
+        .map(|ip| vec![SocketAddr::new(ip, port)])
+        .map_err(|_| std::io::ErrorKind::InvalidInput.into())
+}
+
 /// Resolves the `host:port` of a tcp-family URL; returns the address and the host as written.
-fn resolve(url: &str, scheme: &str, rest: &str) -> Result<(SocketAddr, String), Error> {
+fn host_port(
+    url: &str,
+    scheme: &str,
+    rest: &str,
+    resolve: Resolver<'_>,
+) -> Result<(SocketAddr, String), Error> {
     let bad = |reason| Error::BadUrl {
         url: url.to_owned(),
         reason,
@@ -119,9 +143,9 @@ fn resolve(url: &str, scheme: &str, rest: &str) -> Result<(SocketAddr, String), 
     } else {
         host
     };
-    let addr = (host, port)
-        .to_socket_addrs()
+    let addr = resolve(host, port)
         .map_err(|_| bad("cannot resolve host"))?
+        .into_iter()
         .find(|a| {
             if scheme.ends_with('4') {
                 a.is_ipv4()
@@ -186,5 +210,31 @@ mod tests {
         assert!(Address::parse("tls+tcp://localhost").is_err());
         let a = Address::parse("abstract://n%00 1").unwrap();
         assert_eq!(Address::parse(&a.to_url()).unwrap(), a);
+    }
+
+    proptest::proptest! {
+        /// Any abstract name of 1 to 107 bytes, and any ipc path, survives `to_url` and back.
+        #[test]
+        fn local_addresses_round_trip(
+            name in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..=107),
+            path in "[ -~]{1,107}",
+        ) {
+            let a = Address::Abstract(name);
+            proptest::prop_assert_eq!(Address::parse(&a.to_url()).unwrap(), a);
+            let p = Address::Ipc(PathBuf::from(&path));
+            proptest::prop_assert_eq!(Address::parse(&p.to_url()).unwrap(), p);
+        }
+
+        /// Arbitrary text never panics the parser, and what it accepts re-parses the same
+        /// (the shared check of the `url_parse` fuzz target).
+        #[test]
+        fn arbitrary_text_parses_or_is_refused(
+            url in "(tcp|tcp4|tcp6|tls\\+tcp|ipc|unix|abstract|udp)?(://)?[ -~]{0,40}",
+            addr in proptest::prelude::any::<SocketAddr>(),
+        ) {
+            crate::fuzzing::url_parse(url.as_bytes());
+            crate::fuzzing::url_parse(format!("tcp://{addr}").as_bytes());
+            crate::fuzzing::url_parse(format!("tls+tcp6://{addr}").as_bytes());
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use nano_transport::{Protocol, Socket};
+use nano_transport::{Error, PipeEvent, Protocol, Socket};
 use util::{Endpoint, Transport};
 
 /// Bound on every wait.
@@ -374,12 +374,31 @@ fn receive_limit_is_inclusive() {
     server.serves_a_good_req();
 }
 
-/// With no limit (the default, as NNG 1.x) a 1 TB claim is not allocated up front either:
-/// memory follows the bytes that actually arrive, and the socket keeps serving.
+/// Without the default limit, a length prefix over 1 MiB (NNG's default too) closes the
+/// connection at once: the socket neither allocates nor waits for what the peer claims.
+#[test]
+fn default_receive_limit_closes_a_claim_over_1_mib() {
+    assert_eq!(nano_transport::DEFAULT_RECV_MAX_SIZE, 1 << 20);
+    for transport in [Transport::Tcp, Transport::Ipc] {
+        let server = Server::start(Protocol::Rep0, transport, |_| {});
+        let mut raw = Raw::handshake(&server.url, 0x30, Protocol::Rep0);
+        let mut prefix = Vec::new();
+        if raw.is_ipc() {
+            prefix.push(0x01);
+        }
+        prefix.extend_from_slice(&((1u64 << 20) + 1).to_be_bytes());
+        raw.write(&prefix);
+        raw.expect_closed_silently();
+        server.serves_a_good_req();
+    }
+}
+
+/// With the limit removed (`set_recv_max_size(0)`) a 1 TB claim is not allocated up front
+/// either: memory follows the bytes that actually arrive, and the socket keeps serving.
 #[test]
 fn unlimited_size_claim_does_not_allocate_up_front() {
     let before = vm_peak_kib();
-    let server = Server::start(Protocol::Rep0, Transport::Tcp, |_| {});
+    let server = Server::start(Protocol::Rep0, Transport::Tcp, |s| s.set_recv_max_size(0));
     let mut raw = Raw::handshake(&server.url, 0x30, Protocol::Rep0);
     raw.write(&(1u64 << 40).to_be_bytes());
     raw.write(&[0x80, 0, 0, 1]);
@@ -526,4 +545,132 @@ fn message_on_a_later_pipe_wakes_a_blocked_receiver() {
         );
         drop(second);
     }
+}
+
+/// Opens `protocol` listening on a fresh ipc endpoint; returns it with its URL and pipe events.
+fn listening(
+    protocol: Protocol,
+    tweak: impl FnOnce(&Socket),
+) -> (
+    Socket,
+    String,
+    Endpoint,
+    std::sync::mpsc::Receiver<PipeEvent>,
+) {
+    let socket = Socket::new(protocol).expect("socket");
+    tweak(&socket);
+    let events = socket.pipe_events();
+    let endpoint = Endpoint::new(Transport::Ipc, "flood");
+    let url = socket
+        .listen(&endpoint.url)
+        .expect("listen")
+        .local_url()
+        .to_owned();
+    (socket, url, endpoint, events)
+}
+
+/// Waits for the flooding peer's pipe to be added and then removed: once removed, everything
+/// it sent before closing has been read and put through the protocol's receive rules.
+fn wait_flood_read(events: &std::sync::mpsc::Receiver<PipeEvent>) {
+    assert!(matches!(events.recv_timeout(STEP), Ok(PipeEvent::Added(_))));
+    assert!(matches!(
+        events.recv_timeout(STEP),
+        Ok(PipeEvent::Removed(_))
+    ));
+}
+
+/// Everything queued in `socket` now, without waiting.
+fn drain(socket: &Socket) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    loop {
+        match socket.try_recv() {
+            Ok(m) => got.push(m.to_vec()),
+            Err(Error::WouldBlock | Error::Timeout) => return got,
+            Err(e) => panic!("try_recv: {e}"),
+        }
+    }
+}
+
+/// A respondent answering the current survey over and over cannot grow the surveyor's queue:
+/// responses beyond `set_recv_buffer` are dropped (as NNG's surveyor does), the first ones are
+/// kept, and the surveyor keeps working with a well-behaved respondent.
+#[test]
+fn surveyor_drops_responses_beyond_its_queue_bound() {
+    const BOUND: usize = 16;
+    const FLOOD: u32 = 1000;
+    let (surveyor, url, _endpoint, events) = listening(Protocol::Surveyor0, |s| {
+        s.set_recv_buffer(BOUND);
+        s.set_survey_time(Duration::from_secs(60));
+    });
+    let mut raw = Raw::handshake(&url, Protocol::Respondent0.id(), Protocol::Surveyor0);
+    assert!(util::wait_until(STEP, || surveyor.pipes().len() == 1));
+    surveyor.send(b"survey").expect("survey");
+    let survey = raw.recv_frame();
+    assert_eq!(&survey[4..], b"survey");
+    let id = &survey[..4];
+    let mut flood = Vec::new();
+    for i in 0..FLOOD {
+        flood.push(0x01);
+        flood.extend_from_slice(&8u64.to_be_bytes());
+        flood.extend_from_slice(id);
+        flood.extend_from_slice(&i.to_be_bytes());
+    }
+    raw.write(&flood);
+    drop(raw);
+    wait_flood_read(&events);
+    let kept = drain(&surveyor);
+    let expected: Vec<Vec<u8>> = (0..BOUND as u32)
+        .map(|i| i.to_be_bytes().to_vec())
+        .collect();
+    assert_eq!(
+        kept, expected,
+        "the first {BOUND} of {FLOOD} responses, no more"
+    );
+
+    let respondent = Socket::new(Protocol::Respondent0).expect("respondent");
+    respondent.dial_blocking(&url, STEP).expect("dial");
+    assert!(util::wait_until(STEP, || surveyor.pipes().len() == 1));
+    surveyor.send(b"again").expect("survey");
+    assert_eq!(&*respondent.recv_timeout(STEP).expect("survey"), b"again");
+    respondent.send(b"answer").expect("respond");
+    assert_eq!(&*surveyor.recv_timeout(STEP).expect("response"), b"answer");
+}
+
+/// A publisher of large messages cannot make SUB hold `recv_buffer` of them: SUB drops the
+/// oldest to stay within the receive queue's byte bound (4 MiB) too, keeps the newest, and
+/// still receives from a well-behaved publisher afterwards.
+#[test]
+fn sub_drops_oldest_to_stay_within_its_byte_bound() {
+    const SIZE: usize = 64 << 10;
+    const FLOOD: u32 = 128; // SUB's default message bound: only the bytes limit applies.
+    let (sub, url, _endpoint, events) = listening(Protocol::Sub0, |s| {
+        s.subscribe(b"").expect("subscribe");
+    });
+    let mut raw = Raw::handshake(&url, Protocol::Pub0.id(), Protocol::Sub0);
+    let mut body = vec![0u8; SIZE];
+    for i in 0..FLOOD {
+        body[..4].copy_from_slice(&i.to_be_bytes());
+        raw.send_frame(&body);
+    }
+    drop(raw);
+    wait_flood_read(&events);
+    let kept = drain(&sub);
+    let bytes: usize = kept.iter().map(Vec::len).sum();
+    assert!(
+        bytes <= (4 << 20) + SIZE,
+        "{} messages, {bytes} bytes queued",
+        kept.len()
+    );
+    let ids: Vec<u32> = kept
+        .iter()
+        .map(|m| u32::from_be_bytes(m[..4].try_into().expect("4 bytes")))
+        .collect();
+    let newest: Vec<u32> = (FLOOD - ids.len() as u32..FLOOD).collect();
+    assert_eq!(ids, newest, "the newest messages, in order");
+
+    let publisher = Socket::new(Protocol::Pub0).expect("pub");
+    publisher.dial_blocking(&url, STEP).expect("dial");
+    assert!(util::wait_until(STEP, || sub.pipes().len() == 1));
+    publisher.send(b"after").expect("publish");
+    assert_eq!(&*sub.recv_timeout(STEP).expect("recv"), b"after");
 }

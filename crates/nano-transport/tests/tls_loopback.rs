@@ -101,6 +101,9 @@ fn large_messages_both_ways_survive_back_pressure() {
             .with_dialer(ServerAuth::Pinned(pin), None)
             .unwrap(),
     );
+    // Both ends receive 8 MiB messages, over the 1 MiB default.
+    pull.set_recv_max_size(16 << 20);
+    push.set_recv_max_size(16 << 20);
     push.dial_blocking(&url, STEP).unwrap();
     let big: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
     let sender = {

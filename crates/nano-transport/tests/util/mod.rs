@@ -10,6 +10,8 @@
 //! A missing peer is a test failure with the hint "run `cargo xtask setup`", never a skip.
 #![allow(dead_code)]
 
+pub(crate) mod users;
+
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
