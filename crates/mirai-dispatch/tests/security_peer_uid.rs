@@ -228,3 +228,76 @@ fn a_socket_directory_another_user_could_rewrite_is_refused() {
     // The socket file is removed when the dispatcher stops.
     assert!(!sticky.path().join("pool.sock").exists());
 }
+
+/// Listens as the throwaway user on an abstract name for `seconds`, accepting every
+/// connection, and reports how many connections came and how many bytes they sent.
+const SQUAT: &str = r#"
+import socket, sys, time
+addr, seconds = sys.argv[1], float(sys.argv[2])
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind("\0" + addr)
+s.listen(64)
+s.settimeout(0.05)
+print("listening", flush=True)
+end = time.time() + seconds
+conns, total = [], 0
+while time.time() < end:
+    try:
+        c, _ = s.accept()
+        c.setblocking(False)
+        conns.append(c)
+    except socket.timeout:
+        pass
+    for c in conns:
+        try:
+            total += len(c.recv(65536))
+        except OSError:
+            pass
+print("connections", len(conns))
+print("bytes", total)
+"#;
+
+#[test]
+fn a_daemon_never_talks_to_a_listener_of_another_user() {
+    let intruder = ThrowawayUser::create("sq");
+    let name = unique("squat");
+    let mut squatter = Command::new("runuser")
+        .args(["-u", &intruder.name, "--", "/usr/bin/python3", "-c", SQUAT])
+        .args([&name, "3"])
+        .current_dir("/")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the squatter as the throwaway user");
+    let mut out = std::io::BufReader::new(squatter.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "listening");
+    // A daemon told to dial that name (as one whose dispatcher went away would redial it).
+    let daemon = DemoDaemon::spawn(
+        &format!("abstract://{name}"),
+        1,
+        &util::shell::credential(1),
+    );
+    let mut report = String::new();
+    std::io::Read::read_to_string(&mut out, &mut report).unwrap();
+    assert!(squatter.wait().unwrap().success());
+    drop(daemon);
+    let count = |what: &str| -> u64 {
+        report
+            .lines()
+            .find_map(|l| l.strip_prefix(what))
+            .unwrap_or_else(|| panic!("{report}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        count("connections") > 0,
+        "the daemon never dialed: {report}"
+    );
+    assert_eq!(
+        count("bytes"),
+        0,
+        "the daemon sent its SP header or credential to another user: {report}"
+    );
+}

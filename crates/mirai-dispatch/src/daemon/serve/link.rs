@@ -154,16 +154,28 @@ fn dial(address: &Address, tls: Option<(&TlsConfig, &str)>) -> io::Result<Stream
         }
         Address::Ipc(path) => {
             let s = UnixStream::connect(path)?;
+            listener_is_ours(&s)?;
             s.set_nonblocking(true)?;
             Stream::Unix(mio::net::UnixStream::from_std(s))
         }
         Address::Abstract(name) => {
             let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
             let s = UnixStream::connect_addr(&addr)?;
+            listener_is_ours(&s)?;
             s.set_nonblocking(true)?;
             Stream::Unix(mio::net::UnixStream::from_std(s))
         }
     })
+}
+
+/// A local listener of another user is not our dispatcher, whatever its name: one that took
+/// the name of a dispatcher that went away (abstract names are anyone's to take) would
+/// otherwise receive this daemon's credential and could send it tasks. Checked with
+/// `SO_PEERCRED` before a byte is written; the dial is then retried until the connect timeout,
+/// as for a listener that is not there.
+fn listener_is_ours(stream: &UnixStream) -> io::Result<()> {
+    nano_transport::peer::check_same_user(stream)
+        .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))
 }
 
 /// Decodes a body from the dispatcher: its PAIR1 header, then the message.
