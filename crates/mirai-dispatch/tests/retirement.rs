@@ -15,7 +15,9 @@ use mirai_dispatch::{
     Config, DaemonEvent, DaemonExit, Dispatcher, DispatcherConfig, NoDaemons, Outcome, Task,
 };
 use util::Driver;
-use util::shell::{DemoDaemon, PATIENCE, RawPeer, TOKEN, credential, eventually, unique, wait_event};
+use util::shell::{
+    DemoDaemon, PATIENCE, RawPeer, TOKEN, credential, eventually, unique, wait_event,
+};
 
 fn start(name: &str) -> (Dispatcher, Receiver<DaemonEvent>) {
     let url = format!("abstract://{}", unique(name));
@@ -67,7 +69,10 @@ fn maxtasks_and_walltime_retirements_name_their_rule() {
     let mut once = DemoDaemon::launch_with(d.url(), 1, &["--maxtasks", "1"]);
     joined(&events, 1);
     let id = d.submit(Task::new("echo", b"x".to_vec()), None).unwrap();
-    assert!(matches!(d.wait(id, Some(PATIENCE)), Some(Outcome::Value(_))));
+    assert!(matches!(
+        d.wait(id, Some(PATIENCE)),
+        Some(Outcome::Value(_))
+    ));
     assert_eq!(left(&events, 1), Some(ExitReason::MaxTasks));
     assert_eq!(once.wait_exit().code(), Some(3));
 
@@ -194,4 +199,31 @@ fn retiring_is_refused_from_an_unknown_daemon() {
     dr.core.daemon_retiring(daemon, now).unwrap();
     dr.core.daemon_retiring(daemon, now).unwrap();
     assert_eq!(dr.core.status().connections, 0, "counted out once");
+}
+
+#[test]
+fn retiring_is_appended_to_the_wire_format_and_round_trips() {
+    use mirai_dispatch::protocol::{DecodeError, Limits};
+    for (reason, tag) in [
+        (ExitReason::HostGone, 0),
+        (ExitReason::IdleTime, 1),
+        (ExitReason::WallTime, 2),
+        (ExitReason::MaxTasks, 3),
+    ] {
+        let msg = FromDaemon::Retiring { reason };
+        let mut frame = Vec::new();
+        msg.encode(&mut frame).unwrap();
+        // After the existing variants (hello 0, result 1, heartbeat 2): old peers' tags hold.
+        assert_eq!(frame, [2, 0, 0, 0, 3, tag]);
+        assert_eq!(
+            FromDaemon::decode(&frame, &Limits::default()).unwrap(),
+            (msg, &[][..])
+        );
+        frame.push(0);
+        assert!(matches!(
+            FromDaemon::decode(&frame, &Limits::default()),
+            Err(DecodeError::UnexpectedPayload { .. })
+        ));
+    }
+    assert!(FromDaemon::decode(&[2, 0, 0, 0, 3, 4], &Limits::default()).is_err());
 }

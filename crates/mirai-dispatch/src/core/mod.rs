@@ -792,7 +792,11 @@ impl Core {
     /// core.submit(Task::new("f", vec![]), now).unwrap();
     /// assert_eq!(core.status().awaiting, 1, "not sent to the retiring daemon");
     /// ```
-    pub fn daemon_retiring(&mut self, daemon: DaemonId, now: Instant) -> Result<(), ProtocolViolation> {
+    pub fn daemon_retiring(
+        &mut self,
+        daemon: DaemonId,
+        now: Instant,
+    ) -> Result<(), ProtocolViolation> {
         let d = self
             .daemons
             .get_mut(&daemon)

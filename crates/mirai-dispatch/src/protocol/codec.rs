@@ -318,8 +318,8 @@ impl FromDaemon {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Hello, Init};
     use crate::daemon::ExitReason;
+    use crate::protocol::{Hello, Init};
     use crate::task::{DaemonId, TaskError, TaskId};
     use proptest::prelude::*;
 
