@@ -79,11 +79,12 @@ use self::event_loop::EventLoop;
 use self::shared::{Shared, Unwritten};
 use crate::admission::Admission;
 use crate::core::{CancelMode, Config, Core, RejectReason, Rejected, Status};
+use crate::daemon::ExitReason;
 use crate::host::Host;
 use crate::protocol::{Limits, RefuseReason};
 use crate::secret::{MIN_TOKEN_LEN, Secret};
 use crate::security::{PolicyError, check_listen_url, listener_tls};
-use crate::task::{DaemonId, Outcome, Task, TaskId};
+use crate::task::{DaemonId, NoDaemons, Outcome, Task, TaskId};
 
 /// How many heartbeat intervals of silence mean a peer is lost (both sides use this rule).
 pub const MISSED_BEATS: u32 = 4;
@@ -166,11 +167,29 @@ pub enum DaemonEvent {
         reason: RefuseReason,
     },
     /// A daemon left.
+    ///
+    /// `retired` says whether the departure was a retirement: the daemon announced that it
+    /// leaves by one of its own exit rules ([`FromDaemon::Retiring`]), or the dispatcher told it
+    /// to go (after a result it marked last, or at shutdown; [`ExitReason::HostGone`] then,
+    /// unless the daemon named its rule). `None` is a loss, whatever the process's exit code or
+    /// signal: a launcher replaces the daemon.
+    ///
+    /// ```
+    /// use mirai_dispatch::{DaemonEvent, DaemonId};
+    /// use mirai_dispatch::daemon::ExitReason;
+    /// let event = DaemonEvent::Left { daemon: DaemonId(0), launch_id: 1, retired: Some(ExitReason::IdleTime) };
+    /// let replace = matches!(event, DaemonEvent::Left { retired: None, .. });
+    /// assert!(!replace);
+    /// ```
+    ///
+    /// [`FromDaemon::Retiring`]: crate::protocol::FromDaemon::Retiring
     Left {
         /// The daemon.
         daemon: DaemonId,
         /// The id its launcher gave it.
         launch_id: u64,
+        /// Why it left, if it retired; `None` if it was lost.
+        retired: Option<ExitReason>,
     },
     /// The core wants this local daemon's process killed (and replaced if the pool wants it).
     KillRequested {
@@ -603,6 +622,35 @@ impl Dispatcher {
     /// The counters.
     pub fn status(&self) -> Status {
         self.shared.host.status()
+    }
+
+    /// Tells the dispatcher that its launcher gave up starting daemons, for `reason` (`None`:
+    /// it starts them again). Whenever no daemon is connected from then on, queued tasks and new
+    /// submissions resolve [`Outcome::NoDaemons`] rather than wait; see [`Core::strand`].
+    /// [`Status::no_daemons`] shows the reason.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mirai_dispatch::{DaemonExit, Dispatcher, DispatcherConfig, NoDaemons, Outcome, Task};
+    /// let (dispatcher, _events) =
+    ///     Dispatcher::start(DispatcherConfig::new("abstract://doc-strand", b"0123456789abcdef".to_vec()))?;
+    /// let queued = dispatcher.submit(Task::new("f", vec![]), None).unwrap();
+    /// let why = NoDaemons::CrashLoop { failures: 6, last: DaemonExit::Signal(6) };
+    /// dispatcher.strand(Some(why));
+    /// let wait = Some(Duration::from_secs(10));
+    /// assert_eq!(dispatcher.wait(queued, wait), Some(Outcome::NoDaemons(why)));
+    /// let later = dispatcher.submit(Task::new("f", vec![]), None).unwrap();
+    /// assert_eq!(dispatcher.wait(later, wait), Some(Outcome::NoDaemons(why)));
+    /// assert_eq!(dispatcher.status().no_daemons, Some(why));
+    /// # Ok::<(), mirai_dispatch::StartError>(())
+    /// ```
+    pub fn strand(&self, reason: Option<NoDaemons>) {
+        if let Some(reason) = reason {
+            tracing::warn!(%reason, "no daemons: tasks that find none connected fail");
+        }
+        let mut core = self.shared.host.lock();
+        core.strand(reason, Instant::now());
+        self.shared.flush_held(core);
     }
 
     /// Resolves every pending task with [`Outcome::ShutDown`], tells every daemon to exit, and

@@ -43,7 +43,7 @@ pub use crate::dispatcher::{
     MISSED_BEATS, StartError,
 };
 pub use crate::host::{CoreGuard, Host, Room};
-pub use crate::task::{DaemonId, Outcome, Payload, Task, TaskError, TaskId};
+pub use crate::task::{DaemonExit, DaemonId, NoDaemons, Outcome, Payload, Task, TaskError, TaskId};
 
 #[doc(hidden)]
 pub mod fuzzing;

@@ -258,6 +258,9 @@ pub enum Outcome {
     ConnectionLost,
     /// The dispatcher shut down before the task finished.
     ShutDown,
+    /// No daemon is connected and the pool gave up starting any (see [`NoDaemons`]): the task
+    /// would wait forever.
+    NoDaemons(NoDaemons),
 }
 
 impl Outcome {
@@ -276,8 +279,57 @@ impl fmt::Display for Outcome {
             Self::TimedOut => f.write_str("timed out"),
             Self::ConnectionLost => f.write_str("connection to the daemon lost"),
             Self::ShutDown => f.write_str("dispatcher shut down"),
+            Self::NoDaemons(why) => write!(f, "no daemons: {why}"),
         }
     }
+}
+
+/// Why a pool has no daemon to run its tasks and starts no more: its launcher gave up.
+///
+/// A launcher reports it through [`Core::strand`](crate::Core::strand) (or
+/// `Dispatcher::strand`); from then on, whenever no daemon is connected, queued tasks and new
+/// submissions resolve [`Outcome::NoDaemons`] instead of waiting for a daemon that will not come.
+///
+/// ```
+/// use mirai_dispatch::{DaemonExit, NoDaemons};
+/// let why = NoDaemons::CrashLoop { failures: 6, last: DaemonExit::Code(1) };
+/// assert_eq!(
+///     why.to_string(),
+///     "6 daemons in a row ended before joining (the last exited with code 1); no more are started"
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NoDaemons {
+    /// Daemon processes kept ending before they joined the dispatcher (the program exits at
+    /// start, crashes, or cannot be started): `failures` in a row, none joining in between.
+    #[error(
+        "{failures} daemons in a row ended before joining (the last {last}); no more are started"
+    )]
+    CrashLoop {
+        /// How many daemons in a row ended before joining.
+        failures: u32,
+        /// How the last one ended.
+        last: DaemonExit,
+    },
+}
+
+/// How a daemon process ended, as its launcher saw it.
+///
+/// ```
+/// use mirai_dispatch::DaemonExit;
+/// assert_eq!(DaemonExit::Signal(9).to_string(), "was killed by signal 9");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DaemonExit {
+    /// It exited with this code.
+    #[error("exited with code {0}")]
+    Code(i32),
+    /// A signal ended it.
+    #[error("was killed by signal {0}")]
+    Signal(i32),
+    /// Its process could not be started.
+    #[error("could not be started ({0})")]
+    NotStarted(std::io::ErrorKind),
 }
 
 #[cfg(test)]

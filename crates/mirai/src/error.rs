@@ -1,6 +1,6 @@
 //! One error type for everything a caller of the facade can meet.
 
-use mirai_dispatch::{Outcome, RejectReason};
+use mirai_dispatch::{NoDaemons, Outcome, RejectReason};
 
 /// Why a task or a pool operation failed.
 ///
@@ -62,6 +62,22 @@ pub enum Error {
     /// Remote daemons could not be launched (see [`Pool::launch`](crate::Pool::launch)).
     #[error("launch: {0}")]
     Launch(#[from] crate::launch::Error),
+    /// No daemon is connected and the pool gave up starting any: its daemons kept ending
+    /// before they joined (see [`Daemons::respawn`](crate::Daemons::respawn)). The task would
+    /// otherwise wait forever; [`Pool::status`](crate::Pool::status) shows the same reason.
+    ///
+    /// ```
+    /// use mirai::{DaemonExit, Error, NoDaemons};
+    /// let e = Error::NoDaemons {
+    ///     reason: NoDaemons::CrashLoop { failures: 6, last: DaemonExit::Code(1) },
+    /// };
+    /// assert!(e.to_string().starts_with("no daemons: 6 daemons in a row ended before joining"));
+    /// ```
+    #[error("no daemons: {reason}")]
+    NoDaemons {
+        /// Why none runs, nor will.
+        reason: NoDaemons,
+    },
 }
 
 impl From<RejectReason> for Error {
@@ -86,5 +102,6 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(outcome: Outcome) -> Result
         Outcome::TimedOut => Err(Error::TimedOut),
         Outcome::ConnectionLost => Err(Error::ConnectionLost),
         Outcome::ShutDown => Err(Error::ShutDown),
+        Outcome::NoDaemons(reason) => Err(Error::NoDaemons { reason }),
     }
 }

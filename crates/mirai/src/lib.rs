@@ -42,7 +42,7 @@ pub use crate::handle::{Mirai, collect, race};
 pub use crate::options::TaskOptions;
 pub use crate::pool::{Daemons, Pool};
 pub use crate::task::{Registry, TaskFn};
-pub use mirai_dispatch::Status;
+pub use mirai_dispatch::{DaemonExit, NoDaemons, Status};
 /// Zero-copy shared memory: a [`SharedView`] passed as a task argument crosses to the daemon as
 /// its region name only, and the daemon maps the same pages.
 pub use mori_shm::{Shared, SharedView, is_shared, map_shared, share, share_f64, shared_name};

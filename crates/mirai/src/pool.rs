@@ -1,29 +1,26 @@
 //! The host side: a dispatcher with its local daemon processes, and typed submission.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mirai_dispatch::daemon::ExitRules;
 use mirai_dispatch::secret::{MIN_TOKEN_LEN, Secret};
-use mirai_dispatch::{
-    Config, DaemonEvent, Dispatcher, DispatcherConfig, RejectReason, Rejected, Status, Task,
-};
+use mirai_dispatch::{Config, Dispatcher, DispatcherConfig, RejectReason, Rejected, Status, Task};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::daemon::{
-    ENV_LAUNCH_ID, ENV_RULES, ENV_TLS_PIN, ENV_TOKEN_STDIN, ENV_URL, format_rules,
-};
+use crate::daemon::format_rules;
 use crate::launch::remote::Remote;
 use crate::launch::{Join, Program, Slurm, SlurmJob, Ssh, Template};
 use crate::{Error, Mirai, TaskFn, TaskOptions};
+
+mod local;
+
+use local::{Children, Local};
 
 /// Settings for a [`Pool`]: how many local daemons, where to listen, the byte cap.
 ///
@@ -260,12 +257,29 @@ impl Daemons {
         self
     }
 
-    /// Whether a local daemon that is killed (by a hard cancel, an unanswered cancel, or a
-    /// signal from outside) is replaced by a new one, keeping the count fixed. Default: yes.
-    /// Daemons that exit by their own rules (idletime, walltime, maxtasks) are never replaced.
+    /// Whether a local daemon that is lost is replaced by a new one, keeping the count fixed.
+    /// Default: yes. Every departure but a retirement is a loss, whatever the exit code or
+    /// signal: a hard cancel, an unanswered cancel, a kill from outside, a task that calls
+    /// `std::process::exit` or aborts. Daemons that exit by their own rules (idletime,
+    /// walltime, maxtasks) say so to the dispatcher first and are never replaced.
+    ///
+    /// A daemon that ends before it joined (its program exits at start, or cannot be started)
+    /// is replaced after a backoff: 100 ms, doubling with each such failure in a row, up to 5
+    /// retries (so at most 5 a minute). Then the pool gives up: [`Pool::status`] shows why in
+    /// `no_daemons`, and while no daemon is connected, waiting tasks and new ones resolve
+    /// [`Error::NoDaemons`] instead of waiting forever.
     ///
     /// ```
-    /// let pool = mirai::Daemons::new().respawn(false).start()?;
+    /// use std::time::Duration;
+    /// # fn add((a, b): (i64, i64)) -> i64 { a + b }
+    /// # const ADD: mirai::TaskFn<(i64, i64), i64> = mirai::task!(add);
+    /// // A daemon program that exits at once, before it can join.
+    /// let pool = mirai::Daemons::new().local(1).program("/bin/false").start()?;
+    /// let mut handle = pool.submit(&ADD, (1, 2))?;
+    /// let err = handle.wait_timeout(Duration::from_secs(60)).unwrap_err();
+    /// assert!(matches!(err, mirai::Error::NoDaemons { .. }), "{err}");
+    /// assert!(pool.status().no_daemons.is_some());
+    /// let no_respawn = mirai::Daemons::new().respawn(false).start()?;
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn respawn(mut self, on: bool) -> Self {
@@ -363,6 +377,7 @@ impl Daemons {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(|e| Error::Start(e.to_string()))?,
         };
+        let dispatcher = Arc::new(dispatcher);
         let local = Arc::new(Local {
             program,
             url: dispatcher.url().to_owned(),
@@ -379,9 +394,10 @@ impl Daemons {
             remote: Remote::default(),
             launch_timeout: self.launch_timeout.unwrap_or(DEFAULT_LAUNCH_TIMEOUT),
             slurm_jobs: Mutex::new(Vec::new()),
+            dispatcher: Arc::downgrade(&dispatcher),
         });
         let pool = Pool {
-            dispatcher: Arc::new(dispatcher),
+            dispatcher,
             local: Arc::clone(&local),
         };
         for _ in 0..self.local {
@@ -432,198 +448,6 @@ fn cancel_job(scancel: &mut Command) {
 
 /// See [`Daemons::launch_timeout`].
 const DEFAULT_LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How often the launcher looks for local daemons that died without an event.
-const REAP_EVERY: Duration = Duration::from_millis(200);
-
-/// How long a daemon that left the dispatcher gets to exit on its own before it is killed.
-const EXIT_GRACE: Duration = Duration::from_secs(1);
-
-/// The local daemon processes and how to start more: shared by the pool and the launcher
-/// thread, which turns the dispatcher's [`DaemonEvent`]s into kills and replacements. Remote
-/// launches share the launch id counter, so every daemon of the pool has its own id, and are
-/// tracked apart ([`Remote`]): the pool never kills or replaces a daemon it did not start.
-#[derive(Debug)]
-struct Local {
-    program: PathBuf,
-    url: String,
-    advertise: Option<String>,
-    /// The fingerprint local daemons pin on a `tls+tcp://` pool.
-    tls_pin: Option<String>,
-    token: Secret,
-    exit_rules: ExitRules,
-    rules: String,
-    passthrough: bool,
-    respawn: bool,
-    next_launch: AtomicU64,
-    replaced: AtomicU64,
-    children: Mutex<Children>,
-    remote: Remote,
-    launch_timeout: Duration,
-    /// `scancel JOB` for each Slurm job submitted, run when the pool is dropped.
-    slurm_jobs: Mutex<Vec<Command>>,
-}
-
-#[derive(Debug, Default)]
-struct Children {
-    /// Set by the pool's drop: no launch after it.
-    stopped: bool,
-    /// Live processes by launch id.
-    live: HashMap<u64, Child>,
-}
-
-impl Local {
-    fn children(&self) -> MutexGuard<'_, Children> {
-        self.children.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// `n` fresh launch ids.
-    fn ids(&self, n: usize) -> std::ops::Range<u64> {
-        let n = n as u64;
-        let first = self.next_launch.fetch_add(n, Ordering::Relaxed);
-        first..first + n
-    }
-
-    fn launch(&self, children: &mut Children) -> Result<(), Error> {
-        if children.stopped {
-            return Err(Error::ShutDown);
-        }
-        let launch_id = self.next_launch.fetch_add(1, Ordering::Relaxed);
-        let mut credential = self.token.launch_credential(launch_id).expose().to_vec();
-        credential.push(b'\n');
-        // The credential goes to the child's stdin, not its environment: then it is in no
-        // process's environment (`/proc/<pid>/environ`) at all.
-        let mut command = Command::new(&self.program);
-        command
-            .env(ENV_URL, &self.url)
-            .env(ENV_TOKEN_STDIN, "1")
-            .env(ENV_LAUNCH_ID, launch_id.to_string())
-            .env(ENV_RULES, &self.rules)
-            .stdin(Stdio::piped());
-        if let Some(pin) = &self.tls_pin {
-            command.env(ENV_TLS_PIN, pin);
-        }
-        if !self.passthrough {
-            command.stdout(Stdio::null()).stderr(Stdio::null());
-        }
-        let mut child = command
-            .spawn()
-            .map_err(|e| Error::Start(format!("{}: {e}", self.program.display())))?;
-        crate::launch::hand_over(&mut child, &credential);
-        children.live.insert(launch_id, child);
-        Ok(())
-    }
-
-    /// The launcher thread: runs until the pool is dropped.
-    fn supervise(&self, events: &mpsc::Receiver<DaemonEvent>) {
-        let mut last_reap = Instant::now();
-        loop {
-            // The dispatcher outlives the pool while handles hold it, so its channel may stay
-            // open after the drop: look at the stop flag now and then.
-            match events.recv_timeout(REAP_EVERY) {
-                Ok(event) => self.on_event(event),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            }
-            if self.children().stopped {
-                return;
-            }
-            if last_reap.elapsed() >= REAP_EVERY {
-                self.reap();
-                self.remote.reap();
-                last_reap = Instant::now();
-            }
-        }
-    }
-
-    /// One event from the dispatcher. (Matched one by one, so events this launcher does not
-    /// act on need no arm.) A refusal is not acted on: the launch id a refused peer claims is
-    /// unproven, so it can neither fail a launch nor get a daemon killed.
-    fn on_event(&self, event: DaemonEvent) {
-        if let DaemonEvent::KillRequested { launch_id, .. } = event {
-            self.kill(launch_id);
-        } else if let DaemonEvent::Left { launch_id, .. } = event {
-            self.remote.left(launch_id);
-            self.left(launch_id);
-        } else if let DaemonEvent::Joined { launch_id, .. } = event {
-            self.remote.joined(launch_id);
-        }
-    }
-
-    /// A hard cancel: kill the process at once and replace it.
-    fn kill(&self, launch_id: u64) {
-        let mut children = self.children();
-        let Some(mut child) = children.live.remove(&launch_id) else {
-            return;
-        };
-        let _ = child.kill();
-        let _ = child.wait();
-        self.replace(&mut children);
-    }
-
-    /// A daemon left: replace it if it died rather than retired by its rules.
-    fn left(&self, launch_id: u64) {
-        let Some(mut child) = self.children().live.remove(&launch_id) else {
-            return;
-        };
-        // Its socket closes just before the process ends: give it a moment to exit by itself.
-        let deadline = Instant::now() + EXIT_GRACE;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                _ => break None,
-            }
-        };
-        // Exit codes 0..=3 are the daemon's own rules (host gone, idletime, walltime, maxtasks).
-        let retired = status.is_some_and(|s| s.code().is_some_and(|c| (0..=3).contains(&c)));
-        if status.is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if !retired {
-            self.replace(&mut self.children());
-        }
-    }
-
-    /// Catches daemons killed before they joined (no event tells of those), every
-    /// [`REAP_EVERY`] whatever the events: a process that
-    /// died by a signal is replaced; one that exited with an error (it could not dial, say)
-    /// is not, lest a bad address launch daemons forever.
-    fn reap(&self) {
-        let mut children = self.children();
-        let dead: Vec<(u64, bool)> = children
-            .live
-            .iter_mut()
-            .filter_map(|(&id, child)| match child.try_wait() {
-                Ok(Some(status)) => Some((id, status.signal().is_some())),
-                _ => None,
-            })
-            .collect();
-        for (id, killed) in dead {
-            children.live.remove(&id);
-            if killed {
-                self.replace(&mut children);
-            }
-        }
-    }
-
-    /// Starts a replacement daemon and counts it. The count comes first: the new process runs
-    /// from inside `spawn`, and can join, serve a task and have its result taken before `spawn`
-    /// returns here, so counting afterwards let a caller see a replacement's result and a count
-    /// without it. A failed start takes its count back.
-    fn replace(&self, children: &mut Children) {
-        if !self.respawn || children.stopped {
-            return;
-        }
-        self.replaced.fetch_add(1, Ordering::Relaxed);
-        if self.launch(children).is_err() {
-            self.replaced.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-}
 
 /// A running dispatcher and its local daemons. Dropping it (or [`Pool::shutdown`]) resolves
 /// every pending task with [`Error::ShutDown`] and kills and reaps every local daemon.

@@ -12,7 +12,8 @@
 //! ((i64, i64) -> i64), `sleep_ms` (u64, stops early when cancelled), `late_check` (u64 ms
 //! without looking at its cancel token, then up to a minute looking), `panic` (panics with its
 //! argument as message), `seed` (the task's RNG seed), `pid` (the daemon's process id), `trace`
-//! (the trace context the submitter attached).
+//! (the trace context the submitter attached), `exit` (ends the process with its argument, an
+//! i32, as exit code: a daemon lost to its task, whatever the code).
 //!
 //! `CREDENTIAL` is what the daemon presents in its hello: the pool token with launch id 0,
 //! otherwise its launch's credential (`Secret::launch_credential`). It travels in the
@@ -68,6 +69,10 @@ fn registry() -> Registry {
     r.register("trace", |(): (), ctx: &TaskContext| {
         Ok(ctx.trace().map(<[u8]>::to_vec))
     });
+    r.register(
+        "exit",
+        |code: i32, _: &TaskContext| -> Result<(), TaskError> { std::process::exit(code) },
+    );
     r
 }
 

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::rng;
-use crate::task::{DaemonId, Outcome, Payload, Task, TaskError, TaskId};
+use crate::task::{DaemonId, NoDaemons, Outcome, Payload, Task, TaskError, TaskId};
 use budget::{Budget, Shortfall};
 use timers::{Timer, Timers};
 
@@ -367,6 +367,9 @@ pub struct Status {
     pub submitted: u64,
     /// Byte accounting.
     pub memory: Memory,
+    /// Set when the launcher gave up starting daemons ([`Core::strand`]): while no daemon is
+    /// connected, tasks resolve [`Outcome::NoDaemons`] with this reason instead of waiting.
+    pub no_daemons: Option<NoDaemons>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -500,6 +503,12 @@ struct Group {
 ///   queued; a task waiting ahead is queued again at the front.
 /// - **Everywhere.** One copy per connected daemon, or `min` copies if more, each landing on a
 ///   different daemon; copies beyond the connected daemons wait for new ones (a rendezvous).
+/// - **Retirement.** A daemon that retires by its own rules ([`Core::daemon_retiring`]) gets
+///   no more work; its departure is not a loss of the pool's making, and its launcher does not
+///   replace it.
+/// - **No daemons.** Once the launcher gave up starting daemons ([`Core::strand`]), whenever no
+///   daemon is connected every queued task, and every task submitted then, resolves
+///   [`Outcome::NoDaemons`]: nothing waits forever on a pool that cannot run it.
 /// - **Shutdown.** Every unresolved task resolves [`Outcome::ShutDown`]; daemons are released.
 ///
 /// ```
@@ -557,6 +566,8 @@ pub struct Core {
     executing: u64,
     connections: u64,
     shut_down: bool,
+    /// The launcher gave up starting daemons (see [`Core::strand`]).
+    stranded: Option<NoDaemons>,
     /// Bytes were released since the last `WakeSubmitters`.
     released: bool,
     /// Bytes were released since the host handle last looked.
@@ -590,6 +601,7 @@ impl Core {
             executing: 0,
             connections: 0,
             shut_down: false,
+            stranded: None,
             released: false,
             host_wake: false,
         }
@@ -761,6 +773,65 @@ impl Core {
             self.lose(slot.task, now);
         }
         self.actions.push_back(Action::Left { daemon });
+        self.finish(now);
+    }
+
+    /// A daemon said it retires by one of its own exit rules (idletime, walltime, maxtasks): it
+    /// gets no more work and leaves the connection count at once. The tasks it holds resolve
+    /// (or are queued again) as at any departure when its connection closes. A daemon already
+    /// released or killed is left as it is.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use mirai_dispatch::{Config, Core, Task};
+    /// let now = Instant::now();
+    /// let mut core = Core::new(Config::default());
+    /// let daemon = core.daemon_connected(true, now);
+    /// core.daemon_retiring(daemon, now).unwrap();
+    /// assert_eq!(core.status().connections, 0);
+    /// core.submit(Task::new("f", vec![]), now).unwrap();
+    /// assert_eq!(core.status().awaiting, 1, "not sent to the retiring daemon");
+    /// ```
+    pub fn daemon_retiring(
+        &mut self,
+        daemon: DaemonId,
+        now: Instant,
+    ) -> Result<(), ProtocolViolation> {
+        let d = self
+            .daemons
+            .get_mut(&daemon)
+            .ok_or(ProtocolViolation::UnknownDaemon(daemon))?;
+        if d.state == DaemonState::Active {
+            d.state = DaemonState::Exiting;
+            self.connections -= 1;
+            self.idle.retain(|&i| i != daemon);
+        }
+        self.finish(now);
+        Ok(())
+    }
+
+    /// The launcher gave up starting daemons, for `reason` (`None`: it starts them again).
+    /// From then on, whenever no daemon is connected, queued tasks and new submissions
+    /// resolve [`Outcome::NoDaemons`]; daemons that do connect (started by hand, or remote)
+    /// run tasks as usual. [`Status::no_daemons`] shows the reason.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use mirai_dispatch::{Action, Config, Core, DaemonExit, NoDaemons, Outcome, Task};
+    /// let now = Instant::now();
+    /// let mut core = Core::new(Config::default());
+    /// let id = core.submit(Task::new("f", vec![]), now).unwrap();
+    /// let why = NoDaemons::CrashLoop { failures: 6, last: DaemonExit::Code(1) };
+    /// core.strand(Some(why), now);
+    /// let resolved = std::iter::from_fn(|| core.poll_action()).find_map(|a| match a {
+    ///     Action::Resolve { task, outcome } => Some((task, outcome)),
+    ///     _ => None,
+    /// });
+    /// assert_eq!(resolved, Some((id, Outcome::NoDaemons(why))));
+    /// assert_eq!(core.status().no_daemons, Some(why));
+    /// ```
+    pub fn strand(&mut self, reason: Option<NoDaemons>, now: Instant) {
+        self.stranded = reason;
         self.finish(now);
     }
 
@@ -1055,6 +1126,7 @@ impl Core {
                 uncollected: self.uncollected_bytes,
                 uncollected_capacity: self.config.max_uncollected_bytes,
             },
+            no_daemons: self.stranded,
         }
     }
 
@@ -1525,8 +1597,20 @@ impl Core {
         self.actions.push_back(Action::Resolve { task, outcome });
     }
 
-    /// Every public event ends here: dispatch what can be dispatched, then wake submitters once.
+    /// Every public event ends here: fail what cannot run (see [`Core::strand`]), dispatch what
+    /// can be dispatched, then wake submitters once.
     fn finish(&mut self, now: Instant) {
+        if let Some(reason) = self.stranded
+            && self.connections == 0
+            && self.awaiting > 0
+        {
+            let queued: Vec<TaskId> = self.queue.drain(..).collect();
+            for task in queued {
+                if self.is_queued(task) {
+                    self.resolve(task, Outcome::NoDaemons(reason));
+                }
+            }
+        }
         self.pump(now);
         if std::mem::take(&mut self.released) {
             self.host_wake = true;

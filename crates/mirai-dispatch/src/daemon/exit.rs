@@ -77,7 +77,12 @@ impl ExitRules {
 }
 
 /// Why a daemon exits; [`ExitReason::code`] is its process exit code (R's values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// A daemon that exits by a rule of its own (idletime, walltime, maxtasks) says so to the
+/// dispatcher first, in a [`FromDaemon::Retiring`](crate::protocol::FromDaemon::Retiring)
+/// message: its launcher then knows not to replace it, whatever its exit code. The codes alone
+/// cannot tell: task code or a library may exit with any of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ExitReason {
     /// The host went away (or told the daemon to exit).
     HostGone,
@@ -102,6 +107,18 @@ impl ExitReason {
             Self::WallTime => 2,
             Self::MaxTasks => 3,
         }
+    }
+
+    /// Whether this is one of the daemon's own exit rules (idletime, walltime, maxtasks), which
+    /// it announces to the dispatcher before it exits; the host going is not.
+    ///
+    /// ```
+    /// use mirai_dispatch::daemon::ExitReason;
+    /// assert!(ExitReason::IdleTime.is_rule());
+    /// assert!(!ExitReason::HostGone.is_rule());
+    /// ```
+    pub fn is_rule(self) -> bool {
+        !matches!(self, Self::HostGone)
     }
 }
 

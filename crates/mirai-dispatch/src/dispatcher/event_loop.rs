@@ -18,6 +18,7 @@ use super::shared::{Link, Shared};
 use super::{DaemonEvent, LISTENER, MISSED_BEATS, PAIR1_HEADER, READ_BATCH, WAKER};
 use crate::admission::Admission;
 use crate::core::Reply;
+use crate::daemon::ExitReason;
 use crate::protocol::{FromDaemon, Hello, RefuseReason, ResultStatus, ToDaemon, check_hello};
 use crate::secret::Secret;
 use crate::task::{DaemonId, Payload, TaskId};
@@ -41,6 +42,12 @@ enum Inbound {
         task: TaskId,
         reply: Reply,
         last: bool,
+    },
+    /// [`FromDaemon::Retiring`].
+    Retiring {
+        daemon: DaemonId,
+        token: Token,
+        reason: ExitReason,
     },
 }
 
@@ -246,17 +253,40 @@ impl EventLoop {
         if !inbound.is_empty() {
             let now = Instant::now();
             let mut core = self.shared.host.lock();
-            for Inbound::Result {
-                daemon,
-                token,
-                task,
-                reply,
-                last,
-            } in inbound
-            {
-                if core.on_result(daemon, task, reply, last, now).is_err() {
-                    // A result for a task the daemon was not running: drop the daemon.
-                    closing.push(token);
+            for message in inbound {
+                match message {
+                    Inbound::Result {
+                        daemon,
+                        token,
+                        task,
+                        reply,
+                        last,
+                    } => {
+                        if core.on_result(daemon, task, reply, last, now).is_err() {
+                            // A result for a task the daemon was not running: drop the daemon.
+                            closing.push(token);
+                        }
+                    }
+                    Inbound::Retiring {
+                        daemon,
+                        token,
+                        reason,
+                    } => {
+                        // Noted before the core hears of it, so the departure that follows
+                        // is reported as a retirement however soon the connection closes.
+                        if let Some(link) = self
+                            .shared
+                            .links
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .get_mut(&daemon)
+                        {
+                            link.retired = Some(reason);
+                        }
+                        if core.daemon_retiring(daemon, now).is_err() {
+                            closing.push(token);
+                        }
+                    }
                 }
             }
             self.shared.flush_held(core);
@@ -297,6 +327,14 @@ impl EventLoop {
             // A second hello: not our protocol.
             (FromDaemon::Hello(_), Some(_)) => false,
             (FromDaemon::Heartbeat, Some(_)) => true,
+            (FromDaemon::Retiring { reason }, Some(daemon)) => {
+                inbound.push(Inbound::Retiring {
+                    daemon,
+                    token,
+                    reason,
+                });
+                true
+            }
             (FromDaemon::Result { task, status, last }, Some(daemon)) => {
                 let reply = match status {
                     ResultStatus::Ok => {
@@ -378,6 +416,7 @@ impl EventLoop {
                 Link {
                     sender,
                     launch_id: hello.launch_id,
+                    retired: None,
                 },
             );
         peer.daemon = Some(daemon);

@@ -21,6 +21,7 @@ use nano_transport::conn::{ConnSender, SendStatus, SharedBody};
 use super::{DaemonEvent, PAIR1_HEADER};
 use crate::completions::Completions;
 use crate::core::Action;
+use crate::daemon::ExitReason;
 use crate::host::{CoreGuard, Host};
 use crate::protocol::{Init, Limits, ToDaemon};
 use crate::task::{DaemonId, Outcome, Payload, TaskId};
@@ -29,6 +30,11 @@ use crate::task::{DaemonId, Outcome, Payload, TaskId};
 pub(super) struct Link {
     pub(super) sender: ConnSender,
     pub(super) launch_id: u64,
+    /// Why the daemon leaves, if by its rules ([`FromDaemon::Retiring`]) or because it was
+    /// released (last result, shutdown): what [`DaemonEvent::Left`] reports.
+    ///
+    /// [`FromDaemon::Retiring`]: crate::protocol::FromDaemon::Retiring
+    pub(super) retired: Option<ExitReason>,
 }
 
 /// What host threads and the dispatcher thread share.
@@ -263,6 +269,16 @@ impl Shared {
                 }
             }
             Action::Release { daemon } => {
+                // Told to go (after its last result, or at shutdown): leaving is no loss. A
+                // daemon's own word on its rule, which follows a last result, is kept.
+                if let Some(link) = self
+                    .links
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_mut(&daemon)
+                {
+                    link.retired.get_or_insert(ExitReason::HostGone);
+                }
                 if let Some((sender, _)) = self.link(daemon) {
                     self.send(&sender, &ToDaemon::Exit);
                 }
@@ -277,6 +293,7 @@ impl Shared {
                     self.event(DaemonEvent::Left {
                         daemon,
                         launch_id: link.launch_id,
+                        retired: link.retired,
                     });
                 }
             }

@@ -318,6 +318,7 @@ impl FromDaemon {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::ExitReason;
     use crate::protocol::{Hello, Init};
     use crate::task::{DaemonId, TaskError, TaskId};
     use proptest::prelude::*;
@@ -505,6 +506,13 @@ mod tests {
                 }
             }),
             Just(FromDaemon::Heartbeat),
+            prop_oneof![
+                Just(ExitReason::HostGone),
+                Just(ExitReason::IdleTime),
+                Just(ExitReason::WallTime),
+                Just(ExitReason::MaxTasks),
+            ]
+            .prop_map(|reason| FromDaemon::Retiring { reason }),
         ]
     }
 

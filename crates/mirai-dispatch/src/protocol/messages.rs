@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::daemon::ExitReason;
 use crate::task::{DaemonId, TaskError, TaskId};
 
 /// The daemon's first message.
@@ -111,6 +112,14 @@ pub enum FromDaemon {
     },
     /// The daemon is alive.
     Heartbeat,
+    /// The daemon leaves by one of its own exit rules (idletime, walltime, maxtasks) and will
+    /// close its connection: it starts nothing more, so the tasks it holds had not started. Sent
+    /// after its last result (if any), as its last message. A daemon that leaves without this
+    /// message is lost, whatever its exit code.
+    Retiring {
+        /// Which rule: never [`ExitReason::HostGone`], which nobody would hear.
+        reason: ExitReason,
+    },
 }
 
 impl ToDaemon {
@@ -135,6 +144,7 @@ impl FromDaemon {
             Self::Hello(_) => "hello",
             Self::Result { .. } => "result",
             Self::Heartbeat => "heartbeat",
+            Self::Retiring { .. } => "retiring",
         }
     }
 }

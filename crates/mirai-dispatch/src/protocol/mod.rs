@@ -12,6 +12,8 @@
 //! [`ToDaemon::Init`] (daemon id, RNG stream, limits, settings) or [`ToDaemon::Refused`]. Then
 //! [`ToDaemon::Task`] / [`FromDaemon::Result`] pairs, [`ToDaemon::Cancel`] for the running task,
 //! [`ToDaemon::Heartbeat`] / [`FromDaemon::Heartbeat`] both ways, and [`ToDaemon::Exit`] to end.
+//! A daemon that leaves by its own exit rules says so last, with [`FromDaemon::Retiring`]; a
+//! daemon that leaves without it is lost, whatever its exit code.
 //!
 //! Decoding never trusts the peer: the frame is checked against a size limit, the envelope
 //! against [`MAX_ENVELOPE`], every variable field against its own limit, and a payload is only

@@ -42,7 +42,33 @@ impl DemoDaemon {
 
     /// Starts the legitimate daemon of launch `launch_id` (its own credential).
     pub fn launch(url: &str, launch_id: u64) -> Self {
-        Self::spawn(url, launch_id, &credential(launch_id))
+        Self::launch_with(url, launch_id, &[])
+    }
+
+    /// [`DemoDaemon::launch`] with more command-line arguments (exit rules, say).
+    pub fn launch_with(url: &str, launch_id: u64, args: &[&str]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_mirai-demo-daemon"))
+            .args(["--url", url, "--launch-id", &launch_id.to_string()])
+            .args(args)
+            .env(
+                "MIRAI_DAEMON_TOKEN",
+                std::str::from_utf8(&credential(launch_id)).expect("a text credential"),
+            )
+            .spawn()
+            .expect("spawn the demo daemon");
+        Self(child)
+    }
+
+    /// Waits (at most [`PATIENCE`]) for the process to end; returns its exit status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the daemon did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Whether it is still running.
@@ -149,6 +175,16 @@ impl RawPeer {
         self.stream.read_exact(&mut body).ok()?;
         let (msg, _) = ToDaemon::decode(&body[4..], &Limits::default()).expect("decodable");
         Some(msg)
+    }
+
+    /// Sends one message (without payload) as a PAIR1 frame.
+    pub fn send(&mut self, msg: &FromDaemon) -> std::io::Result<()> {
+        let mut body = vec![0, 0, 0, 1];
+        msg.encode(&mut body).unwrap();
+        let mut frame = vec![1];
+        frame.extend_from_slice(&(body.len() as u64).to_be_bytes());
+        frame.extend_from_slice(&body);
+        self.stream.write_all(&frame)
     }
 
     /// Reads and discards everything until the dispatcher closes; returns the byte count.

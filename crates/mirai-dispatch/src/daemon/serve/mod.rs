@@ -528,7 +528,7 @@ impl Daemon {
             }
             let now = Instant::now();
             if let Some(reason) = self.life.poll(now) {
-                return Ok(reason);
+                return Ok(self.retire(reason));
             }
             let read = match self.read() {
                 Got::Read(n) => n,
@@ -564,6 +564,17 @@ impl Daemon {
             // task asked back while this one runs.
             self.handle(registry, &body)?;
         }
+    }
+
+    /// Tells the dispatcher that the daemon leaves by one of its own rules
+    /// ([`FromDaemon::Retiring`], after its last result), so its launcher does not take the
+    /// exit for a loss; the host going needs no word. A failed send means the host is going.
+    fn retire(&self, reason: ExitReason) -> ExitReason {
+        if reason.is_rule() {
+            let sender = self.shared.conn().sender().clone();
+            let _ = send(&sender, &FromDaemon::Retiring { reason }, &[]);
+        }
+        reason
     }
 
     /// Reads what the connection has into [`Shared::pending`] (see [`file_incoming`]).
