@@ -409,6 +409,7 @@ mod report {
         ("the transport against pynng", &["pynng"]),
         ("mori attach", &["attach"]),
         ("mori PSS", &["pss"]),
+        ("a shared view through the facade", &["share_f64"]),
     ];
 
     /// Which expected figures no record mentions.
@@ -503,7 +504,12 @@ not json
             );
             assert_eq!(
                 missing_figures(&rows),
-                ["the transport against pynng", "mori attach", "mori PSS"]
+                [
+                    "the transport against pynng",
+                    "mori attach",
+                    "mori PSS",
+                    "a shared view through the facade"
+                ]
             );
             assert_eq!(missing_figures(&[]).len(), EXPECTED.len());
         }
