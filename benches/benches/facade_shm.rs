@@ -57,9 +57,14 @@ fn hold(path: String) -> u32 {
     std::process::id()
 }
 
+fn pid((): ()) -> u32 {
+    std::process::id()
+}
+
 const SUM_VIEW: TaskFn<SharedView, (f64, u32)> = task!(sum_view);
 const SUM_VEC: TaskFn<Vec<f64>, (f64, u32)> = task!(sum_vec);
 const HOLD: TaskFn<String, u32> = task!(hold);
+const PID: TaskFn<(), u32> = task!(pid);
 
 /// The gate file [`hold`] waits on; removed when dropped, a panic included.
 struct Gate(PathBuf);
@@ -167,6 +172,15 @@ fn run(mut submit: impl FnMut(&Pool) -> Mirai<(f64, u32)>, expected: f64) -> Ran
         pids.iter().copied().collect(),
         "both daemons ran tasks"
     );
+    // A daemon answers a task before it frees the frame that carried it; once each has
+    // answered a later task, only what the tasks kept is left.
+    let settled: BTreeSet<u32> = pool
+        .everywhere(&PID, (), DAEMONS)
+        .expect("a task on each daemon")
+        .into_iter()
+        .map(|mut h| h.wait_timeout(PATIENCE).expect("pid"))
+        .collect();
+    assert_eq!(settled, served, "each daemon answered a later task");
     Ran {
         pool,
         pids,
@@ -176,7 +190,13 @@ fn run(mut submit: impl FnMut(&Pool) -> Mirai<(f64, u32)>, expected: f64) -> Ran
 }
 
 fn main() {
-    mirai::daemon_main_if_requested(&Registry::new().with(&SUM_VIEW).with(&SUM_VEC).with(&HOLD));
+    mirai::daemon_main_if_requested(
+        &Registry::new()
+            .with(&SUM_VIEW)
+            .with(&SUM_VEC)
+            .with(&HOLD)
+            .with(&PID),
+    );
 
     let data: Vec<f64> = (0..PAYLOAD / 8).map(|i| i as f64).collect();
     // Integers below 2^53: every partial sum is exact, in any order.
