@@ -309,6 +309,7 @@ impl EventLoop {
                     ResultStatus::Err(e) => Reply::Error(e),
                     ResultStatus::Interrupted => Reply::Interrupted,
                     ResultStatus::NotStarted => Reply::NotStarted,
+                    ResultStatus::TooLarge { size, limit } => Reply::TooLarge { size, limit },
                 };
                 inbound.push(Inbound::Result {
                     daemon,
@@ -324,7 +325,10 @@ impl EventLoop {
 
     /// The receive limit of an admitted daemon: the largest result frame.
     pub(super) fn full_recv_limit(&self) -> u64 {
-        self.shared.limits.max_frame as u64 + PAIR1_HEADER.len() as u64
+        self.shared
+            .limits
+            .max_frame()
+            .saturating_add(PAIR1_HEADER.len() as u64)
     }
 
     /// Admits or refuses a connection on its hello. A refusal is logged and reported with the

@@ -728,8 +728,16 @@ impl Daemon {
         interrupted: bool,
         last: bool,
     ) -> Result<(), DaemonError> {
+        let limit = self.limits.max_message;
         let (status, value) = match result {
             _ if interrupted => (ResultStatus::Interrupted, Vec::new()),
+            // Sending it would break the pool's limit, and the dispatcher would close the
+            // connection: the host learns the value's size instead, and this daemon serves on.
+            Ok(value) if value.len() as u64 > limit => {
+                let size = value.len() as u64;
+                drop(value);
+                (ResultStatus::TooLarge { size, limit }, Vec::new())
+            }
             Ok(value) => (ResultStatus::Ok, value),
             Err(e) => (ResultStatus::Err(e), Vec::new()),
         };
