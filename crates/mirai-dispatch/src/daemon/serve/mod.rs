@@ -63,7 +63,7 @@ use super::{
 };
 use crate::protocol::{EncodeError, FromDaemon, Limits, RefuseReason, ResultStatus, ToDaemon};
 use crate::secret::Secret;
-use crate::task::{TaskError, TaskId};
+use crate::task::{Payload, TaskError, TaskId};
 
 /// How long a daemon that sent its last result waits for the dispatcher's exit message.
 const ACK_WAIT: Duration = Duration::from_secs(2);
@@ -562,7 +562,7 @@ impl Daemon {
             };
             // One message at a time: the rest stay in `pending`, where the watcher finds a
             // task asked back while this one runs.
-            self.handle(registry, &body)?;
+            self.handle(registry, body)?;
         }
     }
 
@@ -622,11 +622,12 @@ impl Daemon {
     }
 
     /// Handles one message from [`Shared::pending`].
-    fn handle(&mut self, registry: &Registry, body: &[u8]) -> Result<(), DaemonError> {
-        let Some((msg, payload)) = decode(body, &self.limits) else {
+    fn handle(&mut self, registry: &Registry, body: Vec<u8>) -> Result<(), DaemonError> {
+        let Some((msg, payload)) = decode(&body, &self.limits) else {
             // Malformed frames are ignored.
             return Ok(());
         };
+        let start = body.len() - payload.len();
         match msg {
             ToDaemon::Task {
                 task,
@@ -643,6 +644,8 @@ impl Daemon {
                     return Ok(());
                 }
                 let ctx = TaskContext::with_token(task, rng_seed, token.clone()).with_trace(trace);
+                // The frame itself goes to the function, which may free it early.
+                let payload = Payload::from_frame(body, start).expect("a tail of the frame");
                 self.run_task(registry, &function, payload, &ctx)
             }
             ToDaemon::Init(init) => {
@@ -682,7 +685,7 @@ impl Daemon {
         &mut self,
         registry: &Registry,
         function: &str,
-        payload: &[u8],
+        payload: Payload,
         ctx: &TaskContext,
     ) -> Result<(), DaemonError> {
         self.life.task_started(Instant::now());
@@ -692,7 +695,7 @@ impl Daemon {
             function,
             trace = ctx.trace().map(String::from_utf8_lossy).as_deref(),
         );
-        let result = span.in_scope(|| registry.run(function, payload, ctx));
+        let result = span.in_scope(|| registry.run_frame(function, payload, ctx));
         // Cleared before the result goes, so it never covers the next task, and before the
         // watcher is detached, so the watcher (which attaches under this lock) cannot attach
         // after the detach.
