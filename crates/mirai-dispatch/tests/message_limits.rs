@@ -7,13 +7,18 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use mirai_dispatch::protocol::Limits;
+use std::io::Write;
+
+use mirai_dispatch::protocol::{FromDaemon, Limits, ResultStatus, ToDaemon};
 use mirai_dispatch::{
-    Config, DaemonEvent, Dispatcher, DispatcherConfig, Outcome, RejectReason, Task,
+    Config, DaemonEvent, Dispatcher, DispatcherConfig, Outcome, RejectReason, Task, TaskId,
 };
 
+mod util;
+use util::shell::RawPeer;
+
 const PATIENCE: Duration = Duration::from_secs(30);
-const TOKEN: &str = "message-limits-pool-token";
+const TOKEN: &str = "pool-token-for-the-shell-tests-2f9c";
 const LIMIT: u64 = 64 << 10;
 
 /// A demo daemon process, killed and reaped whatever happens to the test.
@@ -129,4 +134,67 @@ fn a_result_over_the_limit_resolves_typed_and_the_daemon_serves_on() {
         events.try_recv().is_err(),
         "no daemon left or joined meanwhile"
     );
+}
+
+/// A result frame as a daemon on a local socket sends it: type byte, u64 length, PAIR1 header,
+/// envelope, value.
+fn result_frame(task: TaskId, value: &[u8]) -> Vec<u8> {
+    let mut body = vec![0, 0, 0, 1];
+    FromDaemon::Result {
+        task,
+        status: ResultStatus::Ok,
+        last: false,
+    }
+    .encode(&mut body)
+    .unwrap();
+    body.extend_from_slice(value);
+    let mut frame = vec![1];
+    frame.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// A daemon that says hello by hand; returns it with the task it was then sent.
+fn raw_daemon(dispatcher: &Dispatcher, events: &Receiver<DaemonEvent>) -> (RawPeer, TaskId) {
+    let mut peer = RawPeer::connect(dispatcher.url()).unwrap();
+    match peer.hello(0, TOKEN.as_bytes()) {
+        // The handshake carries the pool's limit.
+        Some(ToDaemon::Init(init)) => assert_eq!(init.max_message, LIMIT),
+        other => panic!("expected an init, got {other:?}"),
+    }
+    joined(events);
+    let id = dispatcher.submit(Task::new("echo", vec![1]), None).unwrap();
+    match peer.read_message() {
+        Some(ToDaemon::Task { task, .. }) => assert_eq!(task, id),
+        other => panic!("expected the task, got {other:?}"),
+    }
+    (peer, id)
+}
+
+#[test]
+fn the_dispatcher_takes_a_result_of_the_limit_and_closes_on_a_larger_one() {
+    let (dispatcher, events) = start(LIMIT);
+    let (mut peer, id) = raw_daemon(&dispatcher, &events);
+    peer.stream
+        .write_all(&result_frame(id, &vec![9; LIMIT as usize]))
+        .unwrap();
+    match dispatcher.wait(id, Some(PATIENCE)) {
+        Some(Outcome::Value(v)) => assert_eq!(v.len() as u64, LIMIT),
+        other => panic!("expected the value, got {other:?}"),
+    }
+    // One byte more is a protocol violation: the connection is closed and the task is lost.
+    let id = dispatcher.submit(Task::new("echo", vec![2]), None).unwrap();
+    assert!(matches!(
+        peer.read_message(),
+        Some(ToDaemon::Task { task, .. }) if task == id
+    ));
+    let _ = peer
+        .stream
+        .write_all(&result_frame(id, &vec![9; LIMIT as usize + 1]));
+    assert_eq!(
+        dispatcher.wait(id, Some(PATIENCE)),
+        Some(Outcome::ConnectionLost)
+    );
+    peer.drain();
+    assert_eq!(dispatcher.status().connections, 0);
 }
