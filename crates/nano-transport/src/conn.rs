@@ -598,6 +598,8 @@ pub struct Connection {
     maybe_more: bool,
     /// A readiness event reported the peer's close (see [`Connection::note_read_closed`]).
     peer_closed: bool,
+    /// Bytes read from the stream so far.
+    received: u64,
 }
 
 impl Connection {
@@ -627,6 +629,7 @@ impl Connection {
             },
             maybe_more: true,
             peer_closed: false,
+            received: 0,
         })
     }
 
@@ -718,6 +721,25 @@ impl Connection {
         self.maybe_more = true;
     }
 
+    /// How many bytes were read from the stream so far (headers and partial frames included):
+    /// a sign of life from the peer while a large frame is still arriving.
+    ///
+    /// ```
+    /// use nano_transport::Protocol;
+    /// use nano_transport::conn::{Connection, Stream};
+    ///
+    /// let (a, b) = mio::net::UnixStream::pair()?;
+    /// let mut ours = Connection::new(Stream::Unix(a), Protocol::Pair1, 0)?;
+    /// let _theirs = Connection::new(Stream::Unix(b), Protocol::Pair1, 0)?;
+    /// assert_eq!(ours.bytes_received(), 0);
+    /// ours.on_readable(8, &mut |_| true)?; // their 8-byte connection header
+    /// assert_eq!(ours.bytes_received(), 8);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn bytes_received(&self) -> u64 {
+        self.received
+    }
+
     /// Whether the handshake has completed.
     pub fn is_open(&self) -> bool {
         self.peer.is_some()
@@ -748,7 +770,10 @@ impl Connection {
                 while *filled < HANDSHAKE_LEN {
                     match stream.read(&mut got[*filled..]) {
                         Ok(0) => return Err(ConnError::Closed),
-                        Ok(n) => *filled += n,
+                        Ok(n) => {
+                            *filled += n;
+                            self.received += n as u64;
+                        }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             return Ok(ReadProgress::Drained);
                         }
@@ -807,6 +832,7 @@ impl Connection {
                         match stream.read_append(body, room) {
                             Ok(0) => return Err(ConnError::Closed),
                             Ok(n) => {
+                                self.received += n as u64;
                                 drained = n < room && short_drains;
                                 if let Some(body) = decoder.body_appended() {
                                     delivered += 1;
@@ -826,6 +852,7 @@ impl Connection {
                     match stream.read(buf) {
                         Ok(0) => return Err(ConnError::Closed),
                         Ok(n) => {
+                            self.received += n as u64;
                             drained = n < buf.len() && short_drains;
                             *end = n;
                         }

@@ -217,11 +217,15 @@ impl EventLoop {
                 continue;
             }
             let mut bodies = Vec::new();
+            let before = peer.conn.bytes_received();
             let progress = peer.conn.on_readable(READ_BATCH, &mut |b| {
                 bodies.push(b);
                 true
             });
-            if !bodies.is_empty() {
+            // Bytes arriving are a sign of life even before they complete a message: a result
+            // of gigabytes takes longer than the silence limit to arrive, and the daemon's
+            // heartbeats wait behind it.
+            if peer.conn.bytes_received() != before {
                 peer.last_rx = Instant::now();
             }
             // A TLS read may leave handshake records for the socket to take.

@@ -475,7 +475,9 @@ fn file_incoming(shared: &Shared, bodies: Vec<Vec<u8>>, limits: &Limits) {
 
 /// Removes `task`'s task message from [`Shared::pending`]; `false` if it is not there.
 fn withdraw(shared: &Shared, task: TaskId) -> bool {
-    let is_it = |b: &Vec<u8>| matches!(decode(b, &Limits::default()), Some((ToDaemon::Task { task: t, .. }, _)) if t == task);
+    // Only the id is looked at; the connection's receive limit already held the frame's size.
+    let any_size = Limits::new(u64::MAX);
+    let is_it = |b: &Vec<u8>| matches!(decode(b, &any_size), Some((ToDaemon::Task { task: t, .. }, _)) if t == task);
     let mut pending = shared
         .pending
         .lock()
@@ -573,6 +575,7 @@ impl Daemon {
             return Got::Read(0);
         }
         let mut bodies = Vec::new();
+        let before = conn.bytes_received();
         let progress = conn.on_readable(READ_BATCH, &mut |b| {
             bodies.push(b);
             true
@@ -580,8 +583,12 @@ impl Daemon {
         // Bytes past the batch stay in the connection, where no event will announce them.
         self.buffered = matches!(progress, Ok(ReadProgress::Yielded));
         let read = bodies.len();
-        if read > 0 {
+        // Bytes arriving are a sign of life even before they complete a message: a task of
+        // gigabytes takes longer than the silence limit, and the host's heartbeats wait behind it.
+        if conn.bytes_received() != before {
             self.shared.heard();
+        }
+        if read > 0 {
             file_incoming(&self.shared, bodies, &self.limits);
         }
         drop(conn);
@@ -745,7 +752,11 @@ impl Daemon {
             Err(e) => (ResultStatus::Err(e), Vec::new()),
         };
         let sender = self.shared.conn().sender().clone();
-        send(&sender, &FromDaemon::Result { task, status, last }, &value)
+        send(&sender, &FromDaemon::Result { task, status, last }, &value)?;
+        // The host took the whole result: it is alive, though its heartbeats (which waited
+        // behind a large one) are still unread.
+        self.shared.heard();
+        Ok(())
     }
 
     /// After a last result, wait (bounded) for the dispatcher's exit message or its close, so

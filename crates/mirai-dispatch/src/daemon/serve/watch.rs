@@ -69,10 +69,8 @@ pub(super) fn watch(shared: &Shared, mut poll: Poll) {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            // A heartbeat that does not fit now is not worth waiting for, nor worth piling up.
-            if sender.queued() == 0 {
-                let _ = sender.send(&[&beat]);
-            }
+            // Judged before the heartbeat goes: its send waits for a large result being
+            // written, whose end the main thread counts as hearing from the host.
             let silent_ms = u64::try_from(shared.epoch.elapsed().as_millis())
                 .unwrap_or(u64::MAX)
                 .saturating_sub(shared.last_rx.load(Ordering::Acquire));
@@ -82,6 +80,9 @@ pub(super) fn watch(shared: &Shared, mut poll: Poll) {
                 // Frozen, or the network is gone: end the connection as a close would.
                 let _ = sender.stream().shutdown();
                 shared.host_lost();
+            } else if sender.queued() == 0 {
+                // A heartbeat that does not fit now is not worth waiting for, nor piling up.
+                let _ = sender.send(&[&beat]);
             }
         }
         if Instant::now() >= next_look {
@@ -121,14 +122,16 @@ fn watch_read(shared: &Shared, events: &Events) {
     let mut conn = shared.conn();
     note_events(&mut conn, events);
     let mut bodies = Vec::new();
+    let before = conn.bytes_received();
     let progress = conn.on_readable(READ_BATCH, &mut |b| {
         bodies.push(b);
         true
     });
-    if !bodies.is_empty() {
+    // Partial frames count too (see `Daemon::read`).
+    if conn.bytes_received() != before {
         shared.heard();
     }
-    file_incoming(shared, bodies, &Limits::default());
+    file_incoming(shared, bodies, &Limits::new(u64::MAX));
     let closed = progress.is_err();
     drop(conn);
     if closed {
