@@ -198,3 +198,29 @@ fn the_dispatcher_takes_a_result_of_the_limit_and_closes_on_a_larger_one() {
     peer.drain();
     assert_eq!(dispatcher.status().connections, 0);
 }
+
+#[test]
+fn a_message_longer_to_cross_than_the_silence_limit_is_not_taken_for_silence() {
+    // Heartbeats every 50 ms: 200 ms of silence means a lost peer, less than 512 MiB takes to
+    // cross each way here, with the heartbeats queued behind it.
+    let url = format!(
+        "abstract://mirai-dispatch-limits-slow-{}",
+        std::process::id()
+    );
+    let config = DispatcherConfig::new(url, TOKEN.as_bytes().to_vec())
+        .with_heartbeat(Some(Duration::from_millis(50)));
+    let (dispatcher, events) = Dispatcher::start(config).expect("start the dispatcher");
+    let mut daemon = Daemon::spawn(dispatcher.url());
+    joined(&events);
+    let len = 512 << 20;
+    let id = dispatcher
+        .submit(Task::new("echo", vec![0xA5; len]), None)
+        .unwrap();
+    match dispatcher.wait(id, Some(PATIENCE)) {
+        Some(Outcome::Value(v)) => assert!(*v == vec![0xA5; len][..]),
+        other => panic!("expected the echo, got {other:?}"),
+    }
+    assert!(daemon.running());
+    assert_eq!(dispatcher.status().cumulative, 1, "never reconnected");
+    assert!(events.try_recv().is_err(), "no daemon left or joined");
+}

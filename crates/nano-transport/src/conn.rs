@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
 
@@ -247,6 +247,8 @@ struct ConnShared {
     failed: AtomicBool,
     /// Writability wait for [`ConnSender::send_blocking`], created on first use.
     writable: Mutex<Option<(mio::Poll, mio::Events)>>,
+    /// Bytes the reading half has read from the stream so far.
+    received: AtomicU64,
 }
 
 /// The writing half of a connection; clone it freely, send from any thread.
@@ -489,6 +491,13 @@ impl ConnSender {
         &self.shared.stream
     }
 
+    /// How many bytes the connection's reading half has read from the stream so far (see
+    /// [`Connection::bytes_received`]); readable from any thread, also while a read is under way,
+    /// so another thread can tell that a large frame is still arriving.
+    pub fn bytes_received(&self) -> u64 {
+        self.shared.received.load(Ordering::Relaxed)
+    }
+
     /// How many frames wait in the queue.
     pub fn queued(&self) -> usize {
         self.shared.queued.load(Ordering::SeqCst) + usize::from(self.shared.stream.has_pending())
@@ -598,8 +607,6 @@ pub struct Connection {
     maybe_more: bool,
     /// A readiness event reported the peer's close (see [`Connection::note_read_closed`]).
     peer_closed: bool,
-    /// Bytes read from the stream so far.
-    received: u64,
 }
 
 impl Connection {
@@ -615,6 +622,7 @@ impl Connection {
                 queued: AtomicUsize::new(0),
                 failed: AtomicBool::new(false),
                 writable: Mutex::new(None),
+                received: AtomicU64::new(0),
             }),
         };
         sender.send_raw(&encode_handshake(own))?;
@@ -629,7 +637,6 @@ impl Connection {
             },
             maybe_more: true,
             peer_closed: false,
-            received: 0,
         })
     }
 
@@ -737,7 +744,7 @@ impl Connection {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn bytes_received(&self) -> u64 {
-        self.received
+        self.sender.bytes_received()
     }
 
     /// Whether the handshake has completed.
@@ -763,6 +770,7 @@ impl Connection {
         deliver: &mut dyn FnMut(Vec<u8>) -> bool,
     ) -> Result<ReadProgress, ConnError> {
         let stream = &self.sender.shared.stream;
+        let received = &self.sender.shared.received;
         // Whether a short read proves the stream empty until its next event.
         let short_drains = stream.short_read_drains() && !self.peer_closed;
         match &mut self.state {
@@ -772,7 +780,7 @@ impl Connection {
                         Ok(0) => return Err(ConnError::Closed),
                         Ok(n) => {
                             *filled += n;
-                            self.received += n as u64;
+                            received.fetch_add(n as u64, Ordering::Relaxed);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             return Ok(ReadProgress::Drained);
@@ -832,7 +840,7 @@ impl Connection {
                         match stream.read_append(body, room) {
                             Ok(0) => return Err(ConnError::Closed),
                             Ok(n) => {
-                                self.received += n as u64;
+                                received.fetch_add(n as u64, Ordering::Relaxed);
                                 drained = n < room && short_drains;
                                 if let Some(body) = decoder.body_appended() {
                                     delivered += 1;
@@ -852,7 +860,7 @@ impl Connection {
                     match stream.read(buf) {
                         Ok(0) => return Err(ConnError::Closed),
                         Ok(n) => {
-                            self.received += n as u64;
+                            received.fetch_add(n as u64, Ordering::Relaxed);
                             drained = n < buf.len() && short_drains;
                             *end = n;
                         }

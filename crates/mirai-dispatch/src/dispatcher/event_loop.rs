@@ -431,16 +431,32 @@ impl EventLoop {
             }
             self.close(token);
         }
-        let silent: Vec<Token> = match heartbeat {
-            Some(h) => self
-                .peers
+        let Some(h) = heartbeat else {
+            return;
+        };
+        let silent = |peers: &HashMap<Token, Peer>, now: Instant| -> Vec<Token> {
+            peers
                 .iter()
                 .filter(|(_, p)| p.daemon.is_some() && now >= p.last_rx + h * MISSED_BEATS)
                 .map(|(&t, _)| t)
-                .collect(),
-            None => Vec::new(),
+                .collect()
         };
-        for token in silent {
+        let mut silent_now = silent(&self.peers, now);
+        if !silent_now.is_empty() {
+            // A long write (a large task flushed as the daemon read it) may have kept this
+            // thread from reading what the daemon sent meanwhile: look before judging.
+            for token in &silent_now {
+                if let Some(peer) = self.peers.get_mut(token) {
+                    peer.conn.note_readable();
+                    if !self.ready.contains(token) {
+                        self.ready.push(*token);
+                    }
+                }
+            }
+            self.read_ready();
+            silent_now = silent(&self.peers, Instant::now());
+        }
+        for token in silent_now {
             self.close(token);
         }
     }

@@ -39,6 +39,8 @@ pub(super) fn watch(shared: &Shared, mut poll: Poll) {
     // The task running at the last look.
     let mut seen_running: Option<TaskId> = None;
     let mut abandon_at: Option<Instant> = None;
+    // The connection's byte count at the last heartbeat.
+    let mut received = 0;
     while !shared.stop.load(Ordering::Acquire) {
         let h = Duration::from_millis(shared.heartbeat_ms.load(Ordering::Acquire));
         let tick = if h.is_zero() {
@@ -63,12 +65,18 @@ pub(super) fn watch(shared: &Shared, mut poll: Poll) {
             return;
         }
         if !h.is_zero() && Instant::now() >= next_beat {
-            next_beat = Instant::now() + h;
             let sender = shared
                 .sender
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
+            // A frame still arriving (the main thread may be in the middle of reading a large
+            // task, the host's heartbeats queued behind it) is a sign of life.
+            let now_received = sender.bytes_received();
+            if now_received != received {
+                received = now_received;
+                shared.heard();
+            }
             // Judged before the heartbeat goes: its send waits for a large result being
             // written, whose end the main thread counts as hearing from the host.
             let silent_ms = u64::try_from(shared.epoch.elapsed().as_millis())
@@ -84,6 +92,9 @@ pub(super) fn watch(shared: &Shared, mut poll: Poll) {
                 // A heartbeat that does not fit now is not worth waiting for, nor piling up.
                 let _ = sender.send(&[&beat]);
             }
+            // Counted from after the send, which waits while a large result is written: the
+            // main thread then has a whole interval to note that the host took it.
+            next_beat = Instant::now() + h;
         }
         if Instant::now() >= next_look {
             next_look = Instant::now() + tick;
