@@ -221,7 +221,20 @@ pub struct DispatcherConfig {
     pub token: Secret,
     /// The core's settings.
     pub core: Config,
-    /// Receive limits.
+    /// Size limits, shared with every daemon through its init message: a task whose argument
+    /// exceeds [`Limits::max_message`] is refused at submit
+    /// ([`RejectReason::MessageTooLarge`]), a result over it is answered
+    /// [`Outcome::ResultTooLarge`] by the daemon (which stays connected), and a frame over it
+    /// from an admitted daemon is a protocol violation that closes its connection. Default:
+    /// [`DEFAULT_MAX_MESSAGE`](crate::protocol::DEFAULT_MAX_MESSAGE).
+    ///
+    /// ```
+    /// use mirai_dispatch::DispatcherConfig;
+    /// use mirai_dispatch::protocol::Limits;
+    /// let mut c = DispatcherConfig::new("abstract://example", b"0123456789abcdef".to_vec());
+    /// c.limits = Limits::new(8 << 30); // 8 GiB arguments and results
+    /// assert_eq!(c.limits.max_message, 8 << 30);
+    /// ```
     pub limits: Limits,
     /// Opaque settings sent to every daemon in its init message.
     pub settings: Vec<u8>,
@@ -380,6 +393,14 @@ impl Dispatcher {
         let local = matches!(address, Address::Ipc(_) | Address::Abstract(_));
         let track_collected = config.core.max_uncollected_bytes.is_some();
         let mut core_config = config.core;
+        // Nothing larger than the daemons accept is ever queued: it is refused at submit.
+        core_config.max_message_bytes = Some(
+            core_config
+                .max_message_bytes
+                .map_or(config.limits.max_message, |m| {
+                    m.min(config.limits.max_message)
+                }),
+        );
         // With a cap, a payload counts against it until it is written to its daemon, so the
         // bytes on their way out are bounded too.
         core_config.release_when_written |= core_config.max_queued_bytes.is_some();

@@ -6,7 +6,7 @@ use crate::protocol::{FromDaemon, Limits, ToDaemon};
 /// Decodes arbitrary bytes as a message in both directions; whatever decodes must re-encode to
 /// a frame that decodes to the same message and payload.
 pub fn dispatch_msg(data: &[u8]) {
-    let limits = Limits { max_frame: 1 << 20 };
+    let limits = Limits::new(1 << 20);
     if let Ok((msg, payload)) = ToDaemon::decode(data, &limits) {
         let mut frame = Vec::new();
         msg.encode(&mut frame)

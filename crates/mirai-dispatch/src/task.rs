@@ -243,6 +243,8 @@ impl TaskError {
 /// assert!(Outcome::Value(vec![1].into()).is_value());
 /// assert!(!Outcome::TimedOut.is_value());
 /// assert_eq!(Outcome::ConnectionLost.to_string(), "connection to the daemon lost");
+/// let big = Outcome::ResultTooLarge { size: 9, limit: 8 };
+/// assert_eq!(big.to_string(), "result of 9 bytes exceeds the 8-byte message limit");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -261,6 +263,15 @@ pub enum Outcome {
     /// No daemon is connected and the pool gave up starting any (see [`NoDaemons`]): the task
     /// would wait forever.
     NoDaemons(NoDaemons),
+    /// The function returned a value whose encoding exceeds the pool's message limit
+    /// ([`Limits::max_message`](crate::protocol::Limits::max_message)); the daemon sent this
+    /// instead of the value, and stays connected.
+    ResultTooLarge {
+        /// The encoded value's size in bytes.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 impl Outcome {
@@ -280,6 +291,12 @@ impl fmt::Display for Outcome {
             Self::ConnectionLost => f.write_str("connection to the daemon lost"),
             Self::ShutDown => f.write_str("dispatcher shut down"),
             Self::NoDaemons(why) => write!(f, "no daemons: {why}"),
+            Self::ResultTooLarge { size, limit } => {
+                write!(
+                    f,
+                    "result of {size} bytes exceeds the {limit}-byte message limit"
+                )
+            }
         }
     }
 }

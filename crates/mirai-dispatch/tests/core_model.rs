@@ -99,6 +99,7 @@ fn config() -> impl Strategy<Value = Config> {
             release_when_written: seed.is_some_and(|s| s % 2 == 1),
             send_ahead: short.map(Duration::from_millis),
             max_ahead,
+            max_message_bytes: None,
         })
 }
 
@@ -410,6 +411,8 @@ impl Model {
             RejectReason::Full => prop_assert!(cap.is_some_and(|c| bytes <= c && used + bytes > c)),
             RejectReason::TooLarge { .. } => prop_assert!(cap.is_some_and(|c| bytes > c)),
             RejectReason::ShutDown => prop_assert!(self.core.is_shut_down()),
+            // The model's cores have no message limit.
+            RejectReason::MessageTooLarge { .. } => prop_assert!(false, "{reason:?}"),
         }
         Ok(())
     }

@@ -291,7 +291,7 @@ fn a_daemon_whose_host_falls_silent_exits() {
     ToDaemon::Init(Init {
         daemon: DaemonId(0),
         rng_stream: 0,
-        max_frame: 1 << 20,
+        max_message: 1 << 20,
         heartbeat_ms: 50,
         settings: Vec::new(),
     })
@@ -460,7 +460,7 @@ fn a_daemon_told_never_to_autoexit_redials_and_serves_the_next_host() {
     ToDaemon::Init(Init {
         daemon: DaemonId(0),
         rng_stream: 0,
-        max_frame: 1 << 20,
+        max_message: 1 << 20,
         heartbeat_ms: 0,
         settings: Vec::new(),
     })

@@ -262,7 +262,7 @@ fn unauthenticated_peers_get_no_task_data_and_work_goes_on() {
 #[test]
 fn oversized_frames_before_authentication_close_the_connection() {
     let mut config = tls_config();
-    config.limits.max_frame = 1 << 20;
+    config.limits.max_message = 1 << 20;
     let (d, events) = start(config);
     let _daemon = legit_daemon(&d, &events, &[]);
     // A real frame over the limit.
@@ -275,7 +275,7 @@ fn oversized_frames_before_authentication_close_the_connection() {
 
     // A frame that merely claims 1 TiB, on a plain-tcp dispatcher the test allows explicitly.
     let mut plain = DispatcherConfig::new("tcp://127.0.0.1:0", TOKEN.to_vec()).with_plain_tcp(true);
-    plain.limits.max_frame = 1 << 20;
+    plain.limits.max_message = 1 << 20;
     let (p, _events) = start(plain);
     let addr = p.url().strip_prefix("tcp://").unwrap().to_owned();
     let mut raw = TcpStream::connect(&addr).unwrap();
@@ -300,7 +300,7 @@ fn oversized_frames_before_authentication_close_the_connection() {
 #[test]
 fn a_frame_larger_than_a_hello_before_authentication_is_refused_on_its_length() {
     let mut plain = DispatcherConfig::new("tcp://127.0.0.1:0", TOKEN.to_vec()).with_plain_tcp(true);
-    plain.limits.max_frame = 1 << 20;
+    plain.limits.max_message = 1 << 20;
     plain.hello_timeout = Duration::from_secs(20);
     let (p, _events) = start(plain);
     let addr = p.url().strip_prefix("tcp://").unwrap().to_owned();

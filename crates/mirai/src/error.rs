@@ -38,6 +38,53 @@ pub enum Error {
         /// The cap.
         capacity: u64,
     },
+    /// The encoded argument exceeds the pool's message limit
+    /// ([`Daemons::max_message_bytes`](crate::Daemons::max_message_bytes)): refused at submit,
+    /// before it is queued (`try_submit` hands the argument back with it).
+    ///
+    /// ```
+    /// # fn len(v: Vec<u8>) -> usize { v.len() }
+    /// # const LEN: mirai::TaskFn<Vec<u8>, usize> = mirai::task!(len);
+    /// let pool = mirai::Daemons::new().max_message_bytes(1000).start()?;
+    /// let (err, arg) = pool.try_submit(&LEN, vec![7; 2000]).unwrap_err();
+    /// // 2000 elements and their 2-byte length prefix, as postcard encodes them.
+    /// assert!(matches!(err, mirai::Error::ArgumentTooLarge { size: 2002, limit: 1000 }));
+    /// assert_eq!(arg.len(), 2000); // handed back
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    #[error("task argument of {size} bytes exceeds the {limit}-byte message limit")]
+    ArgumentTooLarge {
+        /// The encoded argument's size in bytes.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The function's encoded result exceeds the pool's message limit
+    /// ([`Daemons::max_message_bytes`](crate::Daemons::max_message_bytes)). The daemon checks
+    /// the size before it sends and answers with this instead; it stays connected and serves the
+    /// next task.
+    ///
+    /// ```rust,standalone_crate
+    /// use mirai::{Daemons, Error, Registry, TaskFn, task};
+    /// fn zeros(n: usize) -> Vec<u8> { vec![0; n] }
+    /// const ZEROS: TaskFn<usize, Vec<u8>> = task!(zeros);
+    ///
+    /// fn main() -> Result<(), Error> {
+    ///     mirai::daemon_main_if_requested(&Registry::new().with(&ZEROS));
+    ///     let pool = Daemons::new().local(1).max_message_bytes(1 << 10).start()?;
+    ///     let err = pool.submit(&ZEROS, 4096)?.wait().unwrap_err();
+    ///     assert!(matches!(err, Error::ResultTooLarge { size: 4098, limit: 1024 }));
+    ///     assert_eq!(pool.submit(&ZEROS, 10)?.wait()?.len(), 10); // the same daemon serves on
+    ///     Ok(())
+    /// }
+    /// ```
+    #[error("task result of {size} bytes exceeds the {limit}-byte message limit")]
+    ResultTooLarge {
+        /// The encoded result's size in bytes.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// An argument or a result could not be (de)serialized.
     #[error("serialization: {0}")]
     Serialization(#[from] postcard::Error),
@@ -86,6 +133,7 @@ impl From<RejectReason> for Error {
             RejectReason::Full => Self::Full,
             RejectReason::TooLarge { size, capacity } => Self::TooLarge { size, capacity },
             RejectReason::ShutDown => Self::ShutDown,
+            RejectReason::MessageTooLarge { size, limit } => Self::ArgumentTooLarge { size, limit },
         }
     }
 }
@@ -103,5 +151,6 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(outcome: Outcome) -> Result
         Outcome::ConnectionLost => Err(Error::ConnectionLost),
         Outcome::ShutDown => Err(Error::ShutDown),
         Outcome::NoDaemons(reason) => Err(Error::NoDaemons { reason }),
+        Outcome::ResultTooLarge { size, limit } => Err(Error::ResultTooLarge { size, limit }),
     }
 }

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mirai_dispatch::daemon::ExitRules;
+use mirai_dispatch::protocol::{DEFAULT_MAX_MESSAGE, Limits};
 use mirai_dispatch::secret::{MIN_TOKEN_LEN, Secret};
 use mirai_dispatch::{Config, Dispatcher, DispatcherConfig, RejectReason, Rejected, Status, Task};
 use serde::Serialize;
@@ -52,6 +53,7 @@ pub struct Daemons {
     url: Option<String>,
     max_queued_bytes: Option<u64>,
     max_uncollected_bytes: Option<u64>,
+    max_message_bytes: Option<u64>,
     seed: Option<u64>,
     rules: ExitRules,
     program: Option<PathBuf>,
@@ -156,6 +158,36 @@ impl Daemons {
     /// ```
     pub fn max_uncollected_bytes(mut self, bytes: u64) -> Self {
         self.max_uncollected_bytes = Some(bytes);
+        self
+    }
+
+    /// The largest task argument and task result, in encoded bytes (default
+    /// [`DEFAULT_MAX_MESSAGE`](mirai_dispatch::protocol::DEFAULT_MAX_MESSAGE), 16 GiB).
+    ///
+    /// An argument over it is refused at submit with [`Error::ArgumentTooLarge`] (by
+    /// [`Pool::submit`], [`Pool::submit_with`], [`Pool::submit_async`] and [`Pool::everywhere`];
+    /// [`Pool::try_submit`] hands the argument back with it), before it is queued. A result
+    /// over it resolves its task with [`Error::ResultTooLarge`]: the daemon checks the encoded
+    /// value's size before sending it, and stays connected. The pool's daemons learn the limit
+    /// when they join, so both sides hold every message to the same number.
+    ///
+    /// The default lets multi-gigabyte payloads (past 4 GiB too) through without a setting,
+    /// while a runaway value gets a typed error naming this limit instead of being pushed into
+    /// a daemon that then runs out of memory. A high limit costs nothing by itself: buffers grow
+    /// with the bytes that actually arrive.
+    ///
+    /// ```
+    /// # fn len(v: Vec<u8>) -> usize { v.len() }
+    /// # const LEN: mirai::TaskFn<Vec<u8>, usize> = mirai::task!(len);
+    /// let pool = mirai::Daemons::new().max_message_bytes(1 << 20).start()?;
+    /// assert_eq!(pool.max_message_bytes(), 1 << 20);
+    /// let err = pool.submit(&LEN, vec![0; 2 << 20]).unwrap_err();
+    /// assert!(matches!(err, mirai::Error::ArgumentTooLarge { limit: 1048576, .. }));
+    /// assert_eq!(mirai::Daemons::new().start()?.max_message_bytes(), 16 << 30);
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn max_message_bytes(mut self, bytes: u64) -> Self {
+        self.max_message_bytes = Some(bytes);
         self
     }
 
@@ -367,12 +399,14 @@ impl Daemons {
         if let Some(seed) = self.seed {
             core = core.with_seed(seed);
         }
-        let (dispatcher, events) = Dispatcher::start(
-            DispatcherConfig::new(url, token.clone())
-                .with_core(core)
-                .with_plain_tcp(self.allow_plain_tcp),
-        )
-        .map_err(|e| Error::Start(e.to_string()))?;
+        let mut config = DispatcherConfig::new(url, token.clone())
+            .with_core(core)
+            .with_plain_tcp(self.allow_plain_tcp);
+        if let Some(bytes) = self.max_message_bytes {
+            config.limits = Limits::new(bytes);
+        }
+        let (dispatcher, events) =
+            Dispatcher::start(config).map_err(|e| Error::Start(e.to_string()))?;
         let program = match &self.program {
             Some(p) => p.clone(),
             None => std::env::current_exe().map_err(|e| Error::Start(e.to_string()))?,
@@ -826,6 +860,8 @@ impl Pool {
         R: DeserializeOwned,
     {
         let payload = postcard::to_allocvec(&arg)?;
+        // Only its bytes travel: a large argument is not held twice while it is sent.
+        drop(arg);
         let id = self
             .dispatcher
             .submit(
@@ -837,7 +873,8 @@ impl Pool {
     }
 
     /// Queues `task(arg)` only if it fits under the byte cap now; otherwise hands the argument
-    /// back with the reason ([`Error::Full`], [`Error::TooLarge`], [`Error::ShutDown`]).
+    /// back with the reason ([`Error::Full`], [`Error::TooLarge`],
+    /// [`Error::ArgumentTooLarge`], [`Error::ShutDown`]).
     ///
     /// ```
     /// # fn add((a, b): (i64, i64)) -> i64 { a + b }
@@ -952,6 +989,22 @@ impl Pool {
             .into_iter()
             .map(|id| Mirai::new(Arc::clone(&self.dispatcher), id))
             .collect())
+    }
+
+    /// The message limit in force (see [`Daemons::max_message_bytes`]).
+    ///
+    /// ```
+    /// let pool = mirai::Daemons::new().max_message_bytes(4 << 30).start()?;
+    /// assert_eq!(pool.max_message_bytes(), 4 << 30);
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn max_message_bytes(&self) -> u64 {
+        self.dispatcher
+            .host()
+            .lock()
+            .config()
+            .max_message_bytes
+            .unwrap_or(DEFAULT_MAX_MESSAGE)
     }
 
     /// The counters: connections, queued, executing, completed, bytes.

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Instant;
 
@@ -247,6 +247,8 @@ struct ConnShared {
     failed: AtomicBool,
     /// Writability wait for [`ConnSender::send_blocking`], created on first use.
     writable: Mutex<Option<(mio::Poll, mio::Events)>>,
+    /// Bytes the reading half has read from the stream so far.
+    received: AtomicU64,
 }
 
 /// The writing half of a connection; clone it freely, send from any thread.
@@ -489,6 +491,13 @@ impl ConnSender {
         &self.shared.stream
     }
 
+    /// How many bytes the connection's reading half has read from the stream so far (see
+    /// [`Connection::bytes_received`]); readable from any thread, also while a read is under way,
+    /// so another thread can tell that a large frame is still arriving.
+    pub fn bytes_received(&self) -> u64 {
+        self.shared.received.load(Ordering::Relaxed)
+    }
+
     /// How many frames wait in the queue.
     pub fn queued(&self) -> usize {
         self.shared.queued.load(Ordering::SeqCst) + usize::from(self.shared.stream.has_pending())
@@ -613,6 +622,7 @@ impl Connection {
                 queued: AtomicUsize::new(0),
                 failed: AtomicBool::new(false),
                 writable: Mutex::new(None),
+                received: AtomicU64::new(0),
             }),
         };
         sender.send_raw(&encode_handshake(own))?;
@@ -718,6 +728,25 @@ impl Connection {
         self.maybe_more = true;
     }
 
+    /// How many bytes were read from the stream so far (headers and partial frames included):
+    /// a sign of life from the peer while a large frame is still arriving.
+    ///
+    /// ```
+    /// use nano_transport::Protocol;
+    /// use nano_transport::conn::{Connection, Stream};
+    ///
+    /// let (a, b) = mio::net::UnixStream::pair()?;
+    /// let mut ours = Connection::new(Stream::Unix(a), Protocol::Pair1, 0)?;
+    /// let _theirs = Connection::new(Stream::Unix(b), Protocol::Pair1, 0)?;
+    /// assert_eq!(ours.bytes_received(), 0);
+    /// ours.on_readable(8, &mut |_| true)?; // their 8-byte connection header
+    /// assert_eq!(ours.bytes_received(), 8);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn bytes_received(&self) -> u64 {
+        self.sender.bytes_received()
+    }
+
     /// Whether the handshake has completed.
     pub fn is_open(&self) -> bool {
         self.peer.is_some()
@@ -741,6 +770,7 @@ impl Connection {
         deliver: &mut dyn FnMut(Vec<u8>) -> bool,
     ) -> Result<ReadProgress, ConnError> {
         let stream = &self.sender.shared.stream;
+        let received = &self.sender.shared.received;
         // Whether a short read proves the stream empty until its next event.
         let short_drains = stream.short_read_drains() && !self.peer_closed;
         match &mut self.state {
@@ -748,7 +778,10 @@ impl Connection {
                 while *filled < HANDSHAKE_LEN {
                     match stream.read(&mut got[*filled..]) {
                         Ok(0) => return Err(ConnError::Closed),
-                        Ok(n) => *filled += n,
+                        Ok(n) => {
+                            *filled += n;
+                            received.fetch_add(n as u64, Ordering::Relaxed);
+                        }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             return Ok(ReadProgress::Drained);
                         }
@@ -807,6 +840,7 @@ impl Connection {
                         match stream.read_append(body, room) {
                             Ok(0) => return Err(ConnError::Closed),
                             Ok(n) => {
+                                received.fetch_add(n as u64, Ordering::Relaxed);
                                 drained = n < room && short_drains;
                                 if let Some(body) = decoder.body_appended() {
                                     delivered += 1;
@@ -826,6 +860,7 @@ impl Connection {
                     match stream.read(buf) {
                         Ok(0) => return Err(ConnError::Closed),
                         Ok(n) => {
+                            received.fetch_add(n as u64, Ordering::Relaxed);
                             drained = n < buf.len() && short_drains;
                             *end = n;
                         }

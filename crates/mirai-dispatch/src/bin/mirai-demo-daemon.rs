@@ -37,6 +37,18 @@ fn registry() -> Registry {
     r.register_bytes("len", |bytes, _| {
         Ok((bytes.len() as u64).to_le_bytes().to_vec())
     });
+    // A value of as many bytes as the argument (a little-endian u64) says.
+    r.register_bytes("zeros", |bytes, _| {
+        let n = bytes
+            .try_into()
+            .map(u64::from_le_bytes)
+            .map_err(|_| TaskError::new("zeros takes a little-endian u64"))?;
+        Ok(vec![
+            0;
+            usize::try_from(n)
+                .map_err(|e| TaskError::new(e.to_string()))?
+        ])
+    });
     r.register_bytes("slow_len", |bytes, _| {
         std::thread::sleep(Duration::from_millis(20));
         Ok((bytes.len() as u64).to_le_bytes().to_vec())

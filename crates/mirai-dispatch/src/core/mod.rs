@@ -76,6 +76,12 @@ pub struct Config {
     /// keeps a daemon fed through a slow wake-up of the dispatcher; each task ahead keeps its
     /// bytes reserved until it starts.
     pub max_ahead: usize,
+    /// Largest payload a task may carry, in bytes; a larger one is refused at submit
+    /// ([`RejectReason::MessageTooLarge`]). `None`: no limit in the core. A
+    /// [`Dispatcher`](crate::Dispatcher) sets it from its
+    /// [`Limits::max_message`](crate::protocol::Limits::max_message), so nothing larger than
+    /// its daemons accept is ever queued.
+    pub max_message_bytes: Option<u64>,
 }
 
 impl Default for Config {
@@ -89,6 +95,7 @@ impl Default for Config {
             release_when_written: false,
             send_ahead: Some(SHORT_TASK),
             max_ahead: DEFAULT_MAX_AHEAD,
+            max_message_bytes: None,
         }
     }
 }
@@ -155,6 +162,22 @@ impl Config {
         self.max_ahead = tasks;
         self
     }
+
+    /// Sets [`Config::max_message_bytes`].
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use mirai_dispatch::{Config, Core, RejectReason, Task};
+    /// let mut core = Core::new(Config::default().with_max_message_bytes(4));
+    /// let refused = core.submit(Task::new("f", vec![0; 5]), Instant::now()).unwrap_err();
+    /// assert_eq!(refused.reason, RejectReason::MessageTooLarge { size: 5, limit: 4 });
+    /// assert_eq!(refused.task.payload.len(), 5); // handed back
+    /// assert!(core.submit(Task::new("f", vec![0; 4]), Instant::now()).is_ok());
+    /// ```
+    pub fn with_max_message_bytes(mut self, bytes: u64) -> Self {
+        self.max_message_bytes = Some(bytes);
+        self
+    }
 }
 
 /// How to cancel a running task.
@@ -183,6 +206,15 @@ pub enum RejectReason {
     /// The dispatcher no longer accepts tasks.
     #[error("dispatcher is shut down")]
     ShutDown,
+    /// The payload exceeds the message limit ([`Config::max_message_bytes`]): no daemon would
+    /// accept it.
+    #[error("task argument of {size} bytes exceeds the {limit}-byte message limit")]
+    MessageTooLarge {
+        /// The payload's size in bytes.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 /// A refused submission, handing the task back.
@@ -245,6 +277,13 @@ pub enum Reply {
     /// resolved is queued again at the front. Said of a task the daemon runs that the core never
     /// cancelled nor asked back, it is a [`ProtocolViolation::NotStartedWhileRunning`].
     NotStarted,
+    /// The function returned a value over the message limit, which the daemon did not send.
+    TooLarge {
+        /// The encoded value's size in bytes.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 impl Reply {
@@ -253,6 +292,7 @@ impl Reply {
             Self::Value(v) => Outcome::Value(v),
             Self::Error(e) => Outcome::TaskError(e),
             Self::Interrupted | Self::NotStarted => Outcome::Cancelled,
+            Self::TooLarge { size, limit } => Outcome::ResultTooLarge { size, limit },
         }
     }
 }
@@ -613,7 +653,8 @@ impl Core {
     }
 
     /// Accepts a task if its payload fits in the budget now; otherwise hands it back with
-    /// [`RejectReason::Full`], [`RejectReason::TooLarge`] or [`RejectReason::ShutDown`].
+    /// [`RejectReason::Full`], [`RejectReason::TooLarge`], [`RejectReason::MessageTooLarge`] or
+    /// [`RejectReason::ShutDown`].
     ///
     /// Accepting reserves the bytes, assigns the next RNG stream (with a seed) and queues the
     /// task; it is dispatched at once if a daemon is idle.
@@ -625,6 +666,9 @@ impl Core {
             });
         }
         let size = task.payload.len() as u64;
+        if let Some(reason) = self.over_message_limit(size) {
+            return Err(Rejected { reason, task });
+        }
         if let Err(shortfall) = self.budget.reserve(size) {
             return Err(self.refuse(shortfall, size, task));
         }
@@ -636,6 +680,14 @@ impl Core {
         let id = self.enqueue(task, size, rng_seed, None, now);
         self.finish(now);
         Ok(id)
+    }
+
+    /// [`RejectReason::MessageTooLarge`] for a payload of `size` bytes over the message limit.
+    fn over_message_limit(&self, size: u64) -> Option<RejectReason> {
+        self.config
+            .max_message_bytes
+            .filter(|&limit| size > limit)
+            .map(|limit| RejectReason::MessageTooLarge { size, limit })
     }
 
     /// Sends one copy of `task` to every connected daemon, or to `min` distinct daemons if more
@@ -669,6 +721,9 @@ impl Core {
             return Ok(Vec::new());
         }
         let each = task.payload.len() as u64;
+        if let Some(reason) = self.over_message_limit(each) {
+            return Err(Rejected { reason, task });
+        }
         let Some(total) = each.checked_mul(copies) else {
             return Err(Rejected {
                 reason: RejectReason::TooLarge {

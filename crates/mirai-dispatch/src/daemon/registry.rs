@@ -16,11 +16,32 @@ use serde::de::DeserializeOwned;
 
 use super::cancel::TaskContext;
 use crate::protocol::MAX_ERROR_TEXT;
-use crate::task::TaskError;
+use crate::task::{Payload, TaskError};
 
 /// A registered function on raw bytes (shared, so a [`Registry`] clones cheaply: the daemon
 /// loop runs on a thread of its own, which owns a clone).
 pub type Handler = Arc<dyn Fn(&[u8], &TaskContext) -> Result<Vec<u8>, TaskError> + Send + Sync>;
+
+/// A task's argument bytes as a function receives them: borrowed ([`Registry::run`]), or the
+/// frame the daemon received, which a typed function frees once it has decoded its argument,
+/// so a large argument is not held twice (received and decoded) while the function runs.
+enum Input<'a> {
+    Borrowed(&'a [u8]),
+    Frame(Payload),
+}
+
+impl std::ops::Deref for Input<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Borrowed(b) => b,
+            Self::Frame(p) => p,
+        }
+    }
+}
+
+/// How a [`Registry`] keeps a function.
+type Run = Arc<dyn Fn(Input<'_>, &TaskContext) -> Result<Vec<u8>, TaskError> + Send + Sync>;
 
 /// Name -> function.
 ///
@@ -40,7 +61,7 @@ pub type Handler = Arc<dyn Fn(&[u8], &TaskContext) -> Result<Vec<u8>, TaskError>
 /// ```
 #[derive(Default, Clone)]
 pub struct Registry {
-    functions: HashMap<String, Handler>,
+    functions: HashMap<String, Run>,
 }
 
 impl fmt::Debug for Registry {
@@ -65,7 +86,10 @@ impl Registry {
         name: impl Into<String>,
         f: impl Fn(&[u8], &TaskContext) -> Result<Vec<u8>, TaskError> + Send + Sync + 'static,
     ) -> &mut Self {
-        self.functions.insert(name.into(), Arc::new(f));
+        self.functions.insert(
+            name.into(),
+            Arc::new(move |input: Input<'_>, ctx| f(&input, ctx)),
+        );
         self
     }
 
@@ -76,13 +100,17 @@ impl Registry {
         R: Serialize,
         F: Fn(A, &TaskContext) -> Result<R, TaskError> + Send + Sync + 'static,
     {
-        self.register_bytes(name, move |bytes, ctx| {
-            let arg: A = postcard::from_bytes(bytes)
+        let run = move |input: Input<'_>, ctx: &TaskContext| {
+            let arg: A = postcard::from_bytes(&input)
                 .map_err(|e| TaskError::new(format!("cannot decode the argument: {e}")))?;
+            // The received bytes are no longer needed: a large argument is not held twice.
+            drop(input);
             let value = f(arg, ctx)?;
             postcard::to_allocvec(&value)
                 .map_err(|e| TaskError::new(format!("cannot encode the value: {e}")))
-        })
+        };
+        self.functions.insert(name.into(), Arc::new(run));
+        self
     }
 
     /// Whether `name` is registered.
@@ -95,6 +123,26 @@ impl Registry {
     /// [`MAX_ERROR_TEXT`] bytes each so it always fits in a
     /// result message.
     pub fn run(&self, name: &str, payload: &[u8], ctx: &TaskContext) -> Result<Vec<u8>, TaskError> {
+        self.run_input(name, Input::Borrowed(payload), ctx)
+    }
+
+    /// [`Registry::run`] on the received frame's payload, which a typed function frees as
+    /// soon as it has decoded its argument.
+    pub(crate) fn run_frame(
+        &self,
+        name: &str,
+        payload: Payload,
+        ctx: &TaskContext,
+    ) -> Result<Vec<u8>, TaskError> {
+        self.run_input(name, Input::Frame(payload), ctx)
+    }
+
+    fn run_input(
+        &self,
+        name: &str,
+        payload: Input<'_>,
+        ctx: &TaskContext,
+    ) -> Result<Vec<u8>, TaskError> {
         let Some(f) = self.functions.get(name) else {
             return Err(TaskError::new(format!("no function named {name:?}")));
         };

@@ -224,11 +224,15 @@ impl EventLoop {
                 continue;
             }
             let mut bodies = Vec::new();
+            let before = peer.conn.bytes_received();
             let progress = peer.conn.on_readable(READ_BATCH, &mut |b| {
                 bodies.push(b);
                 true
             });
-            if !bodies.is_empty() {
+            // Bytes arriving are a sign of life even before they complete a message: a result
+            // of gigabytes takes longer than the silence limit to arrive, and the daemon's
+            // heartbeats wait behind it.
+            if peer.conn.bytes_received() != before {
                 peer.last_rx = Instant::now();
             }
             // A TLS read may leave handshake records for the socket to take.
@@ -347,6 +351,7 @@ impl EventLoop {
                     ResultStatus::Err(e) => Reply::Error(e),
                     ResultStatus::Interrupted => Reply::Interrupted,
                     ResultStatus::NotStarted => Reply::NotStarted,
+                    ResultStatus::TooLarge { size, limit } => Reply::TooLarge { size, limit },
                 };
                 inbound.push(Inbound::Result {
                     daemon,
@@ -362,7 +367,10 @@ impl EventLoop {
 
     /// The receive limit of an admitted daemon: the largest result frame.
     pub(super) fn full_recv_limit(&self) -> u64 {
-        self.shared.limits.max_frame as u64 + PAIR1_HEADER.len() as u64
+        self.shared
+            .limits
+            .max_frame()
+            .saturating_add(PAIR1_HEADER.len() as u64)
     }
 
     /// Admits or refuses a connection on its hello. A refusal is logged and reported with the
@@ -462,16 +470,32 @@ impl EventLoop {
             }
             self.close(token);
         }
-        let silent: Vec<Token> = match heartbeat {
-            Some(h) => self
-                .peers
+        let Some(h) = heartbeat else {
+            return;
+        };
+        let silent = |peers: &HashMap<Token, Peer>, now: Instant| -> Vec<Token> {
+            peers
                 .iter()
                 .filter(|(_, p)| p.daemon.is_some() && now >= p.last_rx + h * MISSED_BEATS)
                 .map(|(&t, _)| t)
-                .collect(),
-            None => Vec::new(),
+                .collect()
         };
-        for token in silent {
+        let mut silent_now = silent(&self.peers, now);
+        if !silent_now.is_empty() {
+            // A long write (a large task flushed as the daemon read it) may have kept this
+            // thread from reading what the daemon sent meanwhile: look before judging.
+            for token in &silent_now {
+                if let Some(peer) = self.peers.get_mut(token) {
+                    peer.conn.note_readable();
+                    if !self.ready.contains(token) {
+                        self.ready.push(*token);
+                    }
+                }
+            }
+            self.read_ready();
+            silent_now = silent(&self.peers, Instant::now());
+        }
+        for token in silent_now {
             self.close(token);
         }
     }

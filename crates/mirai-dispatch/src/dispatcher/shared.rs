@@ -240,7 +240,7 @@ impl Shared {
                     let init = Init {
                         daemon,
                         rng_stream,
-                        max_frame: self.limits.max_frame as u64,
+                        max_message: self.limits.max_message,
                         heartbeat_ms: self
                             .heartbeat
                             .map_or(0, |h| u64::try_from(h.as_millis()).unwrap_or(u64::MAX)),

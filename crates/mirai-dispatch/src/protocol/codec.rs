@@ -9,22 +9,59 @@ use super::{MAX_ENVELOPE, MAX_ERROR_TEXT, MAX_FUNCTION_NAME, MAX_SETTINGS, MAX_T
 /// Bytes of the envelope length prefix.
 const LEN_PREFIX: usize = 4;
 
-/// Receive limits.
+/// The default of [`Limits::max_message`]: 16 GiB.
+///
+/// Multi-gigabyte arguments and results (past the 4 GiB mark too) go through without any
+/// setting, while a runaway value (an accidental copy of a whole data set, a length gone wrong)
+/// is refused at submit with a typed error naming the limit, instead of being pushed through a
+/// socket into a daemon that then runs out of memory. Nothing is allocated up front for a
+/// limit: a receive buffer grows with the bytes that actually arrive, so a high limit costs
+/// nothing until a message that large is sent.
 ///
 /// ```
-/// use mirai_dispatch::protocol::Limits;
-/// assert_eq!(Limits::default().max_frame, 1 << 30);
+/// assert_eq!(mirai_dispatch::protocol::DEFAULT_MAX_MESSAGE, 16 << 30);
+/// ```
+pub const DEFAULT_MAX_MESSAGE: u64 = 16 << 30;
+
+/// Size limits, which the dispatcher and its daemons share: the dispatcher sends its own to
+/// every daemon in [`Init::max_message`](super::Init::max_message).
+///
+/// A message is a task's argument or a result's value (the frame's payload); the frame around it
+/// adds at most [`FRAME_OVERHEAD`] bytes of envelope.
+///
+/// ```
+/// use mirai_dispatch::protocol::{FRAME_OVERHEAD, Limits};
+/// let limits = Limits::new(1 << 20);
+/// assert_eq!(limits.max_message, 1 << 20);
+/// assert_eq!(limits.max_frame(), (1 << 20) + FRAME_OVERHEAD);
+/// assert_eq!(Limits::default().max_message, mirai_dispatch::protocol::DEFAULT_MAX_MESSAGE);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest whole frame (envelope and payload) accepted, in bytes.
-    pub max_frame: usize,
+    /// Largest payload (a task's argument or a result's value) accepted, in bytes.
+    pub max_message: u64,
+}
+
+/// The most bytes a frame holds besides its payload: the envelope length prefix and the
+/// largest envelope ([`MAX_ENVELOPE`]).
+pub const FRAME_OVERHEAD: u64 = (LEN_PREFIX + MAX_ENVELOPE) as u64;
+
+impl Limits {
+    /// Messages of at most `max_message` bytes.
+    pub fn new(max_message: u64) -> Self {
+        Self { max_message }
+    }
+
+    /// The largest whole frame (envelope and payload) accepted, in bytes.
+    pub fn max_frame(&self) -> u64 {
+        self.max_message.saturating_add(FRAME_OVERHEAD)
+    }
 }
 
 impl Default for Limits {
-    /// 1 GiB frames.
+    /// Messages up to [`DEFAULT_MAX_MESSAGE`].
     fn default() -> Self {
-        Self { max_frame: 1 << 30 }
+        Self::new(DEFAULT_MAX_MESSAGE)
     }
 }
 
@@ -41,9 +78,17 @@ pub enum DecodeError {
     #[error("frame of {len} bytes exceeds the {max}-byte limit")]
     FrameTooLarge {
         /// The frame's length.
-        len: usize,
+        len: u64,
         /// The limit.
-        max: usize,
+        max: u64,
+    },
+    /// The payload exceeds [`Limits::max_message`].
+    #[error("payload of {len} bytes exceeds the {max}-byte message limit")]
+    PayloadTooLarge {
+        /// The payload's length.
+        len: u64,
+        /// The limit.
+        max: u64,
     },
     /// The envelope length exceeds [`MAX_ENVELOPE`].
     #[error("envelope of {len} bytes exceeds the {max}-byte limit")]
@@ -216,10 +261,10 @@ fn decode<'a, M: DeserializeOwned + Fields>(
     frame: &'a [u8],
     limits: &Limits,
 ) -> Result<(M, &'a [u8]), DecodeError> {
-    if frame.len() > limits.max_frame {
+    if frame.len() as u64 > limits.max_frame() {
         return Err(DecodeError::FrameTooLarge {
-            len: frame.len(),
-            max: limits.max_frame,
+            len: frame.len() as u64,
+            max: limits.max_frame(),
         });
     }
     let Some((prefix, rest)) = frame.split_first_chunk::<LEN_PREFIX>() else {
@@ -249,6 +294,12 @@ fn decode<'a, M: DeserializeOwned + Fields>(
         return Err(DecodeError::UnexpectedPayload {
             kind: msg.kind(),
             len: payload.len(),
+        });
+    }
+    if payload.len() as u64 > limits.max_message {
+        return Err(DecodeError::PayloadTooLarge {
+            len: payload.len() as u64,
+            max: limits.max_message,
         });
     }
     Ok((msg, payload))
@@ -332,13 +383,45 @@ mod tests {
 
     #[test]
     fn rejects_a_frame_over_the_limit_before_reading_it() {
-        let f = frame_of(&ToDaemon::Exit, &[]);
-        let limits = Limits {
-            max_frame: f.len() - 1,
+        let task = ToDaemon::Task {
+            task: TaskId(1),
+            function: "f".into(),
+            trace: None,
+            rng_seed: None,
         };
+        let f = frame_of(&task, &vec![0; 10 + FRAME_OVERHEAD as usize]);
         assert!(matches!(
-            ToDaemon::decode(&f, &limits),
+            ToDaemon::decode(&f, &Limits::new(10)),
             Err(DecodeError::FrameTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_payload_is_held_to_the_message_limit_exactly() {
+        let task = ToDaemon::Task {
+            task: TaskId(1),
+            function: "f".into(),
+            trace: None,
+            rng_seed: None,
+        };
+        let f = frame_of(&task, &[7; 11]);
+        assert_eq!(
+            ToDaemon::decode(&f, &Limits::new(10)),
+            Err(DecodeError::PayloadTooLarge { len: 11, max: 10 })
+        );
+        assert_eq!(ToDaemon::decode(&f, &Limits::new(11)).unwrap().1, &[7; 11]);
+        let mut result = Vec::new();
+        FromDaemon::Result {
+            task: TaskId(1),
+            status: ResultStatus::Ok,
+            last: false,
+        }
+        .encode(&mut result)
+        .unwrap();
+        result.extend_from_slice(&[1; 5]);
+        assert!(matches!(
+            FromDaemon::decode(&result, &Limits::new(4)),
+            Err(DecodeError::PayloadTooLarge { len: 5, max: 4 })
         ));
     }
 
@@ -456,7 +539,7 @@ mod tests {
                 .prop_map(|(d, r, m, h, s)| ToDaemon::Init(Init {
                     daemon: DaemonId(d),
                     rng_stream: r,
-                    max_frame: m,
+                    max_message: m,
                     heartbeat_ms: h,
                     settings: s,
                 })),
@@ -539,7 +622,7 @@ mod tests {
 
         #[test]
         fn arbitrary_bytes_never_panic(f in bytes(512)) {
-            let limits = Limits { max_frame: 400 };
+            let limits = Limits::new(300);
             let _ = ToDaemon::decode(&f, &limits);
             let _ = FromDaemon::decode(&f, &limits);
         }

@@ -23,8 +23,11 @@ pub struct Init {
     pub daemon: DaemonId,
     /// Seed of the daemon's own RNG stream (used by tasks that carry none).
     pub rng_stream: u64,
-    /// Largest frame the dispatcher accepts from the daemon.
-    pub max_frame: u64,
+    /// The pool's message limit ([`Limits::max_message`](super::Limits::max_message)), which
+    /// both sides keep: the largest task argument the dispatcher sends and the largest result
+    /// value it accepts. A daemon answers a larger value with [`ResultStatus::TooLarge`]
+    /// instead of sending it.
+    pub max_message: u64,
     /// How often the dispatcher expects a heartbeat, in milliseconds (0: never).
     pub heartbeat_ms: u64,
     /// Application settings, opaque to the dispatcher (e.g. serialization options).
@@ -94,6 +97,14 @@ pub enum ResultStatus {
     Interrupted,
     /// Dropped without starting: a cancel arrived while it waited behind the running task.
     NotStarted,
+    /// Returned a value whose encoding exceeds the message limit ([`Init::max_message`]): the
+    /// daemon sent this instead, and stays connected.
+    TooLarge {
+        /// The encoded value's size in bytes.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
 }
 
 /// Daemon -> dispatcher.

@@ -41,7 +41,7 @@ mod codec;
 mod handshake;
 mod messages;
 
-pub use codec::{DecodeError, EncodeError, Limits};
+pub use codec::{DEFAULT_MAX_MESSAGE, DecodeError, EncodeError, FRAME_OVERHEAD, Limits};
 pub use handshake::{HandshakeError, check_hello};
 pub use messages::{FromDaemon, Hello, Init, RefuseReason, ResultStatus, ToDaemon};
 

@@ -15,12 +15,20 @@ use nano_transport::tls::TlsConfig;
 use nano_transport::{Address, Protocol};
 
 use super::{CONN, DaemonConfig, DaemonError, PAIR1_HEADER, READ_BATCH};
-use crate::protocol::{FromDaemon, Hello, Init, Limits, ToDaemon, VERSION};
+use crate::protocol::{FromDaemon, Hello, Init, Limits, MAX_ENVELOPE, ToDaemon, VERSION};
 
+/// The limits the dispatcher's init message sets for this connection.
 pub(super) fn limits_of(init: &Init) -> Limits {
-    Limits {
-        max_frame: usize::try_from(init.max_frame).unwrap_or(usize::MAX),
-    }
+    Limits::new(init.max_message)
+}
+
+/// What may be received before the init message: an init or a refusal, neither of which
+/// carries a payload (so an envelope, its length prefix and the PAIR1 header).
+const PRE_INIT_LIMIT: u64 = (MAX_ENVELOPE + 4 + PAIR1_HEADER.len()) as u64;
+
+/// The receive limit once the init message set `limits`: the largest task frame.
+fn recv_limit(limits: &Limits) -> u64 {
+    limits.max_frame().saturating_add(PAIR1_HEADER.len() as u64)
 }
 
 /// Dials until connected (or `connect_timeout`), then runs both handshakes.
@@ -51,8 +59,10 @@ pub(super) fn connect(
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
         }
     };
-    let limit = Limits::default().max_frame as u64 + PAIR1_HEADER.len() as u64;
-    let mut conn = Connection::new(stream, Protocol::Pair1, limit)
+    // Until the init message says the pool's limit, nothing larger than an init is accepted;
+    // the read below stops right after the init, before the next frame's length is read, so a
+    // first task that came with it is held to the limit the init set.
+    let mut conn = Connection::new(stream, Protocol::Pair1, PRE_INIT_LIMIT)
         .map_err(|e| io::Error::other(e.to_string()))?;
     let fd = conn.stream().as_raw_fd();
     // Writability too while handshaking: a TLS handshake flight the kernel did not take at once
@@ -72,8 +82,12 @@ pub(super) fn connect(
     loop {
         let mut bodies = Vec::new();
         let progress = conn.on_readable(READ_BATCH, &mut |b| {
+            let answered = matches!(
+                decode(&b, &Limits::new(0)),
+                Some((ToDaemon::Init(_) | ToDaemon::Refused(_), _))
+            );
             bodies.push(b);
-            true
+            !answered
         });
         // A refusal may arrive together with the close that follows it: the bodies read before
         // an error are looked at first, so the daemon learns why it was turned away.
@@ -93,9 +107,11 @@ pub(super) fn connect(
         }
         let mut bodies = bodies.into_iter();
         while let Some(body) = bodies.next() {
-            match decode(&body, &Limits::default()) {
-                // What followed the init in the same read (a first task) is kept.
+            match decode(&body, &Limits::new(0)) {
+                // What followed the init in the same read (a first task) is kept; nothing
+                // does today, as the read stops at the init.
                 Some((ToDaemon::Init(init), _)) => {
+                    conn.set_recv_limit(recv_limit(&limits_of(&init)));
                     poll.registry()
                         .reregister(&mut SourceFd(&fd), CONN, Interest::READABLE)?;
                     return Ok((conn, init, bodies.collect()));

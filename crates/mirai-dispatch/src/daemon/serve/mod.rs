@@ -63,7 +63,7 @@ use super::{
 };
 use crate::protocol::{EncodeError, FromDaemon, Limits, RefuseReason, ResultStatus, ToDaemon};
 use crate::secret::Secret;
-use crate::task::{TaskError, TaskId};
+use crate::task::{Payload, TaskError, TaskId};
 
 /// How long a daemon that sent its last result waits for the dispatcher's exit message.
 const ACK_WAIT: Duration = Duration::from_secs(2);
@@ -475,7 +475,9 @@ fn file_incoming(shared: &Shared, bodies: Vec<Vec<u8>>, limits: &Limits) {
 
 /// Removes `task`'s task message from [`Shared::pending`]; `false` if it is not there.
 fn withdraw(shared: &Shared, task: TaskId) -> bool {
-    let is_it = |b: &Vec<u8>| matches!(decode(b, &Limits::default()), Some((ToDaemon::Task { task: t, .. }, _)) if t == task);
+    // Only the id is looked at; the connection's receive limit already held the frame's size.
+    let any_size = Limits::new(u64::MAX);
+    let is_it = |b: &Vec<u8>| matches!(decode(b, &any_size), Some((ToDaemon::Task { task: t, .. }, _)) if t == task);
     let mut pending = shared
         .pending
         .lock()
@@ -562,7 +564,7 @@ impl Daemon {
             };
             // One message at a time: the rest stay in `pending`, where the watcher finds a
             // task asked back while this one runs.
-            self.handle(registry, &body)?;
+            self.handle(registry, body)?;
         }
     }
 
@@ -584,6 +586,7 @@ impl Daemon {
             return Got::Read(0);
         }
         let mut bodies = Vec::new();
+        let before = conn.bytes_received();
         let progress = conn.on_readable(READ_BATCH, &mut |b| {
             bodies.push(b);
             true
@@ -591,8 +594,12 @@ impl Daemon {
         // Bytes past the batch stay in the connection, where no event will announce them.
         self.buffered = matches!(progress, Ok(ReadProgress::Yielded));
         let read = bodies.len();
-        if read > 0 {
+        // Bytes arriving are a sign of life even before they complete a message: a task of
+        // gigabytes takes longer than the silence limit, and the host's heartbeats wait behind it.
+        if conn.bytes_received() != before {
             self.shared.heard();
+        }
+        if read > 0 {
             file_incoming(&self.shared, bodies, &self.limits);
         }
         drop(conn);
@@ -633,11 +640,12 @@ impl Daemon {
     }
 
     /// Handles one message from [`Shared::pending`].
-    fn handle(&mut self, registry: &Registry, body: &[u8]) -> Result<(), DaemonError> {
-        let Some((msg, payload)) = decode(body, &self.limits) else {
+    fn handle(&mut self, registry: &Registry, body: Vec<u8>) -> Result<(), DaemonError> {
+        let Some((msg, payload)) = decode(&body, &self.limits) else {
             // Malformed frames are ignored.
             return Ok(());
         };
+        let start = body.len() - payload.len();
         match msg {
             ToDaemon::Task {
                 task,
@@ -654,6 +662,8 @@ impl Daemon {
                     return Ok(());
                 }
                 let ctx = TaskContext::with_token(task, rng_seed, token.clone()).with_trace(trace);
+                // The frame itself goes to the function, which may free it early.
+                let payload = Payload::from_frame(body, start).expect("a tail of the frame");
                 self.run_task(registry, &function, payload, &ctx)
             }
             ToDaemon::Init(init) => {
@@ -693,7 +703,7 @@ impl Daemon {
         &mut self,
         registry: &Registry,
         function: &str,
-        payload: &[u8],
+        payload: Payload,
         ctx: &TaskContext,
     ) -> Result<(), DaemonError> {
         self.life.task_started(Instant::now());
@@ -703,7 +713,7 @@ impl Daemon {
             function,
             trace = ctx.trace().map(String::from_utf8_lossy).as_deref(),
         );
-        let result = span.in_scope(|| registry.run(function, payload, ctx));
+        let result = span.in_scope(|| registry.run_frame(function, payload, ctx));
         // Cleared before the result goes, so it never covers the next task, and before the
         // watcher is detached, so the watcher (which attaches under this lock) cannot attach
         // after the detach.
@@ -739,13 +749,25 @@ impl Daemon {
         interrupted: bool,
         last: bool,
     ) -> Result<(), DaemonError> {
+        let limit = self.limits.max_message;
         let (status, value) = match result {
             _ if interrupted => (ResultStatus::Interrupted, Vec::new()),
+            // Sending it would break the pool's limit, and the dispatcher would close the
+            // connection: the host learns the value's size instead, and this daemon serves on.
+            Ok(value) if value.len() as u64 > limit => {
+                let size = value.len() as u64;
+                drop(value);
+                (ResultStatus::TooLarge { size, limit }, Vec::new())
+            }
             Ok(value) => (ResultStatus::Ok, value),
             Err(e) => (ResultStatus::Err(e), Vec::new()),
         };
         let sender = self.shared.conn().sender().clone();
-        send(&sender, &FromDaemon::Result { task, status, last }, &value)
+        send(&sender, &FromDaemon::Result { task, status, last }, &value)?;
+        // The host took the whole result: it is alive, though its heartbeats (which waited
+        // behind a large one) are still unread.
+        self.shared.heard();
+        Ok(())
     }
 
     /// After a last result, wait (bounded) for the dispatcher's exit message or its close, so

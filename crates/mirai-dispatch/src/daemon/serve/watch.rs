@@ -39,6 +39,8 @@ pub(super) fn watch(shared: &Shared, mut poll: Poll) {
     // The task running at the last look.
     let mut seen_running: Option<TaskId> = None;
     let mut abandon_at: Option<Instant> = None;
+    // The connection's byte count at the last heartbeat.
+    let mut received = 0;
     while !shared.stop.load(Ordering::Acquire) {
         let h = Duration::from_millis(shared.heartbeat_ms.load(Ordering::Acquire));
         let tick = if h.is_zero() {
@@ -63,16 +65,20 @@ pub(super) fn watch(shared: &Shared, mut poll: Poll) {
             return;
         }
         if !h.is_zero() && Instant::now() >= next_beat {
-            next_beat = Instant::now() + h;
             let sender = shared
                 .sender
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            // A heartbeat that does not fit now is not worth waiting for, nor worth piling up.
-            if sender.queued() == 0 {
-                let _ = sender.send(&[&beat]);
+            // A frame still arriving (the main thread may be in the middle of reading a large
+            // task, the host's heartbeats queued behind it) is a sign of life.
+            let now_received = sender.bytes_received();
+            if now_received != received {
+                received = now_received;
+                shared.heard();
             }
+            // Judged before the heartbeat goes: its send waits for a large result being
+            // written, whose end the main thread counts as hearing from the host.
             let silent_ms = u64::try_from(shared.epoch.elapsed().as_millis())
                 .unwrap_or(u64::MAX)
                 .saturating_sub(shared.last_rx.load(Ordering::Acquire));
@@ -82,7 +88,13 @@ pub(super) fn watch(shared: &Shared, mut poll: Poll) {
                 // Frozen, or the network is gone: end the connection as a close would.
                 let _ = sender.stream().shutdown();
                 shared.host_lost();
+            } else if sender.queued() == 0 {
+                // A heartbeat that does not fit now is not worth waiting for, nor piling up.
+                let _ = sender.send(&[&beat]);
             }
+            // Counted from after the send, which waits while a large result is written: the
+            // main thread then has a whole interval to note that the host took it.
+            next_beat = Instant::now() + h;
         }
         if Instant::now() >= next_look {
             next_look = Instant::now() + tick;
@@ -121,14 +133,16 @@ fn watch_read(shared: &Shared, events: &Events) {
     let mut conn = shared.conn();
     note_events(&mut conn, events);
     let mut bodies = Vec::new();
+    let before = conn.bytes_received();
     let progress = conn.on_readable(READ_BATCH, &mut |b| {
         bodies.push(b);
         true
     });
-    if !bodies.is_empty() {
+    // Partial frames count too (see `Daemon::read`).
+    if conn.bytes_received() != before {
         shared.heard();
     }
-    file_incoming(shared, bodies, &Limits::default());
+    file_incoming(shared, bodies, &Limits::new(u64::MAX));
     let closed = progress.is_err();
     drop(conn);
     if closed {
