@@ -84,19 +84,8 @@ impl Drop for Gate {
     }
 }
 
-/// Proportional set size of process `pid`, in bytes.
-fn pss(pid: u32) -> f64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).expect("smaps_rollup");
-    let kb: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("Pss line");
-    kb * 1024.0
-}
-
 fn summed_pss(pids: &[u32]) -> f64 {
-    pids.iter().map(|&p| pss(p)).sum()
+    pids.iter().map(|&p| mirai_benches::pss(p)).sum()
 }
 
 fn start_pool() -> Pool {

@@ -232,17 +232,6 @@ fn first_attach() {
     }
 }
 
-/// Proportional set size of process `pid`, in bytes.
-fn pss(pid: u32) -> f64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).expect("smaps_rollup");
-    let kb: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("Pss line");
-    kb * 1024.0
-}
-
 /// Summed PSS of 8 readers in `mode`, over the region size.
 fn readers_pss(mode: &str) -> f64 {
     let bytes = 200 * MB;
@@ -253,7 +242,7 @@ fn readers_pss(mode: &str) -> f64 {
     }
     // Only the 8 readers map the region now.
     drop(shared);
-    let total: f64 = readers.iter().map(|r| pss(r.0.id())).sum();
+    let total: f64 = readers.iter().map(|r| mirai_benches::pss(r.0.id())).sum();
     total / bytes as f64
 }
 

@@ -166,3 +166,18 @@ pub fn record(name: &str, value: f64, unit: &str, peer: &str, peer_value: f64) {
         writeln!(f, "{rec}").expect("write bench record");
     }
 }
+
+/// Proportional set size of process `pid`, in bytes (the `Pss:` line of its `smaps_rollup`).
+///
+/// ```
+/// assert!(mirai_benches::pss(std::process::id()) > 0.0);
+/// ```
+pub fn pss(pid: u32) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).expect("smaps_rollup");
+    let kb: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("Pss line");
+    kb * 1024.0
+}
