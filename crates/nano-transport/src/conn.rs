@@ -204,21 +204,29 @@ pub enum SendStatus {
 pub type SharedBody = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
 /// One frame waiting in the send queue: copied bytes (frame and protocol headers, or the
-/// unwritten rest of a borrowed payload), then possibly a shared body kept without a copy.
+/// unwritten rest of a borrowed payload), then any shared bodies, kept without a copy, of which
+/// the first `skip` bytes were already written.
 struct QueuedFrame {
     head: Vec<u8>,
-    tail: Option<(SharedBody, usize)>,
+    tail: Vec<SharedBody>,
+    skip: usize,
 }
 
 impl QueuedFrame {
-    fn tail(&self) -> &[u8] {
-        self.tail
-            .as_ref()
-            .map_or(&[][..], |(body, from)| &(**body).as_ref()[*from..])
+    /// The unwritten bytes of the shared bodies, in order.
+    fn tail(&self) -> impl Iterator<Item = &[u8]> {
+        let mut skip = self.skip;
+        self.tail.iter().filter_map(move |body| {
+            let bytes = (**body).as_ref();
+            let from = skip.min(bytes.len());
+            skip -= from;
+            let rest = &bytes[from..];
+            (!rest.is_empty()).then_some(rest)
+        })
     }
 
     fn len(&self) -> usize {
-        self.head.len() + self.tail().len()
+        self.head.len() + self.tail().map(<[u8]>::len).sum::<usize>()
     }
 }
 
@@ -273,7 +281,7 @@ impl ConnSender {
     /// copy is unavoidable (use [`send_shared`](Self::send_shared) to hand the body over
     /// instead, or [`send_blocking`](Self::send_blocking) to wait for the stream to drain).
     pub fn send(&self, parts: &[&[u8]]) -> Result<SendStatus, ConnError> {
-        self.send_until(parts, None, None)
+        self.send_until(parts, &[], None)
     }
 
     /// Like [`send`](Self::send), but when the kernel takes only part of the frame, waits (up to
@@ -286,7 +294,7 @@ impl ConnSender {
         parts: &[&[u8]],
         deadline: Option<Instant>,
     ) -> Result<SendStatus, ConnError> {
-        self.send_until(parts, None, Some(deadline))
+        self.send_until(parts, &[], Some(deadline))
     }
 
     /// Sends `parts` (protocol headers, copied if they must be queued) followed by `body`,
@@ -299,27 +307,55 @@ impl ConnSender {
         body: &SharedBody,
         wait: Option<Option<Instant>>,
     ) -> Result<SendStatus, ConnError> {
-        self.send_until(parts, Some(body), wait)
+        self.send_until(parts, std::slice::from_ref(body), wait)
+    }
+
+    /// Like [`send_shared`](Self::send_shared) with a body in several pieces (a message's
+    /// envelope and the large buffers it carries, each owned elsewhere): one frame whose body is
+    /// `parts` then every one of `bodies`, in order. None of the bodies' bytes is copied, queued
+    /// or not.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use nano_transport::Protocol;
+    /// use nano_transport::conn::{Connection, SendStatus, SharedBody, Stream};
+    ///
+    /// let (a, b) = mio::net::UnixStream::pair()?;
+    /// let push = Connection::new(Stream::Unix(a), Protocol::Push0, 0)?;
+    /// let one: SharedBody = Arc::new(vec![1u8; 3]);
+    /// let two: SharedBody = Arc::new(vec![2u8; 2]);
+    /// let status = push.sender().send_shared_parts(&[b"hd"], &[one, two], None)?;
+    /// assert!(matches!(status, SendStatus::Written | SendStatus::Queued));
+    /// # drop(b);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_shared_parts(
+        &self,
+        parts: &[&[u8]],
+        bodies: &[SharedBody],
+        wait: Option<Option<Instant>>,
+    ) -> Result<SendStatus, ConnError> {
+        self.send_until(parts, bodies, wait)
     }
 
     fn send_until(
         &self,
         parts: &[&[u8]],
-        shared: Option<&SharedBody>,
+        shared: &[SharedBody],
         wait: Option<Option<Instant>>,
     ) -> Result<SendStatus, ConnError> {
-        let shared_bytes: &[u8] = shared.map_or(&[][..], |b| (**b).as_ref());
-        let body_len = parts.iter().map(|p| p.len()).sum::<usize>() + shared_bytes.len();
+        let shared_len: usize = shared.iter().map(|b| (**b).as_ref().len()).sum();
+        let body_len = parts.iter().map(|p| p.len()).sum::<usize>() + shared_len;
         let header = FrameHeader::new(self.shared.framing, body_len as u64);
-        // header | parts.. | shared body, as slices into the callers' buffers (a list of
+        // header | parts.. | shared bodies.., as slices into the callers' buffers (a list of
         // pointers, not of bytes, when there are many parts).
         let mut inline: [&[u8]; INLINE_PARTS] = [&[]; INLINE_PARTS];
         let mut many: Vec<&[u8]> = Vec::new();
         let pieces = std::iter::once(header.as_bytes())
             .chain(parts.iter().copied())
-            .chain(std::iter::once(shared_bytes))
+            .chain(shared.iter().map(|b| (**b).as_ref()))
             .filter(|p| !p.is_empty());
-        let all: &[&[u8]] = if parts.len() + 2 <= INLINE_PARTS {
+        let all: &[&[u8]] = if parts.len() + shared.len() < INLINE_PARTS {
             let mut n = 0;
             for p in pieces {
                 inline[n] = p;
@@ -377,8 +413,7 @@ impl ConnSender {
         // The kernel buffer is full: keep the unwritten rest until the stream drains. A shared
         // body is kept by reference; borrowed bytes must be copied (this is the only copy of
         // payload bytes, and only under back-pressure).
-        let tail_len = shared_bytes.len();
-        let copied_end = total - tail_len;
+        let copied_end = total - shared_len;
         let mut head = Vec::with_capacity(copied_end.saturating_sub(written));
         let mut skip = written;
         let mut left = copied_end.saturating_sub(written);
@@ -395,8 +430,11 @@ impl ConnSender {
                 skip = 0;
             }
         }
-        let tail = shared.map(|b| (Arc::clone(b), written.saturating_sub(copied_end)));
-        out.frames.push_back(QueuedFrame { head, tail });
+        out.frames.push_back(QueuedFrame {
+            head,
+            tail: shared.to_vec(),
+            skip: written.saturating_sub(copied_end),
+        });
         self.shared.queued.fetch_add(1, Ordering::SeqCst);
         Ok(SendStatus::Queued)
     }
@@ -455,11 +493,10 @@ impl ConnSender {
         while !out.frames.is_empty() {
             let mut slices: Vec<&[u8]> = Vec::with_capacity(2 * MAX_IOVECS);
             for f in out.frames.iter().take(MAX_IOVECS) {
-                slices.extend(
-                    [&f.head[..], f.tail()]
-                        .into_iter()
-                        .filter(|s| !s.is_empty()),
-                );
+                if !f.head.is_empty() {
+                    slices.push(&f.head);
+                }
+                slices.extend(f.tail());
             }
             let written = write_slices(&self.shared.stream, &slices, out.offset)?;
             drop(slices);
@@ -523,7 +560,8 @@ impl ConnSender {
         let mut out = self.lock_out();
         out.frames.push_back(QueuedFrame {
             head: bytes.to_vec(),
-            tail: None,
+            tail: Vec::new(),
+            skip: 0,
         });
         self.shared.queued.fetch_add(1, Ordering::SeqCst);
         drop(out);
@@ -951,6 +989,48 @@ mod tests {
         assert!(got[0] == first);
         assert_eq!(&got[1][..2], b"hd");
         assert!(got[1][2..] == *(*shared).as_ref());
+    }
+
+    #[test]
+    fn a_frame_of_several_shared_bodies_arrives_whole_when_queued_midway() {
+        let (a, b) = pair();
+        let mut push = Connection::new(a, Protocol::Push0, 0).unwrap();
+        let mut pull = Connection::new(b, Protocol::Pull0, 0).unwrap();
+        assert!(drain(&mut push).is_empty());
+        assert!(drain(&mut pull).is_empty());
+        let bodies: Vec<SharedBody> = (0..3u8)
+            .map(|k| {
+                let body: SharedBody = Arc::new(
+                    (0..1_500_000u32)
+                        .map(|i| (i % 251) as u8 ^ k)
+                        .collect::<Vec<u8>>(),
+                );
+                body
+            })
+            .collect();
+        // 4.5 MB overflows the socket buffer: the kernel takes part of the first body, the rest
+        // of the frame waits in the queue by reference.
+        let status = push
+            .sender()
+            .send_shared_parts(&[b"env"], &bodies, None)
+            .unwrap();
+        assert_eq!(status, SendStatus::Queued);
+        assert!(bodies.iter().all(|b| Arc::strong_count(b) == 2));
+        let mut got = Vec::new();
+        while !push.sender().flush().unwrap() {
+            got.extend(drain(&mut pull));
+        }
+        got.extend(drain(&mut pull));
+        assert!(
+            bodies.iter().all(|b| Arc::strong_count(b) == 1),
+            "released once written"
+        );
+        assert_eq!(got.len(), 1);
+        let mut want = b"env".to_vec();
+        for body in &bodies {
+            want.extend_from_slice((**body).as_ref());
+        }
+        assert!(got[0] == want);
     }
 
     #[test]
