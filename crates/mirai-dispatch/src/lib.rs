@@ -27,6 +27,7 @@ pub mod daemon;
 #[cfg(feature = "shell")]
 mod dispatcher;
 mod host;
+mod payload;
 pub mod protocol;
 pub mod rng;
 pub mod secret;

@@ -6,11 +6,11 @@
 //! a [`TaskError`], and the host receives exactly one [`Outcome`] per accepted task.
 
 use std::fmt;
-use std::ops::Deref;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::payload::Payload;
 
 /// Identifies one accepted task for its whole life (unique per [`Core`](crate::Core)).
 ///
@@ -39,105 +39,6 @@ pub struct DaemonId(pub u64);
 impl fmt::Display for DaemonId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "daemon {}", self.0)
-    }
-}
-
-/// Shared, immutable task or result bytes.
-///
-/// Cloning shares the buffer: a payload is serialized once on the host and then moves through
-/// the queue, a retry and an `everywhere` fan-out without its bytes ever being copied. A payload
-/// may also be a tail of a received frame ([`Payload::from_frame`]), so a result is handed to the
-/// host in the buffer it was read into.
-///
-/// ```
-/// use mirai_dispatch::Payload;
-/// let p = Payload::from(vec![1, 2, 3]);
-/// let q = p.clone(); // shares, does not copy
-/// assert_eq!(&*q, &[1, 2, 3]);
-/// let tail = Payload::from_frame(vec![9, 9, 4, 5], 2).unwrap();
-/// assert_eq!(&*tail, &[4, 5]);
-/// ```
-#[derive(Clone)]
-pub struct Payload {
-    buf: Arc<Vec<u8>>,
-    start: usize,
-}
-
-impl Payload {
-    /// Wraps `bytes` without copying them.
-    pub fn new(bytes: Vec<u8>) -> Self {
-        Self {
-            buf: Arc::new(bytes),
-            start: 0,
-        }
-    }
-
-    /// The bytes of `frame` from `start` on, without copying; `None` if `start` is past the end.
-    pub fn from_frame(frame: Vec<u8>, start: usize) -> Option<Self> {
-        (start <= frame.len()).then(|| Self {
-            buf: Arc::new(frame),
-            start,
-        })
-    }
-
-    /// The payload bytes.
-    pub fn as_slice(&self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-
-    /// The payload length in bytes: what the byte budget counts.
-    pub fn len(&self) -> usize {
-        self.buf.len() - self.start
-    }
-
-    /// Whether the payload has no bytes.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The bytes as an owned vector: free when this is the only handle and the payload starts
-    /// at the front of its buffer, a copy otherwise.
-    pub fn into_vec(self) -> Vec<u8> {
-        match Arc::try_unwrap(self.buf) {
-            Ok(mut v) => {
-                v.drain(..self.start);
-                v
-            }
-            Err(shared) => shared[self.start..].to_vec(),
-        }
-    }
-}
-
-impl Deref for Payload {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
-
-impl AsRef<[u8]> for Payload {
-    fn as_ref(&self) -> &[u8] {
-        self.as_slice()
-    }
-}
-
-impl From<Vec<u8>> for Payload {
-    fn from(bytes: Vec<u8>) -> Self {
-        Self::new(bytes)
-    }
-}
-
-impl PartialEq for Payload {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_slice() == other.as_slice()
-    }
-}
-
-impl Eq for Payload {}
-
-impl fmt::Debug for Payload {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Payload({} bytes)", self.len())
     }
 }
 

@@ -47,8 +47,9 @@ pub enum Error {
     /// # const LEN: mirai::TaskFn<Vec<u8>, usize> = mirai::task!(len);
     /// let pool = mirai::Daemons::new().max_message_bytes(1000).start()?;
     /// let (err, arg) = pool.try_submit(&LEN, vec![7; 2000]).unwrap_err();
-    /// // 2000 elements and their 2-byte length prefix, as postcard encodes them.
-    /// assert!(matches!(err, mirai::Error::ArgumentTooLarge { size: 2002, limit: 1000 }));
+    /// // A format byte, then 2000 elements and their 2-byte length prefix, as postcard
+    /// // encodes them.
+    /// assert!(matches!(err, mirai::Error::ArgumentTooLarge { size: 2003, limit: 1000 }));
     /// assert_eq!(arg.len(), 2000); // handed back
     /// # Ok::<(), mirai::Error>(())
     /// ```
@@ -73,7 +74,7 @@ pub enum Error {
     ///     mirai::daemon_main_if_requested(&Registry::new().with(&ZEROS));
     ///     let pool = Daemons::new().local(1).max_message_bytes(1 << 10).start()?;
     ///     let err = pool.submit(&ZEROS, 4096)?.wait().unwrap_err();
-    ///     assert!(matches!(err, Error::ResultTooLarge { size: 4098, limit: 1024 }));
+    ///     assert!(matches!(err, Error::ResultTooLarge { size: 4099, limit: 1024 }));
     ///     assert_eq!(pool.submit(&ZEROS, 10)?.wait()?.len(), 10); // the same daemon serves on
     ///     Ok(())
     /// }
@@ -141,7 +142,7 @@ impl From<RejectReason> for Error {
 /// Decodes an outcome into a typed result.
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(outcome: Outcome) -> Result<T, Error> {
     match outcome {
-        Outcome::Value(bytes) => Ok(postcard::from_bytes(bytes.as_slice())?),
+        Outcome::Value(payload) => Ok(crate::wire::decode(payload.to_bytes())?),
         Outcome::TaskError(e) => Err(Error::Task {
             message: e.message,
             backtrace: e.backtrace,

@@ -16,3 +16,23 @@ pub fn daemon_rules(data: &[u8]) {
     let again = parse_rules(&format_rules(&rules));
     assert_eq!(again, rules, "rules parsed from {text:?} do not round trip");
 }
+
+/// Decodes arbitrary bytes as a task payload of the facade's format (a value with
+/// [`Bytes`](crate::Bytes) and [`Array`](crate::Array) buffers beside it): it never panics, never
+/// allocates more than the input's size suggests, and whatever decodes encodes back to a
+/// payload that decodes to the same value.
+///
+/// ```
+/// mirai::fuzzing::task_payload(&[1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+/// mirai::fuzzing::task_payload(&[0, 2, 7, 1, 2]);
+/// ```
+pub fn task_payload(data: &[u8]) {
+    type Value = (Vec<crate::Bytes>, crate::Array<f64>, String);
+    let Ok(value) = crate::wire::decode::<Value>(bytes::Bytes::copy_from_slice(data)) else {
+        return;
+    };
+    let again = crate::wire::encode(&value).expect("a decoded value encodes");
+    let back: Value = crate::wire::decode(again.to_bytes()).expect("and decodes again");
+    assert!(back.0 == value.0 && back.2 == value.2);
+    assert_eq!(back.1.as_bytes(), value.1.as_bytes());
+}

@@ -25,6 +25,7 @@
 // environment, which the 2024 edition marks `unsafe`.
 #![deny(unsafe_code)]
 
+mod buffers;
 mod daemon;
 mod environment;
 mod error;
@@ -35,7 +36,9 @@ pub mod launch;
 mod options;
 mod pool;
 mod task;
+mod wire;
 
+pub use crate::buffers::{Array, Bytes, Element};
 pub use crate::daemon::{daemon_main_if_requested, run_daemon, run_daemon_tls};
 pub use crate::error::Error;
 pub use crate::handle::{Mirai, collect, race};

@@ -765,7 +765,7 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned,
     {
-        let encoded = postcard::to_allocvec(&arg).map(|payload| Task::new(task.name(), payload));
+        let encoded = crate::wire::encode(&arg).map(|payload| Task::new(task.name(), payload));
         let dispatcher = Arc::clone(&self.dispatcher);
         async move {
             let mut task = encoded?;
@@ -839,8 +839,9 @@ impl Pool {
     /// # const ADD: mirai::TaskFn<(i64, i64), i64> = mirai::task!(add);
     /// use mirai::{Error, TaskOptions};
     ///
-    /// // No daemons, so nothing drains the 2-byte queue: (1, 2) takes both bytes.
-    /// let pool = mirai::Daemons::new().max_queued_bytes(2).start()?;
+    /// // No daemons, so nothing drains the 3-byte queue: (1, 2) takes all three (a format
+    /// // byte and one byte per number).
+    /// let pool = mirai::Daemons::new().max_queued_bytes(3).start()?;
     /// let queued = TaskOptions::new().queue_timeout(Duration::from_millis(50));
     /// let first = pool.submit_with(&ADD, (1, 2), queued)?;
     /// let hurried = TaskOptions::new().submit_timeout(Duration::from_millis(10));
@@ -859,8 +860,9 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned,
     {
-        let payload = postcard::to_allocvec(&arg)?;
-        // Only its bytes travel: a large argument is not held twice while it is sent.
+        let payload = crate::wire::encode(&arg)?;
+        // Only its payload travels: a large argument encoded inline is not held twice while it
+        // is sent (the buffers of a `Bytes` or `Array` are shared by the payload, not copied).
         drop(arg);
         let id = self
             .dispatcher
@@ -879,8 +881,9 @@ impl Pool {
     /// ```
     /// # fn add((a, b): (i64, i64)) -> i64 { a + b }
     /// # const ADD: mirai::TaskFn<(i64, i64), i64> = mirai::task!(add);
-    /// // No daemons, so nothing drains the 2-byte queue: (1, 2) takes both bytes.
-    /// let pool = mirai::Daemons::new().max_queued_bytes(2).start()?;
+    /// // No daemons, so nothing drains the 3-byte queue: (1, 2) takes all three (a format
+    /// // byte and one byte per number).
+    /// let pool = mirai::Daemons::new().max_queued_bytes(3).start()?;
     /// let first = pool.try_submit(&ADD, (1, 2)).map_err(|(e, _)| e)?;
     /// let (error, arg) = pool.try_submit(&ADD, (3, 4)).unwrap_err();
     /// assert!(matches!(error, mirai::Error::Full));
@@ -892,7 +895,7 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned,
     {
-        let payload = match postcard::to_allocvec(&arg) {
+        let payload = match crate::wire::encode(&arg) {
             Ok(p) => p,
             Err(e) => return Err((Error::from(e), arg)),
         };
@@ -980,7 +983,7 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned,
     {
-        let payload = postcard::to_allocvec(&arg)?;
+        let payload = crate::wire::encode(&arg)?;
         let ids = self
             .dispatcher
             .everywhere(Task::new(task.name(), payload), min, None)

@@ -3,6 +3,7 @@
 use std::marker::PhantomData;
 
 use mirai_dispatch::daemon::TaskContext;
+use mirai_dispatch::{Payload, TaskError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -59,6 +60,42 @@ impl<A, R> TaskFn<A, R> {
     /// ```
     pub fn call(&self, arg: A) -> R {
         (self.f)(arg)
+    }
+
+    /// This call as a dispatcher task, for code that drives a
+    /// [`mirai_dispatch::Dispatcher`] itself: the argument is encoded as the pool's daemons
+    /// decode it (see [`TaskFn::decode`] for the way back).
+    ///
+    /// ```
+    /// fn neg(x: i64) -> i64 { -x }
+    /// let task = mirai::task!(neg).to_task(&5)?;
+    /// assert_eq!(task.function, "neg");
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn to_task(&self, arg: &A) -> Result<mirai_dispatch::Task, crate::Error>
+    where
+        A: Serialize,
+    {
+        Ok(mirai_dispatch::Task::new(
+            self.name,
+            crate::wire::encode(arg)?,
+        ))
+    }
+
+    /// The typed result of this function from a dispatcher's outcome (a task made by
+    /// [`TaskFn::to_task`]); a failed outcome becomes its [`Error`](crate::Error).
+    ///
+    /// ```
+    /// use mirai_dispatch::Outcome;
+    /// fn neg(x: i64) -> i64 { -x }
+    /// let neg = mirai::task!(neg);
+    /// assert!(matches!(neg.decode(Outcome::Cancelled), Err(mirai::Error::Cancelled)));
+    /// ```
+    pub fn decode(&self, outcome: mirai_dispatch::Outcome) -> Result<R, crate::Error>
+    where
+        R: DeserializeOwned,
+    {
+        crate::error::decode(outcome)
     }
 }
 
@@ -137,7 +174,15 @@ impl Registry {
     {
         let f = task.f;
         self.inner
-            .register(task.name, move |arg: A, _: &TaskContext| Ok(f(arg)));
+            .register_payload(task.name, move |payload: Payload, _: &TaskContext| {
+                let arg: A = crate::wire::decode(payload.to_bytes())
+                    .map_err(|e| TaskError::new(format!("cannot decode the argument: {e}")))?;
+                // What the argument did not keep a slice of is freed now: a large argument
+                // decoded inline is not held twice while the function runs.
+                drop(payload);
+                crate::wire::encode(&f(arg))
+                    .map_err(|e| TaskError::new(format!("cannot encode the value: {e}")))
+            });
         self
     }
 

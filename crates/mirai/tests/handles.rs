@@ -221,8 +221,9 @@ fn uncollected_results_pause_dispatch_until_taken() {
 /// `submit_async` on a full cap waits without blocking the executor's only thread: another task
 /// on that thread frees the room, and the submission then completes.
 fn submit_async_waits_for_room_without_blocking_the_executor() {
-    // No daemons, so nothing drains the 2-byte queue: (1, 2) takes both bytes.
-    let pool = Daemons::new().max_queued_bytes(2).start().unwrap();
+    // No daemons, so nothing drains the 3-byte queue: (1, 2) takes all three (a format byte
+    // and one per number).
+    let pool = Daemons::new().max_queued_bytes(3).start().unwrap();
     let first = pool.submit(&ADD, (1, 2)).unwrap();
     // The future owns what it needs ('static and Send): it can move to another thread.
     let second = pool.submit_async(&ADD, (3, 4));
@@ -251,7 +252,7 @@ fn submit_async_waits_for_room_without_blocking_the_executor() {
     assert!(submitted);
     let status = pool.status();
     assert_eq!((status.submitted, status.awaiting), (2, 1));
-    assert_eq!(status.memory.used, 2);
+    assert_eq!(status.memory.used, 3);
     // A task that can never fit is refused at once, as by `submit`.
     let rt = runtime();
     assert!(matches!(

@@ -116,17 +116,6 @@ fn is_marked_pattern(b: &Blob, len: usize) -> bool {
     })
 }
 
-/// A process's peak resident memory in bytes (`VmHWM`), from `/proc/<pid>/status`.
-fn peak_rss(pid: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM");
-    kib * 1024
-}
-
 fn gib(bytes: u64) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
 }
@@ -149,7 +138,10 @@ fn round_trip(len: usize) {
     let took = start.elapsed();
     assert!(is_marked_pattern(&back, len), "the bytes came back changed");
     drop(back);
-    let (host, daemon_peak) = (peak_rss("self"), peak_rss(&daemon.to_string()));
+    let (host, daemon_peak) = (
+        common::peak_rss("self"),
+        common::peak_rss(&daemon.to_string()),
+    );
     println!(
         "round trip of {:.2} GiB: {took:.1?}; peak RSS host {:.2} GiB ({:.2}x), daemon {:.2} GiB ({:.2}x)",
         gib(len as u64),
@@ -188,8 +180,8 @@ fn an_argument_over_the_limit_is_refused_by_every_submit() {
         .unwrap();
     assert_eq!(pool.max_message_bytes(), LIMIT);
     let over = patterned(LIMIT as usize);
-    // A 3-byte length prefix comes with the bytes.
-    let size = LIMIT + 3;
+    // A format byte and a 3-byte length prefix come with the bytes.
+    let size = LIMIT + 4;
     let expected = |e: &Error| matches!(e, Error::ArgumentTooLarge { size: s, limit } if *s == size && *limit == LIMIT);
     let (err, back) = pool.try_submit(&MARK, over).unwrap_err();
     assert!(expected(&err), "{err:?}");
@@ -215,7 +207,7 @@ fn an_argument_over_the_limit_is_refused_by_every_submit() {
     assert!(expected(&err), "{err:?}");
     assert_eq!(pool.status().submitted, 0, "nothing was queued");
     // Just under the limit goes through, both ways.
-    let fits = (LIMIT - 3) as usize;
+    let fits = (LIMIT - 4) as usize;
     let back = pool.submit(&MARK, patterned(fits)).unwrap().wait().unwrap();
     assert!(is_marked_pattern(&back, fits));
 }
@@ -229,12 +221,12 @@ fn a_result_over_the_limit_is_a_typed_error_and_the_daemon_serves_on() {
     let daemon = pool.submit(&PID, ()).unwrap().wait().unwrap();
     let err = pool.submit(&ZEROS, LIMIT).unwrap().wait().unwrap_err();
     assert!(
-        matches!(err, Error::ResultTooLarge { size, limit: LIMIT } if size == LIMIT + 3),
+        matches!(err, Error::ResultTooLarge { size, limit: LIMIT } if size == LIMIT + 4),
         "{err:?}"
     );
     let deadline = Instant::now() + PATIENCE;
-    let fits = pool.submit(&ZEROS, LIMIT - 3).unwrap();
-    assert_eq!(fits.wait().unwrap().0.len() as u64, LIMIT - 3);
+    let fits = pool.submit(&ZEROS, LIMIT - 4).unwrap();
+    assert_eq!(fits.wait().unwrap().0.len() as u64, LIMIT - 4);
     assert!(Instant::now() < deadline);
     assert_eq!(pool.submit(&PID, ()).unwrap().wait().unwrap(), daemon);
     assert_eq!(pool.local_pids(), [daemon]);

@@ -126,8 +126,10 @@ struct Outgoing {
 }
 
 impl AsRef<[u8]> for Outgoing {
+    /// The payload's first piece; the others go beside it as bodies of their own (see
+    /// [`Shared::send_task`]), so the frame is all of them and none is copied.
     fn as_ref(&self) -> &[u8] {
-        self.payload.as_slice()
+        self.payload.parts().first().map_or(&[], |b| &b[..])
     }
 }
 
@@ -336,9 +338,16 @@ impl Shared {
             report,
             armed: AtomicBool::new(true),
         });
-        let body: SharedBody = outgoing.clone();
-        let sent = sender.send_shared(&[&head], &body, None);
-        drop(body);
+        // The first piece travels inside the tracker, the rest (large buffers a value points
+        // to) as bodies of their own: all are kept by reference, and the tracker reports when
+        // the queue lets go of the frame, which is when it lets go of every piece.
+        let mut bodies: Vec<SharedBody> = Vec::with_capacity(outgoing.payload.parts().len());
+        bodies.push(outgoing.clone());
+        for piece in outgoing.payload.parts().iter().skip(1) {
+            bodies.push(Arc::new(piece.clone()));
+        }
+        let sent = sender.send_shared_parts(&[&head], &bodies, None);
+        drop(bodies);
         let written = matches!(sent, Ok(SendStatus::Written));
         if written || sent.is_err() {
             // Out of our hands now (or the connection is going, and its close resolves or

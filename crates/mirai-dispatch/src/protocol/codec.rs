@@ -4,7 +4,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::messages::{FromDaemon, ResultStatus, ToDaemon};
-use super::{MAX_ENVELOPE, MAX_ERROR_TEXT, MAX_FUNCTION_NAME, MAX_SETTINGS, MAX_TOKEN, MAX_TRACE};
+use super::{
+    MAX_ENVELOPE, MAX_ERROR_TEXT, MAX_FUNCTION_NAME, MAX_SETTINGS, MAX_TOKEN, MAX_TRACE,
+    PAYLOAD_ALIGN,
+};
 
 /// Bytes of the envelope length prefix.
 const LEN_PREFIX: usize = 4;
@@ -244,6 +247,13 @@ fn encode<M: Serialize + Fields>(msg: &M, out: &mut Vec<u8>) -> Result<(), Encod
         out.truncate(start);
         return Err(EncodeError::Envelope(e));
     }
+    if msg.carries_payload() {
+        // Zeros up to the next multiple of PAYLOAD_ALIGN from the start of `out`, where the
+        // shells put the message's transport header: the payload then starts aligned in the
+        // receiver's message buffer, and its numbers can be read where they lie.
+        let pad = out.len().next_multiple_of(PAYLOAD_ALIGN) - out.len();
+        out.resize(out.len() + pad, 0);
+    }
     let len = out.len() - start - LEN_PREFIX;
     if len > MAX_ENVELOPE {
         out.truncate(start);
@@ -285,7 +295,11 @@ fn decode<'a, M: DeserializeOwned + Fields>(
     }
     let (envelope, payload) = rest.split_at(claimed);
     let (msg, stray) = postcard::take_from_bytes::<M>(envelope)?;
-    if !stray.is_empty() {
+    // Only the alignment padding of a message with a payload may follow the envelope: fewer
+    // than PAYLOAD_ALIGN zeros.
+    let padding =
+        msg.carries_payload() && stray.len() < PAYLOAD_ALIGN && stray.iter().all(|&b| b == 0);
+    if !stray.is_empty() && !padding {
         return Err(DecodeError::StrayBytes(stray.len()));
     }
     msg.check_fields()
@@ -328,7 +342,9 @@ impl ToDaemon {
     }
 
     /// Appends `[envelope length | envelope]` to `out`; the payload (for [`ToDaemon::Task`])
-    /// goes after it on the wire, written by the caller from its own buffer.
+    /// goes after it on the wire, written by the caller from its own buffer. For a message that
+    /// carries a payload the envelope ends in zeros up to a multiple of [`PAYLOAD_ALIGN`]
+    /// counted from the start of `out`.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         encode(self, out)
     }
@@ -346,7 +362,8 @@ impl ToDaemon {
 
 impl FromDaemon {
     /// Appends `[envelope length | envelope]` to `out`; the value (for an `Ok`
-    /// [`FromDaemon::Result`]) goes after it on the wire, written by the caller.
+    /// [`FromDaemon::Result`]) goes after it on the wire, written by the caller, from a multiple
+    /// of [`PAYLOAD_ALIGN`] counted from the start of `out`.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         encode(self, out)
     }
@@ -499,6 +516,34 @@ mod tests {
             ToDaemon::decode(&f, &Limits::default()),
             Err(DecodeError::StrayBytes(1))
         );
+    }
+
+    #[test]
+    fn a_payload_starts_aligned_and_only_zero_padding_is_accepted() {
+        let task = ToDaemon::Task {
+            task: TaskId(9),
+            function: "f".into(),
+            trace: None,
+            rng_seed: None,
+        };
+        for header in 0..PAYLOAD_ALIGN {
+            let mut f = vec![7u8; header];
+            task.encode(&mut f).unwrap();
+            assert_eq!(f.len() % PAYLOAD_ALIGN, 0, "after {header} header bytes");
+            f.extend_from_slice(b"xyz");
+            let (back, payload) = ToDaemon::decode(&f[header..], &Limits::default()).unwrap();
+            assert_eq!((back, payload), (task.clone(), &b"xyz"[..]));
+        }
+        let envelope = postcard::to_allocvec(&task).unwrap();
+        let with = |pad: &[u8]| {
+            let mut f = ((envelope.len() + pad.len()) as u32).to_le_bytes().to_vec();
+            f.extend_from_slice(&envelope);
+            f.extend_from_slice(pad);
+            ToDaemon::decode(&f, &Limits::default()).map(|(m, _)| m)
+        };
+        assert_eq!(with(&[0; 15]), Ok(task.clone()));
+        assert_eq!(with(&[0; 16]), Err(DecodeError::StrayBytes(16)));
+        assert_eq!(with(&[0, 1]), Err(DecodeError::StrayBytes(2)));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The messages between the dispatcher and its daemons, and how they are framed.
 //!
 //! Each message is one transport frame laid out as
-//! `[envelope length: u32 little-endian | postcard envelope | payload]`. The envelope says what
-//! the message is; the payload (task argument or result value) is never part of it, so the
-//! sender writes `[transport header | length + envelope | payload]` in one vectored write
-//! straight from the caller's buffer, and the receiver hands out the payload as a slice of the
-//! frame it read. Nothing copies payload bytes.
+//! `[envelope length: u32 little-endian | postcard envelope | zero padding | payload]`. The
+//! envelope says what the message is; the payload (task argument or result value) is never part
+//! of it, so the sender writes `[transport header | length + envelope | payload pieces]` in one
+//! vectored write straight from the buffers the payload lives in, and the receiver hands out the
+//! payload as a slice of the frame it read. The padding (counted in the envelope length) makes
+//! the payload start at a multiple of [`PAYLOAD_ALIGN`] in the receiver's message buffer, so
+//! numbers in it can be read in place. Nothing copies payload bytes.
 //!
 //! A connection: the daemon dials and sends [`FromDaemon::Hello`] (protocol version, its launch
 //! id, the join token); the dispatcher checks it with [`check_hello`] and answers
@@ -46,7 +48,24 @@ pub use handshake::{HandshakeError, check_hello};
 pub use messages::{FromDaemon, Hello, Init, RefuseReason, ResultStatus, ToDaemon};
 
 /// The protocol version this crate speaks; a daemon with another version is refused.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
+
+/// Where a payload starts: at a multiple of this many bytes from the start of the message body
+/// (the transport's per-message header included), the envelope ending in up to
+/// `PAYLOAD_ALIGN - 1` zeros to get there. A receiver whose message buffer is so aligned (an
+/// allocation of the system allocator is) finds the payload aligned too, so numbers inside it
+/// can be read in place instead of copied out.
+///
+/// ```
+/// use mirai_dispatch::TaskId;
+/// use mirai_dispatch::protocol::{PAYLOAD_ALIGN, ToDaemon};
+/// let mut body = vec![0u8; 4]; // a transport header
+/// ToDaemon::Task { task: TaskId(1), function: "f".into(), trace: None, rng_seed: None }
+///     .encode(&mut body)?;
+/// assert_eq!(body.len() % PAYLOAD_ALIGN, 0);
+/// # Ok::<(), mirai_dispatch::protocol::EncodeError>(())
+/// ```
+pub const PAYLOAD_ALIGN: usize = 16;
 
 /// Largest envelope (message without its payload) accepted, in bytes.
 pub const MAX_ENVELOPE: usize = 64 * 1024;

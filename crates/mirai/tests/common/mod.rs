@@ -96,3 +96,25 @@ pub(crate) fn eventually(
 pub(crate) fn process_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
+
+/// A line of `/proc/<pid>/status` (`pid` may be `"self"`) in bytes, e.g. `VmHWM` (the peak
+/// resident memory) or `VmRSS`.
+pub(crate) fn status_bytes(pid: &str, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
+    kib * 1024
+}
+
+/// A process's peak resident memory in bytes (`VmHWM`).
+pub(crate) fn peak_rss(pid: &str) -> u64 {
+    status_bytes(pid, "VmHWM")
+}
+
+/// Starts a new peak for [`peak_rss`]: from now on it reports the peak since this call.
+pub(crate) fn reset_peak_rss(pid: &str) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset the peak RSS");
+}

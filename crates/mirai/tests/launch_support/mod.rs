@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mirai::launch::{Join, Program};
 use mirai::{Registry, TaskFn, task};
-use mirai_dispatch::{Dispatcher, DispatcherConfig, Outcome, Task};
+use mirai_dispatch::{Dispatcher, DispatcherConfig, Outcome};
 
 /// Where a task ran: its process id and the environment variables that tell how it started
 /// (the url and launch id as the daemon was started with them: a daemon removes its own
@@ -220,13 +220,10 @@ pub fn dispatcher() -> (Dispatcher, Join) {
 /// Runs `where_am_i` on some daemon of `d` and returns its answer, failing after `patience`.
 pub fn ask(d: &Dispatcher, patience: Duration) -> Whereabouts {
     let id = d
-        .submit(
-            Task::new(WHERE_AM_I.name(), postcard::to_allocvec(&()).unwrap()),
-            None,
-        )
+        .submit(WHERE_AM_I.to_task(&()).expect("encode"), None)
         .expect("submit");
     match d.wait(id, Some(patience)) {
-        Some(Outcome::Value(bytes)) => postcard::from_bytes(bytes.as_slice()).expect("decode"),
+        Some(outcome @ Outcome::Value(_)) => WHERE_AM_I.decode(outcome).expect("decode"),
         other => panic!("no answer from a launched daemon within {patience:?}: {other:?}"),
     }
 }

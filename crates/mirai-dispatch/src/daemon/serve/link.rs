@@ -14,6 +14,8 @@ use nano_transport::proto::{MAX_TTL_DEFAULT, pair1_hops};
 use nano_transport::tls::TlsConfig;
 use nano_transport::{Address, Protocol};
 
+use bytes::Bytes;
+
 use super::{CONN, DaemonConfig, DaemonError, PAIR1_HEADER, READ_BATCH};
 use crate::protocol::{FromDaemon, Hello, Init, Limits, MAX_ENVELOPE, ToDaemon, VERSION};
 
@@ -200,21 +202,22 @@ pub(super) fn decode<'a>(body: &'a [u8], limits: &Limits) -> Option<(ToDaemon, &
     ToDaemon::decode(&body[PAIR1_HEADER.len()..], limits).ok()
 }
 
-/// Writes one message, `PAIR1 header + envelope` and the payload as separate slices, waiting
-/// for the stream to drain if it must (the watcher shuts a silent host's stream, which ends a
-/// wait that would otherwise last).
+/// Writes one message, `PAIR1 header + envelope` and the payload's pieces as separate slices
+/// (one vectored write, no payload byte copied), waiting for the stream to drain if it must
+/// (the watcher shuts a silent host's stream, which ends a wait that would otherwise last).
 pub(super) fn send(
     sender: &ConnSender,
     msg: &FromDaemon,
-    payload: &[u8],
+    payload: &[Bytes],
 ) -> Result<(), DaemonError> {
     let mut head = Vec::with_capacity(64);
     head.extend_from_slice(&PAIR1_HEADER);
     msg.encode(&mut head)?;
     let failed = |e: nano_transport::conn::ConnError| io::Error::other(e.to_string());
-    let status = sender
-        .send_blocking(&[&head, payload], None)
-        .map_err(failed)?;
+    let mut slices: Vec<&[u8]> = Vec::with_capacity(1 + payload.len());
+    slices.push(&head);
+    slices.extend(payload.iter().map(|p| &p[..]));
+    let status = sender.send_blocking(&slices, None).map_err(failed)?;
     if status == SendStatus::Queued {
         // A heartbeat was queued ahead (the dispatcher had stopped reading): nobody else
         // flushes this connection, so push everything out before going back to sleep. A

@@ -745,25 +745,30 @@ impl Daemon {
     fn send_result(
         &self,
         task: TaskId,
-        result: Result<Vec<u8>, TaskError>,
+        result: Result<Payload, TaskError>,
         interrupted: bool,
         last: bool,
     ) -> Result<(), DaemonError> {
         let limit = self.limits.max_message;
+        let none = Payload::from(Vec::new());
         let (status, value) = match result {
-            _ if interrupted => (ResultStatus::Interrupted, Vec::new()),
+            _ if interrupted => (ResultStatus::Interrupted, none),
             // Sending it would break the pool's limit, and the dispatcher would close the
             // connection: the host learns the value's size instead, and this daemon serves on.
             Ok(value) if value.len() as u64 > limit => {
                 let size = value.len() as u64;
                 drop(value);
-                (ResultStatus::TooLarge { size, limit }, Vec::new())
+                (ResultStatus::TooLarge { size, limit }, none)
             }
             Ok(value) => (ResultStatus::Ok, value),
-            Err(e) => (ResultStatus::Err(e), Vec::new()),
+            Err(e) => (ResultStatus::Err(e), none),
         };
         let sender = self.shared.conn().sender().clone();
-        send(&sender, &FromDaemon::Result { task, status, last }, &value)?;
+        send(
+            &sender,
+            &FromDaemon::Result { task, status, last },
+            value.parts(),
+        )?;
         // The host took the whole result: it is alive, though its heartbeats (which waited
         // behind a large one) are still unread.
         self.shared.heard();
