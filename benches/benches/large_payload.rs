@@ -37,8 +37,8 @@ type F64BySerde = Vec<f64>;
 // type BytesZeroCopy = mirai::Bytes;
 // type F64ZeroCopy = mirai::Array<f64>;
 
-/// Every payload kind measured, one line each: `"label" => type, elements element;`, where the type is
-/// `From<Vec<element>>` and has a `len()` in elements (its own or through `Deref`).
+/// Every payload kind measured, one line each: `"label" => type, elements element;`, where the
+/// type is `From<Vec<element>>` and has a `len()` in elements (its own or through `Deref`).
 macro_rules! kinds {
     () => {
         kinds! {
