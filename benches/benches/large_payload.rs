@@ -197,8 +197,9 @@ fn settle(pool: &Pool, daemon: u32) {
     assert_eq!(pid, daemon, "the pool's one daemon was not replaced");
 }
 
-/// Runs `submit` with the daemon's and this process's peak RSS reset just before; returns its result, the host's peak over its RSS before (read as soon as
-/// the result is in) and the daemon's (read once the daemon has answered a later task).
+/// Runs `submit` with the daemon's and this process's peak RSS reset just before; returns its
+/// result, the host's peak over its RSS before (read as soon as the result is in) and the
+/// daemon's (read once the daemon has answered a later task).
 fn peaks<R>(pool: &Pool, daemon: u32, submit: impl FnOnce() -> R) -> (R, f64, f64) {
     settle(pool, daemon);
     let me = std::process::id();
