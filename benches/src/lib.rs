@@ -181,3 +181,53 @@ pub fn pss(pid: u32) -> f64 {
         .expect("Pss line");
     kb * 1024.0
 }
+
+/// One `kB` line of `/proc/PID/status` (`VmRSS`, `VmHWM`, ...), in bytes.
+fn status_bytes(pid: u32, field: &str) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    let kb: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} line in /proc/{pid}/status"));
+    kb * 1024.0
+}
+
+/// Resident set size of process `pid` now, in bytes (`VmRSS:` of `/proc/PID/status`).
+///
+/// ```
+/// assert!(mirai_benches::vm_rss(std::process::id()) > 0.0);
+/// ```
+pub fn vm_rss(pid: u32) -> f64 {
+    status_bytes(pid, "VmRSS")
+}
+
+/// Peak resident set size of process `pid` since it started or since the last
+/// [`reset_peak_rss`], in bytes (`VmHWM:` of `/proc/PID/status`). Never below [`vm_rss`] read
+/// before it.
+///
+/// ```
+/// let me = std::process::id();
+/// let rss = mirai_benches::vm_rss(me);
+/// assert!(mirai_benches::vm_hwm(me) >= rss);
+/// ```
+pub fn vm_hwm(pid: u32) -> f64 {
+    status_bytes(pid, "VmHWM")
+}
+
+/// Resets the peak resident set size of process `pid` to its current resident set size (writes
+/// `5` to `/proc/PID/clear_refs`), so a later [`vm_hwm`] shows the peak of what ran since.
+///
+/// ```
+/// let me = std::process::id();
+/// let block = vec![1u8; 64 << 20];
+/// drop(std::hint::black_box(block));
+/// assert!(mirai_benches::vm_hwm(me) >= mirai_benches::vm_rss(me) + (60 << 20) as f64);
+/// mirai_benches::reset_peak_rss(me);
+/// assert!(mirai_benches::vm_hwm(me) < mirai_benches::vm_rss(me) + (60 << 20) as f64);
+/// ```
+pub fn reset_peak_rss(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .unwrap_or_else(|e| panic!("reset the peak RSS of {pid}: {e}"));
+}
