@@ -33,9 +33,10 @@ use serde::de::DeserializeOwned;
 type BytesBySerde = serde_bytes::ByteBuf;
 /// f64 as serde users send them today: a `Vec<f64>`, element by element.
 type F64BySerde = Vec<f64>;
-// The facade's zero-copy types, once `mirai` has them:
-// type BytesZeroCopy = mirai::Bytes;
-// type F64ZeroCopy = mirai::Array<f64>;
+/// Bytes that travel beside the encoded value, never copied by the encoding.
+type BytesZeroCopy = mirai::Bytes;
+/// f64 that travel as their own bytes, read in place on the daemon.
+type F64ZeroCopy = mirai::Array<f64>;
 
 /// Every payload kind measured, one line each: `"label" => type, elements element;`, where the
 /// type is `From<Vec<element>>` and has a `len()` in elements (its own or through `Deref`).
@@ -44,8 +45,8 @@ macro_rules! kinds {
         kinds! {
             "bytes ByteBuf" => BytesBySerde, elements u8;
             "f64 Vec<f64>" => F64BySerde, elements f64;
-            // "bytes mirai::Bytes" => BytesZeroCopy, elements u8;
-            // "f64 mirai::Array" => F64ZeroCopy, elements f64;
+            "bytes mirai::Bytes" => BytesZeroCopy, elements u8;
+            "f64 mirai::Array" => F64ZeroCopy, elements f64;
         }
     };
     ($($label:literal => $ty:ty, elements $elem:ty;)*) => {

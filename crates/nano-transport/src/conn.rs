@@ -29,6 +29,16 @@ const MAX_WRITE: usize = 1 << 30;
 /// How many queued frames one flush hands to a single `writev`.
 const MAX_IOVECS: usize = 64;
 
+/// The send buffer asked for on Unix-domain connections (the kernel's default is 208 KiB).
+///
+/// A Unix stream moves at most its sender's buffer per wakeup of the reader, and a wakeup of the
+/// other process costs tens of microseconds where it runs on another (virtual) CPU. At 208 KiB a
+/// 200 MB message takes about a thousand wakeups each way, which cost more than the copying; at
+/// 4 MiB it takes fifty, and one PUSH/PULL of 200 MB took half the time in the same bench
+/// (docs/benchmarks.md, "Large payloads"). Small messages do not notice: the buffer is a limit,
+/// not an allocation. TCP keeps the kernel's autotuning, which a fixed size would switch off.
+pub const UNIX_SEND_BUFFER: usize = 4 << 20;
+
 /// The size of the per-connection read buffer; bodies larger than this are read straight into
 /// the message's own allocation.
 const READ_BUF: usize = 64 * 1024;
@@ -257,6 +267,8 @@ struct ConnShared {
     writable: Mutex<Option<(mio::Poll, mio::Events)>>,
     /// Bytes the reading half has read from the stream so far.
     received: AtomicU64,
+    /// The reading half is inside a read straight into a large body.
+    reading: AtomicBool,
 }
 
 /// The writing half of a connection; clone it freely, send from any thread.
@@ -535,6 +547,23 @@ impl ConnSender {
         self.shared.received.load(Ordering::Relaxed)
     }
 
+    /// Whether the reading half is inside a read of a large body right now. Such a read copies
+    /// for as long as the peer keeps the stream fed (a Unix-stream read does not return while
+    /// bytes keep coming), so [`bytes_received`](Self::bytes_received) may stand still for the
+    /// whole of it: a thread judging the peer's silence counts this as hearing from it.
+    ///
+    /// ```
+    /// use nano_transport::Protocol;
+    /// use nano_transport::conn::{Connection, Stream};
+    /// let (a, _b) = mio::net::UnixStream::pair()?;
+    /// let conn = Connection::new(Stream::Unix(a), Protocol::Pair1, 0)?;
+    /// assert!(!conn.sender().is_reading());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn is_reading(&self) -> bool {
+        self.shared.reading.load(Ordering::Acquire)
+    }
+
     /// How many frames wait in the queue.
     pub fn queued(&self) -> usize {
         self.shared.queued.load(Ordering::SeqCst) + usize::from(self.shared.stream.has_pending())
@@ -651,6 +680,11 @@ impl Connection {
     /// Wraps a connected stream for a socket of protocol `own`; `recv_limit` is the largest
     /// accepted message body (0: no limit but the wire's). Sends our connection header.
     pub fn new(stream: Stream, own: Protocol, recv_limit: u64) -> Result<Self, ConnError> {
+        if let Stream::Unix(s) = &stream {
+            // Best effort: the kernel caps it at `net.core.wmem_max`, and a smaller buffer only
+            // costs speed.
+            let _ = socket2::SockRef::from(s).set_send_buffer_size(UNIX_SEND_BUFFER);
+        }
         let framing = stream.framing();
         let sender = ConnSender {
             shared: Arc::new(ConnShared {
@@ -661,6 +695,7 @@ impl Connection {
                 failed: AtomicBool::new(false),
                 writable: Mutex::new(None),
                 received: AtomicU64::new(0),
+                reading: AtomicBool::new(false),
             }),
         };
         sender.send_raw(&encode_handshake(own))?;
@@ -809,6 +844,7 @@ impl Connection {
     ) -> Result<ReadProgress, ConnError> {
         let stream = &self.sender.shared.stream;
         let received = &self.sender.shared.received;
+        let reading = &self.sender.shared.reading;
         // Whether a short read proves the stream empty until its next event.
         let short_drains = stream.short_read_drains() && !self.peer_closed;
         match &mut self.state {
@@ -875,7 +911,13 @@ impl Connection {
                     if let Some((body, room)) =
                         decoder.body_buffer().filter(|(_, r)| *r >= READ_BUF)
                     {
-                        match stream.read_append(body, room) {
+                        // A Unix-stream read copies for as long as the writer keeps the socket
+                        // fed: one read into a large body may take a long while, during which
+                        // the byte count cannot move; the flag says a read is under way.
+                        reading.store(true, Ordering::Release);
+                        let read = stream.read_append(body, room);
+                        reading.store(false, Ordering::Release);
+                        match read {
                             Ok(0) => return Err(ConnError::Closed),
                             Ok(n) => {
                                 received.fetch_add(n as u64, Ordering::Relaxed);
@@ -966,7 +1008,8 @@ mod tests {
         let mut pull = Connection::new(b, Protocol::Pull0, 0).unwrap();
         assert!(drain(&mut push).is_empty());
         assert!(drain(&mut pull).is_empty());
-        let first: Vec<u8> = (0..3_000_000u32).map(|i| i as u8).collect();
+        // Larger than any send buffer the kernel grants (UNIX_SEND_BUFFER at most).
+        let first: Vec<u8> = (0..12_000_000u32).map(|i| i as u8).collect();
         let shared: SharedBody = Arc::new(
             (0..2_000_000u32)
                 .map(|i| (i / 7) as u8)
@@ -1001,15 +1044,15 @@ mod tests {
         let bodies: Vec<SharedBody> = (0..3u8)
             .map(|k| {
                 let body: SharedBody = Arc::new(
-                    (0..1_500_000u32)
+                    (0..5_000_000u32)
                         .map(|i| (i % 251) as u8 ^ k)
                         .collect::<Vec<u8>>(),
                 );
                 body
             })
             .collect();
-        // 4.5 MB overflows the socket buffer: the kernel takes part of the first body, the rest
-        // of the frame waits in the queue by reference.
+        // 15 MB overflows the socket buffer (UNIX_SEND_BUFFER at most): the kernel takes part of
+        // the first body, the rest of the frame waits in the queue by reference.
         let status = push
             .sender()
             .send_shared_parts(&[b"env"], &bodies, None)

@@ -71,9 +71,10 @@ pub(super) fn watch(shared: &Shared, mut poll: Poll) {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
             // A frame still arriving (the main thread may be in the middle of reading a large
-            // task, the host's heartbeats queued behind it) is a sign of life.
+            // task, the host's heartbeats queued behind it, maybe inside one long read) is a
+            // sign of life.
             let now_received = sender.bytes_received();
-            if now_received != received {
+            if now_received != received || sender.is_reading() {
                 received = now_received;
                 shared.heard();
             }
