@@ -341,13 +341,18 @@ impl Shared {
         // The first piece travels inside the tracker, the rest (large buffers a value points
         // to) as bodies of their own: all are kept by reference, and the tracker reports when
         // the queue lets go of the frame, which is when it lets go of every piece.
-        let mut bodies: Vec<SharedBody> = Vec::with_capacity(outgoing.payload.parts().len());
-        bodies.push(outgoing.clone());
-        for piece in outgoing.payload.parts().iter().skip(1) {
-            bodies.push(Arc::new(piece.clone()));
-        }
-        let sent = sender.send_shared_parts(&[&head], &bodies, None);
-        drop(bodies);
+        let first: SharedBody = outgoing.clone();
+        let sent = if outgoing.payload.parts().len() <= 1 {
+            // The common case, without a list to allocate.
+            sender.send_shared(&[&head], &first, None)
+        } else {
+            let rest = outgoing.payload.parts()[1..].iter();
+            let bodies: Vec<SharedBody> = std::iter::once(first.clone())
+                .chain(rest.map(|piece| -> SharedBody { Arc::new(piece.clone()) }))
+                .collect();
+            sender.send_shared_parts(&[&head], &bodies, None)
+        };
+        drop(first);
         let written = matches!(sent, Ok(SendStatus::Written));
         if written || sent.is_err() {
             // Out of our hands now (or the connection is going, and its close resolves or

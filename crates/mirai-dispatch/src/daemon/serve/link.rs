@@ -214,10 +214,18 @@ pub(super) fn send(
     head.extend_from_slice(&PAIR1_HEADER);
     msg.encode(&mut head)?;
     let failed = |e: nano_transport::conn::ConnError| io::Error::other(e.to_string());
-    let mut slices: Vec<&[u8]> = Vec::with_capacity(1 + payload.len());
-    slices.push(&head);
-    slices.extend(payload.iter().map(|p| &p[..]));
-    let status = sender.send_blocking(&slices, None).map_err(failed)?;
+    let status = match payload {
+        // The common cases, without a list to allocate.
+        [] => sender.send_blocking(&[&head], None),
+        [one] => sender.send_blocking(&[&head, one], None),
+        many => {
+            let slices: Vec<&[u8]> = std::iter::once(&head[..])
+                .chain(many.iter().map(|p| &p[..]))
+                .collect();
+            sender.send_blocking(&slices, None)
+        }
+    }
+    .map_err(failed)?;
     if status == SendStatus::Queued {
         // A heartbeat was queued ahead (the dispatcher had stopped reading): nobody else
         // flushes this connection, so push everything out before going back to sleep. A
