@@ -46,6 +46,16 @@ pub use crate::options::TaskOptions;
 pub use crate::pool::{Daemons, Pool};
 pub use crate::task::{Registry, TaskFn};
 pub use mirai_dispatch::{DaemonExit, NoDaemons, Status};
+/// The path `#[derive(Frame)]` uses in crates that depend on `mirai` alone.
+#[doc(hidden)]
+pub use mori_shm as __mori_shm;
+/// Typed sharing: `#[derive(Frame)]` on a struct of columns, [`share_typed`] to write it as one
+/// region, and the generated `<Name>View` (a task argument that crosses as the region's name)
+/// to read it in place.
+pub use mori_shm::{
+    Column, DoubleColumn, Frame, FromShared, IntegerColumn, LogicalColumn, StringColumn, map_typed,
+    share_typed,
+};
 /// Zero-copy shared memory: a [`SharedView`] passed as a task argument crosses to the daemon as
 /// its region name only, and the daemon maps the same pages.
 pub use mori_shm::{Shared, SharedView, is_shared, map_shared, share, share_f64, shared_name};

@@ -86,6 +86,25 @@ pub enum Error {
         /// The list's length.
         len: usize,
     },
+    /// A value is not of the type a typed view expects (a [`FromShared`](crate::FromShared)
+    /// check, e.g. a derived view attached to another struct's region).
+    ///
+    /// ```
+    /// let shared = mori_shm::share_f64(&[1.0])?;
+    /// let err = mori_shm::map_typed::<mori_shm::StringColumn>(&shared.view().identifier().unwrap())
+    ///     .unwrap_err();
+    /// assert!(matches!(err, mori_shm::Error::WrongType { .. }));
+    /// # Ok::<(), mori_shm::Error>(())
+    /// ```
+    #[error("'{name}' holds {found}, not {expected}")]
+    WrongType {
+        /// The identifier of the value.
+        name: String,
+        /// What the view expects.
+        expected: String,
+        /// What the region holds.
+        found: String,
+    },
     /// A list operation on something that is not a list.
     #[error("'{name}' is not a list")]
     NotAList {

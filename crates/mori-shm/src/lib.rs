@@ -104,6 +104,38 @@
 //! `--ipc=host`) looks dead here, and `prune` would remove its live regions. Do not prune a
 //! `/dev/shm` shared across PID namespaces.
 //!
+//! # Typed sharing of Rust structs
+//! `#[derive(Frame)]` on a struct of columns (`Vec<f64>`, `Vec<i32>`, `Vec<bool>`,
+//! `Vec<String>`, their `Vec<Option<_>>` forms as NA, and nested derived structs) writes it as one
+//! region in one pass, a named list or, with `#[mori(data_frame)]`, an R data frame; the
+//! generated `<Name>View` reads each field in place after one check of the region's shape, and
+//! travels between processes as the region's name. [`share_typed`] also shares a single column
+//! or slice. See [`Column`] for the types.
+//!
+//! ```
+//! use mori_shm::{Frame, map_typed, share_typed};
+//!
+//! #[derive(Frame)]
+//! #[mori(data_frame)]
+//! struct Trades {
+//!     price: Vec<f64>,
+//!     size: Vec<i32>,
+//!     venue: Vec<Option<String>>,
+//! }
+//!
+//! let trades = Trades {
+//!     price: vec![101.5, 101.25],
+//!     size: vec![100, 250],
+//!     venue: vec![Some("XNAS".into()), None],
+//! };
+//! let shared = share_typed(&trades)?;
+//! // In another process: attach by name and read typed, in place.
+//! let view: TradesView = map_typed(&shared.view().identifier().unwrap())?;
+//! assert_eq!(&view.price[..], &[101.5, 101.25]);
+//! assert_eq!(view.venue.iter().collect::<Vec<_>>(), [Some("XNAS"), None]);
+//! # Ok::<(), mori_shm::Error>(())
+//! ```
+//!
 //! # Passing handles to other processes
 //! With serde, a [`Shared`] or [`SharedView`] serializes as its identifier, a few dozen bytes
 //! whatever the size of the value, and a [`SharedView`] deserializes by attaching. A task
@@ -125,7 +157,11 @@
 //! `mori share FILE.json`; see `mori --help` for their output and exit codes.
 #![deny(unsafe_code)]
 
+// The derive names this crate `::mori_shm`, also in this crate's own tests.
+extern crate self as mori_shm;
+
 mod error;
+mod frame;
 mod name;
 mod owner;
 mod prune;
@@ -138,6 +174,14 @@ mod sys;
 mod wire;
 
 pub use error::{Error, Result, Untrusted};
+#[doc(hidden)]
+pub use frame::__private;
+pub use frame::{
+    Column, DoubleColumn, FromShared, IntegerColumn, LogicalColumn, StringColumn, map_typed,
+    share_typed,
+};
+/// `#[derive(Frame)]`: see [`Column`] for the field types and the generated view.
+pub use mori_derive::Frame;
 pub use mori_format::{self, Source, View, WriteOptions};
 pub use owner::Status;
 pub use prune::{RegionInfo, list_regions, prune};
