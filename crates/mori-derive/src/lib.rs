@@ -162,11 +162,12 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
 
         impl #krate::FromShared for #view {
             fn from_shared(view: #krate::SharedView) -> #krate::Result<Self> {
-                #krate::__private::list_of(&view, #count)?;
-                ::std::result::Result::Ok(Self {
-                    #(#idents: #krate::__private::field(&view, #labels)?,)*
-                    __mori_view: view,
-                })
+                let fields = #krate::__private::Fields::new(&view, #count)?;
+                let built = Self {
+                    #(#idents: fields.get(#index, #labels)?,)*
+                    __mori_view: view.clone(),
+                };
+                ::std::result::Result::Ok(built)
             }
 
             fn shared_view(&self) -> &#krate::SharedView {

@@ -131,14 +131,41 @@ pub mod __private {
 
     use crate::{Error, Result, SharedView};
 
-    /// The element named `field` of the list `view`, checked into `V`.
-    pub fn field<V: super::FromShared>(view: &SharedView, field: &str) -> Result<V> {
-        let element = view.get_named(field)?.ok_or_else(|| Error::WrongType {
-            name: view.identifier().unwrap_or_else(|| view.name().to_owned()),
-            expected: format!("a list with an element named {field:?}"),
-            found: "none".to_owned(),
-        })?;
-        V::from_shared(element)
+    /// The elements of a list by name, its `names` decoded once.
+    pub struct Fields<'v> {
+        view: &'v SharedView,
+        names: Vec<mori_format::value::RString>,
+    }
+
+    impl<'v> Fields<'v> {
+        /// The fields of `view`, which must be a list (or data frame) with at least `len`
+        /// elements.
+        pub fn new(view: &'v SharedView, len: usize) -> Result<Self> {
+            list_of(view, len)?;
+            Ok(Self {
+                view,
+                names: view.names()?.unwrap_or_default(),
+            })
+        }
+
+        /// The element named `field` checked into `V`; `hint` is where the writer put it (the
+        /// field's position in its struct), looked at first.
+        pub fn get<V: super::FromShared>(&self, hint: usize, field: &str) -> Result<V> {
+            let is = |i: &usize| self.names.get(*i).and_then(|n| n.as_str()) == Some(field);
+            let index = Some(hint)
+                .filter(is)
+                .or_else(|| (0..self.names.len()).find(is))
+                .ok_or_else(|| Error::WrongType {
+                    name: label(self.view),
+                    expected: format!("a list with an element named {field:?}"),
+                    found: "none".to_owned(),
+                })?;
+            V::from_shared(self.view.get(index)?)
+        }
+    }
+
+    fn label(view: &SharedView) -> String {
+        view.identifier().unwrap_or_else(|| view.name().to_owned())
     }
 
     /// Checks that `view` is a list (or data frame) with at least `len` elements; the fields
