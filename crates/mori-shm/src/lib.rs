@@ -125,6 +125,8 @@
 //! `mori share FILE.json`; see `mori --help` for their output and exit codes.
 #![deny(unsafe_code)]
 
+#[cfg(feature = "arrow")]
+pub mod arrow;
 mod error;
 mod name;
 mod owner;
@@ -137,6 +139,8 @@ mod shared;
 mod sys;
 mod wire;
 
+#[cfg(feature = "arrow")]
+pub use arrow::{column_to_arrow, share_record_batch, to_record_batch};
 pub use error::{Error, Result, Untrusted};
 pub use mori_format::{self, Source, View, WriteOptions};
 pub use owner::Status;
