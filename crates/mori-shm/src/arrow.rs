@@ -7,7 +7,7 @@
 //! | `Int32`                               | integer, null as `NA_integer_`   | `Int32`, no copy               |
 //! | `Boolean`                             | logical, null as `NA`            | `Boolean`, a copy              |
 //! | `Utf8`, `LargeUtf8`, `Utf8View`       | character, null as `NA_character_` | `Utf8`, a copy               |
-//! | (written by R) factor                 | integer with `levels`, `class`   | `Dictionary(Int32, Utf8)`, a copy |
+//! | `Dictionary(_, Utf8)` (any key type)  | factor: integer, `levels`, `class` | `Dictionary(Int32, Utf8)`, a copy |
 //!
 //! Where copies happen, and why:
 //!
@@ -17,6 +17,8 @@
 //!   R's NA in the null slots, and that vector is copied into the region. Booleans are bits in
 //!   Arrow and 32-bit integers in R, so they are always converted through such a vector.
 //!   Strings are borrowed as `&str` slices of the Arrow array (only the slices are collected).
+//!   A dictionary of strings becomes a factor: its codes are computed (1-based, NA for nulls),
+//!   and its levels are the distinct values (R's levels are unique, Arrow's values need not be).
 //! - Reading back, double and integer columns are not copied: the Arrow buffer is the region's
 //!   bytes, and it keeps the mapping alive (it holds a clone of the [`SharedView`]), so the
 //!   array may outlive every handle. R's NA is a value there, so the validity bitmap is
@@ -59,19 +61,20 @@
 //! through Arrow record batches.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::GenericStringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type};
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int32Array, OffsetSizeTrait,
-    RecordBatch, RecordBatchOptions, StringArray,
+    AnyDictionaryArray, Array, ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int32Array,
+    OffsetSizeTrait, RecordBatch, RecordBatchOptions, StringArray,
 };
 use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, ScalarBuffer, ToByteSlice};
 use arrow_schema::{DataType, Field, Schema};
 use mori_format::layout::SexpType;
-use mori_format::value::{Data, Encoding, NA_INTEGER, NA_REAL, Value, is_na_real};
+use mori_format::value::{Attributes, Data, Encoding, NA_INTEGER, NA_REAL, Value, is_na_real};
 use mori_format::{Source, Str, View};
 
 use crate::error::{Error, Result};
@@ -85,6 +88,8 @@ enum Column<'a> {
     Logical(Vec<i32>),
     Strings(Vec<&'a str>),
     OptStrings(Vec<Option<&'a str>>),
+    /// 1-based codes (NA as `NA_INTEGER`), with `levels` and `class = "factor"`.
+    Factor(Vec<i32>, Attributes),
 }
 
 impl Column<'_> {
@@ -95,6 +100,9 @@ impl Column<'_> {
             Self::Logical(x) => Source::Logical(x),
             Self::Strings(x) => Source::Strings(x),
             Self::OptStrings(x) => Source::OptStrings(x),
+            Self::Factor(codes, attrs) => {
+                Source::Attributed(Box::new(Source::Integer(codes)), attrs)
+            }
         }
     }
 }
@@ -132,6 +140,53 @@ where
     }
 }
 
+/// The strings of a string array of any layout, nulls as `None`; `None` for other arrays.
+fn optional_strings(array: &dyn Array) -> Option<Vec<Option<&str>>> {
+    Some(match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().iter().collect(),
+        DataType::LargeUtf8 => array.as_string::<i64>().iter().collect(),
+        DataType::Utf8View => array.as_string_view().iter().collect(),
+        _ => return None,
+    })
+}
+
+/// A dictionary of strings as an R factor: the distinct non-null values, in order of first
+/// appearance in the dictionary, are the levels (R's levels are unique; Arrow's values need not
+/// be), and a null key or a key to a null value is NA.
+fn factor_of(dict: &dyn AnyDictionaryArray) -> Option<Column<'static>> {
+    let values = optional_strings(dict.values().as_ref())?;
+    let mut levels: Vec<&str> = Vec::new();
+    let mut seen = HashMap::new();
+    // The 1-based code of each dictionary value.
+    let code: Vec<i32> = values
+        .iter()
+        .map(|v| match v {
+            None => NA_INTEGER,
+            Some(v) => *seen.entry(*v).or_insert_with(|| {
+                levels.push(v);
+                // R's factors hold at most i32::MAX levels; values past that read as NA.
+                i32::try_from(levels.len()).unwrap_or(NA_INTEGER)
+            }),
+        })
+        .collect();
+    let codes = if values.is_empty() {
+        vec![NA_INTEGER; dict.len()]
+    } else {
+        let keys = dict.normalized_keys();
+        let nulls = dict.nulls();
+        (0..dict.len())
+            .map(|i| match nulls {
+                Some(n) if n.is_null(i) => NA_INTEGER,
+                _ => code[keys[i]],
+            })
+            .collect()
+    };
+    let mut attrs = Attributes::new();
+    attrs.set("levels", Value::character(levels));
+    attrs.set("class", Value::character(["factor"]));
+    Some(Column::Factor(codes, attrs))
+}
+
 /// Describe column `array` (named `name`) in R's terms, or say why it cannot be.
 fn column<'a>(name: &str, array: &'a ArrayRef) -> Result<Column<'a>> {
     let nulls = nulls_of(array.as_ref());
@@ -156,6 +211,15 @@ fn column<'a>(name: &str, array: &'a ArrayRef) -> Result<Column<'a>> {
         DataType::Utf8 => strings(array.len(), nulls, array.as_string::<i32>().iter()),
         DataType::LargeUtf8 => strings(array.len(), nulls, array.as_string::<i64>().iter()),
         DataType::Utf8View => strings(array.len(), nulls, array.as_string_view().iter()),
+        DataType::Dictionary(..) => match array.as_any_dictionary_opt().and_then(factor_of) {
+            Some(f) => f,
+            None => {
+                return Err(Error::UnsupportedArrowType {
+                    column: name.to_owned(),
+                    data_type: array.data_type().to_string(),
+                });
+            }
+        },
         other => {
             return Err(Error::UnsupportedArrowType {
                 column: name.to_owned(),
@@ -166,8 +230,9 @@ fn column<'a>(name: &str, array: &'a ArrayRef) -> Result<Column<'a>> {
 }
 
 /// Share an Arrow record batch as one R data frame: the field names are the column names,
-/// `Float64` columns become doubles, `Int32` integers, `Boolean` logicals and `Utf8`,
-/// `LargeUtf8` and `Utf8View` character vectors, with every null as R's NA of the type.
+/// `Float64` columns become doubles, `Int32` integers, `Boolean` logicals, `Utf8`,
+/// `LargeUtf8` and `Utf8View` character vectors and dictionaries of strings factors, with every
+/// null as R's NA of the type.
 ///
 /// The region is written in one pass, borrowing the Arrow buffers where R's layout is Arrow's
 /// (numeric columns without nulls, and the strings' bytes); columns with nulls and booleans

@@ -94,7 +94,8 @@ pub enum Error {
     },
     /// A column of an Arrow record batch has a type that has no R vector here
     /// (`share_record_batch`, feature `arrow`): only `Float64`, `Int32`, `Boolean`, `Utf8`,
-    /// `LargeUtf8` and `Utf8View` columns are shared. No region was created.
+    /// `LargeUtf8` and `Utf8View` columns, and dictionaries of strings (as factors), are shared.
+    /// No region was created.
     ///
     /// ```
     /// let err = mori_shm::Error::UnsupportedArrowType {
@@ -104,12 +105,12 @@ pub enum Error {
     /// assert_eq!(
     ///     err.to_string(),
     ///     "cannot share Arrow column 'day' of type Date32: no R vector type for it \
-    ///      (Float64, Int32, Boolean, Utf8, LargeUtf8 and Utf8View are)"
+    ///      (Float64, Int32, Boolean, strings and dictionaries of strings are)"
     /// );
     /// ```
     #[error(
         "cannot share Arrow column '{column}' of type {data_type}: no R vector type for it \
-         (Float64, Int32, Boolean, Utf8, LargeUtf8 and Utf8View are)"
+         (Float64, Int32, Boolean, strings and dictionaries of strings are)"
     )]
     UnsupportedArrowType {
         /// The column's field name.

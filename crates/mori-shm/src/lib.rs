@@ -121,16 +121,16 @@
 //! Linux only: regions live in the tmpfs at `/dev/shm`.
 //!
 //! # Apache Arrow (feature `arrow`)
-//! With the `arrow` feature, `share_record_batch` shares an Arrow `RecordBatch` as one R data
-//! frame (`Float64`, `Int32`, `Boolean` and UTF-8 string columns; nulls become R's NA; any
-//! other column type is an [`Error::UnsupportedArrowType`] naming the column), and
-//! `to_record_batch` and `column_to_arrow` turn a shared data frame or vector back into Arrow
-//! arrays. Double and integer columns come back without a copy: the array's buffer is the
-//! region's bytes and keeps the mapping alive. Logicals (R stores 32 bits per element, Arrow
-//! one), strings (R's layout is not Arrow's offsets) and the nulls of a batch being shared (R
-//! has no validity bitmap: a copy with NA in the null slots) are copied once; the module
-//! `mori_shm::arrow` lists every case. Polars is not supported: its dependency tree is far
-//! heavier than this crate's; convert through Arrow record batches.
+//! With the `arrow` feature, `share_record_batch` shares an Arrow `RecordBatch` as one R data frame
+//! (`Float64`, `Int32`, `Boolean`, string columns, and dictionaries of strings as factors; nulls
+//! become R's NA; any other column type is an [`Error::UnsupportedArrowType`] naming the column),
+//! and `to_record_batch` and `column_to_arrow` turn a shared data frame or vector back into Arrow
+//! arrays. Double and integer columns come back without a copy: the array's buffer is the region's
+//! bytes and keeps the mapping alive. Logicals (R stores 32 bits per element, Arrow one), strings
+//! (R's layout is not Arrow's offsets) and the nulls of a batch being shared (R has no validity
+//! bitmap: a copy with NA in the null slots) are copied once; the module `mori_shm::arrow` lists
+//! every case. Polars is not supported: its dependency tree is far heavier than this crate's;
+//! convert through Arrow record batches.
 //!
 //! ```
 //! # #[cfg(feature = "arrow")]

@@ -9,10 +9,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int32Type};
+use arrow_array::types::{Float64Type, Int8Type, Int32Type};
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array,
-    LargeStringArray, RecordBatch, StringArray, StringViewArray,
+    Array, ArrayRef, BooleanArray, Date32Array, DictionaryArray, Float64Array, Int8Array,
+    Int32Array, Int64Array, LargeStringArray, RecordBatch, StringArray, StringViewArray,
 };
 use arrow_schema::DataType;
 use mori_format::value::{Encoding, NA_INTEGER, NA_REAL, RString, Value, is_na_real};
@@ -165,6 +165,16 @@ fn an_unsupported_column_is_a_typed_error_naming_it() {
             Arc::new(Date32Array::from(vec![1, 2])) as ArrayRef,
             "Date32",
         ),
+        (
+            Arc::new(
+                DictionaryArray::<Int32Type>::try_new(
+                    Int32Array::from(vec![0, 0]),
+                    Arc::new(Int64Array::from(vec![5])),
+                )
+                .unwrap(),
+            ) as ArrayRef,
+            "Dictionary(Int32, Int64)",
+        ),
     ] {
         let b = batch(vec![
             ("fine", Arc::new(Float64Array::from(vec![1.0, 2.0]))),
@@ -289,7 +299,7 @@ fn a_shared_batch_is_byte_identical_to_the_same_frame_from_sources() {
 }
 
 #[test]
-fn rs_data_frame_fixture_converts_to_its_deparse() {
+fn rs_data_frame_fixture_converts_to_its_deparse_and_back_to_rs_bytes() {
     // data.frame(a = c(1.5, 2.5, NA), b = c("x", NA, "z"), f = factor(c("u", "v", "u")),
     //            l = c(TRUE, NA, FALSE)), written by R's mori 0.2.0 (see the fixture's deparse).
     let fixture = concat!(
@@ -309,6 +319,12 @@ fn rs_data_frame_fixture_converts_to_its_deparse() {
 
     let frame = map_shared(&name).unwrap();
     let batch = mori_shm::to_record_batch(&frame).unwrap();
+    // Shared again from Arrow, it is the region R wrote, byte for byte.
+    let again = mori_shm::share_record_batch(&batch).unwrap();
+    assert!(
+        file_bytes(again.name()) == bytes,
+        "the region differs from R's"
+    );
     assert_eq!(batch.num_rows(), 3);
     let names: Vec<&str> = batch
         .schema_ref()
@@ -340,6 +356,35 @@ fn rs_data_frame_fixture_converts_to_its_deparse() {
     assert_eq!(
         a.values().as_ptr(),
         frame.get(0).unwrap().as_f64().unwrap().as_ptr()
+    );
+}
+
+#[test]
+fn a_dictionary_of_strings_shares_as_a_factor() {
+    // Keys of another width, a duplicate value, a null value and a null key.
+    let keys = Int8Array::from(vec![Some(2), Some(0), None, Some(1), Some(3), Some(0)]);
+    let values = StringArray::from(vec![Some("lo"), Some("hi"), Some("lo"), None]);
+    let dict = DictionaryArray::<Int8Type>::try_new(keys, Arc::new(values)).unwrap();
+    let b = batch(vec![("f", Arc::new(dict) as ArrayRef)]);
+    let shared = mori_shm::share_record_batch(&b).unwrap();
+
+    let mut factor = Value::integer([1, 1, NA_INTEGER, 2, NA_INTEGER, 1]);
+    factor.attrs.set("levels", Value::character(["lo", "hi"]));
+    factor.attrs.set("class", Value::character(["factor"]));
+    let f = shared.get(0).unwrap();
+    assert_eq!(f.to_value().unwrap(), factor);
+    let equivalent = mori_shm::share(&Value::data_frame([("f", factor)], 6)).unwrap();
+    assert!(file_bytes(shared.name()) == file_bytes(equivalent.name()));
+
+    let back = mori_shm::column_to_arrow(&f).unwrap();
+    let back = back.as_dictionary::<Int32Type>();
+    assert_eq!(
+        back.keys(),
+        &Int32Array::from(vec![Some(0), Some(0), None, Some(1), None, Some(0)])
+    );
+    assert_eq!(
+        strings_of(back.values()),
+        [Some("lo".to_owned()), Some("hi".to_owned())]
     );
 }
 
