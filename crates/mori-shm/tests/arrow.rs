@@ -17,6 +17,7 @@ use arrow_array::{
 use arrow_schema::DataType;
 use mori_format::value::{Encoding, NA_INTEGER, NA_REAL, RString, Value, is_na_real};
 use mori_shm::{Error, Source, map_shared};
+use proptest::prelude::*;
 
 fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
     RecordBatch::try_from_iter(columns).unwrap()
@@ -307,15 +308,7 @@ fn rs_data_frame_fixture_converts_to_its_deparse_and_back_to_rs_bytes() {
         "/../mori-format/tests/fixtures/r-mori-0.2.0/data_frame.bin"
     );
     let bytes = std::fs::read(fixture).unwrap();
-    let (name, _guard) = common::ShmPath::unused();
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(common::region_file(&name))
-        .unwrap();
-    file.write_all(&bytes).unwrap();
-    drop(file);
+    let (name, _guard) = raw_region(&bytes);
 
     let frame = map_shared(&name).unwrap();
     let batch = mori_shm::to_record_batch(&frame).unwrap();
@@ -461,6 +454,82 @@ fn values_arrow_cannot_hold_are_refused_with_their_identifier() {
         mori_shm::to_record_batch(&plain),
         Err(Error::NotAList { .. })
     ));
+}
+
+/// A region of this process holding exactly `bytes`, removed when the guard drops.
+fn raw_region(bytes: &[u8]) -> (String, common::ShmPath) {
+    let (name, guard) = common::ShmPath::unused();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(common::region_file(&name))
+        .unwrap();
+    file.write_all(bytes).unwrap();
+    (name, guard)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn any_batch_of_supported_columns_round_trips(
+        rows in proptest::collection::vec(
+            (
+                proptest::option::of(any::<f64>().prop_filter("R's NA", |x| !is_na_real(*x))),
+                proptest::option::of(any::<i32>().prop_filter("R's NA", |&n| n != NA_INTEGER)),
+                proptest::option::of(any::<bool>()),
+                proptest::option::of("[^\\x00]{0,8}"),
+            ),
+            0..40,
+        ),
+    ) {
+        let x: Float64Array = rows.iter().map(|r| r.0).collect();
+        let n: Int32Array = rows.iter().map(|r| r.1).collect();
+        let ok: BooleanArray = rows.iter().map(|r| r.2).collect();
+        let s: StringArray = rows.iter().map(|r| r.3.as_deref()).collect();
+        let original = batch(vec![
+            ("x", Arc::new(x)),
+            ("n", Arc::new(n)),
+            ("ok", Arc::new(ok)),
+            ("s", Arc::new(s)),
+        ]);
+        let shared = mori_shm::share_record_batch(&original).unwrap();
+        let back = mori_shm::to_record_batch(&map_shared(shared.name()).unwrap()).unwrap();
+        prop_assert_eq!(back.num_rows(), rows.len());
+        // Doubles bit for bit (NaN payloads included), nulls where Arrow had them.
+        let xs = back.column(0).as_primitive::<Float64Type>();
+        for (i, r) in rows.iter().enumerate() {
+            prop_assert_eq!(xs.is_valid(i).then(|| xs.value(i).to_bits()), r.0.map(f64::to_bits));
+        }
+        for i in 1..4 {
+            prop_assert_eq!(back.column(i).as_ref(), original.column(i).as_ref());
+        }
+    }
+
+    #[test]
+    fn damaged_frames_convert_or_fail_without_panicking(
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+    ) {
+        let fixture = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../mori-format/tests/fixtures/r-mori-0.2.0/data_frame.bin"
+        );
+        let mut bytes = std::fs::read(fixture).unwrap();
+        for (at, value) in flips {
+            let i = at.index(bytes.len());
+            bytes[i] = value;
+        }
+        let (name, _guard) = raw_region(&bytes);
+        if let Ok(frame) = map_shared(&name) {
+            let _ = mori_shm::to_record_batch(&frame);
+            for i in 0..frame.len().min(8) {
+                if let Ok(column) = frame.get(i) {
+                    let _ = mori_shm::column_to_arrow(&column);
+                }
+            }
+        }
+    }
 }
 
 #[test]
