@@ -74,7 +74,9 @@ use arrow_array::{
 use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, ScalarBuffer, ToByteSlice};
 use arrow_schema::{DataType, Field, Schema};
 use mori_format::layout::SexpType;
-use mori_format::value::{Attributes, Data, Encoding, NA_INTEGER, NA_REAL, Value, is_na_real};
+use mori_format::value::{
+    Attributes, Data, Encoding, NA_INTEGER, NA_REAL, RString, Value, is_na_real,
+};
 use mori_format::{Source, Str, View};
 
 use crate::error::{Error, Result};
@@ -356,25 +358,22 @@ fn string_array<'a, O: OffsetSizeTrait>(
 }
 
 /// The factor codes `codes` (1-based, NA as `NA_INTEGER`) with `levels`, as an Arrow dictionary.
-fn factor(
-    codes: &[i32],
-    levels: &[mori_format::value::RString],
-    label: &dyn Fn() -> String,
-) -> Result<ArrayRef> {
+fn factor(codes: &[i32], levels: &[RString], label: &dyn Fn() -> String) -> Result<ArrayRef> {
     let bad = |what: String| Error::NotArrowConvertible {
         name: label(),
         what,
     };
     let values: StringArray = levels
         .iter()
-        .map(|l| {
-            if l.is_na() {
-                Ok(None)
-            } else {
-                l.as_str()
-                    .map(Some)
-                    .ok_or_else(|| bad("a factor level is not UTF-8".to_owned()))
-            }
+        .enumerate()
+        .map(|(i, l)| match &l.bytes {
+            None => Ok(None),
+            Some(b) => decode(l.encoding, b).map(Some).ok_or_else(|| {
+                bad(format!(
+                    "factor level {i} (0-based) is not valid text in its encoding ({:?})",
+                    l.encoding
+                ))
+            }),
         })
         .collect::<Result<_>>()?;
     let n = levels.len();
@@ -392,7 +391,7 @@ fn factor(
 }
 
 /// The `levels` of an integer vector whose `class` includes `"factor"`, if it is one.
-fn factor_levels(attrs: &mori_format::value::Attributes) -> Option<&[mori_format::value::RString]> {
+fn factor_levels(attrs: &Attributes) -> Option<&[RString]> {
     let is_factor = matches!(
         attrs.get("class"),
         Some(Value { data: Data::Character(c), .. }) if c.iter().any(|s| s.as_str() == Some("factor"))
@@ -412,7 +411,8 @@ fn factor_levels(attrs: &mori_format::value::Attributes) -> Option<&[mori_format
 /// past 2 GiB of text) and a factor to `Dictionary(Int32, Utf8)`, these three copied. R's NA
 /// becomes null; `NaN` stays a valid `NaN`. See the [module docs](self) for why the copies.
 ///
-/// A list, raw or complex vector is refused with [`Error::NotArrowConvertible`].
+/// A list, raw or complex vector, or a string that is not valid text in its R encoding, is
+/// refused with [`Error::NotArrowConvertible`] (Latin-1 strings are converted to UTF-8).
 ///
 /// ```
 /// use arrow_array::Array;

@@ -400,6 +400,21 @@ fn factors_latin1_and_empty_frames_convert() {
     );
     let s = mori_shm::column_to_arrow(&shared.get(1).unwrap()).unwrap();
     assert_eq!(strings_of(&s), [Some("caf\u{e9}".to_owned())]);
+    // A Latin-1 factor level too.
+    let mut latin1_factor = Value::integer([1]);
+    latin1_factor.attrs.set(
+        "levels",
+        Value::new(mori_format::value::Data::Character(vec![RString {
+            bytes: Some(b"\xe9t\xe9".to_vec()),
+            encoding: Encoding::Latin1,
+        }])),
+    );
+    latin1_factor
+        .attrs
+        .set("class", Value::character(["factor"]));
+    let f = mori_shm::column_to_arrow(&mori_shm::share(&latin1_factor).unwrap()).unwrap();
+    let f = f.as_dictionary::<Int32Type>();
+    assert_eq!(strings_of(f.values()), [Some("\u{e9}t\u{e9}".to_owned())]);
 
     // No columns: the row count comes from the data frame's row.names.
     let empty = Value::data_frame(Vec::<(&str, Value)>::new(), 5);
