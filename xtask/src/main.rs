@@ -46,6 +46,10 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Optional features that no workspace crate turns on by itself, enabled so that `lint` and
+/// `test` also check and run the code behind them.
+const EXTRA_FEATURES: [&str; 2] = ["--features", "mori-shm/arrow"];
+
 fn cargo() -> Command {
     let mut c = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     c.current_dir(root());
@@ -152,16 +156,13 @@ fn setup() -> Result<Peers> {
 
 fn lint() -> Result {
     run(cargo().args(["fmt", "--all", "--check"]))?;
-    run(cargo().args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
+    run(cargo()
+        .args(["clippy", "--workspace", "--all-targets"])
+        .args(EXTRA_FEATURES)
+        .args(["--", "-D", "warnings"]))?;
     run(cargo()
         .args(["doc", "--workspace", "--no-deps"])
+        .args(EXTRA_FEATURES)
         .env("RUSTDOCFLAGS", "-D warnings"))
 }
 
@@ -170,6 +171,7 @@ fn test(args: &[String]) -> Result {
     lint()?;
     run(cargo()
         .args(["test", "--workspace"])
+        .args(EXTRA_FEATURES)
         .args(args)
         .env("MIRAI_INTEROP_PYTHON", &peers.python))?;
     fuzz_smoke(10)

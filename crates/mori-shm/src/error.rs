@@ -111,6 +111,52 @@ pub enum Error {
         /// The identifier of the value.
         name: String,
     },
+    /// A column of an Arrow record batch has a type that has no R vector here
+    /// (`share_record_batch`, feature `arrow`): only `Float64`, `Int32`, `Boolean`, `Utf8`,
+    /// `LargeUtf8` and `Utf8View` columns, and dictionaries of strings (as factors), are shared.
+    /// No region was created.
+    ///
+    /// ```
+    /// let err = mori_shm::Error::UnsupportedArrowType {
+    ///     column: "day".into(),
+    ///     data_type: "Date32".into(),
+    /// };
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "cannot share Arrow column 'day' of type Date32: no R vector type for it \
+    ///      (Float64, Int32, Boolean, strings and dictionaries of strings are)"
+    /// );
+    /// ```
+    #[error(
+        "cannot share Arrow column '{column}' of type {data_type}: no R vector type for it \
+         (Float64, Int32, Boolean, strings and dictionaries of strings are)"
+    )]
+    UnsupportedArrowType {
+        /// The column's field name.
+        column: String,
+        /// The column's Arrow data type, as Arrow displays it.
+        data_type: String,
+    },
+    /// A shared value cannot be converted to Arrow (feature `arrow`): a raw, complex or list
+    /// vector, a string that is not text, columns of unequal length.
+    ///
+    /// ```
+    /// let err = mori_shm::Error::NotArrowConvertible {
+    ///     name: "/mori_4d1b_1[2]".into(),
+    ///     what: "R type raw has no Arrow array here".into(),
+    /// };
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "cannot convert '/mori_4d1b_1[2]' to Arrow: R type raw has no Arrow array here"
+    /// );
+    /// ```
+    #[error("cannot convert '{name}' to Arrow: {what}")]
+    NotArrowConvertible {
+        /// The identifier of the value.
+        name: String,
+        /// What stands in the way.
+        what: String,
+    },
     /// The operating system refused.
     #[error("{op} '{name}': {source}")]
     Io {

@@ -152,6 +152,35 @@
 //!
 //! Linux only: regions live in the tmpfs at `/dev/shm`.
 //!
+//! # Apache Arrow (feature `arrow`)
+//! With the `arrow` feature, `share_record_batch` shares an Arrow `RecordBatch` as one R data frame
+//! (`Float64`, `Int32`, `Boolean`, string columns, and dictionaries of strings as factors; nulls
+//! become R's NA; any other column type is an [`Error::UnsupportedArrowType`] naming the column),
+//! and `to_record_batch` and `column_to_arrow` turn a shared data frame or vector back into Arrow
+//! arrays. Double and integer columns come back without a copy: the array's buffer is the region's
+//! bytes and keeps the mapping alive. Logicals (R stores 32 bits per element, Arrow one), strings
+//! (R's layout is not Arrow's offsets) and the nulls of a batch being shared (R has no validity
+//! bitmap: a copy with NA in the null slots) are copied once; the module `mori_shm::arrow` lists
+//! every case. Polars is not supported: its dependency tree is far heavier than this crate's;
+//! convert through Arrow record batches.
+//!
+//! ```
+//! # #[cfg(feature = "arrow")]
+//! # {
+//! use std::sync::Arc;
+//! use arrow_array::{ArrayRef, Float64Array, RecordBatch};
+//!
+//! let x = Float64Array::from(vec![Some(0.5), None]);
+//! let batch = RecordBatch::try_from_iter([("x", Arc::new(x) as ArrayRef)]).unwrap();
+//! let shared = mori_shm::share_record_batch(&batch)?; // R reads data.frame(x = c(0.5, NA))
+//!
+//! let frame = mori_shm::map_shared(shared.name())?;
+//! let back = mori_shm::to_record_batch(&frame)?;
+//! assert_eq!(back.column(0).as_ref(), batch.column(0).as_ref());
+//! # }
+//! # Ok::<(), mori_shm::Error>(())
+//! ```
+//!
 //! # The `mori` command
 //! `mori ls`, `mori show NAME[path]`, `mori cat NAME[path]`, `mori prune` and
 //! `mori share FILE.json`; see `mori --help` for their output and exit codes.
@@ -160,6 +189,8 @@
 // The derive names this crate `::mori_shm`, also in this crate's own tests.
 extern crate self as mori_shm;
 
+#[cfg(feature = "arrow")]
+pub mod arrow;
 mod error;
 mod frame;
 mod name;
@@ -173,6 +204,8 @@ mod shared;
 mod sys;
 mod wire;
 
+#[cfg(feature = "arrow")]
+pub use arrow::{column_to_arrow, share_record_batch, to_record_batch};
 pub use error::{Error, Result, Untrusted};
 #[doc(hidden)]
 pub use frame::__private;
