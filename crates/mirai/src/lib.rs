@@ -46,9 +46,49 @@ pub use crate::options::TaskOptions;
 pub use crate::pool::{Daemons, Pool};
 pub use crate::task::{Registry, TaskFn};
 pub use mirai_dispatch::{DaemonExit, NoDaemons, Status};
+/// The types a [`SharedView`] hands out, read in place from the mapping: [`View`] and its
+/// variants' [`Vector`], [`List`], [`Strings`] and [`Str`], the R type tag [`SexpType`], and the
+/// owned model ([`Value`], [`Data`], [`RString`]) that [`share`] writes and
+/// [`SharedView::to_value`] copies out.
+pub use mori_shm::mori_format::{
+    List, Str, Strings, Vector, View,
+    layout::SexpType,
+    value::{Data, NA_INTEGER, NA_REAL, RString, Value},
+};
 /// Zero-copy shared memory: a [`SharedView`] passed as a task argument crosses to the daemon as
 /// its region name only, and the daemon maps the same pages.
-pub use mori_shm::{Shared, SharedView, is_shared, map_shared, share, share_f64, shared_name};
+///
+/// Everything needed to share and read is here, and a failure converts into [`Error::Shared`],
+/// so `?` works in a function returning [`Error`]:
+///
+/// ```
+/// use mirai::{Source, View};
+///
+/// fn frame() -> Result<(), mirai::Error> {
+///     let x = [1.5, 2.5];
+///     let shared = mirai::share_data_frame(vec![
+///         ("x", Source::Double(&x)),
+///         ("n", Source::Integer(&[1, 2])),
+///         ("label", Source::Strings(&["a", "b"])),
+///     ])?;
+///     let label = shared.get_named("label")?.unwrap();
+///     let strings: mirai::Strings<'_> = label.as_strings().unwrap();
+///     assert_eq!(strings.get(1).and_then(|s| s.as_str()), Some("b"));
+///     assert_eq!(shared.get(0)?.sexptype(), mirai::SexpType::Double);
+///     assert!(matches!(shared.get(1)?.view(), View::Integer(v) if v.data() == [1, 2]));
+///     let names: Vec<mirai::RString> = shared.names()?.unwrap();
+///     assert_eq!(names[2].as_str(), Some("label"));
+///     assert_eq!(mirai::share_strings(&["s"])?.to_value()?, mirai::Value::character(["s"]));
+///     Ok(())
+/// }
+/// frame()?;
+/// # Ok::<(), mirai::Error>(())
+/// ```
+pub use mori_shm::{
+    Error as SharedError, Shared, SharedView, Source, Untrusted, WriteOptions, is_shared,
+    map_shared, share, share_data_frame, share_f64, share_i32, share_list, share_raw, share_source,
+    share_source_with, share_strings, shared_name,
+};
 
 /// The README's example runs as a doctest, so it cannot drift from the API.
 #[cfg(doctest)]
