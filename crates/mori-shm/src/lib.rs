@@ -89,9 +89,13 @@
 //! ```
 //!
 //! # Lifetime and prune
-//! The creator's [`Shared`] owns the name and unlinks it when dropped. Mappings made before
-//! that (in any process) stay valid; new [`map_shared`] calls fail with [`Error::NotFound`].
-//! Consumers never unlink. Keep the [`Shared`] alive until consumers have attached.
+//! The creator's [`Shared`] owns the name, and so does every view taken from it in the
+//! creator's process ([`Shared::view`], [`SharedView::get`], [`SharedView::get_named`], nested):
+//! the name is unlinked when the last of them is dropped, so a leaf may be sent to a consumer
+//! after the root handle is gone. Mappings made before that (in any process) stay valid; new
+//! [`map_shared`] calls fail with [`Error::NotFound`]. Consumers (views made by [`map_shared`]
+//! or by deserializing) never unlink. Keep the [`Shared`], or a view taken from it, alive until
+//! consumers have attached.
 //!
 //! A creator that dies without dropping its handles (killed, crashed) leaves an orphan.
 //! [`prune`] removes the regions whose creator is dead, and [`list_regions`] reports each

@@ -16,14 +16,25 @@ use crate::sys::map::{Anchored, Mapping};
 /// A value in a shared region, viewed without copying: the root of a region or any element or
 /// sub-list of it.
 ///
-/// Cloning is cheap (an `Arc` and a short path). A view keeps the whole mapping alive, so
-/// elements taken from a list outlive the list view and the [`Shared`] handle they came from;
-/// the region's *name* lives only as long as its creator's [`Shared`].
+/// Cloning is cheap (an `Arc` or two and a short path). A view keeps the whole mapping alive,
+/// so elements taken from a list outlive the list view and the [`Shared`] handle they came from.
+///
+/// A view taken from a [`Shared`] in the creator's process ([`Shared::view`], [`get`](Self::get),
+/// [`get_named`](Self::get_named), and views taken from those) also keeps the region's *name*
+/// alive: the name is unlinked when the last of the [`Shared`] and every view taken from it is
+/// dropped, so a leaf can be sent to another process after the root handle is gone. Views made
+/// by [`map_shared`] (or by deserializing) do not own the name.
 ///
 /// ```
-/// let shared = mori_shm::share_f64(&[1.0, 2.0, 3.0])?;
-/// let view = mori_shm::map_shared(shared.name())?;
-/// assert_eq!(view.as_f64(), Some(&[1.0, 2.0, 3.0][..]));
+/// use mori_shm::Source;
+/// let shared = mori_shm::share_list(vec![(Some("x"), Source::Double(&[1.0, 2.0, 3.0]))])?;
+/// let x = shared.get_named("x")?.unwrap();
+/// let id = x.identifier().unwrap();
+/// drop(shared); // the leaf still holds the name
+/// let elsewhere = mori_shm::map_shared(&id)?;
+/// assert_eq!(elsewhere.as_f64(), Some(&[1.0, 2.0, 3.0][..]));
+/// drop(x); // the last view of the creator's chain: the name is unlinked
+/// assert!(matches!(mori_shm::map_shared(&id), Err(mori_shm::Error::NotFound { .. })));
 /// # Ok::<(), mori_shm::Error>(())
 /// ```
 #[derive(Clone)]
@@ -31,6 +42,9 @@ pub struct SharedView {
     anchored: Anchored,
     /// 0-based list indices from the root to this value.
     path: Vec<u32>,
+    /// The name's owner, shared by the creator's [`Shared`] and every view taken from it;
+    /// `None` for views attached by name.
+    owner: Option<Arc<NameOwner>>,
 }
 
 impl std::fmt::Debug for SharedView {
@@ -208,7 +222,11 @@ impl SharedView {
             })?;
         let mut path = self.path.clone();
         path.push(step);
-        Ok(Self { anchored, path })
+        Ok(Self {
+            anchored,
+            path,
+            owner: self.owner.clone(),
+        })
     }
 
     /// The `names` attribute of a list (`None` if it has none).
@@ -252,10 +270,12 @@ impl SharedView {
 
 /// The creator's handle of a region: a view of its root that also owns its name.
 ///
-/// Dropping it unlinks the name, as R's mori does when the last reference to a shared object is
-/// collected: mappings that exist (in this or other processes, views taken from this handle
-/// included) stay valid, and new [`map_shared`] calls fail with [`Error::NotFound`]. Keep it
-/// alive until every consumer has mapped the region.
+/// The name is unlinked when this handle and every view taken from it ([`Shared::view`],
+/// [`SharedView::get`], [`SharedView::get_named`], nested) have been dropped, as R's mori does
+/// when the last reference to a shared object or any part of it is collected: mappings that
+/// exist (in this or other processes) stay valid, and new [`map_shared`] calls fail with
+/// [`Error::NotFound`]. Keep the handle, or a view taken from it, alive until every consumer
+/// has mapped the region.
 ///
 /// It dereferences to the [`SharedView`] of the root.
 ///
@@ -270,12 +290,24 @@ impl SharedView {
 /// ```
 #[derive(Debug)]
 pub struct Shared {
+    /// The root, whose `owner` is always `Some`.
     root: SharedView,
-    _owner: NameOwner,
 }
 
 impl Shared {
-    /// A view of the root that does not own the name.
+    /// A view of the root. Like every view taken from this handle it keeps the name alive (see
+    /// [`Shared`]).
+    ///
+    /// ```
+    /// let shared = mori_shm::share_f64(&[1.0, 2.0])?;
+    /// let view = shared.view();
+    /// let name = shared.name().to_owned();
+    /// drop(shared);
+    /// assert_eq!(mori_shm::map_shared(&name)?.as_f64(), Some(&[1.0, 2.0][..]));
+    /// drop(view);
+    /// assert!(mori_shm::map_shared(&name).is_err());
+    /// # Ok::<(), mori_shm::Error>(())
+    /// ```
     pub fn view(&self) -> SharedView {
         self.root.clone()
     }
@@ -348,6 +380,7 @@ pub fn map_shared(identifier: &str) -> Result<SharedView> {
     Ok(SharedView {
         anchored,
         path: id.path,
+        owner: None,
     })
 }
 
@@ -435,8 +468,8 @@ pub fn share_source_with(source: &Source<'_>, opts: &WriteOptions) -> Result<Sha
         root: SharedView {
             anchored,
             path: Vec::new(),
+            owner: Some(Arc::new(owner)),
         },
-        _owner: owner,
     })
 }
 

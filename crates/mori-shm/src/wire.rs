@@ -4,7 +4,7 @@
 //! as `"/mori_4d1b_1[2]"`), whatever the size of the value; deserializing a [`SharedView`]
 //! attaches to it with [`map_shared`]. So a task argument that holds a shared handle sends only
 //! the name, and the receiving process maps the region itself. The creator must keep its
-//! [`Shared`] alive until the receiver has deserialized (attached).
+//! [`Shared`], or a view taken from it, alive until the receiver has deserialized (attached).
 //!
 //! ```
 //! let shared = mori_shm::share_f64(&vec![0.25; 1_000_000])?;
