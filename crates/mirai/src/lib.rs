@@ -89,6 +89,31 @@ pub use mori_shm::{
     map_shared, share, share_data_frame, share_f64, share_i32, share_list, share_raw, share_source,
     share_source_with, share_strings, shared_name,
 };
+/// Regions and their owners: a task may return a [`Shared`], whose region then belongs to the
+/// host (the daemon never unlinks it, the host's handle does); [`list_regions`] shows the
+/// owner of each region and [`prune`] removes those whose owner died. See
+/// [`mori_shm::handing_over`].
+///
+/// ```rust,standalone_crate
+/// use mirai::{Daemons, Registry, Shared, TaskFn, task};
+///
+/// fn squares(n: u32) -> Shared {
+///     let x: Vec<f64> = (0..n).map(|i| f64::from(i * i)).collect();
+///     mirai::share_f64(&x).expect("share")
+/// }
+/// const SQUARES: TaskFn<u32, Shared> = task!(squares);
+///
+/// fn main() -> Result<(), mirai::Error> {
+///     mirai::daemon_main_if_requested(&Registry::new().with(&SQUARES));
+///     let pool = Daemons::new().local(1).start()?;
+///     let shared = pool.submit(&SQUARES, 1000)?.wait()?; // the daemon's region, now ours
+///     assert_eq!(shared.as_f64().unwrap()[999], 998_001.0); // read in place
+///     let owner = mirai::list_regions()?.into_iter().find(|r| r.name == shared.name());
+///     assert_eq!(owner.map(|r| r.pid), Some(std::process::id()));
+///     Ok(())
+/// }
+/// ```
+pub use mori_shm::{RegionInfo, Status as RegionStatus, list_regions, prune};
 
 /// The README's example runs as a doctest, so it cannot drift from the API.
 #[cfg(doctest)]
