@@ -105,7 +105,7 @@ fn main() -> Result<(), Error> {
 
     // 3. Share 80 MB once; each daemon maps it by name and reads all of it.
     let data: Vec<f64> = (0..10_000_000).map(f64::from).collect();
-    let shared = mirai::share_f64(&data).map_err(|e| Error::Start(e.to_string()))?;
+    let shared = mirai::share_f64(&data)?;
     let name = mirai::shared_name(&shared).unwrap_or_default();
     println!("shared {} MB once as {name}", (data.len() * 8) / 1_000_000);
     let sums = mirai::collect(pool.everywhere(&SHARED_SUM, shared.view(), daemons)?)?;

@@ -89,6 +89,19 @@ pub enum Error {
     /// An argument or a result could not be (de)serialized.
     #[error("serialization: {0}")]
     Serialization(#[from] postcard::Error),
+    /// Sharing a value, or attaching to a shared one, failed: `?` on [`mirai::share`](crate::share)
+    /// and the other sharing functions converts their error into this variant.
+    ///
+    /// ```
+    /// fn attach(name: &str) -> Result<usize, mirai::Error> {
+    ///     Ok(mirai::map_shared(name)?.len())
+    /// }
+    /// let err = attach("not a region name").unwrap_err();
+    /// assert!(matches!(err, mirai::Error::Shared(mirai::SharedError::MalformedName { .. })));
+    /// assert!(err.to_string().starts_with("shared memory: "));
+    /// ```
+    #[error("shared memory: {0}")]
+    Shared(#[from] mori_shm::Error),
     /// The pool was shut down.
     #[error("pool is shut down")]
     ShutDown,

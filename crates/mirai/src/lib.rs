@@ -49,6 +49,15 @@ pub use mirai_dispatch::{DaemonExit, NoDaemons, Status};
 /// The path `#[derive(Frame)]` uses in crates that depend on `mirai` alone.
 #[doc(hidden)]
 pub use mori_shm as __mori_shm;
+/// The types a [`SharedView`] hands out, read in place from the mapping: [`View`] and its
+/// variants' [`Vector`], [`List`], [`Strings`] and [`Str`], the R type tag [`SexpType`], and the
+/// owned model ([`Value`], [`Data`], [`RString`]) that [`share`] writes and
+/// [`SharedView::to_value`] copies out.
+pub use mori_shm::mori_format::{
+    List, Str, Strings, Vector, View,
+    layout::SexpType,
+    value::{Data, NA_INTEGER, NA_REAL, RString, Value},
+};
 /// Typed sharing: `#[derive(Frame)]` on a struct of columns, [`share_typed`] to write it as one
 /// region, and the generated `<Name>View` (a task argument that crosses as the region's name)
 /// to read it in place.
@@ -58,7 +67,63 @@ pub use mori_shm::{
 };
 /// Zero-copy shared memory: a [`SharedView`] passed as a task argument crosses to the daemon as
 /// its region name only, and the daemon maps the same pages.
-pub use mori_shm::{Shared, SharedView, is_shared, map_shared, share, share_f64, shared_name};
+///
+/// Everything needed to share and read is here, and a failure converts into [`Error::Shared`],
+/// so `?` works in a function returning [`Error`]:
+///
+/// ```
+/// use mirai::{Source, View};
+///
+/// fn frame() -> Result<(), mirai::Error> {
+///     let x = [1.5, 2.5];
+///     let shared = mirai::share_data_frame(vec![
+///         ("x", Source::Double(&x)),
+///         ("n", Source::Integer(&[1, 2])),
+///         ("label", Source::Strings(&["a", "b"])),
+///     ])?;
+///     let label = shared.get_named("label")?.unwrap();
+///     let strings: mirai::Strings<'_> = label.as_strings().unwrap();
+///     assert_eq!(strings.get(1).and_then(|s| s.as_str()), Some("b"));
+///     assert_eq!(shared.get(0)?.sexptype(), mirai::SexpType::Double);
+///     assert!(matches!(shared.get(1)?.view(), View::Integer(v) if v.data() == [1, 2]));
+///     let names: Vec<mirai::RString> = shared.names()?.unwrap();
+///     assert_eq!(names[2].as_str(), Some("label"));
+///     assert_eq!(mirai::share_strings(&["s"])?.to_value()?, mirai::Value::character(["s"]));
+///     Ok(())
+/// }
+/// frame()?;
+/// # Ok::<(), mirai::Error>(())
+/// ```
+pub use mori_shm::{
+    Error as SharedError, Shared, SharedView, Source, Untrusted, WriteOptions, is_shared,
+    map_shared, share, share_data_frame, share_f64, share_i32, share_list, share_raw, share_source,
+    share_source_with, share_strings, shared_name,
+};
+/// Regions and their owners: a task may return a [`Shared`], whose region then belongs to the
+/// host (the daemon never unlinks it, the host's handle does); [`list_regions`] shows the
+/// owner of each region and [`prune`] removes those whose owner died. See
+/// [`mori_shm::handing_over`].
+///
+/// ```rust,standalone_crate
+/// use mirai::{Daemons, Registry, Shared, TaskFn, task};
+///
+/// fn squares(n: u32) -> Shared {
+///     let x: Vec<f64> = (0..n).map(|i| f64::from(i * i)).collect();
+///     mirai::share_f64(&x).expect("share")
+/// }
+/// const SQUARES: TaskFn<u32, Shared> = task!(squares);
+///
+/// fn main() -> Result<(), mirai::Error> {
+///     mirai::daemon_main_if_requested(&Registry::new().with(&SQUARES));
+///     let pool = Daemons::new().local(1).start()?;
+///     let shared = pool.submit(&SQUARES, 1000)?.wait()?; // the daemon's region, now ours
+///     assert_eq!(shared.as_f64().unwrap()[999], 998_001.0); // read in place
+///     let owner = mirai::list_regions()?.into_iter().find(|r| r.name == shared.name());
+///     assert_eq!(owner.map(|r| r.pid), Some(std::process::id()));
+///     Ok(())
+/// }
+/// ```
+pub use mori_shm::{RegionInfo, Status as RegionStatus, list_regions, prune};
 
 /// The README's example runs as a doctest, so it cannot drift from the API.
 #[cfg(doctest)]

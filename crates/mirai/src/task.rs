@@ -180,7 +180,10 @@ impl Registry {
                 // What the argument did not keep a slice of is freed now: a large argument
                 // decoded inline is not held twice while the function runs.
                 drop(payload);
-                crate::wire::encode(&f(arg))
+                let value = f(arg);
+                // A `Shared` in the result hands its region over to the host, whose handle
+                // unlinks it; this daemon's handle, dropped with `value`, no longer does.
+                mori_shm::handing_over(|| crate::wire::encode(&value))
                     .map_err(|e| TaskError::new(format!("cannot encode the value: {e}")))
             });
         self

@@ -89,9 +89,20 @@
 //! ```
 //!
 //! # Lifetime and prune
-//! The creator's [`Shared`] owns the name and unlinks it when dropped. Mappings made before
-//! that (in any process) stay valid; new [`map_shared`] calls fail with [`Error::NotFound`].
-//! Consumers never unlink. Keep the [`Shared`] alive until consumers have attached.
+//! The creator's [`Shared`] owns the name, and so does every view taken from it in the
+//! creator's process ([`Shared::view`], [`SharedView::get`], [`SharedView::get_named`], nested):
+//! the name is unlinked when the last of them is dropped, so a leaf may be sent to a consumer
+//! after the root handle is gone. Mappings made before that (in any process) stay valid; new
+//! [`map_shared`] calls fail with [`Error::NotFound`]. Consumers (views made by [`map_shared`]
+//! or by deserializing) never unlink. Keep the [`Shared`], or a view taken from it, alive until
+//! consumers have attached.
+//!
+//! A region can change hands: a [`Shared`] serialized inside [`handing_over`] gives its name
+//! to the receiver, whose deserialized [`Shared`] owns it (and unlinks it when dropped) while
+//! the sender's handles no longer do. A task that returns a [`Shared`] uses this: the daemon
+//! builds the region, the host reads it in place and owns it. The receiver rewrites the
+//! region's owner record with its own pid, so `prune` judges the region by the receiver's life,
+//! not the creator's (see [`handing_over`]).
 //!
 //! A creator that dies without dropping its handles (killed, crashed) leaves an orphan.
 //! [`prune`] removes the regions whose creator is dead, and [`list_regions`] reports each
@@ -222,6 +233,7 @@ pub use shared::{
     Shared, SharedView, is_shared, map_shared, share, share_data_frame, share_f64, share_i32,
     share_list, share_raw, share_source, share_source_with, share_strings, shared_name,
 };
+pub use wire::handing_over;
 
 /// Entry points for fuzz targets: they take arbitrary bytes and must never panic.
 #[doc(hidden)]

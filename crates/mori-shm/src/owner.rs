@@ -18,6 +18,13 @@
 //! | yes | present | unreadable | alive (cannot tell, keep) |
 //! | yes | absent (R's regions, old kernels) | - | alive (R's rule) |
 //!
+//! A region handed to another process (a task result, see [`Shared`](crate::Shared)) names its
+//! creator's pid but belongs to the receiver: the receiver rewrites the record as
+//! `<start time>@<pid>`, its own, and the rule above then reads that pid instead of the name's.
+//! The rewrite is one `fsetxattr`, so at every instant the record names a live owner (the
+//! creator until the receiver takes over): a concurrent prune never sees the region orphaned
+//! while the receiver holds it, and a receiver that dies makes it an orphan.
+//!
 //! Caveat: pids are per PID namespace. A process in another PID namespace that shares
 //! `/dev/shm` (containers run with `--ipc=host`, for instance) names regions with a pid that
 //! means nothing here, so its live regions look orphaned to `prune` run outside its namespace,
@@ -25,8 +32,8 @@
 
 use crate::sys::proc::Probe;
 
-/// Longest owner record we accept: a `u64` in decimal.
-const RECORD_MAX: usize = 20;
+/// Longest owner record we accept: a `u64`, `@` and a `u32` in decimal.
+const RECORD_MAX: usize = 31;
 
 /// Whether a region's creator is still running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -38,17 +45,50 @@ pub enum Status {
     Orphaned,
 }
 
-/// The owner record for a process that started at `start_time` clock ticks after boot.
+/// An owner record: the owning process's start time and, for a region handed over by its
+/// creator, the owner's pid (otherwise the pid in the region's name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Record {
+    /// The owner's start time, clock ticks after boot.
+    pub(crate) start_time: u64,
+    /// The owner's pid when it is not the creator named in the region's name.
+    pub(crate) pid: Option<u32>,
+}
+
+/// The owner record for the creator, which started at `start_time` clock ticks after boot.
 pub(crate) fn encode_record(start_time: u64) -> Vec<u8> {
     start_time.to_string().into_bytes()
 }
 
-/// Parse an owner record; anything that is not a short decimal number is no record at all.
-pub(crate) fn decode_record(bytes: &[u8]) -> Option<u64> {
-    if bytes.is_empty() || bytes.len() > RECORD_MAX || !bytes.iter().all(u8::is_ascii_digit) {
+/// The owner record for process `pid`, started at `start_time`, which took the region over.
+pub(crate) fn encode_handed_record(start_time: u64, pid: u32) -> Vec<u8> {
+    format!("{start_time}@{pid}").into_bytes()
+}
+
+/// Parse a short decimal number; `None` for anything else.
+fn decimal<T: std::str::FromStr>(bytes: &[u8]) -> Option<T> {
+    if bytes.is_empty() || !bytes.iter().all(u8::is_ascii_digit) {
         return None;
     }
     std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+/// Parse an owner record; anything that is not `<start>` or `<start>@<pid>` in short decimal
+/// numbers is no record at all.
+pub(crate) fn decode_record(bytes: &[u8]) -> Option<Record> {
+    if bytes.len() > RECORD_MAX {
+        return None;
+    }
+    match bytes.iter().position(|&b| b == b'@') {
+        None => Some(Record {
+            start_time: decimal(bytes)?,
+            pid: None,
+        }),
+        Some(at) => Some(Record {
+            start_time: decimal(&bytes[..at])?,
+            pid: Some(decimal(&bytes[at + 1..])?),
+        }),
+    }
 }
 
 /// Decide a region's status from its owner record and a probe of the pid in its name.
@@ -80,8 +120,25 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_junk_is_no_record() {
-        assert_eq!(decode_record(&encode_record(123_456)), Some(123_456));
-        assert_eq!(decode_record(&encode_record(u64::MAX)), Some(u64::MAX));
+        let plain = |start_time| {
+            Some(Record {
+                start_time,
+                pid: None,
+            })
+        };
+        assert_eq!(decode_record(&encode_record(123_456)), plain(123_456));
+        assert_eq!(decode_record(&encode_record(u64::MAX)), plain(u64::MAX));
+        assert_eq!(
+            decode_record(&encode_handed_record(u64::MAX, u32::MAX)),
+            Some(Record {
+                start_time: u64::MAX,
+                pid: Some(u32::MAX)
+            })
+        );
+        assert_eq!(decode_record(b"12@"), None);
+        assert_eq!(decode_record(b"@12"), None);
+        assert_eq!(decode_record(b"1@2@3"), None);
+        assert_eq!(decode_record(b"1@4294967296"), None);
         assert_eq!(decode_record(b""), None);
         assert_eq!(decode_record(b"12a"), None);
         assert_eq!(decode_record(b"-1"), None);
@@ -97,7 +154,15 @@ mod tests {
 
         #[test]
         fn every_start_time_round_trips(t in proptest::num::u64::ANY) {
-            proptest::prop_assert_eq!(decode_record(&encode_record(t)), Some(t));
+            proptest::prop_assert_eq!(decode_record(&encode_record(t)).map(|r| r.start_time), Some(t));
+        }
+
+        #[test]
+        fn every_handed_record_round_trips(t in proptest::num::u64::ANY, pid in proptest::num::u32::ANY) {
+            proptest::prop_assert_eq!(
+                decode_record(&encode_handed_record(t, pid)),
+                Some(Record { start_time: t, pid: Some(pid) })
+            );
         }
     }
 }

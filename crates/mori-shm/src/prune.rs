@@ -19,9 +19,10 @@ pub struct RegionInfo {
     pub name: String,
     /// Its size in bytes.
     pub size: u64,
-    /// The pid of the process that created it (from the name).
+    /// The pid of the process that owns it: its creator's (from the name), or, for a region
+    /// handed to another process (a task result), that process's (from the owner record).
     pub pid: u32,
-    /// The creator's start time from the owner record, if the region has one.
+    /// The owner's start time from the owner record, if the region has one.
     pub start_time: Option<u64>,
     /// Whether the creator is alive.
     pub status: Status,
@@ -62,12 +63,14 @@ pub fn list_regions() -> Result<Vec<RegionInfo>> {
     Ok(regions)
 }
 
-/// Decide the status of one region file.
+/// Decide the status of one region file, whose name carries the creator's `pid`.
 fn inspect(file_name: &str, pid: u32, size: u64) -> RegionInfo {
-    let start_time = file::owner_record(&file::region_path(file_name))
+    let record = file::owner_record(&file::region_path(file_name))
         .ok()
         .flatten()
         .and_then(|r| owner::decode_record(&r));
+    let pid = record.and_then(|r| r.pid).unwrap_or(pid);
+    let start_time = record.map(|r| r.start_time);
     RegionInfo {
         name: format!("/{file_name}"),
         size,
@@ -80,7 +83,8 @@ fn inspect(file_name: &str, pid: u32, size: u64) -> RegionInfo {
 /// Remove every region whose creator is dead, returning the names removed.
 ///
 /// A region is removed when the pid in its name no longer exists, or when its owner record
-/// shows that the process now holding that pid is not its creator (pid reuse). Regions of live
+/// shows that the process now holding that pid is not its creator (pid reuse). A region handed
+/// to another process (a task result) is judged by that process instead. Regions of live
 /// creators, and R's regions (no owner record) whose pid exists, are kept. Do not run it on a
 /// `/dev/shm` shared with other PID namespaces (see the [crate docs](crate#lifetime-and-prune)).
 ///
@@ -97,7 +101,10 @@ pub fn prune() -> Result<Vec<String>> {
         }
         // Look again right before unlinking: the listing may be stale.
         let file_name = &region.name[1..];
-        if inspect(file_name, region.pid, region.size).status != Status::Orphaned {
+        let Some(creator) = name::creator_pid(file_name) else {
+            continue;
+        };
+        if inspect(file_name, creator, region.size).status != Status::Orphaned {
             continue;
         }
         match std::fs::remove_file(file::region_path(file_name)) {

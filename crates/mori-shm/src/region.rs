@@ -8,6 +8,7 @@ use std::fs::File;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Error;
 use crate::name;
@@ -15,14 +16,33 @@ use crate::owner;
 use crate::sys::map::{self, Mapping};
 use crate::sys::{file, proc};
 
-/// Ownership of a region's name: unlinks the file when dropped. Mappings stay valid; new
-/// attaches fail with `NotFound`.
+/// Ownership of a region's name: unlinks the file when dropped, unless the name was handed
+/// over to another process. Mappings stay valid; new attaches fail with `NotFound`.
 pub(crate) struct NameOwner {
     path: PathBuf,
+    /// Set once the name was handed to another process, which unlinks it instead.
+    handed_over: AtomicBool,
+}
+
+impl NameOwner {
+    fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            handed_over: AtomicBool::new(false),
+        }
+    }
+
+    /// Give the name away: dropping this no longer unlinks it.
+    pub(crate) fn hand_over(&self) {
+        self.handed_over.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Drop for NameOwner {
     fn drop(&mut self) {
+        if self.handed_over.load(Ordering::Relaxed) {
+            return;
+        }
         // Someone may have pruned it already; nothing useful to do about other failures in drop.
         let _ = file::unlink(&self.path);
     }
@@ -39,7 +59,7 @@ impl fmt::Debug for NameOwner {
 /// Take ownership of the file at `path`: it is unlinked when the guard drops.
 #[cfg(test)]
 pub(crate) fn name_owner(path: PathBuf) -> NameOwner {
-    NameOwner { path }
+    NameOwner::new(path)
 }
 
 /// The region name (`/mori_...`) of a region file name (`mori_...`).
@@ -252,7 +272,7 @@ fn fill_new(
         source,
     };
     // From here on the name is ours: unlink it on every failure.
-    let owner = NameOwner { path };
+    let owner = NameOwner::new(path);
     if let Ok(start) = proc::own_start_time() {
         // Best effort (see `owner`): without a record, prune falls back to R's rule.
         let _ = file::set_owner_record(&f, &owner::encode_record(start));
@@ -304,6 +324,24 @@ fn size(f: &File, name: &str, len: usize) -> Result<(), Error> {
 /// Map region `name` (`/mori_<pid>_<counter>`) read-only and lazily, if its file is one we may
 /// trust (`file::open_trusted`): else [`Error::Untrusted`] naming why.
 pub(crate) fn attach(name: &str) -> Result<Arc<Mapping>, Error> {
+    open_and_map(name).map(|(_, mapping)| mapping)
+}
+
+/// Attach to region `name` (`/mori_...`), handed over by its creator, and take its name over:
+/// the owner record becomes this process's (best effort, as at creation), so `prune` keeps the
+/// region while this process lives, and the returned owner unlinks it when dropped.
+pub(crate) fn adopt(name: &str) -> Result<(Arc<Mapping>, NameOwner), Error> {
+    let (f, mapping) = open_and_map(name)?;
+    if let Ok(start) = proc::own_start_time() {
+        let record = owner::encode_handed_record(start, std::process::id());
+        let _ = file::set_owner_record(f.file(), &record);
+    }
+    let owner = NameOwner::new(file::region_path(&name[1..]));
+    Ok((mapping, owner))
+}
+
+/// Open region `name` with the attach checks and map it read-only.
+fn open_and_map(name: &str) -> Result<(file::TrustedFile, Arc<Mapping>), Error> {
     let file_name = name
         .strip_prefix('/')
         .filter(|f| name::creator_pid(f).is_some())
@@ -338,7 +376,7 @@ pub(crate) fn attach(name: &str) -> Result<Arc<Mapping>, Error> {
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, "region larger than memory"),
     })?;
     let mapping = Mapping::open(name.to_owned(), &f, len).map_err(|e| io_err("map", e))?;
-    Ok(Arc::new(mapping))
+    Ok((f, Arc::new(mapping)))
 }
 
 #[cfg(test)]
@@ -429,7 +467,7 @@ mod tests {
         let squatted = name::next_file_name().unwrap();
         let path = file::region_path(&squatted);
         std::fs::write(&path, b"squatter").unwrap();
-        let _squatter = NameOwner { path: path.clone() };
+        let _squatter = NameOwner::new(path.clone());
         let fresh = name::next_file_name().unwrap();
         let mut names = vec![fresh.clone(), squatted.clone()];
         let (mapping, _owner) = create_trying(
@@ -453,7 +491,7 @@ mod tests {
         let squatted = name::next_file_name().unwrap();
         let path = file::region_path(&squatted);
         std::fs::write(&path, b"squatter").unwrap();
-        let _squatter = NameOwner { path: path.clone() };
+        let _squatter = NameOwner::new(path.clone());
         let mut tries = 0;
         let err = create_trying(
             || {
@@ -496,7 +534,7 @@ mod tests {
             .unwrap()
             .expect("tmpfs keeps user xattrs");
         assert_eq!(
-            owner::decode_record(&record),
+            owner::decode_record(&record).map(|r| r.start_time),
             Some(proc::own_start_time().unwrap())
         );
     }
@@ -555,7 +593,7 @@ mod tests {
         let file_name = name::next_file_name().unwrap();
         let path = file::region_path(&file_name);
         let f = file::create_exclusive(&path).unwrap();
-        let _owner = NameOwner { path: path.clone() };
+        let _owner = NameOwner::new(path.clone());
         let free = file::free_space(std::path::Path::new(file::SHM_DIR)).unwrap();
         file::set_size(&f, free.saturating_mul(2)).unwrap();
         assert!(matches!(

@@ -1,9 +1,10 @@
 //! The JSON input of `mori share`: bytes to the value the command shares.
 //!
 //! Arrays of numbers become double vectors, arrays of strings character vectors, arrays of
-//! booleans logical vectors (`null` inside any of them is `NA`), objects named lists, any other
-//! array an unnamed list; a lone number, string or boolean a vector of length 1 and `null` R's
-//! `NULL`.
+//! booleans logical vectors (`null` inside any of them is `NA`), objects named lists (members in
+//! the file's order, so the path-form name `[1]` is the first member; a key given twice keeps
+//! its first position and its last value), any other array an unnamed list; a lone number,
+//! string or boolean a vector of length 1 and `null` R's `NULL`.
 //!
 //! The input is a file the user names, but it may come from anywhere, so decoding is bounded:
 //! at most [`MAX_INPUT`] bytes and [`MAX_DEPTH`] levels of nested arrays and objects (checked by

@@ -45,6 +45,38 @@ fn arrays_objects_and_scalars_map_to_r_values() {
 }
 
 #[test]
+fn object_members_keep_the_files_order_in_the_shared_region() {
+    // What `mori share` does with a file: decode, then share the value.
+    let value = decode(br#"{"b": 1, "a": 2, "c": {"z": "first", "y": "second"}}"#).unwrap();
+    let shared = crate::share(&value).unwrap();
+    let root = shared.view();
+    let names = root.names().unwrap().expect("a named list");
+    let names: Vec<&str> = names.iter().map(|n| n.as_str().unwrap()).collect();
+    assert_eq!(names, ["b", "a", "c"]);
+    let first = crate::map_shared(&format!("{}[1]", shared.name())).unwrap();
+    assert_eq!(
+        first.as_f64(),
+        Some(&[1.0][..]),
+        "[1] is the file's first key, b"
+    );
+    let second = crate::map_shared(&format!("{}[2]", shared.name())).unwrap();
+    assert_eq!(second.as_f64(), Some(&[2.0][..]));
+    let nested = crate::map_shared(&format!("{}[3,1]", shared.name())).unwrap();
+    assert_eq!(
+        nested.as_strings().unwrap().get(0).unwrap().as_str(),
+        Some("first")
+    );
+}
+
+#[test]
+fn a_repeated_key_keeps_its_first_position_and_its_last_value() {
+    assert_eq!(
+        decode(br#"{"b": 1, "a": 2, "b": 3}"#).unwrap(),
+        Value::named_list([("b", Value::double([3.0])), ("a", Value::double([2.0]))])
+    );
+}
+
+#[test]
 fn nesting_up_to_the_limit_decodes_and_deeper_is_refused_without_recursing() {
     let nested = |depth: usize| format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
     assert!(decode(nested(MAX_DEPTH).as_bytes()).is_ok());

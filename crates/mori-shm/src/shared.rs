@@ -16,14 +16,25 @@ use crate::sys::map::{Anchored, Mapping};
 /// A value in a shared region, viewed without copying: the root of a region or any element or
 /// sub-list of it.
 ///
-/// Cloning is cheap (an `Arc` and a short path). A view keeps the whole mapping alive, so
-/// elements taken from a list outlive the list view and the [`Shared`] handle they came from;
-/// the region's *name* lives only as long as its creator's [`Shared`].
+/// Cloning is cheap (an `Arc` or two and a short path). A view keeps the whole mapping alive,
+/// so elements taken from a list outlive the list view and the [`Shared`] handle they came from.
+///
+/// A view taken from a [`Shared`] in the creator's process ([`Shared::view`], [`get`](Self::get),
+/// [`get_named`](Self::get_named), and views taken from those) also keeps the region's *name*
+/// alive: the name is unlinked when the last of the [`Shared`] and every view taken from it is
+/// dropped, so a leaf can be sent to another process after the root handle is gone. Views made
+/// by [`map_shared`] (or by deserializing) do not own the name.
 ///
 /// ```
-/// let shared = mori_shm::share_f64(&[1.0, 2.0, 3.0])?;
-/// let view = mori_shm::map_shared(shared.name())?;
-/// assert_eq!(view.as_f64(), Some(&[1.0, 2.0, 3.0][..]));
+/// use mori_shm::Source;
+/// let shared = mori_shm::share_list(vec![(Some("x"), Source::Double(&[1.0, 2.0, 3.0]))])?;
+/// let x = shared.get_named("x")?.unwrap();
+/// let id = x.identifier().unwrap();
+/// drop(shared); // the leaf still holds the name
+/// let elsewhere = mori_shm::map_shared(&id)?;
+/// assert_eq!(elsewhere.as_f64(), Some(&[1.0, 2.0, 3.0][..]));
+/// drop(x); // the last view of the creator's chain: the name is unlinked
+/// assert!(matches!(mori_shm::map_shared(&id), Err(mori_shm::Error::NotFound { .. })));
 /// # Ok::<(), mori_shm::Error>(())
 /// ```
 #[derive(Clone)]
@@ -31,6 +42,9 @@ pub struct SharedView {
     anchored: Anchored,
     /// 0-based list indices from the root to this value.
     path: Vec<u32>,
+    /// The name's owner, shared by the creator's [`Shared`] and every view taken from it;
+    /// `None` for views attached by name.
+    owner: Option<Arc<NameOwner>>,
 }
 
 impl std::fmt::Debug for SharedView {
@@ -208,7 +222,11 @@ impl SharedView {
             })?;
         let mut path = self.path.clone();
         path.push(step);
-        Ok(Self { anchored, path })
+        Ok(Self {
+            anchored,
+            path,
+            owner: self.owner.clone(),
+        })
     }
 
     /// The `names` attribute of a list (`None` if it has none).
@@ -252,10 +270,12 @@ impl SharedView {
 
 /// The creator's handle of a region: a view of its root that also owns its name.
 ///
-/// Dropping it unlinks the name, as R's mori does when the last reference to a shared object is
-/// collected: mappings that exist (in this or other processes, views taken from this handle
-/// included) stay valid, and new [`map_shared`] calls fail with [`Error::NotFound`]. Keep it
-/// alive until every consumer has mapped the region.
+/// The name is unlinked when this handle and every view taken from it ([`Shared::view`],
+/// [`SharedView::get`], [`SharedView::get_named`], nested) have been dropped, as R's mori does
+/// when the last reference to a shared object or any part of it is collected: mappings that
+/// exist (in this or other processes) stay valid, and new [`map_shared`] calls fail with
+/// [`Error::NotFound`]. Keep the handle, or a view taken from it, alive until every consumer
+/// has mapped the region.
 ///
 /// It dereferences to the [`SharedView`] of the root.
 ///
@@ -270,12 +290,24 @@ impl SharedView {
 /// ```
 #[derive(Debug)]
 pub struct Shared {
+    /// The root, whose `owner` is always `Some`.
     root: SharedView,
-    _owner: NameOwner,
 }
 
 impl Shared {
-    /// A view of the root that does not own the name.
+    /// A view of the root. Like every view taken from this handle it keeps the name alive (see
+    /// [`Shared`]).
+    ///
+    /// ```
+    /// let shared = mori_shm::share_f64(&[1.0, 2.0])?;
+    /// let view = shared.view();
+    /// let name = shared.name().to_owned();
+    /// drop(shared);
+    /// assert_eq!(mori_shm::map_shared(&name)?.as_f64(), Some(&[1.0, 2.0][..]));
+    /// drop(view);
+    /// assert!(mori_shm::map_shared(&name).is_err());
+    /// # Ok::<(), mori_shm::Error>(())
+    /// ```
     pub fn view(&self) -> SharedView {
         self.root.clone()
     }
@@ -286,6 +318,30 @@ impl Deref for Shared {
 
     fn deref(&self) -> &SharedView {
         &self.root
+    }
+}
+
+impl Shared {
+    /// Give the name away (it was sent to another process, which now owns it): dropping this
+    /// handle and its views no longer unlinks it.
+    pub(crate) fn hand_over(&self) {
+        if let Some(owner) = &self.root.owner {
+            owner.hand_over();
+        }
+    }
+
+    /// Take over region `name` (`/mori_...`, no path), handed over by its creator: the owner
+    /// record becomes this process's and the handle unlinks the name when dropped.
+    pub(crate) fn adopt(name: &str) -> Result<Self> {
+        let (mapping, owner) = region::adopt(name)?;
+        let anchored = resolve_in(mapping, name, &[])?;
+        Ok(Self {
+            root: SharedView {
+                anchored,
+                path: Vec::new(),
+                owner: Some(Arc::new(owner)),
+            },
+        })
     }
 }
 
@@ -348,6 +404,7 @@ pub fn map_shared(identifier: &str) -> Result<SharedView> {
     Ok(SharedView {
         anchored,
         path: id.path,
+        owner: None,
     })
 }
 
@@ -435,8 +492,8 @@ pub fn share_source_with(source: &Source<'_>, opts: &WriteOptions) -> Result<Sha
         root: SharedView {
             anchored,
             path: Vec::new(),
+            owner: Some(Arc::new(owner)),
         },
-        _owner: owner,
     })
 }
 
@@ -514,247 +571,5 @@ pub fn share_data_frame(columns: Vec<(&str, Source<'_>)>) -> Result<Shared> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    /// A region holding exactly `bytes`, whatever they are.
-    fn raw_region(bytes: &[u8]) -> (String, NameOwner) {
-        let (mapping, owner) = region::create(bytes.len(), |r| {
-            r.bytes_mut()?.copy_from_slice(bytes);
-            Ok(())
-        })
-        .unwrap();
-        (mapping.name().to_owned(), owner)
-    }
-
-    #[test]
-    fn empty_and_garbage_regions_are_corrupt_not_panics() {
-        for bytes in [
-            &b""[..],
-            b"garbage!",
-            &[0u8; 64],
-            b"HROM\x0e\0\0\0\xff\xff\xff\xff\xff\xff\xff\x7f",
-        ] {
-            let (name, _owner) = raw_region(bytes);
-            let err = map_shared(&name).unwrap_err();
-            assert!(
-                matches!(err, Error::Corrupt { name: ref n, .. } if *n == name),
-                "{err:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn paths_report_rs_cases_with_the_list_they_indexed() {
-        let shared = share_list(vec![
-            (None, Source::Double(&[1.0])),
-            (None, Source::List(vec![(None, Source::Integer(&[1]))])),
-        ])
-        .unwrap();
-        let n = shared.name();
-        let err = map_shared(&format!("{n}[2,5]")).unwrap_err();
-        assert!(
-            matches!(err, Error::IndexOutOfRange { index: 4, len: 1, ref name } if *name == format!("{n}[2]")),
-            "{err:?}"
-        );
-        let err = map_shared(&format!("{n}[2,1,1]")).unwrap_err();
-        assert!(
-            matches!(err, Error::NotAList { ref name } if *name == format!("{n}[2,1]")),
-            "{err:?}"
-        );
-        let err = map_shared(&format!("{n}[1,1]")).unwrap_err();
-        assert!(
-            matches!(err, Error::NotAList { ref name } if *name == format!("{n}[1]")),
-            "{err:?}"
-        );
-        let plain = share_f64(&[1.0]).unwrap();
-        let err = map_shared(&format!("{}[1]", plain.name())).unwrap_err();
-        assert!(matches!(err, Error::NotAList { .. }), "{err:?}");
-        assert!(matches!(plain.get(0), Err(Error::NotAList { .. })));
-    }
-
-    #[test]
-    fn unshareable_values_are_refused_before_a_region_exists() {
-        let err = share(&Value::new(mori_format::value::Data::Null)).unwrap_err();
-        assert!(matches!(err, Error::Unshareable { .. }), "{err:?}");
-        let err = share_strings(&["a\0b"]).unwrap_err();
-        assert!(matches!(err, Error::Unshareable { .. }), "{err:?}");
-        // The writer refuses before any file exists (a failure after creation unlinks, see
-        // `region::tests::a_failed_fill_unlinks_the_name`).
-    }
-
-    #[test]
-    fn handles_can_cross_threads() {
-        fn send_sync<T: Send + Sync>(_: &T) {}
-        let shared = share_f64(&[1.0, 2.0]).unwrap();
-        send_sync(&shared);
-        let view = shared.view();
-        send_sync(&view);
-        let sum = std::thread::spawn(move || view.as_f64().unwrap().iter().sum::<f64>())
-            .join()
-            .unwrap();
-        assert_eq!(sum, 3.0);
-    }
-
-    #[test]
-    fn views_of_elements_outlive_the_list_view_and_the_owner() {
-        let shared = share_data_frame(vec![
-            ("x", Source::Double(&[1.0, 2.0])),
-            ("s", Source::OptStrings(&[Some("a"), None])),
-        ])
-        .unwrap();
-        let s = shared.get_named("s").unwrap().unwrap();
-        drop(shared);
-        let strings = s.as_strings().unwrap();
-        assert_eq!(strings.get(0).and_then(|x| x.as_str()), Some("a"));
-        assert!(strings.get(1).unwrap().is_na());
-        assert_eq!(s.identifier().unwrap().rsplit('[').next(), Some("2]"));
-    }
-
-    #[test]
-    fn every_typed_share_round_trips_through_a_fresh_attach() {
-        let d = share_f64(&[1.5, f64::NAN]).unwrap();
-        assert_eq!(map_shared(d.name()).unwrap().as_f64().unwrap()[0], 1.5);
-        let i = share_i32(&[1, i32::MIN]).unwrap();
-        assert_eq!(
-            map_shared(i.name()).unwrap().as_i32(),
-            Some(&[1, i32::MIN][..])
-        );
-        let r = share_raw(b"\x00\xff").unwrap();
-        assert_eq!(
-            map_shared(r.name()).unwrap().as_raw(),
-            Some(&b"\x00\xff"[..])
-        );
-        let owned = vec![String::from("x"), String::from("\u{e9}")];
-        let s = share_strings(&owned).unwrap();
-        let value = map_shared(s.name()).unwrap().to_value().unwrap();
-        assert_eq!(value, Value::character(["x", "\u{e9}"]));
-        let v = share(&Value::named_list([("a", Value::integer([3]))])).unwrap();
-        assert_eq!(v.names().unwrap().unwrap()[0].as_str(), Some("a"));
-        assert_eq!(v.as_f64(), None);
-        assert_eq!(v.as_complex(), None);
-        assert_eq!(v.as_logical(), None);
-        assert!(!v.is_empty());
-    }
-
-    /// The bytes of a fresh attach to the region `shared` lives in.
-    fn region_bytes(shared: &Shared) -> Vec<u8> {
-        region::attach(shared.name()).unwrap().bytes().to_vec()
-    }
-
-    /// What the format writer makes of `src` in ordinary memory.
-    fn written_in_memory(src: &Source<'_>) -> Vec<u8> {
-        let plan = src.plan(&WriteOptions::default()).unwrap();
-        let mut buf = vec![0xAA; plan.len()];
-        plan.write_into(&mut buf).unwrap();
-        buf
-    }
-
-    #[test]
-    fn regions_hold_the_writers_bytes_whichever_way_each_part_goes_in() {
-        use mori_format::value::Attributes;
-        // Data at, above and just below the size that goes in with pwrite, a string vector
-        // large enough that its part of the mapping is populated, attributes after data.
-        let big: Vec<f64> = (0..PWRITE_MIN / 8 + 999).map(|i| i as f64 * 0.5).collect();
-        let at_min: Vec<u8> = (0..PWRITE_MIN).map(|i| (i * 7) as u8).collect();
-        let below: Vec<i32> = (0..PWRITE_MIN / 4 - 1).map(|i| i as i32 - 5).collect();
-        let column: Vec<f64> = below.iter().map(|&v| f64::from(v)).collect();
-        let owned: Vec<String> = (0..20_000).map(|i| format!("s{i}")).collect();
-        let strs: Vec<&str> = owned.iter().map(String::as_str).collect();
-        let mut dim = Attributes::new();
-        dim.set("dim", Value::integer([big.len() as i32, 1]));
-        let cases: Vec<(Source<'_>, usize)> = vec![
-            (Source::Double(&big), 1),
-            (Source::Raw(&at_min), 1),
-            (Source::Integer(&below), 0),
-            (Source::Strings(&strs), 0),
-            (
-                Source::List(vec![
-                    (Some("big"), Source::Double(&big)),
-                    (None, Source::Integer(&below)),
-                    (Some("s"), Source::Strings(&strs)),
-                    (
-                        Some("nested"),
-                        Source::List(vec![
-                            (None, Source::Raw(&at_min)),
-                            (
-                                None,
-                                Source::Attributed(Box::new(Source::Double(&big)), &dim),
-                            ),
-                        ]),
-                    ),
-                ]),
-                3,
-            ),
-            (
-                Source::DataFrame(vec![
-                    ("x", Source::Double(&column)),
-                    ("y", Source::Integer(&below)),
-                ]),
-                1,
-            ),
-        ];
-        for (i, (src, expect_payloads)) in cases.iter().enumerate() {
-            let plan = src.plan(&WriteOptions::default()).unwrap();
-            assert_eq!(
-                plan.payloads(PWRITE_MIN).unwrap().len(),
-                *expect_payloads,
-                "case {i} takes the paths it is meant to test"
-            );
-            let shared = share_source(src).unwrap();
-            let expected = written_in_memory(src);
-            assert!(region_bytes(&shared) == expected, "case {i}: bytes differ");
-            assert_eq!(
-                shared.to_value().unwrap(),
-                map_shared(shared.name()).unwrap().to_value().unwrap()
-            );
-        }
-    }
-
-    #[test]
-    fn gaps_are_the_ranges_no_payload_covers() {
-        use mori_format::write::Payload;
-        let data = [0u8; 10];
-        let p = |offset, n| Payload {
-            offset,
-            bytes: &data[..n],
-        };
-        assert_eq!(gaps(&[], 50), vec![0..50]);
-        assert_eq!(gaps(&[p(0, 10)], 10), Vec::<std::ops::Range<usize>>::new());
-        assert_eq!(gaps(&[p(64, 10)], 74), vec![0..64]);
-        assert_eq!(
-            gaps(&[p(64, 10), p(74, 5), p(128, 10)], 150),
-            vec![0..64, 79..128, 138..150]
-        );
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
-
-        #[test]
-        fn any_identifier_text_is_handled_without_panicking(s in "(/mori_[0-9a-f]{1,9}_[0-9a-f]{1,9})?[\\[\\],0-9a-z/ ]{0,20}") {
-            let _ = map_shared(&s);
-        }
-
-        #[test]
-        fn any_region_bytes_are_handled_without_panicking(
-            bytes in proptest::collection::vec(any::<u8>(), 0..512),
-            magic in prop_oneof![Just(*b"HROM"), Just(*b"SROM"), Just(*b"LROM")],
-        ) {
-            let mut bytes = bytes;
-            if bytes.len() >= 4 {
-                bytes[..4].copy_from_slice(&magic);
-            }
-            let (name, _owner) = raw_region(&bytes);
-            if let Ok(view) = map_shared(&name) {
-                let _ = view.to_value();
-                for i in 0..view.len().min(4) {
-                    if let Ok(child) = view.get(i) {
-                        let _ = child.to_value();
-                    }
-                }
-            }
-        }
-    }
-}
+#[path = "shared_tests.rs"]
+mod tests;

@@ -4,7 +4,7 @@
 //! as `"/mori_4d1b_1[2]"`), whatever the size of the value; deserializing a [`SharedView`]
 //! attaches to it with [`map_shared`]. So a task argument that holds a shared handle sends only
 //! the name, and the receiving process maps the region itself. The creator must keep its
-//! [`Shared`] alive until the receiver has deserialized (attached).
+//! [`Shared`], or a view taken from it, alive until the receiver has deserialized (attached).
 //!
 //! ```
 //! let shared = mori_shm::share_f64(&vec![0.25; 1_000_000])?;
@@ -14,7 +14,23 @@
 //! assert_eq!(received.as_f64().unwrap().len(), 1_000_000);
 //! # Ok::<(), mori_shm::Error>(())
 //! ```
+//!
+//! # Handing a region over
+//! A [`Shared`] serialized inside [`handing_over`] gives its name away: the sender's handle (and
+//! its views) no longer unlinks it when dropped, and the receiver, deserializing a [`Shared`],
+//! takes the name over: its handle unlinks it when dropped, and the region's owner record
+//! names the receiver, so `prune` removes it as an orphan if the receiver dies first and keeps
+//! it while the receiver lives, whatever becomes of the creator. This is how a task returns a
+//! region: a daemon encodes its result inside [`handing_over`], and the host's result is an
+//! owning [`Shared`]. Outside [`handing_over`], serializing a [`Shared`] sends its identifier
+//! and keeps the name, as for a [`SharedView`].
+//!
+//! Deserializing a [`Shared`] takes over whatever region the identifier names (after the
+//! attach checks): accept one only from a peer trusted to hand over regions of its own, such as
+//! a pool's daemons. A sent name that is never received stays until its creator exits; then
+//! `prune` removes it.
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::de::{self, Visitor};
@@ -34,9 +50,73 @@ impl Serialize for SharedView {
     }
 }
 
+thread_local! {
+    /// Set while [`handing_over`] runs on this thread.
+    static HANDING_OVER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f` (which serializes values for another process) so that every [`Shared`] it serializes
+/// hands its name over to the receiver (see the [module docs](self)): once serialized, the
+/// handle no longer unlinks the name when dropped; the receiver's deserialized [`Shared`] does.
+///
+/// ```
+/// let built = mori_shm::share_f64(&[1.0, 2.0])?;
+/// let wire = mori_shm::handing_over(|| serde_json::to_string(&built)).unwrap();
+/// drop(built); // handed over: the name stays
+///
+/// // The receiver (usually another process) now owns the name.
+/// let received: mori_shm::Shared = serde_json::from_str(&wire).unwrap();
+/// assert_eq!(received.as_f64(), Some(&[1.0, 2.0][..]));
+/// let name = received.name().to_owned();
+/// drop(received);
+/// assert!(mori_shm::map_shared(&name).is_err(), "the receiver's handle unlinked it");
+/// # Ok::<(), mori_shm::Error>(())
+/// ```
+pub fn handing_over<R>(f: impl FnOnce() -> R) -> R {
+    /// Restores the flag, even if `f` panics.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            HANDING_OVER.set(self.0);
+        }
+    }
+    let _restore = Restore(HANDING_OVER.replace(true));
+    f()
+}
+
 impl Serialize for Shared {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        (**self).serialize(serializer)
+        let sent = (**self).serialize(serializer)?;
+        if HANDING_OVER.get() {
+            self.hand_over();
+        }
+        Ok(sent)
+    }
+}
+
+struct RootVisitor;
+
+impl Visitor<'_> for RootVisitor {
+    type Value = Shared;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the name of a region handed over, such as \"/mori_4d1b_1\"")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Shared, E> {
+        if name.contains('[') {
+            return Err(E::custom(format!(
+                "'{name}' names an element; only a whole region can be handed over"
+            )));
+        }
+        Shared::adopt(name).map_err(E::custom)
+    }
+}
+
+/// Takes the region over: see [Handing a region over](self#handing-a-region-over).
+impl<'de> Deserialize<'de> for Shared {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(RootVisitor)
     }
 }
 
@@ -78,6 +158,78 @@ mod tests {
         let back: SharedView = serde_json::from_str(&wire).unwrap();
         assert_eq!(back.as_i32(), Some(&[9, 8][..]));
         assert_eq!(back.path(), &[1, 0]);
+    }
+
+    #[test]
+    fn a_shared_serialized_outside_handing_over_keeps_its_name() {
+        let shared = crate::share_f64(&[1.0]).unwrap();
+        let name = shared.name().to_owned();
+        let wire = serde_json::to_string(&shared).unwrap();
+        assert_eq!(wire, format!("\"{name}\""));
+        drop(shared);
+        assert!(
+            crate::map_shared(&name).is_err(),
+            "the creator still unlinks"
+        );
+    }
+
+    #[test]
+    fn a_handed_over_region_belongs_to_the_receiver() {
+        let shared = crate::share_i32(&[4, 5]).unwrap();
+        let name = shared.name().to_owned();
+        let leaf = shared.view();
+        let wire = handing_over(|| serde_json::to_string(&shared)).unwrap();
+        drop((shared, leaf));
+        let path = crate::sys::file::region_path(&name[1..]);
+        assert!(path.exists(), "the sender no longer unlinks");
+
+        let received: Shared = serde_json::from_str(&wire).unwrap();
+        assert_eq!(received.as_i32(), Some(&[4, 5][..]));
+        let info = crate::list_regions()
+            .unwrap()
+            .into_iter()
+            .find(|r| r.name == name)
+            .unwrap();
+        assert_eq!(
+            (info.pid, info.status, info.start_time),
+            (
+                std::process::id(),
+                crate::Status::Alive,
+                crate::sys::proc::own_start_time().ok()
+            )
+        );
+        let record = crate::sys::file::owner_record(&path).unwrap().unwrap();
+        assert_eq!(
+            crate::owner::decode_record(&record).and_then(|r| r.pid),
+            Some(std::process::id()),
+            "the record names the receiver"
+        );
+        drop(received);
+        assert!(!path.exists(), "the receiver's handle unlinked it");
+    }
+
+    #[test]
+    fn only_whole_regions_can_be_handed_over() {
+        let shared = crate::share_list(vec![(None, Source::Double(&[1.0]))]).unwrap();
+        let leaf = format!("\"{}[1]\"", shared.name());
+        let err = serde_json::from_str::<Shared>(&leaf).unwrap_err();
+        assert!(err.to_string().contains("only a whole region"), "{err}");
+        assert!(serde_json::from_str::<Shared>("\"/mori_1_ffffffff\"").is_err());
+        assert!(serde_json::from_str::<Shared>("7").is_err());
+    }
+
+    #[test]
+    fn handing_over_ends_with_its_closure_even_on_panic() {
+        let shared = crate::share_f64(&[1.0]).unwrap();
+        let caught = std::panic::catch_unwind(|| handing_over(|| panic!("inside")));
+        assert!(caught.is_err());
+        let name = shared.name().to_owned();
+        serde_json::to_string(&shared).unwrap();
+        drop(shared);
+        assert!(
+            crate::map_shared(&name).is_err(),
+            "not handed over outside the closure"
+        );
     }
 
     #[test]

@@ -163,6 +163,61 @@ fn a_consumers_mapping_survives_the_creators_unlink() {
 }
 
 #[test]
+fn a_leaf_keeps_the_name_alive_after_the_root_handle_is_dropped() {
+    let shared = mori_shm::share_list(vec![
+        (Some("x"), Source::Double(&[1.0, 2.0])),
+        (
+            Some("inner"),
+            Source::List(vec![(Some("y"), Source::Integer(&[7, 8, 9]))]),
+        ),
+    ])
+    .unwrap();
+    let name = shared.name().to_owned();
+    let leaf = shared
+        .get_named("inner")
+        .unwrap()
+        .unwrap()
+        .get_named("y")
+        .unwrap()
+        .unwrap();
+    let sibling = shared.view().get(0).unwrap();
+    drop(shared);
+    assert!(
+        region_file(&name).exists(),
+        "views of the root hold the name"
+    );
+
+    let id = leaf.identifier().unwrap();
+    assert_eq!(id, format!("{name}[2,1]"));
+    let mut child = spawn_child("describe", &[&id]);
+    assert_eq!(
+        tagged(&mut child),
+        "integer [7, 8, 9]",
+        "attached by the leaf's identifier"
+    );
+    assert_eq!(child.wait(), Some(0));
+
+    drop(sibling);
+    assert!(region_file(&name).exists(), "the leaf still holds the name");
+    // A view attached by name does not own it.
+    let attached = mori_shm::map_shared(&id).unwrap();
+    drop(leaf);
+    assert!(
+        !region_file(&name).exists(),
+        "the last view unlinked the name"
+    );
+    assert!(matches!(
+        mori_shm::map_shared(&name),
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(
+        attached.as_i32(),
+        Some(&[7, 8, 9][..]),
+        "mappings stay valid"
+    );
+}
+
+#[test]
 fn our_mapping_survives_a_creator_process_that_unlinks_and_exits() {
     let json = TempJson::new("survive", "[2.5, 3.5]");
     let mut creator = ChildGuard::mori_share(&json.0);
