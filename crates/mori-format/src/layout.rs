@@ -93,6 +93,27 @@ impl SexpType {
         self as i32
     }
 
+    /// The name R's `typeof()` gives the type (`"serialized"` for a fallback element, which R
+    /// stores as the serialized bytes of any other object), for messages.
+    ///
+    /// ```
+    /// use mori_format::layout::SexpType;
+    /// assert_eq!(SexpType::Double.r_name(), "double");
+    /// assert_eq!(SexpType::Character.r_name(), "character");
+    /// ```
+    pub const fn r_name(self) -> &'static str {
+        match self {
+            Self::Serialized => "serialized",
+            Self::Logical => "logical",
+            Self::Integer => "integer",
+            Self::Double => "double",
+            Self::Complex => "complex",
+            Self::Character => "character",
+            Self::List => "list",
+            Self::Raw => "raw",
+        }
+    }
+
     /// Bytes per element of an atomic type; `None` for character, list and fallback.
     ///
     /// ```

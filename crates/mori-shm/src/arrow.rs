@@ -73,7 +73,6 @@ use arrow_array::{
 };
 use arrow_buffer::{BooleanBuffer, Buffer, NullBuffer, ScalarBuffer, ToByteSlice};
 use arrow_schema::{DataType, Field, Schema};
-use mori_format::layout::SexpType;
 use mori_format::value::{
     Attributes, Data, Encoding, NA_INTEGER, NA_REAL, RString, Value, is_na_real,
 };
@@ -310,20 +309,6 @@ fn validity(len: usize, any_na: bool, valid: impl FnMut(usize) -> bool) -> Optio
     any_na.then(|| NullBuffer::new(BooleanBuffer::collect_bool(len, valid)))
 }
 
-/// R's `typeof()` of a stored type, for error messages.
-fn r_type(t: SexpType) -> &'static str {
-    match t {
-        SexpType::Serialized => "a serialized R object",
-        SexpType::Logical => "logical",
-        SexpType::Integer => "integer",
-        SexpType::Double => "double",
-        SexpType::Complex => "complex",
-        SexpType::Character => "character",
-        SexpType::List => "list",
-        SexpType::Raw => "raw",
-    }
-}
-
 /// The bytes of a string as UTF-8, decoded from its R encoding.
 fn decode(encoding: Encoding, bytes: &[u8]) -> Option<Cow<'_, str>> {
     match encoding {
@@ -479,7 +464,7 @@ pub fn column_to_arrow(column: &SharedView) -> Result<ArrayRef> {
                 name: label(),
                 what: format!(
                     "R type {} has no Arrow array here",
-                    r_type(other.sexptype())
+                    other.sexptype().r_name()
                 ),
             });
         }

@@ -117,8 +117,8 @@ pub(crate) fn expect_type(view: &SharedView, expected: SexpType) -> Result<()> {
     } else {
         Err(Error::WrongType {
             name: view.identifier().unwrap_or_else(|| view.name().to_owned()),
-            expected: format!("{expected:?}"),
-            found: format!("{found:?}"),
+            expected: format!("a {} vector", expected.r_name()),
+            found: format!("a {} vector", found.r_name()),
         })
     }
 }

@@ -32,7 +32,6 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand};
-use mori_format::layout::SexpType;
 use mori_shm::{Error, SharedView, Status, View};
 
 #[derive(Parser)]
@@ -165,19 +164,6 @@ fn ls(json: bool) -> Result<(), Failure> {
     written.map_err(|e| io_failure("stdout", &e))
 }
 
-fn type_name(t: SexpType) -> &'static str {
-    match t {
-        SexpType::Logical => "logical",
-        SexpType::Integer => "integer",
-        SexpType::Double => "double",
-        SexpType::Complex => "complex",
-        SexpType::Character => "character",
-        SexpType::List => "list",
-        SexpType::Raw => "raw",
-        SexpType::Serialized => "serialized",
-    }
-}
-
 /// One line per value: `[i] name  type[len]  attr=...`, children indented.
 fn tree(out: &mut impl Write, label: &str, view: View<'_>, depth: usize) -> Result<(), Failure> {
     let attrs = view
@@ -186,7 +172,7 @@ fn tree(out: &mut impl Write, label: &str, view: View<'_>, depth: usize) -> Resu
     let mut line = format!(
         "{:indent$}{label}  {}[{}]",
         "",
-        type_name(view.sexptype()),
+        view.sexptype().r_name(),
         view.len(),
         indent = depth * 2
     );
