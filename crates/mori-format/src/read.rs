@@ -667,13 +667,15 @@ impl<'a> List<'a> {
 
     /// The `names` attribute, decoded; `None` if the list has no names.
     pub fn names(&self) -> Result<Option<Vec<RString>>, ReadError> {
-        Ok(match self.attributes()?.get("names") {
-            Some(Value {
+        // Taken out of the decoded attributes, not cloned: a wide frame's names are many.
+        let attrs = self.attributes()?;
+        Ok(attrs.0.into_iter().find_map(|(name, value)| match value {
+            Value {
                 data: Data::Character(s),
                 ..
-            }) => Some(s.clone()),
+            } if name == "names" => Some(s),
             _ => None,
-        })
+        }))
     }
 
     /// The undecoded attribute blob of the list itself.

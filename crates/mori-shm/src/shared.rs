@@ -40,8 +40,9 @@ use crate::sys::map::{Anchored, Mapping};
 #[derive(Clone)]
 pub struct SharedView {
     anchored: Anchored,
-    /// 0-based list indices from the root to this value.
-    path: Vec<u32>,
+    /// 0-based list indices from the root to this value (inline up to four levels: a column
+    /// view of a frame inside a list costs no allocation).
+    path: Path,
     /// The name's owner, shared by the creator's [`Shared`] and every view taken from it;
     /// `None` for views attached by name.
     owner: Option<Arc<NameOwner>>,
@@ -57,6 +58,9 @@ impl std::fmt::Debug for SharedView {
             .finish()
     }
 }
+
+/// A path from the root: list indices, rarely more than a few.
+type Path = smallvec::SmallVec<[u32; 4]>;
 
 /// R's form of an identifier: the region name, then the 1-based path in brackets; `None` past
 /// R's 64 indices.
@@ -338,7 +342,7 @@ impl Shared {
         Ok(Self {
             root: SharedView {
                 anchored,
-                path: Vec::new(),
+                path: Path::new(),
                 owner: Some(Arc::new(owner)),
             },
         })
@@ -403,7 +407,7 @@ pub fn map_shared(identifier: &str) -> Result<SharedView> {
     let anchored = resolve_in(mapping, identifier, &id.path)?;
     Ok(SharedView {
         anchored,
-        path: id.path,
+        path: Path::from_vec(id.path),
         owner: None,
     })
 }
@@ -491,7 +495,7 @@ pub fn share_source_with(source: &Source<'_>, opts: &WriteOptions) -> Result<Sha
     Ok(Shared {
         root: SharedView {
             anchored,
-            path: Vec::new(),
+            path: Path::new(),
             owner: Some(Arc::new(owner)),
         },
     })
