@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mirai::{Daemons, Registry, TaskFn, task};
@@ -122,32 +122,6 @@ fn host() -> ! {
     }
 }
 
-/// The host process: SIGKILLed and reaped when dropped.
-struct Host(Child);
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Processes that are not our children (the killed host's daemons): SIGKILLed on drop if they
-/// are still alive, so none outlives the test even when it fails.
-struct Orphans(Vec<u32>);
-
-impl Drop for Orphans {
-    fn drop(&mut self) {
-        for &pid in &self.0 {
-            if alive(pid) {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-            }
-        }
-    }
-}
-
 /// A directory removed when dropped.
 struct Scratch(PathBuf);
 
@@ -157,24 +131,12 @@ impl Drop for Scratch {
     }
 }
 
-/// Whether `pid` is a running (not exited, not zombie) process.
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the parenthesised command name.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
-}
-
 fn a_killed_host_leaves_no_busy_daemon_behind() {
     let marks =
         Scratch(std::env::temp_dir().join(format!("mirai-host-loss-{}", std::process::id())));
     let _ = std::fs::remove_dir_all(&marks.0);
     std::fs::create_dir_all(&marks.0).expect("create the marks directory");
-    let mut host = Host(
+    let mut host = common::KilledOnDrop(
         Command::new(std::env::current_exe().expect("this program"))
             .env(ROLE, "host")
             .env(MARKS, &marks.0)
@@ -194,7 +156,7 @@ fn a_killed_host_leaves_no_busy_daemon_behind() {
         .split_whitespace()
         .map(|p| p.parse().expect("a pid"))
         .collect();
-    let daemons = Orphans(pids);
+    let daemons = common::Orphans(pids);
     // Exactly these three ran the tasks, one each.
     let mut ran: Vec<u32> = std::fs::read_dir(&marks.0)
         .expect("the marks")
@@ -210,14 +172,22 @@ fn a_killed_host_leaves_no_busy_daemon_behind() {
     let mut reported = daemons.0.clone();
     reported.sort_unstable();
     assert_eq!(ran, reported, "one task on each daemon");
-    assert!(daemons.0.iter().all(|&p| alive(p)), "daemons run tasks");
+    assert!(
+        daemons.0.iter().all(|&p| common::alive(p)),
+        "daemons run tasks"
+    );
     // Let the tasks run a while, as long tasks do, then kill the host.
     std::thread::sleep(Duration::from_secs(1));
     host.0.kill().expect("SIGKILL the host");
     host.0.wait().expect("reap the host");
     let t = Instant::now();
-    while daemons.0.iter().any(|&p| alive(p)) {
-        let left: Vec<u32> = daemons.0.iter().copied().filter(|&p| alive(p)).collect();
+    while daemons.0.iter().any(|&p| common::alive(p)) {
+        let left: Vec<u32> = daemons
+            .0
+            .iter()
+            .copied()
+            .filter(|&p| common::alive(p))
+            .collect();
         assert!(
             t.elapsed() < BOUND,
             "daemons {left:?} outlived their host by {BOUND:?}"

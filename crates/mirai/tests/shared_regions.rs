@@ -1,7 +1,16 @@
 //! Shared regions through real daemon processes and the facade alone: a part of a shared value
 //! keeps the region's name alive after the root handle is gone, a task returns a region the
 //! host then owns (read in place, no copy), and every region is unlinked once the last handle
-//! on it is dropped.
+//! on it is dropped; a host killed while it owns regions leaves them to `prune`, which keeps them
+//! while the host lives and removes every one once it is dead.
+//!
+//! Besides the tests and their daemons, this binary plays the host that is killed, chosen by the
+//! environment (see [`ROLE`]).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use mirai::{Daemons, Registry, SharedView, Source, TaskFn, task};
 
@@ -42,9 +51,9 @@ fn registry() -> Registry {
         .with(&PID)
 }
 
-/// The region files in /dev/shm this process created.
-fn our_regions() -> Vec<String> {
-    let prefix = format!("mori_{:x}_", std::process::id());
+/// The region files in /dev/shm whose names carry `pid` (their creator's).
+fn regions_of(pid: u32) -> Vec<String> {
+    let prefix = format!("mori_{pid:x}_");
     std::fs::read_dir("/dev/shm")
         .expect("read /dev/shm")
         .flatten()
@@ -53,19 +62,27 @@ fn our_regions() -> Vec<String> {
         .collect()
 }
 
-/// Removes this process's region files when dropped, so a failed test leaves none behind.
-struct RegionsSwept;
+/// The region files in /dev/shm this process created.
+fn our_regions() -> Vec<String> {
+    regions_of(std::process::id())
+}
+
+/// Removes the region files created by these processes when dropped, so a failed test leaves
+/// none behind.
+struct RegionsSwept(Vec<u32>);
 
 impl Drop for RegionsSwept {
     fn drop(&mut self) {
-        for name in our_regions() {
-            let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+        for &pid in &self.0 {
+            for name in regions_of(pid) {
+                let _ = std::fs::remove_file(format!("/dev/shm/{name}"));
+            }
         }
     }
 }
 
 fn a_leaf_sent_after_the_root_is_dropped_still_attaches() {
-    let _swept = RegionsSwept;
+    let _swept = RegionsSwept(vec![std::process::id()]);
     assert!(
         our_regions().is_empty(),
         "no region of ours before the test"
@@ -171,8 +188,153 @@ fn a_task_returns_a_region_the_host_then_owns_and_reads_without_a_copy() {
     );
 }
 
+/// Which part this process plays: `host` for the host that is killed (unset: the test runner).
+const ROLE: &str = "MIRAI_SHARED_REGIONS_ROLE";
+
+/// How long a daemon may take to retire after its last task, or to exit once its host is gone
+/// (it notices within about 2 s).
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// The host that is killed: a pool of 2 local daemons that each retire after one task; one
+/// builds a region and returns it, so the host owns it, and the host shares a region of its own.
+/// Prints `regions RESULT OWN pids P1 P2` (the region names, then the daemons) and waits to be
+/// killed, holding both regions, the pool and the daemon that ran no task.
+fn host() -> ! {
+    let pool = Daemons::new()
+        .local(2)
+        .maxtasks(1)
+        .start()
+        .expect("start the pool");
+    let daemons = pool.local_pids();
+    let own = mirai::share_f64(&[1.0, 2.0, 3.0]).expect("share on the host");
+    let result = pool
+        .submit(&BUILD, 1_000)
+        .expect("submit")
+        .wait()
+        .expect("the region built on a daemon");
+    println!(
+        "regions {} {} pids {}",
+        result.name(),
+        own.name(),
+        daemons
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    // Killed here, owning both regions.
+    let _keep = (pool, own, result);
+    loop {
+        std::thread::park();
+    }
+}
+
+/// What the killed host reported: its two regions and its daemons.
+struct Reported {
+    result: String,
+    own: String,
+    daemons: Vec<u32>,
+}
+
+fn parse_report(line: &str) -> Reported {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["regions", result, own, "pids", daemons @ ..] => Reported {
+            result: (*result).to_owned(),
+            own: (*own).to_owned(),
+            daemons: daemons.iter().map(|p| p.parse().expect("a pid")).collect(),
+        },
+        _ => panic!("unexpected host output {line:?}"),
+    }
+}
+
+fn region_exists(name: &str) -> bool {
+    Path::new(&format!("/dev/shm{name}")).exists()
+}
+
+fn after_a_host_sigkill_a_prune_leaves_none_of_its_regions() {
+    let mut host = common::KilledOnDrop(
+        Command::new(std::env::current_exe().expect("this program"))
+            .env(ROLE, "host")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the host"),
+    );
+    let host_pid = host.0.id();
+    // Whatever happens below, no region of the host's remains (its daemons' are added below).
+    let mut swept = RegionsSwept(vec![host_pid]);
+    let stdout = host.0.stdout.take().expect("the host's stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the host's report");
+    let reported = parse_report(&line);
+    swept.0.extend(&reported.daemons);
+    let _swept = swept;
+    let daemons = common::Orphans(reported.daemons);
+    let (result, own) = (&reported.result, &reported.own);
+    assert_eq!(daemons.0.len(), 2, "the host started 2 daemons");
+    let builder = *daemons
+        .0
+        .iter()
+        .find(|&&d| result.starts_with(&format!("/mori_{d:x}_")))
+        .unwrap_or_else(|| panic!("a daemon of the host made {result}"));
+    assert!(own.starts_with(&format!("/mori_{host_pid:x}_")), "{own}");
+
+    // The builder retires after its one task; the host keeps what it received.
+    common::eventually(PATIENCE, "the daemon that built the region retired", || {
+        !common::alive(builder)
+    });
+    let removed = mirai::prune().expect("prune");
+    for name in [result, own] {
+        assert!(!removed.contains(name), "prune removed {name}");
+        assert!(region_exists(name), "{name} is kept while the host lives");
+    }
+    let owner = mirai::list_regions()
+        .expect("list")
+        .into_iter()
+        .find(|r| r.name == *result)
+        .map(|r| (r.pid, r.status));
+    assert_eq!(
+        owner,
+        Some((host_pid, mirai::RegionStatus::Alive)),
+        "the record names the host, not the daemon that made {result}"
+    );
+
+    host.0.kill().expect("SIGKILL the host");
+    host.0.wait().expect("reap the host");
+    common::eventually(PATIENCE, "the host's daemons exited", || {
+        daemons.0.iter().all(|&p| !common::alive(p))
+    });
+    mirai::prune().expect("prune");
+    for name in [result, own] {
+        assert!(!region_exists(name), "prune removed {name}");
+    }
+    for pid in std::iter::once(host_pid).chain(daemons.0.iter().copied()) {
+        assert!(
+            regions_of(pid).is_empty(),
+            "no region named for {pid} remains: {:?}",
+            regions_of(pid)
+        );
+    }
+    let left: Vec<String> = mirai::list_regions()
+        .expect("list")
+        .into_iter()
+        .filter(|r| r.pid == host_pid || daemons.0.contains(&r.pid))
+        .map(|r| r.name)
+        .collect();
+    assert!(
+        left.is_empty(),
+        "no region owned by the host remains: {left:?}"
+    );
+}
+
 fn main() {
     mirai::daemon_main_if_requested(&registry());
+    if std::env::var(ROLE).as_deref() == Ok("host") {
+        host();
+    }
     use common::Test;
     common::run(&[
         Test::new(
@@ -182,6 +344,10 @@ fn main() {
         Test::new(
             "a_task_returns_a_region_the_host_then_owns_and_reads_without_a_copy",
             a_task_returns_a_region_the_host_then_owns_and_reads_without_a_copy,
+        ),
+        Test::new(
+            "after_a_host_sigkill_a_prune_leaves_none_of_its_regions",
+            after_a_host_sigkill_a_prune_leaves_none_of_its_regions,
         ),
     ]);
 }

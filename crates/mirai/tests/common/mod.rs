@@ -118,3 +118,43 @@ pub(crate) fn peak_rss(pid: &str) -> u64 {
 pub(crate) fn reset_peak_rss(pid: &str) {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset the peak RSS");
 }
+
+/// Whether `pid` is a running process: it exists and is neither exited nor a zombie (a zombie
+/// has stopped running; only its parent's wait removes it).
+pub(crate) fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+/// A child process of the test (such as a host it kills): SIGKILLed and reaped when dropped,
+/// so it never outlives the test, even one that fails.
+pub(crate) struct KilledOnDrop(pub(crate) std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Processes that are not our children (the daemons of a host we killed): SIGKILLed on drop if
+/// they are still alive, so none outlives the test even when it fails.
+pub(crate) struct Orphans(pub(crate) Vec<u32>);
+
+impl Drop for Orphans {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if alive(pid) {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
