@@ -126,13 +126,7 @@ fn a_leaf_sent_after_the_root_is_dropped_still_attaches() {
 /// A field of `/proc/self/smaps_rollup` in bytes, e.g. `Pss` (this process's proportional share
 /// of the pages it maps: a page it alone maps counts fully, a page two processes map half).
 fn smaps_bytes(field: &str) -> u64 {
-    let text = std::fs::read_to_string("/proc/self/smaps_rollup").expect("smaps_rollup");
-    let kib: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in smaps_rollup"));
-    kib * 1024
+    common::proc_kib_field("/proc/self/smaps_rollup", field) * 1024
 }
 
 /// Removes one region file when dropped, so a failed test leaves none behind.

@@ -100,13 +100,16 @@ pub(crate) fn process_exists(pid: u32) -> bool {
 /// A line of `/proc/<pid>/status` (`pid` may be `"self"`) in bytes, e.g. `VmHWM` (the peak
 /// resident memory) or `VmRSS`.
 pub(crate) fn status_bytes(pid: &str, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    let kib: u64 = status
-        .lines()
+    proc_kib_field(&format!("/proc/{pid}/status"), field) * 1024
+}
+
+/// A `Name:   123 kB` line of a `/proc` file (`status`, `smaps_rollup`), in KiB.
+pub(crate) fn proc_kib_field(path: &str, field: &str) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"));
-    kib * 1024
+        .unwrap_or_else(|| panic!("no {field} in {path}"))
 }
 
 /// A process's peak resident memory in bytes (`VmHWM`).
