@@ -21,9 +21,12 @@
 //! A region handed to another process (a task result, see [`Shared`](crate::Shared)) names its
 //! creator's pid but belongs to the receiver: the receiver rewrites the record as
 //! `<start time>@<pid>`, its own, and the rule above then reads that pid instead of the name's.
-//! The rewrite is one `fsetxattr`, so at every instant the record names a live owner (the
-//! creator until the receiver takes over): a concurrent prune never sees the region orphaned
-//! while the receiver holds it, and a receiver that dies makes it an orphan.
+//! The rewrite is one `fsetxattr`, so a concurrent prune sees either the creator or the
+//! receiver, and a receiver that dies makes the region an orphan. The gap: between the creator
+//! giving the name away and the receiver taking it over, the record names the creator, so a
+//! creator that exits in between (a daemon that retires after its last task, while its result
+//! waits in the host untaken; `mirai` takes it over when the result is decoded, at `wait`) leaves
+//! the region to the next prune.
 //!
 //! Caveat: pids are per PID namespace. A process in another PID namespace that shares
 //! `/dev/shm` (containers run with `--ipc=host`, for instance) names regions with a pid that
