@@ -98,7 +98,12 @@ fn main() -> Result<(), Error> {
 
     // A task per column: each argument crosses as the column's path-form name.
     let frame = ReadingsView::from_shared(shared.view())?;
-    let columns = [("a", &frame.a), ("b", &frame.b), ("c", &frame.c), ("d", &frame.d)];
+    let columns = [
+        ("a", &frame.a),
+        ("b", &frame.b),
+        ("c", &frame.c),
+        ("d", &frame.d),
+    ];
     let tasks = columns
         .iter()
         .map(|(_, col)| pool.submit(&MEAN, (*col).clone()))
@@ -108,13 +113,21 @@ fn main() -> Result<(), Error> {
         let (mean, daemon) = task.wait()?;
         daemons.insert(daemon);
         // The host reads the same pages to check the answer.
-        assert_eq!(mean, col.iter().sum::<f64>() / rows as f64, "column {label}");
+        assert_eq!(
+            mean,
+            col.iter().sum::<f64>() / rows as f64,
+            "column {label}"
+        );
         let sent = col.shared_view().identifier().unwrap_or_default();
         println!("column {label}: mean {mean:.1} on daemon {daemon} (sent as {sent})");
     }
     // Host and daemons all map the columns now: every page is counted once in the sum.
     let grown = summed_pss() - before;
-    println!("{} column tasks ran on {} daemons", columns.len(), daemons.len());
+    println!(
+        "{} column tasks ran on {} daemons",
+        columns.len(),
+        daemons.len()
+    );
     println!(
         "summed PSS of host and daemons grew by {:.0} MB: {:.2}x one copy ({:.0} MB)",
         grown / MB,

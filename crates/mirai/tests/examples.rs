@@ -118,7 +118,10 @@ fn shared_frames_reads_one_copy_from_every_daemon_and_gets_a_region_back() {
         .and_then(|(_, r)| r.split('x').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no PSS ratio in:\n{stdout}"));
     assert!((0.9..1.1).contains(&ratio), "summed PSS {ratio}x one copy");
-    assert!(stdout.contains("(50 MB), now the host's: largest 9990"), "{stdout}");
+    assert!(
+        stdout.contains("(50 MB), now the host's: largest 9990"),
+        "{stdout}"
+    );
     // The host's handles unlinked both regions, the daemon's result included, on exit.
     for name in &regions.0 {
         assert!(
