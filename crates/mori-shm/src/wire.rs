@@ -56,8 +56,12 @@ thread_local! {
 }
 
 /// Run `f` (which serializes values for another process) so that every [`Shared`] it serializes
-/// hands its name over to the receiver (see the [module docs](self)): once serialized, the
-/// handle no longer unlinks the name when dropped; the receiver's deserialized [`Shared`] does.
+/// hands its name over to the receiver: once serialized, the handle (and its views) no longer
+/// unlinks the name when dropped; the receiver's deserialized [`Shared`] does, and the region's
+/// owner record names the receiver, so `prune` keeps it while the receiver lives and removes it
+/// as an orphan once the receiver is dead. This is how a task returns a region: a daemon encodes
+/// its result inside `handing_over`, and the host's result is an owning [`Shared`]. Deserialize
+/// a [`Shared`] only from a trusted peer: it takes over whatever region the name points to.
 ///
 /// ```
 /// let built = mori_shm::share_f64(&[1.0, 2.0])?;
@@ -113,7 +117,7 @@ impl Visitor<'_> for RootVisitor {
     }
 }
 
-/// Takes the region over: see [Handing a region over](self#handing-a-region-over).
+/// Takes the region over (a whole region's name only, no path): see [`handing_over`].
 impl<'de> Deserialize<'de> for Shared {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_str(RootVisitor)
