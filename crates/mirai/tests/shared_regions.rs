@@ -10,7 +10,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mirai::{Daemons, Registry, SharedView, Source, TaskFn, task};
 
@@ -164,6 +164,12 @@ fn a_task_returns_a_region_the_host_then_owns_and_reads_without_a_copy() {
 
     // The host owns it now: the region outlives the daemon, and prune keeps it.
     drop(pool);
+    // A daemon already leaving when the pool dropped is reaped by the pool's event thread
+    // within its exit grace, not by the drop itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while common::process_exists(daemon) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert!(!common::process_exists(daemon), "the daemon was reaped");
     let status = mirai::list_regions()
         .unwrap()
@@ -324,6 +330,44 @@ fn after_a_host_sigkill_a_prune_leaves_none_of_its_regions() {
     );
 }
 
+/// A daemon that retires (maxtasks) before its result is taken leaves the region to its host:
+/// a prune in between keeps it, and the result reads whole.
+fn a_region_whose_daemon_retired_before_its_result_was_taken_survives_a_prune() {
+    let pool = Daemons::new().local(1).maxtasks(1).start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let daemon = loop {
+        if let Some(&pid) = pool.local_pids().first() {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "no daemon started");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _swept = RegionsSwept(vec![daemon]);
+    let mut handle = pool.submit(&BUILD, 1000).unwrap();
+    while !handle.is_resolved() {
+        assert!(Instant::now() < deadline, "no result");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The daemon served its one task and leaves (and is reaped: a zombie still counts as
+    // alive to a prune); the result is still untaken.
+    while Path::new(&format!("/proc/{daemon}")).exists() {
+        assert!(Instant::now() < deadline, "daemon {daemon} did not retire");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let made = regions_of(daemon);
+    assert_eq!(made.len(), 1, "the daemon made one region: {made:?}");
+    mirai::prune().unwrap();
+    assert_eq!(regions_of(daemon), made, "the prune kept the host's region");
+    let result = handle.wait().unwrap();
+    let xs = result.as_f64().expect("doubles");
+    assert!(xs.len() == 1000 && xs.iter().enumerate().all(|(i, &x)| x == i as f64));
+    drop(result);
+    assert!(
+        regions_of(daemon).is_empty(),
+        "the host's handle unlinked it"
+    );
+}
+
 fn main() {
     mirai::daemon_main_if_requested(&registry());
     if std::env::var(ROLE).as_deref() == Ok("host") {
@@ -342,6 +386,10 @@ fn main() {
         Test::new(
             "after_a_host_sigkill_a_prune_leaves_none_of_its_regions",
             after_a_host_sigkill_a_prune_leaves_none_of_its_regions,
+        ),
+        Test::new(
+            "a_region_whose_daemon_retired_before_its_result_was_taken_survives_a_prune",
+            a_region_whose_daemon_retired_before_its_result_was_taken_survives_a_prune,
         ),
     ]);
 }

@@ -21,12 +21,14 @@
 //! A region handed to another process (a task result, see [`Shared`](crate::Shared)) names its
 //! creator's pid but belongs to the receiver: the receiver rewrites the record as
 //! `<start time>@<pid>`, its own, and the rule above then reads that pid instead of the name's.
-//! The rewrite is one `fsetxattr`, so a concurrent prune sees either the creator or the
-//! receiver, and a receiver that dies makes the region an orphan. The gap: between the creator
-//! giving the name away and the receiver taking it over, the record names the creator, so a
-//! creator that exits in between (a daemon that retires after its last task, while its result
-//! waits in the host untaken; `mirai` takes it over when the result is decoded, at `wait`) leaves
-//! the region to the next prune.
+//! The rewrite is one `fsetxattr`, so a concurrent prune sees either the creator's side or the
+//! receiver, and a receiver that dies makes the region an orphan. Between the hand-over and the
+//! take-over (in `mirai`, a result waits in its host until it is decoded, at `wait`), the
+//! creator's side is its *parent*: handing over writes the parent's `<start time>@<pid>`, so a
+//! creator that exits first (a daemon retiring after its last task) leaves the region to the
+//! process that started it, which for a pool's local daemons is the host. A creator whose parent
+//! is not the receiver (a daemon started by `ssh` on the same machine) still leaves the region to
+//! the next prune once that parent is gone.
 //!
 //! Caveat: pids are per PID namespace. A process in another PID namespace that shares
 //! `/dev/shm` (containers run with `--ipc=host`, for instance) names regions with a pid that

@@ -32,9 +32,24 @@ impl NameOwner {
         }
     }
 
-    /// Give the name away: dropping this no longer unlinks it.
+    /// Give the name away: dropping this no longer unlinks it. Until the receiver takes the
+    /// region over (and writes itself into the owner record), the record names this process's
+    /// parent, so that this process may exit first: a task's result waits in its host, the
+    /// pool's daemons are the host's children, and a daemon that retires before its result is
+    /// taken leaves the region to its host, not to the next prune. A region whose parent and
+    /// receiver both die is an orphan, as before.
     pub(crate) fn hand_over(&self) {
-        self.handed_over.store(true, Ordering::Relaxed);
+        if self.handed_over.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
+        let Ok(start) = proc::start_time(parent) else {
+            return;
+        };
+        if let Ok(f) = file::open_trusted(&self.path) {
+            let record = owner::encode_handed_record(start, parent);
+            let _ = file::set_owner_record(f.file(), &record);
+        }
     }
 }
 
