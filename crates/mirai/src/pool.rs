@@ -60,6 +60,7 @@ pub struct Daemons {
     passthrough: bool,
     cancel_grace: Option<Duration>,
     no_respawn: bool,
+    keep_orphans: bool,
     token: Option<Secret>,
     advertise: Option<String>,
     launch_timeout: Option<Duration>,
@@ -289,6 +290,21 @@ impl Daemons {
         self
     }
 
+    /// Whether [`start`](Self::start) first removes orphaned shared-memory regions of this user:
+    /// regions whose owner is dead (a host killed while it held task results, a program that
+    /// leaked its regions), as `mori prune` and R's `mori::prune()` do. Default: yes. Turn it off
+    /// where `/dev/shm` is shared with processes in other PID namespaces (containers run with
+    /// `--ipc=host`), whose live regions look orphaned from here.
+    ///
+    /// ```
+    /// let pool = mirai::Daemons::new().prune_orphans(false).start()?;
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn prune_orphans(mut self, on: bool) -> Self {
+        self.keep_orphans = !on;
+        self
+    }
+
     /// Whether a local daemon that is lost is replaced by a new one, keeping the count fixed.
     /// Default: yes. Every departure but a retirement is a loss, whatever the exit code or
     /// signal: a hard cancel, an unanswered cancel, a kill from outside, a task that calls
@@ -404,6 +420,11 @@ impl Daemons {
             .with_plain_tcp(self.allow_plain_tcp);
         if let Some(bytes) = self.max_message_bytes {
             config.limits = Limits::new(bytes);
+        }
+        if !self.keep_orphans {
+            // Best effort: a region another user owns, or one that goes away meanwhile, is not
+            // a reason to refuse to start.
+            let _ = mori_shm::prune();
         }
         let (dispatcher, events) =
             Dispatcher::start(config).map_err(|e| Error::Start(e.to_string()))?;

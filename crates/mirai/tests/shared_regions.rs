@@ -368,10 +368,40 @@ fn a_region_whose_daemon_retired_before_its_result_was_taken_survives_a_prune() 
     );
 }
 
+/// A program that leaks a region: shares it, prints its name and exits without unlinking it.
+fn orphan() -> ! {
+    let shared = mirai::share_f64(&[4.0; 16]).expect("share");
+    println!("{}", shared.name());
+    std::mem::forget(shared);
+    std::process::exit(0);
+}
+
+/// A pool removes the orphaned regions of this user when it starts, unless told not to.
+fn a_pool_prunes_orphaned_regions_when_it_starts() {
+    let out = Command::new(std::env::current_exe().expect("this test binary"))
+        .env(ROLE, "orphan")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the leaking program");
+    assert!(out.status.success(), "{:?}", out.status);
+    let name = String::from_utf8(out.stdout).expect("utf-8");
+    let name = name.trim().to_owned();
+    let _swept = RegionFile(name.clone());
+    assert!(region_exists(&name), "{name} was leaked");
+    let kept = Daemons::new().prune_orphans(false).start().unwrap();
+    assert!(region_exists(&name), "prune_orphans(false) keeps it");
+    drop(kept);
+    let pool = Daemons::new().start().unwrap();
+    assert!(!region_exists(&name), "the pool pruned {name} at start");
+    drop(pool);
+}
+
 fn main() {
     mirai::daemon_main_if_requested(&registry());
-    if std::env::var(ROLE).as_deref() == Ok("host") {
-        host();
+    match std::env::var(ROLE).as_deref() {
+        Ok("host") => host(),
+        Ok("orphan") => orphan(),
+        _ => {}
     }
     use common::Test;
     common::run(&[
@@ -390,6 +420,10 @@ fn main() {
         Test::new(
             "a_region_whose_daemon_retired_before_its_result_was_taken_survives_a_prune",
             a_region_whose_daemon_retired_before_its_result_was_taken_survives_a_prune,
+        ),
+        Test::new(
+            "a_pool_prunes_orphaned_regions_when_it_starts",
+            a_pool_prunes_orphaned_regions_when_it_starts,
         ),
     ]);
 }
