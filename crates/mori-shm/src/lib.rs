@@ -221,8 +221,8 @@ pub use error::{Error, Result, Untrusted};
 #[doc(hidden)]
 pub use frame::__private;
 pub use frame::{
-    Column, DoubleColumn, FromShared, IntegerColumn, LogicalColumn, StringColumn, map_typed,
-    share_typed,
+    Column, ColumnElement, DoubleColumn, FromShared, IntegerColumn, LogicalColumn, StringColumn,
+    map_typed, share_typed,
 };
 /// `#[derive(Frame)]`: see [`Column`] for the field types and the generated view.
 pub use mori_derive::Frame;

@@ -86,7 +86,7 @@ impl LogicalColumn {
         self.0.as_logical().unwrap_or(&[])
     }
 
-    /// Element `index` (`Some(None)` is NA), or `None` past the end.
+    /// ColumnElement `index` (`Some(None)` is NA), or `None` past the end.
     pub fn get(&self, index: usize) -> Option<Option<bool>> {
         self.as_raw().get(index).map(|&v| logical(v))
     }
@@ -175,181 +175,104 @@ column_view!(
     StringColumn => Character
 );
 
-impl Column for Vec<f64> {
-    type Prepared<'a> = ();
-    type View = DoubleColumn;
-    fn prepare(&self) {}
-    fn source<'a, 'b>(&'a self, (): &'b ()) -> Source<'b>
-    where
-        'a: 'b,
-    {
-        Source::Double(self)
-    }
-}
-
-impl Column for Vec<i32> {
-    type Prepared<'a> = ();
-    type View = IntegerColumn;
-    fn prepare(&self) {}
-    fn source<'a, 'b>(&'a self, (): &'b ()) -> Source<'b>
-    where
-        'a: 'b,
-    {
-        Source::Integer(self)
-    }
-}
-
-impl Column for Vec<bool> {
-    type Prepared<'a> = Vec<i32>;
-    type View = LogicalColumn;
-    fn prepare(&self) -> Vec<i32> {
-        self.iter().map(|&b| i32::from(b)).collect()
-    }
-    fn source<'a, 'b>(&'a self, prepared: &'b Vec<i32>) -> Source<'b>
-    where
-        'a: 'b,
-    {
-        Source::Logical(prepared)
-    }
-}
-
-impl Column for Vec<String> {
-    type Prepared<'a> = Vec<&'a str>;
-    type View = StringColumn;
-    fn prepare(&self) -> Vec<&str> {
-        self.iter().map(String::as_str).collect()
-    }
-    fn source<'a, 'b>(&'a self, prepared: &'b Vec<&'a str>) -> Source<'b>
-    where
-        'a: 'b,
-    {
-        Source::Strings(prepared)
-    }
-}
-
-impl Column for Vec<Option<f64>> {
-    type Prepared<'a> = Vec<f64>;
-    type View = DoubleColumn;
-    fn prepare(&self) -> Vec<f64> {
-        self.iter().map(|v| v.unwrap_or(NA_REAL)).collect()
-    }
-    fn source<'a, 'b>(&'a self, prepared: &'b Vec<f64>) -> Source<'b>
-    where
-        'a: 'b,
-    {
-        Source::Double(prepared)
-    }
-}
-
-impl Column for Vec<Option<i32>> {
-    type Prepared<'a> = Vec<i32>;
-    type View = IntegerColumn;
-    fn prepare(&self) -> Vec<i32> {
-        self.iter().map(|v| v.unwrap_or(NA_INT)).collect()
-    }
-    fn source<'a, 'b>(&'a self, prepared: &'b Vec<i32>) -> Source<'b>
-    where
-        'a: 'b,
-    {
-        Source::Integer(prepared)
-    }
-}
-
-impl Column for Vec<Option<bool>> {
-    type Prepared<'a> = Vec<i32>;
-    type View = LogicalColumn;
-    fn prepare(&self) -> Vec<i32> {
-        self.iter().map(|v| v.map_or(NA_INT, i32::from)).collect()
-    }
-    fn source<'a, 'b>(&'a self, prepared: &'b Vec<i32>) -> Source<'b>
-    where
-        'a: 'b,
-    {
-        Source::Logical(prepared)
-    }
-}
-
-impl Column for Vec<Option<String>> {
-    type Prepared<'a> = Vec<Option<&'a str>>;
-    type View = StringColumn;
-    fn prepare(&self) -> Vec<Option<&str>> {
-        self.iter().map(Option::as_deref).collect()
-    }
-    fn source<'a, 'b>(&'a self, prepared: &'b Vec<Option<&'a str>>) -> Source<'b>
-    where
-        'a: 'b,
-    {
-        Source::OptStrings(prepared)
-    }
-}
-
-/// Slices share as the vectors do (`share_typed(&xs[..])`); only `Vec` fields can be derived.
-macro_rules! slice_column {
-    ($($t:ty => $via:ty),*) => {$(
-        impl Column for [$t] {
-            type Prepared<'a> = <$via as Column>::Prepared<'a>;
-            type View = <$via as Column>::View;
-            fn prepare(&self) -> Self::Prepared<'_> {
-                slice_prepare::<$t>(self)
-            }
-            fn source<'a, 'b>(&'a self, prepared: &'b Self::Prepared<'a>) -> Source<'b>
-            where
-                'a: 'b,
-            {
-                slice_source::<$t>(self, prepared)
-            }
-        }
-    )*};
-}
-
-/// The conversions of a slice of `T`, as its `Vec<T>` makes them.
-trait SliceColumn: Sized {
+/// An element type a column holds: how a slice of it is written (the conversions R's layout
+/// needs, then the writer's [`Source`]) and what view a reader gets. `Vec<T>` and `[T]` are
+/// columns of any such `T`.
+pub trait ColumnElement: Sized {
+    /// The conversions [`ColumnElement::source`] borrows from (see [`Column::Prepared`]).
     type Prepared<'a>
     where
         Self: 'a;
+    /// What a reader gets for a column of it.
+    type View: FromShared;
+    /// Makes the conversions for `items`.
     fn prepare(items: &[Self]) -> Self::Prepared<'_>;
+    /// `items` as the writer's [`Source`].
     fn source<'a, 'b>(items: &'a [Self], prepared: &'b Self::Prepared<'a>) -> Source<'b>
     where
         'a: 'b;
 }
 
-impl SliceColumn for f64 {
-    type Prepared<'a> = ();
-    fn prepare(_: &[Self]) {}
-    fn source<'a, 'b>(items: &'a [Self], (): &'b ()) -> Source<'b>
+impl<T: ColumnElement> Column for [T] {
+    type Prepared<'a>
+        = T::Prepared<'a>
+    where
+        T: 'a;
+    type View = T::View;
+    fn prepare(&self) -> T::Prepared<'_> {
+        T::prepare(self)
+    }
+    fn source<'a, 'b>(&'a self, prepared: &'b T::Prepared<'a>) -> Source<'b>
     where
         'a: 'b,
     {
-        Source::Double(items)
+        T::source(self, prepared)
     }
 }
 
-impl SliceColumn for i32 {
-    type Prepared<'a> = ();
-    fn prepare(_: &[Self]) {}
-    fn source<'a, 'b>(items: &'a [Self], (): &'b ()) -> Source<'b>
+impl<T: ColumnElement> Column for Vec<T> {
+    type Prepared<'a>
+        = T::Prepared<'a>
+    where
+        T: 'a;
+    type View = T::View;
+    fn prepare(&self) -> T::Prepared<'_> {
+        T::prepare(self)
+    }
+    fn source<'a, 'b>(&'a self, prepared: &'b T::Prepared<'a>) -> Source<'b>
     where
         'a: 'b,
     {
-        Source::Integer(items)
+        T::source(self, prepared)
     }
 }
 
-impl SliceColumn for bool {
-    type Prepared<'a> = Vec<i32>;
-    fn prepare(items: &[Self]) -> Vec<i32> {
-        items.iter().map(|&b| i32::from(b)).collect()
-    }
-    fn source<'a, 'b>(_: &'a [Self], prepared: &'b Vec<i32>) -> Source<'b>
-    where
-        'a: 'b,
-    {
-        Source::Logical(prepared)
-    }
+/// Elements written from their own memory: no conversion.
+macro_rules! borrowed_element {
+    ($($t:ty => $variant:ident, $view:ty);*) => {$(
+        impl ColumnElement for $t {
+            type Prepared<'a> = ();
+            type View = $view;
+            fn prepare(_: &[Self]) {}
+            fn source<'a, 'b>(items: &'a [Self], (): &'b ()) -> Source<'b>
+            where
+                'a: 'b,
+            {
+                Source::$variant(items)
+            }
+        }
+    )*};
 }
+borrowed_element!(f64 => Double, DoubleColumn; i32 => Integer, IntegerColumn);
 
-impl SliceColumn for String {
+/// Elements converted into a vector of R's storage type first.
+macro_rules! converted_element {
+    ($($t:ty => $stored:ty, $variant:ident, $view:ty, $convert:expr);*) => {$(
+        impl ColumnElement for $t {
+            type Prepared<'a> = Vec<$stored>;
+            type View = $view;
+            fn prepare(items: &[Self]) -> Vec<$stored> {
+                items.iter().map($convert).collect()
+            }
+            fn source<'a, 'b>(_: &'a [Self], prepared: &'b Vec<$stored>) -> Source<'b>
+            where
+                'a: 'b,
+            {
+                Source::$variant(prepared)
+            }
+        }
+    )*};
+}
+converted_element!(
+    bool => i32, Logical, LogicalColumn, |&b| i32::from(b);
+    Option<bool> => i32, Logical, LogicalColumn, |v: &Option<bool>| v.map_or(NA_INT, i32::from);
+    Option<f64> => f64, Double, DoubleColumn, |v: &Option<f64>| v.unwrap_or(NA_REAL);
+    Option<i32> => i32, Integer, IntegerColumn, |v: &Option<i32>| v.unwrap_or(NA_INT)
+);
+
+impl ColumnElement for String {
     type Prepared<'a> = Vec<&'a str>;
+    type View = StringColumn;
     fn prepare(items: &[Self]) -> Vec<&str> {
         items.iter().map(Self::as_str).collect()
     }
@@ -361,45 +284,32 @@ impl SliceColumn for String {
     }
 }
 
-impl SliceColumn for &str {
+impl ColumnElement for Option<String> {
+    type Prepared<'a> = Vec<Option<&'a str>>;
+    type View = StringColumn;
+    fn prepare(items: &[Self]) -> Vec<Option<&str>> {
+        items.iter().map(Self::as_deref).collect()
+    }
+    fn source<'a, 'b>(_: &'a [Self], prepared: &'b Vec<Option<&'a str>>) -> Source<'b>
+    where
+        'a: 'b,
+    {
+        Source::OptStrings(prepared)
+    }
+}
+
+impl ColumnElement for &str {
     type Prepared<'a>
         = ()
     where
         Self: 'a;
+    type View = StringColumn;
     fn prepare(_: &[Self]) {}
     fn source<'a, 'b>(items: &'a [Self], (): &'b ()) -> Source<'b>
     where
         'a: 'b,
     {
         Source::Strings(items)
-    }
-}
-
-fn slice_prepare<T: SliceColumn>(items: &[T]) -> T::Prepared<'_> {
-    T::prepare(items)
-}
-
-fn slice_source<'a, 'b, T: SliceColumn>(items: &'a [T], prepared: &'b T::Prepared<'a>) -> Source<'b>
-where
-    'a: 'b,
-{
-    T::source(items, prepared)
-}
-
-slice_column!(f64 => Vec<f64>, i32 => Vec<i32>, bool => Vec<bool>, String => Vec<String>);
-
-impl Column for [&str] {
-    type Prepared<'a>
-        = ()
-    where
-        Self: 'a;
-    type View = StringColumn;
-    fn prepare(&self) {}
-    fn source<'a, 'b>(&'a self, (): &'b ()) -> Source<'b>
-    where
-        'a: 'b,
-    {
-        <&str as SliceColumn>::source(self, &())
     }
 }
 

@@ -22,7 +22,7 @@
 
 mod columns;
 
-pub use columns::{DoubleColumn, IntegerColumn, LogicalColumn, StringColumn};
+pub use columns::{ColumnElement, DoubleColumn, IntegerColumn, LogicalColumn, StringColumn};
 
 use mori_format::Source;
 use mori_format::layout::SexpType;
