@@ -12,10 +12,10 @@
 //! every child is reaped.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use mirai_benches::{memcpy_fresh_floor, record};
+use mirai_benches::{Reaped, memcpy_fresh_floor, record};
 use mori_shm::{Frame, FromShared, share_typed};
 
 const MB: usize = 1_000_000;
@@ -267,15 +267,6 @@ fn child(spec: &str) {
         other => panic!("unknown child mode {other}"),
     };
     println!("{ns}");
-}
-
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Median of `runs` fresh processes each timing `mode` on `name`, in microseconds.

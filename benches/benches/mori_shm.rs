@@ -10,10 +10,10 @@
 //!   the region size, against 8 processes that each read a private copy.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use mirai_benches::{memcpy_fresh_floor, record};
+use mirai_benches::{Reaped, memcpy_fresh_floor, record};
 
 const CHILD_ENV: &str = "MORI_SHM_BENCH_CHILD";
 const MB: usize = 1_000_000;
@@ -65,15 +65,6 @@ fn child(spec: &str) {
             let _ = std::io::stdin().read_line(&mut line);
         }
         other => panic!("unknown child mode {other}"),
-    }
-}
-
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -231,3 +231,20 @@ pub fn reset_peak_rss(pid: u32) {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
         .unwrap_or_else(|e| panic!("reset the peak RSS of {pid}: {e}"));
 }
+
+/// A child process killed and reaped when dropped, so a bench that panics leaves none behind.
+///
+/// ```
+/// let child = mirai_benches::Reaped(std::process::Command::new("sleep").arg("60").spawn().unwrap());
+/// let pid = child.0.id();
+/// drop(child);
+/// assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+/// ```
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
