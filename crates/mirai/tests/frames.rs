@@ -2,7 +2,7 @@
 //! shared once, tasks take its generated view as their argument (only the region's name is
 //! queued), and read the columns in place.
 
-use mirai::{Daemons, Frame, FromShared, Registry, TaskFn, share_typed, task};
+use mirai::{Daemons, Error, Frame, FromShared, Registry, TaskFn, map_typed, share_typed, task};
 
 mod common;
 
@@ -68,11 +68,50 @@ fn a_task_takes_a_derived_view_and_reads_the_columns_in_place() {
     }
 }
 
+/// A view whose region is gone by the time the task runs (attached by name, so it never held
+/// the name, and the owner dropped its handle): the task resolves with a typed error saying the
+/// argument could not be decoded, and the daemon serves the next task.
+fn a_view_of_a_region_gone_before_the_task_ran_is_a_task_error() {
+    let pool = Daemons::new().local(1).start().unwrap();
+    let table = Table {
+        x: vec![1.0],
+        group: vec![1],
+        keep: vec![true],
+        label: vec![None],
+    };
+    let shared = share_typed(&table).unwrap();
+    let attached: TableView = map_typed(&shared.view().identifier().unwrap()).unwrap();
+    drop(shared);
+    let err = pool
+        .submit(&SUMMARIZE, attached)
+        .unwrap()
+        .wait()
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Task { message, .. } if message.contains("cannot decode the argument")),
+        "{err:?}"
+    );
+    let again = share_typed(&table).unwrap();
+    let view = TableView::from_shared(again.view()).unwrap();
+    let (kept, groups, len, _) = pool.submit(&SUMMARIZE, view).unwrap().wait().unwrap();
+    assert_eq!(
+        (kept, groups, len),
+        (1.0, 1, 1),
+        "the same daemon serves on"
+    );
+}
+
 fn main() {
     mirai::daemon_main_if_requested(&registry());
     use common::Test;
-    common::run(&[Test::new(
-        "a_task_takes_a_derived_view_and_reads_the_columns_in_place",
-        a_task_takes_a_derived_view_and_reads_the_columns_in_place,
-    )]);
+    common::run(&[
+        Test::new(
+            "a_task_takes_a_derived_view_and_reads_the_columns_in_place",
+            a_task_takes_a_derived_view_and_reads_the_columns_in_place,
+        ),
+        Test::new(
+            "a_view_of_a_region_gone_before_the_task_ran_is_a_task_error",
+            a_view_of_a_region_gone_before_the_task_ran_is_a_task_error,
+        ),
+    ]);
 }
