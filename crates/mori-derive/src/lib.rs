@@ -11,7 +11,7 @@
 //!   of another derived struct (a nested list);
 //! - `InputsView` (same visibility as `Inputs`), with one public field per field of `Inputs`
 //!   holding its view (`DoubleColumn` derefs to `&[f64]`, a nested struct's field its own view
-//!   type); `FromShared` checks the region's shape once; the view serializes as the region's
+//!   type); `FromShared` checks the region's shape once, in one pass over a `Shape` made at compile time; the view serializes as the region's
 //!   name, so a task can take it as its argument.
 #![forbid(unsafe_code)]
 
@@ -114,7 +114,6 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         .map(|i| LitStr::new(&i.to_string(), Span::call_site()))
         .collect();
     let index: Vec<syn::Index> = (0..idents.len()).map(syn::Index::from).collect();
-    let count = idents.len();
     let a = quote!('__mori_a);
     let b = quote!('__mori_b);
     let elements = if opts.data_frame {
@@ -161,13 +160,17 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
         }
 
         impl #krate::FromShared for #view {
-            fn from_shared(view: #krate::SharedView) -> #krate::Result<Self> {
-                let fields = #krate::__private::Fields::new(&view, #count)?;
-                let built = Self {
-                    #(#idents: fields.get(#index, #labels)?,)*
-                    __mori_view: view.clone(),
-                };
-                ::std::result::Result::Ok(built)
+            const SHAPE: &'static #krate::__private::Shape = &#krate::__private::Shape::Fields {
+                names: &[#(#labels,)*],
+                shapes: &[#(<<#types as #krate::Column>::View as #krate::FromShared>::SHAPE,)*],
+            };
+
+            fn from_parts(parts: &mut #krate::__private::Parts) -> Self {
+                // In the order `SHAPE` resolved them: the list, then each field.
+                Self {
+                    __mori_view: parts.next(),
+                    #(#idents: <<#types as #krate::Column>::View as #krate::FromShared>::from_parts(parts),)*
+                }
             }
 
             fn shared_view(&self) -> &#krate::SharedView {

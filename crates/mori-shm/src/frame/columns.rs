@@ -7,8 +7,9 @@ use mori_format::layout::SexpType;
 use mori_format::value::NA_REAL;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Column, FromShared, expect_type};
-use crate::{Result, SharedView};
+use super::__private::{Parts, Shape};
+use super::{Column, FromShared};
+use crate::SharedView;
 
 /// R's `NA` for integers and logicals.
 const NA_INT: i32 = i32::MIN;
@@ -143,9 +144,10 @@ impl StringColumn {
 macro_rules! column_view {
     ($($view:ident => $sexp:ident),*) => {$(
         impl FromShared for $view {
-            fn from_shared(view: SharedView) -> Result<Self> {
-                expect_type(&view, SexpType::$sexp)?;
-                Ok(Self(view))
+            const SHAPE: &'static Shape = &Shape::Vector(SexpType::$sexp);
+
+            fn from_parts(parts: &mut Parts) -> Self {
+                Self(parts.next())
             }
 
             fn shared_view(&self) -> &SharedView {

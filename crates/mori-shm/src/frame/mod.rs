@@ -62,6 +62,10 @@ pub trait Column {
 /// A typed view made from a [`SharedView`], after checking that the value has the right shape
 /// (type, names, nesting); the view then reads in place.
 ///
+/// It is implemented by [`SharedView`] (any value), the column views and the view types
+/// `#[derive(Frame)]` generates; its hidden items are how a derived view checks a whole frame in
+/// one pass, and are not meant to be written by hand.
+///
 /// ```
 /// use mori_shm::{DoubleColumn, FromShared};
 /// let shared = mori_shm::share_f64(&[1.5, 2.5])?;
@@ -71,16 +75,31 @@ pub trait Column {
 /// # Ok::<(), mori_shm::Error>(())
 /// ```
 pub trait FromShared: Sized {
+    /// What the view expects of the value: checked by [`FromShared::from_shared`] before the
+    /// view is built.
+    #[doc(hidden)]
+    const SHAPE: &'static __private::Shape;
+
+    /// Builds the view from the values [`__private::resolve`] checked against
+    /// [`FromShared::SHAPE`] (in depth-first order, a list before its elements); it cannot fail.
+    #[doc(hidden)]
+    fn from_parts(parts: &mut __private::Parts) -> Self;
+
     /// Checks `view` and wraps it.
-    fn from_shared(view: SharedView) -> Result<Self>;
+    fn from_shared(view: SharedView) -> Result<Self> {
+        let mut parts = __private::resolve(view, Self::SHAPE)?;
+        Ok(Self::from_parts(&mut parts))
+    }
 
     /// The view it reads (to send it elsewhere, or to look at it untyped).
     fn shared_view(&self) -> &SharedView;
 }
 
 impl FromShared for SharedView {
-    fn from_shared(view: SharedView) -> Result<Self> {
-        Ok(view)
+    const SHAPE: &'static __private::Shape = &__private::Shape::Any;
+
+    fn from_parts(parts: &mut __private::Parts) -> Self {
+        parts.next()
     }
 
     fn shared_view(&self) -> &SharedView {
@@ -131,37 +150,88 @@ pub mod __private {
 
     use crate::{Error, Result, SharedView};
 
-    /// The elements of a list by name, its `names` decoded once.
-    pub struct Fields<'v> {
-        view: &'v SharedView,
-        names: Vec<mori_format::value::RString>,
+    use mori_format::layout::SexpType;
+
+    /// What a view type expects of a value, as data: a derived view's shape names each field's
+    /// shape, so one non-generic pass ([`resolve`]) checks a whole frame, and the generated code
+    /// stays one short line per field however wide the frame is.
+    #[derive(Debug)]
+    pub enum Shape {
+        /// Any value (a [`SharedView`] field).
+        Any,
+        /// A vector of this type (a column view).
+        Vector(SexpType),
+        /// A list (or data frame) with at least these named elements, each of its shape.
+        Fields {
+            /// The element names, in the writer's order (looked for there first).
+            names: &'static [&'static str],
+            /// The shape of each named element.
+            shapes: &'static [&'static Self],
+        },
     }
 
-    impl<'v> Fields<'v> {
-        /// The fields of `view`, which must be a list (or data frame) with at least `len`
-        /// elements.
-        pub fn new(view: &'v SharedView, len: usize) -> Result<Self> {
-            list_of(view, len)?;
-            Ok(Self {
-                view,
-                names: view.names()?.unwrap_or_default(),
-            })
+    impl Shape {
+        /// How many views [`resolve`] makes for a value of this shape.
+        fn parts(&self) -> usize {
+            match self {
+                Self::Any | Self::Vector(_) => 1,
+                Self::Fields { shapes, .. } => 1 + shapes.iter().map(|s| s.parts()).sum::<usize>(),
+            }
         }
+    }
 
-        /// The element named `field` checked into `V`; `hint` is where the writer put it (the
-        /// field's position in its struct), looked at first.
-        pub fn get<V: super::FromShared>(&self, hint: usize, field: &str) -> Result<V> {
-            let is = |i: &usize| self.names.get(*i).and_then(|n| n.as_str()) == Some(field);
-            let index = Some(hint)
-                .filter(is)
-                .or_else(|| (0..self.names.len()).find(is))
-                .ok_or_else(|| Error::WrongType {
-                    name: label(self.view),
-                    expected: format!("a list with an element named {field:?}"),
-                    found: "none".to_owned(),
-                })?;
-            V::from_shared(self.view.get(index)?)
+    /// The checked views of a value, in the order [`super::FromShared::from_parts`] takes them.
+    pub struct Parts(std::vec::IntoIter<SharedView>);
+
+    impl Parts {
+        /// The next view.
+        ///
+        /// # Panics
+        ///
+        /// If a `from_parts` takes more views than its `SHAPE` made: a bug in the view type
+        /// (the derive and the column views take exactly one per shape node).
+        #[allow(clippy::should_implement_trait)]
+        pub fn next(&mut self) -> SharedView {
+            self.0
+                .next()
+                .expect("a view takes exactly the parts its shape resolved")
         }
+    }
+
+    /// Checks `view` against `shape` and returns its parts: the value itself, then (for a
+    /// list) the parts of each named element in the shape's order.
+    pub fn resolve(view: SharedView, shape: &Shape) -> Result<Parts> {
+        let mut out = Vec::with_capacity(shape.parts());
+        push(view, shape, &mut out)?;
+        Ok(Parts(out.into_iter()))
+    }
+
+    fn push(view: SharedView, shape: &Shape, out: &mut Vec<SharedView>) -> Result<()> {
+        match shape {
+            Shape::Any => out.push(view),
+            Shape::Vector(sexptype) => {
+                super::expect_type(&view, *sexptype)?;
+                out.push(view);
+            }
+            Shape::Fields { names, shapes } => {
+                list_of(&view, names.len())?;
+                let have = view.names()?.unwrap_or_default();
+                out.push(view.clone());
+                for (hint, (field, shape)) in names.iter().zip(shapes.iter()).enumerate() {
+                    let is = |i: &usize| have.get(*i).and_then(|n| n.as_str()) == Some(*field);
+                    let index = Some(hint)
+                        .filter(is)
+                        .or_else(|| (0..have.len()).find(is))
+                        .ok_or_else(|| Error::WrongType {
+                            name: label(&view),
+                            expected: format!("a list with an element named {field:?}"),
+                            found: "none".to_owned(),
+                        })?;
+                    push(view.get(index)?, shape, out)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn label(view: &SharedView) -> String {
