@@ -95,9 +95,9 @@ pub use mori_shm::{
 /// # Ok::<(), mirai::Error>(())
 /// ```
 pub use mori_shm::{
-    Error as SharedError, Shared, SharedView, Source, Untrusted, WriteOptions, is_shared,
-    map_shared, share, share_data_frame, share_f64, share_i32, share_list, share_raw, share_source,
-    share_source_with, share_strings, shared_name,
+    Error as SharedError, Shared, SharedView, Source, Untrusted, VectorElement, WriteOptions,
+    is_shared, map_shared, share, share_data_frame, share_f64, share_i32, share_list, share_raw,
+    share_source, share_source_with, share_strings, share_with, shared_name,
 };
 /// Regions and their owners: a task may return a [`Shared`], whose region then belongs to the
 /// host (the daemon never unlinks it, the host's handle does); [`list_regions`] shows the

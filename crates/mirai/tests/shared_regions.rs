@@ -28,10 +28,15 @@ fn labels(v: SharedView) -> Vec<String> {
         .collect()
 }
 
-/// A region of `n` doubles `0, 1, 2, ...`, built on the daemon and returned to the host.
+/// A region of `n` doubles `0, 1, 2, ...`, written in place on the daemon and returned to the
+/// host.
 fn build(n: u64) -> mirai::Shared {
-    let x: Vec<f64> = (0..n).map(|i| i as f64).collect();
-    mirai::share_f64(&x).expect("share on the daemon")
+    mirai::share_with::<f64>(n as usize, |out| {
+        for (i, x) in out.iter_mut().enumerate() {
+            *x = i as f64;
+        }
+    })
+    .expect("share on the daemon")
 }
 
 fn pid((): ()) -> u32 {

@@ -325,11 +325,7 @@ impl<'s> Plan<'s> {
             Shape::Atomic { ty, bytes, len } => {
                 let attrs = self.blob(0);
                 let (head, body) = out.split_at_mut(MORH_HEADER);
-                head.fill(0);
-                put_u32(head, 0, MAGIC_MORH);
-                put_i32(head, 4, ty.code());
-                put_i64(head, 8, len as i64);
-                put_i64(head, 16, attrs.len() as i64);
+                put_morh(head, ty, len, attrs.len());
                 let (data, tail) = body.split_at_mut(bytes.len());
                 if bytes.len() < skip {
                     data.copy_from_slice(bytes);
@@ -506,6 +502,51 @@ pub struct Payload<'s> {
     pub offset: usize,
     /// The data, borrowed from the value or source being written.
     pub bytes: &'s [u8],
+}
+
+/// The header of a region whose root is an atomic vector of `len` elements of type `ty`,
+/// without attributes, and the length of the whole region. The data follow the header
+/// ([`MORH_HEADER`] bytes, so 64-byte aligned in a mapping): a writer that sizes the region,
+/// writes this header and then the data in place produces the same bytes as
+/// [`Source::plan`] would, without the data ever existing outside the region.
+///
+/// ```
+/// use mori_format::layout::{MORH_HEADER, SexpType};
+/// use mori_format::write::{Source, WriteOptions, vector_header};
+/// let x = [1.5f64, 2.5];
+/// let (head, len) = vector_header(SexpType::Double, x.len())?;
+/// let mut region = head.to_vec();
+/// region.extend(x.iter().flat_map(|v| v.to_ne_bytes()));
+/// assert_eq!(len, region.len());
+/// let source = Source::Double(&x);
+/// let plan = source.plan(&WriteOptions::default())?;
+/// let mut expected = vec![0; plan.len()];
+/// plan.write_into(&mut expected)?;
+/// assert_eq!(region, expected);
+/// assert!(vector_header(SexpType::List, 1).is_err());
+/// # Ok::<(), mori_format::WriteError>(())
+/// ```
+pub fn vector_header(ty: SexpType, len: usize) -> Result<([u8; MORH_HEADER], usize), WriteError> {
+    let width = ty.width().ok_or(WriteError::NotShareable(
+        "a vector header of a type that is not atomic",
+    ))?;
+    let total = len
+        .checked_mul(width)
+        .and_then(|data| data.checked_add(MORH_HEADER))
+        .filter(|&total| i64::try_from(total).is_ok())
+        .ok_or(WriteError::SizeOverflow)?;
+    let mut head = [0; MORH_HEADER];
+    put_morh(&mut head, ty, len, 0);
+    Ok((head, total))
+}
+
+/// Fills `head` (the [`MORH_HEADER`] bytes before an atomic root's data).
+fn put_morh(head: &mut [u8], ty: SexpType, len: usize, attrs_len: usize) {
+    head.fill(0);
+    put_u32(head, 0, MAGIC_MORH);
+    put_i32(head, 4, ty.code());
+    put_i64(head, 8, len as i64);
+    put_i64(head, 16, attrs_len as i64);
 }
 
 fn put_u32(out: &mut [u8], at: usize, v: u32) {

@@ -202,6 +202,7 @@ extern crate self as mori_shm;
 
 #[cfg(feature = "arrow")]
 pub mod arrow;
+mod build;
 mod error;
 mod frame;
 mod name;
@@ -217,6 +218,7 @@ mod wire;
 
 #[cfg(feature = "arrow")]
 pub use arrow::{column_to_arrow, share_record_batch, to_record_batch};
+pub use build::{VectorElement, share_with};
 pub use error::{Error, Result, Untrusted};
 #[doc(hidden)]
 pub use frame::__private;

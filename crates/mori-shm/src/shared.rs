@@ -439,7 +439,7 @@ const PWRITE_MIN: usize = 32 << 10;
 
 /// Parts of a new region written through its mapping that are at least this large have their
 /// page tables populated in one call first; smaller ones fault in on first store.
-const POPULATE_MIN: usize = 64 << 10;
+pub(crate) const POPULATE_MIN: usize = 64 << 10;
 
 /// The byte ranges of a region of `len` bytes not covered by `payloads` (in region order).
 fn gaps(payloads: &[mori_format::write::Payload<'_>], len: usize) -> Vec<std::ops::Range<usize>> {
@@ -490,15 +490,22 @@ pub fn share_source_with(source: &Source<'_>, opts: &WriteOptions) -> Result<Sha
             .map(drop)
             .map_err(unshareable)
     })?;
-    let name = mapping.name().to_owned();
-    let anchored = resolve_in(mapping, &name, &[])?;
-    Ok(Shared {
-        root: SharedView {
-            anchored,
-            path: Path::new(),
-            owner: Some(Arc::new(owner)),
-        },
-    })
+    Shared::created(mapping, owner)
+}
+
+impl Shared {
+    /// The handle of a region this process just created and owns.
+    pub(crate) fn created(mapping: Arc<Mapping>, owner: NameOwner) -> Result<Self> {
+        let name = mapping.name().to_owned();
+        let anchored = resolve_in(mapping, &name, &[])?;
+        Ok(Self {
+            root: SharedView {
+                anchored,
+                path: Path::new(),
+                owner: Some(Arc::new(owner)),
+            },
+        })
+    }
 }
 
 /// Share a [`Source`] with the default writer options (attributes in the form R <= 4.5 reads).
