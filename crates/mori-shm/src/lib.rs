@@ -250,6 +250,31 @@ pub mod fuzzing {
         }
     }
 
+    /// Write `data` into a new region as it is (at most 1 MiB; the name is this process's and
+    /// is removed on return), attach it, and convert what it holds to Arrow as
+    /// [`to_record_batch`](crate::to_record_batch) and
+    /// [`column_to_arrow`](crate::column_to_arrow) would for a region someone else wrote.
+    #[cfg(feature = "arrow")]
+    pub fn region_to_arrow(data: &[u8]) {
+        if data.is_empty() || data.len() > 1 << 20 {
+            return;
+        }
+        let Ok((mapping, owner)) = crate::region::create(data.len(), |r| r.write_at(0, data))
+        else {
+            return;
+        };
+        let Ok(shared) = crate::Shared::created(mapping, owner) else {
+            return;
+        };
+        let _ = crate::to_record_batch(&shared);
+        let _ = crate::column_to_arrow(&shared);
+        for i in 0..shared.len().min(16) {
+            if let Ok(column) = shared.get(i) {
+                let _ = crate::column_to_arrow(&column);
+            }
+        }
+    }
+
     /// Decode `data` as the JSON input of `mori share`, and plan and write the value it gives in
     /// memory, as `mori share` would into a region (no region is created).
     pub fn share_json(data: &[u8]) {
