@@ -6,7 +6,9 @@
 //! - Attaching a 100-column frame by name and checking it into its generated view, timed inside a
 //!   fresh process (median of 21 processes), for 10 rows and for 100,000 rows (80 MB), against a
 //!   bare first attach of the same region in a fresh process (goal: at most 50 µs, and flat in the
-//!   row count).
+//!   row count). At 100,000 rows each column starts on its own page, so reaching the columns at
+//!   all costs a page fault each: an untyped walk of the columns by index (attach, then each
+//!   column's header read) is the floor recorded beside it.
 //!
 //! Every region is unlinked on the way out (the `Shared` handles are dropped), a panic included;
 //! every child is reaped.
@@ -264,6 +266,14 @@ fn child(spec: &str) {
             std::hint::black_box(typed.c99.len());
             ns
         }
+        "walk" => {
+            // The floor of a typed view: reach every column by index, untyped (each column's
+            // header is read, so each column's first page is touched).
+            for i in 0..view.len() {
+                std::hint::black_box(view.get(i).expect("a column").sexptype());
+            }
+            t.elapsed().as_nanos()
+        }
         other => panic!("unknown child mode {other}"),
     };
     println!("{ns}");
@@ -326,6 +336,7 @@ fn typed_attach() {
     let bare_small = child_us("attach", small.name(), RUNS);
     let typed_small = child_us("typed", small.name(), RUNS);
     let typed_large = child_us("typed", large.name(), RUNS);
+    let walk_large = child_us("walk", large.name(), RUNS);
     record(
         "frames/attach + typed view, 100 columns x 10 rows (fresh process)",
         typed_small,
@@ -339,5 +350,12 @@ fn typed_attach() {
         "us",
         "the same, 10 rows",
         typed_small,
+    );
+    record(
+        "frames/attach + typed view, 100 columns x 100,000 rows (fresh process)",
+        typed_large,
+        "us",
+        "attach + untyped walk of the 100 columns, 100,000 rows",
+        walk_large,
     );
 }

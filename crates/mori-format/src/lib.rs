@@ -74,6 +74,7 @@ pub mod fuzzing {
             }
             View::List(l) => {
                 let _ = l.names();
+                let _ = l.names_in_place();
                 for v in l.iter().flatten() {
                     walk(v);
                 }

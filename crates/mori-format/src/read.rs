@@ -678,6 +678,23 @@ impl<'a> List<'a> {
         }))
     }
 
+    /// The `names` attribute read in place, only as far as the names (see
+    /// [`rser::decode_names`](crate::rser::decode_names)); `None` if the list has no names.
+    ///
+    /// ```
+    /// use mori_format::{AlignedBuf, Source, View, WriteOptions, read};
+    /// let df = Source::DataFrame(vec![("x", Source::Double(&[1.0])), ("y", Source::Integer(&[2]))]);
+    /// let opts = WriteOptions::default();
+    /// let mut buf = AlignedBuf::zeroed(df.encoded_len(&opts)?);
+    /// df.write(&mut buf, &opts)?;
+    /// let View::List(list) = read(&buf)? else { unreachable!() };
+    /// assert_eq!(list.names_in_place()?.unwrap().position("y"), Some(1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn names_in_place(&self) -> Result<Option<crate::rser::Names<'a>>, ReadError> {
+        crate::rser::decode_names(self.attrs).map_err(ReadError::Attributes)
+    }
+
     /// The undecoded attribute blob of the list itself.
     pub fn attributes_blob(&self) -> &'a [u8] {
         self.attrs

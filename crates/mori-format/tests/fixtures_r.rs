@@ -88,6 +88,29 @@ const BLOBS: &[(&str, &[u32], usize)] = &[
     ("data_frame", &[2], 118),
 ];
 
+/// The names of every list R wrote, read in place, are the names its attributes decode to.
+#[test]
+fn names_read_in_place_match_the_decoded_names_of_r_lists() {
+    fn check(name: &str, view: View<'_>, lists: &mut usize) {
+        let View::List(list) = view else { return };
+        *lists += 1;
+        assert_eq!(
+            list.names_in_place().unwrap().map(|n| n.to_vec()),
+            list.names().unwrap(),
+            "{name}"
+        );
+        for element in list.iter() {
+            check(name, element.unwrap(), lists);
+        }
+    }
+    let mut lists = 0;
+    for name in FIXTURES {
+        let buf = fixture(name);
+        check(name, read(&buf).unwrap(), &mut lists);
+    }
+    assert!(lists >= 4, "the fixtures hold lists ({lists})");
+}
+
 #[test]
 fn attribute_blobs_sit_where_r_put_them() {
     for &(name, path, len) in BLOBS {

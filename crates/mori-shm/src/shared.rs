@@ -254,10 +254,14 @@ impl SharedView {
     /// # Ok::<(), mori_shm::Error>(())
     /// ```
     pub fn get_named(&self, name: &str) -> Result<Option<Self>> {
-        let Some(names) = self.names()? else {
-            return Ok(None);
+        let View::List(list) = self.view() else {
+            return Err(Error::NotAList { name: self.label() });
         };
-        match names.iter().position(|n| n.as_str() == Some(name)) {
+        let names = list.names_in_place().map_err(|source| Error::Corrupt {
+            name: self.label(),
+            source,
+        })?;
+        match names.and_then(|n| n.position(name)) {
             Some(i) => self.get(i).map(Some),
             None => Ok(None),
         }

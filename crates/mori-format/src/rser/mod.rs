@@ -30,9 +30,12 @@
 //! anything is allocated, and [`Limits`] bound the blob size, nesting depth, reference table
 //! and the expansion of compact sequences. Every failure is an [`RserError`]; no input panics.
 
+mod names;
 mod reader;
 mod sexp;
 mod writer;
+
+pub use names::{Names, decode_names};
 
 use crate::value::{Attributes, Data, NA_INTEGER, RString, Value};
 use reader::{Budget, Item, Reader, push_unique};
@@ -90,14 +93,19 @@ pub struct Limits {
     pub max_seq_len: usize,
 }
 
+impl Limits {
+    /// The defaults, as a constant.
+    const DEFAULT: Self = Self {
+        max_blob: i32::MAX as usize,
+        max_depth: 128,
+        max_refs: 1 << 16,
+        max_seq_len: 1 << 20,
+    };
+}
+
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_blob: i32::MAX as usize,
-            max_depth: 128,
-            max_refs: 1 << 16,
-            max_seq_len: 1 << 20,
-        }
+        Self::DEFAULT
     }
 }
 

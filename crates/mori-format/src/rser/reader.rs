@@ -10,6 +10,7 @@ use super::sexp::{
     NILVALUE_SXP, RAWSXP, REALSXP, REFSXP, STRSXP, SYMSXP, UTF8_MASK, VECSXP,
 };
 use super::{Limits, RserError};
+use crate::read::Str;
 use crate::value::{Attributes, Data, Encoding, RString, Value};
 
 /// R's longest encoding name in a version 3 header (`R_CODESET_MAX`).
@@ -39,6 +40,16 @@ pub(super) enum Item {
         /// Its own attributes.
         attrs: Attributes,
     },
+}
+
+/// What [`Reader::pairlist_names`] found.
+pub(super) enum NamesScan<'a> {
+    /// The names, borrowed.
+    Found(Vec<Str<'a>>),
+    /// A pairlist without a `names` cell.
+    Absent,
+    /// Something the full decoder must judge.
+    Other,
 }
 
 /// How many elements compact sequences may still expand to: the one place where a few bytes of
@@ -427,6 +438,11 @@ impl<'a> Reader<'a> {
 
     /// One CHARSXP element of a character vector.
     fn charsxp(&mut self) -> Result<RString, RserError> {
+        Ok(self.str()?.to_owned())
+    }
+
+    /// One CHARSXP element of a character vector, borrowed from the blob.
+    fn str(&mut self) -> Result<Str<'a>, RserError> {
         let at = self.pos;
         let flags = Flags::unpack(self.int()?);
         if flags.ty != CHARSXP {
@@ -445,13 +461,53 @@ impl<'a> Reader<'a> {
         } else {
             Encoding::Native
         };
-        Ok(match bytes {
-            None => RString::NA,
-            Some(b) => RString {
-                bytes: Some(b.to_vec()),
-                encoding,
+        Ok(Str {
+            bytes,
+            encoding: if bytes.is_some() {
+                encoding
+            } else {
+                RString::NA.encoding
             },
         })
+    }
+
+    /// The strings of the `names` cell of an attribute pairlist, borrowed, reading the blob
+    /// only as far as them. [`NamesScan::Other`] when the blob is not a plain tagged pairlist
+    /// or its names are not a character vector: the caller then decodes it whole.
+    pub(super) fn pairlist_names(mut self) -> Result<NamesScan<'a>, RserError> {
+        self.header()?;
+        let mut flags = Flags::unpack(self.int()?);
+        match flags.ty {
+            NILVALUE_SXP | NILSXP => return Ok(NamesScan::Absent),
+            LISTSXP => {}
+            _ => return Ok(NamesScan::Other),
+        }
+        loop {
+            if flags.attr || !flags.tag {
+                return Ok(NamesScan::Other);
+            }
+            let Item::Symbol(tag) = self.item(1)? else {
+                return Ok(NamesScan::Other);
+            };
+            if tag == "names" {
+                if Flags::unpack(self.int()?).ty != STRSXP {
+                    return Ok(NamesScan::Other);
+                }
+                let n = self.length(8)?;
+                let mut names = Vec::with_capacity(n);
+                for _ in 0..n {
+                    names.push(self.str()?);
+                }
+                return Ok(NamesScan::Found(names));
+            }
+            self.item(1)?;
+            flags = Flags::unpack(self.int()?);
+            match flags.ty {
+                NILVALUE_SXP => return Ok(NamesScan::Absent),
+                LISTSXP => {}
+                _ => return Ok(NamesScan::Other),
+            }
+        }
     }
 
     /// A CHARSXP body: length (-1 for `NA_character_`) and bytes.

@@ -148,7 +148,7 @@ pub mod __private {
     pub use mori_format::Source;
     pub use serde;
 
-    use crate::{Error, Result, SharedView};
+    use crate::{Error, Result, SharedView, View};
 
     use mori_format::layout::SexpType;
 
@@ -215,18 +215,26 @@ pub mod __private {
             }
             Shape::Fields { names, shapes } => {
                 list_of(&view, names.len())?;
-                let have = view.names()?.unwrap_or_default();
+                // Read in place: a wide frame's names are many small strings.
+                let have = match view.view() {
+                    View::List(list) => list.names_in_place().map_err(|source| Error::Corrupt {
+                        name: label(&view),
+                        source,
+                    })?,
+                    _ => None,
+                };
                 out.push(view.clone());
                 for (hint, (field, shape)) in names.iter().zip(shapes.iter()).enumerate() {
-                    let is = |i: &usize| have.get(*i).and_then(|n| n.as_str()) == Some(*field);
-                    let index = Some(hint)
-                        .filter(is)
-                        .or_else(|| (0..have.len()).find(is))
-                        .ok_or_else(|| Error::WrongType {
-                            name: label(&view),
-                            expected: format!("a list with an element named {field:?}"),
-                            found: "none".to_owned(),
-                        })?;
+                    let index = have.as_ref().and_then(|have| {
+                        Some(hint)
+                            .filter(|&i| have.get(i) == Some(*field))
+                            .or_else(|| have.position(field))
+                    });
+                    let index = index.ok_or_else(|| Error::WrongType {
+                        name: label(&view),
+                        expected: format!("a list with an element named {field:?}"),
+                        found: "none".to_owned(),
+                    })?;
                     push(view.get(index)?, shape, out)?;
                 }
             }
