@@ -679,7 +679,7 @@ impl<'a> List<'a> {
     }
 
     /// The `names` attribute read in place, only as far as the names (see
-    /// [`rser::decode_names`](crate::rser::decode_names)); `None` if the list has no names.
+    /// [`rser::decode_names`]); `None` if the list has no names.
     ///
     /// ```
     /// use mori_format::{AlignedBuf, Source, View, WriteOptions, read};
