@@ -41,10 +41,22 @@ mod wire;
 pub use crate::buffers::{Array, Bytes, Element};
 pub use crate::daemon::{daemon_main_if_requested, run_daemon, run_daemon_tls};
 pub use crate::error::Error;
+#[cfg(feature = "progress")]
+pub use crate::handle::collect_with_progress;
 pub use crate::handle::{Mirai, collect, race};
 pub use crate::options::TaskOptions;
-pub use crate::pool::{Daemons, Pool};
+pub use crate::pool::{Daemons, MapIter, MapStream, Pool};
 pub use crate::task::{Registry, TaskFn};
+/// The progress bars of [`Pool::map_with_progress`], [`collect_with_progress`] and
+/// [`MapIter::progress`] (feature `progress`, on by default), so callers name the same version.
+///
+/// ```
+/// let bar = mirai::indicatif::ProgressBar::hidden();
+/// bar.inc(1);
+/// assert_eq!(bar.position(), 1);
+/// ```
+#[cfg(feature = "progress")]
+pub use indicatif;
 pub use mirai_dispatch::{DaemonExit, NoDaemons, Status};
 /// The path `#[derive(Frame)]` uses in crates that depend on `mirai` alone.
 #[doc(hidden)]
