@@ -265,7 +265,8 @@ impl<T: DeserializeOwned> Future for Mirai<T> {
 }
 
 /// Waits for every handle and returns the results in order, or the first error met in order
-/// (cancelling the handles not yet waited for).
+/// (cancelling the handles not yet waited for). [`collect_with_progress`] counts them on a
+/// progress bar.
 ///
 /// ```rust,standalone_crate
 /// # use mirai::{Daemons, Registry, TaskFn, task};
