@@ -42,12 +42,21 @@ fn record(job: Job) -> u64 {
     job.index
 }
 
+fn len(bytes: Vec<u8>) -> usize {
+    bytes.len()
+}
+
 const INC: TaskFn<u64, u64> = task!(inc);
+const LEN: TaskFn<Vec<u8>, usize> = task!(len);
 const FAIL_AT: TaskFn<(u64, u64), u64> = task!(fail_at);
 const RECORD: TaskFn<Job, u64> = task!(record);
 
 fn registry() -> Registry {
-    Registry::new().with(&INC).with(&FAIL_AT).with(&RECORD)
+    Registry::new()
+        .with(&INC)
+        .with(&LEN)
+        .with(&FAIL_AT)
+        .with(&RECORD)
 }
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -145,8 +154,8 @@ fn a_million_items_stream_in_order_with_the_host_memory_bounded() {
         growth as f64 / f64::from(1 << 20),
         BOUND >> 20
     );
-    // Submitting them all would hold a million handles and queued tasks (hundreds of bytes
-    // each: hundreds of MiB); the window holds 64.
+    // Submitting them all holds a million handles and queued tasks: about 500 bytes each
+    // (measured with 200,000 items: 98 MiB), near 500 MiB. The window holds 64.
     assert!(growth < BOUND, "peak RSS grew by {growth} bytes");
     let status = pool.status();
     assert_eq!(status.completed, 10_000 + N);
@@ -297,6 +306,46 @@ fn the_stream_gives_the_same_results_under_tokio() {
     assert!(matches!(iterated[700], Err(Error::Task { .. })));
     settle(&pool);
     assert_eq!(pool.retained(), 0);
+}
+
+fn the_window_waits_for_room_under_the_byte_cap() {
+    const CAP: u64 = 200;
+    let pool = Daemons::new()
+        .local(2)
+        .max_queued_bytes(CAP)
+        .start()
+        .expect("start the pool");
+    // 40-byte items: about four fit under the cap, far fewer than the window's 64.
+    let items = || (0..2_000).map(|i| vec![0u8; 40 + i % 3]);
+    let expected: Vec<usize> = (0..2_000).map(|i| 40 + i % 3).collect();
+    let iterated: Vec<usize> = pool.map_iter(&LEN, items()).map(Result::unwrap).collect();
+    assert_eq!(iterated, expected);
+    let streamed = runtime().block_on(async {
+        let mut stream = pool.map_stream(&LEN, items());
+        let mut out = Vec::new();
+        while let Some(result) = next(&mut stream).await {
+            out.push(result.expect("a result"));
+        }
+        out
+    });
+    assert_eq!(streamed, expected);
+    let memory = pool.status().memory;
+    // Held to the cap, and the cap (not the window) was what held submission back.
+    assert!(
+        memory.peak <= CAP && memory.peak > CAP - 2 * 43,
+        "{memory:?}"
+    );
+
+    // An item that can never fit takes its place in the output as the error.
+    let items = (0..1_000).map(|i| vec![0u8; if i == 500 { 300 } else { 40 }]);
+    let results: Vec<_> = pool.map_iter(&LEN, items).collect();
+    assert_eq!(results.len(), 501);
+    assert!(results[..500].iter().all(|r| matches!(r, Ok(40))));
+    assert!(
+        matches!(results[500], Err(Error::TooLarge { .. })),
+        "{:?}",
+        results[500]
+    );
 }
 
 fn dropping_a_stream_early_cancels_its_tasks() {
@@ -484,6 +533,10 @@ fn main() {
         common::Test::new(
             "the_stream_gives_the_same_results_under_tokio",
             the_stream_gives_the_same_results_under_tokio,
+        ),
+        common::Test::new(
+            "the_window_waits_for_room_under_the_byte_cap",
+            the_window_waits_for_room_under_the_byte_cap,
         ),
         common::Test::new(
             "dropping_a_stream_early_cancels_its_tasks",

@@ -27,7 +27,7 @@ use crate::{Error, Mirai, TaskFn};
 /// Tasks in flight per daemon when no limit is given. A daemon holds the task it runs plus up
 /// to [`mirai_dispatch::DEFAULT_MAX_AHEAD`] sent ahead; the rest covers the results on their
 /// way back and those waiting behind a slower task in front, so trivial tasks keep the daemons
-/// busy (with 8 per daemon, two daemons idled about half the time waiting for the host). A
+/// busy (8 per daemon ran trivial tasks on two daemons 2-3x slower in a debug build). A
 /// task in the window costs the host a handle and its waker, about a hundred bytes; after an
 /// error the queued ones are cancelled before they start.
 const IN_FLIGHT_PER_DAEMON: usize = 32;
