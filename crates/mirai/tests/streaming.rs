@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use futures_core::Stream;
-use mirai::{Daemons, Error, Pool, Registry, TaskFn, task};
+use mirai::{Daemons, Error, Pool, Registry, TaskFn, TaskOptions, task};
 use serde::{Deserialize, Serialize};
 
 mod common;
@@ -348,6 +348,32 @@ fn the_window_waits_for_room_under_the_byte_cap() {
     );
 }
 
+fn task_options_reach_every_task_of_the_window() {
+    let pool = pool(2);
+    let scratch = Scratch::new("options");
+    // Item 5 would run for a minute; the run timeout ends it, and the map with it.
+    let jobs = (0..100).map(|i| scratch.job(i, if i == 5 { 60_000 } else { 0 }, false));
+    let options = TaskOptions::new().run_timeout(Duration::from_millis(300));
+    let start = Instant::now();
+    let results: Vec<_> = pool.map_iter(&RECORD, jobs).options(options).collect();
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "the run timeout was not applied"
+    );
+    assert_eq!(results.len(), 6, "{results:?}");
+    assert!(
+        results[..5]
+            .iter()
+            .enumerate()
+            .all(|(i, r)| matches!(r, Ok(v) if *v == i as u64))
+    );
+    assert!(
+        matches!(results[5], Err(Error::TimedOut)),
+        "{:?}",
+        results[5]
+    );
+}
+
 fn dropping_a_stream_early_cancels_its_tasks() {
     let pool = pool(1);
     let scratch = Scratch::new("drop");
@@ -537,6 +563,10 @@ fn main() {
         common::Test::new(
             "the_window_waits_for_room_under_the_byte_cap",
             the_window_waits_for_room_under_the_byte_cap,
+        ),
+        common::Test::new(
+            "task_options_reach_every_task_of_the_window",
+            task_options_reach_every_task_of_the_window,
         ),
         common::Test::new(
             "dropping_a_stream_early_cancels_its_tasks",

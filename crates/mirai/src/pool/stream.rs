@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Pool;
-use crate::{Error, Mirai, TaskFn};
+use crate::{Error, Mirai, TaskFn, TaskOptions};
 
 /// Tasks in flight per daemon when no limit is given. A daemon holds the task it runs plus up
 /// to [`mirai_dispatch::DEFAULT_MAX_AHEAD`] sent ahead; the rest covers the results on their
@@ -175,6 +175,7 @@ impl Pool {
             function: task.name(),
             items,
             limit: self.default_in_flight(),
+            options: TaskOptions::new(),
             slots: VecDeque::new(),
             front: 0,
             waiting: None,
@@ -280,7 +281,7 @@ impl<R, I> std::fmt::Debug for MapStream<R, I> {
 }
 
 macro_rules! builders {
-    ($name:ident, $make:literal) => {
+    ($name:ident, $make:literal, $collect:literal) => {
         impl<R, I> $name<R, I> {
             /// Keeps at most `n` tasks submitted and not yet handed out (at least 1). More lets
             /// more results wait behind a slow task in front; fewer holds less memory. A smaller
@@ -299,6 +300,33 @@ macro_rules! builders {
             /// ```
             pub fn in_flight(mut self, n: usize) -> Self {
                 self.window.limit = n.max(1);
+                self
+            }
+
+            /// Submits every task with `options`' queue timeout, run timeout and retries (as
+            /// [`Pool::submit_with`](crate::Pool::submit_with) does). Their submit timeout is
+            /// not used: the window waits for room under the byte cap as long as it takes
+            /// (drop it, or wrap the wait for the next result in a timeout, to give up).
+            ///
+            /// ```rust,standalone_crate
+            /// # use mirai::{Daemons, Registry, TaskFn, task};
+            /// # fn nap(ms: u64) -> u64 { std::thread::sleep(std::time::Duration::from_millis(ms)); ms }
+            /// # const NAP: TaskFn<u64, u64> = task!(nap);
+            /// # fn main() -> Result<(), mirai::Error> {
+            /// # mirai::daemon_main_if_requested(&Registry::new().with(&NAP));
+            /// use std::time::Duration;
+            /// use mirai::{Error, TaskOptions};
+            ///
+            /// let pool = mirai::Daemons::new().local(2).start()?;
+            /// let options = TaskOptions::new().run_timeout(Duration::from_millis(500)).retries(1);
+            #[doc = concat!("let results = pool.", $make, "(&NAP, [1, 2, 60_000, 3]).options(options);")]
+            /// let results: Vec<_> = drain(results);
+            /// assert!(matches!(results[..], [Ok(1), Ok(2), Err(Error::TimedOut)]));
+            /// # Ok(()) }
+            #[doc = concat!("# ", $collect)]
+            /// ```
+            pub fn options(mut self, options: TaskOptions) -> Self {
+                self.window.options = options;
                 self
             }
 
@@ -355,8 +383,20 @@ macro_rules! builders {
     };
 }
 
-builders!(MapIter, "map_iter");
-builders!(MapStream, "map_stream");
+builders!(
+    MapIter,
+    "map_iter",
+    "fn drain<T>(results: impl Iterator<Item = T>) -> Vec<T> { results.collect() }"
+);
+builders!(
+    MapStream,
+    "map_stream",
+    "fn drain<T>(mut s: impl futures_core::Stream<Item = T> + Unpin) -> Vec<T> { \
+     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap(); \
+     rt.block_on(async { let mut out = Vec::new(); \
+     while let Some(x) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut s).poll_next(cx)).await \
+     { out.push(x) } out }) }"
+);
 
 impl<R, I> Iterator for MapIter<R, I>
 where
@@ -488,6 +528,8 @@ struct Window<R, I> {
     items: I,
     /// At most this many slots.
     limit: usize,
+    /// Applied to every task.
+    options: TaskOptions,
     /// The tasks submitted and not yet handed out, in input order.
     slots: VecDeque<Slot<R>>,
     /// The position (in input order) of `slots[0]`.
@@ -640,7 +682,7 @@ where
                         return;
                     };
                     match crate::wire::encode(&item) {
-                        Ok(payload) => Task::new(self.function, payload),
+                        Ok(payload) => self.options.apply(Task::new(self.function, payload)),
                         Err(e) => return self.refused(Error::from(e)),
                     }
                 }
