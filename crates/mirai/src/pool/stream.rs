@@ -51,7 +51,7 @@ impl Pool {
     /// out at a time (default: 32 per daemon, at least 64). So memory stays bounded whatever
     /// the number of items: ten million items never hold ten million handles. Items are taken
     /// from `items` only as room frees up, and each waits for room under the byte cap as
-    /// [`Pool::submit`] does.
+    /// [`Pool::submit`] does (with the [`options`](MapIter::options) given, if any).
     ///
     /// The first error ends it: once any task in flight has failed nothing more is submitted,
     /// the tasks after the failing one are cancelled, the ones before it still hand out their
@@ -89,7 +89,9 @@ impl Pool {
     /// order that never blocks the executor's thread (while the byte cap is full it waits as
     /// [`Pool::submit_async`] does). Same window, same end at the first error; dropping the
     /// stream early cancels the tasks in flight. It owns what it needs, so it can move into a
-    /// spawned task.
+    /// spawned task. `items` is a plain iterator, called from `poll_next`, so it should not
+    /// block; items that arrive asynchronously are better submitted with
+    /// [`Pool::submit_async`].
     ///
     /// ```rust,standalone_crate
     /// # use mirai::{Daemons, Registry, TaskFn, task};
