@@ -265,7 +265,8 @@ impl<T: DeserializeOwned> Future for Mirai<T> {
 }
 
 /// Waits for every handle and returns the results in order, or the first error met in order
-/// (cancelling the handles not yet waited for).
+/// (cancelling the handles not yet waited for). [`collect_with_progress`] counts them on a
+/// progress bar.
 ///
 /// ```rust,standalone_crate
 /// # use mirai::{Daemons, Registry, TaskFn, task};
@@ -293,6 +294,51 @@ pub fn collect<T: DeserializeOwned>(handles: Vec<Mirai<T>>) -> Result<Vec<T>, Er
             }
         }
     }
+    Ok(values)
+}
+
+/// [`collect`] counting each result on `bar` (feature `progress`), as
+/// [`Pool::map_with_progress`](crate::Pool::map_with_progress) does: a bar without a length
+/// gets the number of handles; it finishes with its own
+/// [`ProgressFinish`](indicatif::ProgressFinish) once every result is in, and is abandoned
+/// where it stands at the first error (the handles not yet waited for are cancelled).
+///
+/// ```rust,standalone_crate
+/// # use mirai::{Daemons, Registry, TaskFn, task};
+/// # fn add((a, b): (i64, i64)) -> i64 { a + b }
+/// # const ADD: TaskFn<(i64, i64), i64> = task!(add);
+/// # fn main() -> Result<(), mirai::Error> {
+/// # mirai::daemon_main_if_requested(&Registry::new().with(&ADD));
+/// let pool = mirai::Daemons::new().local(2).start()?;
+/// let handles = (0..10).map(|i| pool.submit(&ADD, (i, i))).collect::<Result<Vec<_>, _>>()?;
+/// let bar = mirai::indicatif::ProgressBar::hidden(); // or ProgressBar::new(10) on stderr
+/// let values: Vec<i64> = mirai::collect_with_progress(handles, bar.clone())?;
+/// assert_eq!(values, (0..10).map(|i| 2 * i).collect::<Vec<_>>());
+/// assert_eq!((bar.position(), bar.length()), (10, Some(10)));
+/// # Ok(()) }
+/// ```
+#[cfg(feature = "progress")]
+pub fn collect_with_progress<T: DeserializeOwned>(
+    handles: Vec<Mirai<T>>,
+    bar: indicatif::ProgressBar,
+) -> Result<Vec<T>, Error> {
+    if bar.length().is_none() {
+        bar.set_length(handles.len() as u64);
+    }
+    let mut values = Vec::with_capacity(handles.len());
+    let mut rest = handles.into_iter();
+    while let Some(handle) = rest.next() {
+        match handle.wait() {
+            Ok(v) => values.push(v),
+            Err(e) => {
+                rest.for_each(|h| h.cancel());
+                bar.abandon();
+                return Err(e);
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_using_style();
     Ok(values)
 }
 

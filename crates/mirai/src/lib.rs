@@ -21,6 +21,32 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! Many items: [`Pool::map`] returns every result in input order; [`Pool::map_iter`] (and
+//! [`Pool::map_stream`], a `Stream` for async code) hands them out as they come with a bounded
+//! number of tasks in flight, so the host's memory does not grow with the number of items;
+//! [`Pool::map_with_progress`] and [`collect_with_progress`] count results on a progress bar
+//! the caller supplies (feature `progress`, on by default).
+//!
+//! ```rust,standalone_crate
+//! use mirai::{Daemons, Registry, TaskFn, task};
+//!
+//! fn square(x: u64) -> u64 { x * x }
+//! const SQUARE: TaskFn<u64, u64> = task!(square);
+//!
+//! fn main() -> Result<(), mirai::Error> {
+//!     mirai::daemon_main_if_requested(&Registry::new().with(&SQUARE));
+//!     let pool = Daemons::new().local(2).start()?;
+//!     assert_eq!(pool.map(&SQUARE, 1..=3)?, [1, 4, 9]);
+//!     // Items taken as room frees up, at most 128 tasks in flight at a time.
+//!     let mut sum = 0;
+//!     for square in pool.map_iter(&SQUARE, 0..100_000u64).in_flight(128) {
+//!         sum += square? % 7;
+//!     }
+//!     assert_eq!(sum, (0..100_000u64).map(|x| x * x % 7).sum::<u64>());
+//!     Ok(())
+//! }
+//! ```
 // `deny`, not `forbid`: the `environment` module alone may remove variables from the process
 // environment, which the 2024 edition marks `unsafe`.
 #![deny(unsafe_code)]
@@ -41,10 +67,22 @@ mod wire;
 pub use crate::buffers::{Array, Bytes, Element};
 pub use crate::daemon::{daemon_main_if_requested, run_daemon, run_daemon_tls};
 pub use crate::error::Error;
+#[cfg(feature = "progress")]
+pub use crate::handle::collect_with_progress;
 pub use crate::handle::{Mirai, collect, race};
 pub use crate::options::TaskOptions;
-pub use crate::pool::{Daemons, Pool};
+pub use crate::pool::{Daemons, MapIter, MapStream, Pool};
 pub use crate::task::{Registry, TaskFn};
+/// The progress bars of [`Pool::map_with_progress`], [`collect_with_progress`] and
+/// [`MapIter::progress`] (feature `progress`, on by default), so callers name the same version.
+///
+/// ```
+/// let bar = mirai::indicatif::ProgressBar::hidden();
+/// bar.inc(1);
+/// assert_eq!(bar.position(), 1);
+/// ```
+#[cfg(feature = "progress")]
+pub use indicatif;
 pub use mirai_dispatch::{DaemonExit, NoDaemons, Status};
 /// The path `#[derive(Frame)]` uses in crates that depend on `mirai` alone.
 #[doc(hidden)]

@@ -20,8 +20,10 @@ use crate::launch::{Join, Program, Slurm, SlurmJob, Ssh, Template};
 use crate::{Error, Mirai, TaskFn, TaskOptions};
 
 mod local;
+mod stream;
 
 use local::{Children, Local};
+pub use stream::{MapIter, MapStream};
 
 /// Settings for a [`Pool`]: how many local daemons, where to listen, the byte cap.
 ///
@@ -927,8 +929,10 @@ impl Pool {
     }
 
     /// Runs `task` on every item, in parallel, and returns the results in order; stops at the
-    /// first error, cancelling the tasks still pending. With the `progress` feature (on by
-    /// default) a progress bar on stderr counts the results (hidden when stderr is no terminal).
+    /// first error (in input order), cancelling the tasks after it. It is [`Pool::map_iter`]
+    /// collected, so at most its window of tasks is in flight at a time. With the `progress`
+    /// feature (on by default) a progress bar on stderr counts the results (hidden when stderr
+    /// is no terminal; [`Pool::map_with_progress`] takes the bar to draw on).
     ///
     /// ```rust,standalone_crate
     /// # use mirai::{Daemons, Registry, TaskFn, task};
@@ -947,37 +951,7 @@ impl Pool {
         R: DeserializeOwned,
         I: IntoIterator<Item = A>,
     {
-        let mut handles = Vec::new();
-        for item in items {
-            match self.submit(task, item) {
-                Ok(h) => handles.push(h),
-                Err(e) => {
-                    handles.iter().for_each(Mirai::cancel);
-                    return Err(e);
-                }
-            }
-        }
-        #[cfg(feature = "progress")]
-        {
-            let bar = indicatif::ProgressBar::new(handles.len() as u64);
-            let mut values = Vec::with_capacity(handles.len());
-            let mut rest = handles.into_iter();
-            while let Some(handle) = rest.next() {
-                match handle.wait() {
-                    Ok(v) => values.push(v),
-                    Err(e) => {
-                        rest.for_each(|h| h.cancel());
-                        bar.abandon();
-                        return Err(e);
-                    }
-                }
-                bar.inc(1);
-            }
-            bar.finish_and_clear();
-            Ok(values)
-        }
-        #[cfg(not(feature = "progress"))]
-        crate::collect(handles)
+        stream::map(self, task, items)
     }
 
     /// Runs `task(arg)` once on every connected daemon (at least `min`, waiting for them to
