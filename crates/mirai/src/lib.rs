@@ -26,6 +26,7 @@
 #![deny(unsafe_code)]
 
 mod buffers;
+pub mod ctx;
 mod daemon;
 mod environment;
 mod error;
@@ -39,6 +40,7 @@ mod task;
 mod wire;
 
 pub use crate::buffers::{Array, Bytes, Element};
+pub use crate::ctx::{Cancelled, Ctx, TaskRng};
 pub use crate::daemon::{daemon_main_if_requested, run_daemon, run_daemon_tls};
 pub use crate::error::Error;
 pub use crate::handle::{Mirai, collect, race};

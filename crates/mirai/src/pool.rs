@@ -20,6 +20,7 @@ use crate::launch::{Join, Program, Slurm, SlurmJob, Ssh, Template};
 use crate::{Error, Mirai, TaskFn, TaskOptions};
 
 mod local;
+mod sync;
 
 use local::{Children, Local};
 
@@ -65,6 +66,7 @@ pub struct Daemons {
     advertise: Option<String>,
     launch_timeout: Option<Duration>,
     allow_plain_tcp: bool,
+    sync: bool,
 }
 
 impl Daemons {
@@ -200,6 +202,32 @@ impl Daemons {
     /// ```
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
+        self
+    }
+
+    /// Sync mode, as R's `daemons(sync = TRUE)`: each task runs in the calling process, on the
+    /// calling thread, inside [`Pool::submit`] (and `try_submit`, `submit_async`, `map`,
+    /// `everywhere`, which runs it once), so a debugger stops at a breakpoint in the task and a
+    /// unit test needs no process. The handle is already resolved; its result and errors are
+    /// those a daemon pool gives (the argument and value are encoded and decoded, a panic
+    /// becomes [`Error::Task`], a value over the message limit [`Error::ResultTooLarge`]), and a
+    /// [`Ctx`](crate::Ctx) gets the same id, attempt (0) and random stream as with
+    /// [`Daemons::seed`] on daemons. No daemon is started ([`Daemons::local`] is ignored) and
+    /// the pool sends no task to a daemon that dials in; run and queue timeouts do not apply.
+    ///
+    /// ```
+    /// fn add((a, b): (i64, i64)) -> i64 { a + b }
+    /// const ADD: mirai::TaskFn<(i64, i64), i64> = mirai::task!(add);
+    /// let pool = mirai::Daemons::new().sync().start()?; // no registry, no daemon
+    /// let mut handle = pool.submit(&ADD, (1, 2))?;
+    /// assert!(handle.is_resolved()); // ran inside submit
+    /// assert_eq!(handle.wait()?, 3);
+    /// assert_eq!(pool.map(&ADD, [(1, 1), (2, 2)])?, [2, 4]);
+    /// assert_eq!((pool.status().submitted, pool.status().completed), (3, 3));
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn sync(mut self) -> Self {
+        self.sync = true;
         self
     }
 
@@ -433,6 +461,10 @@ impl Daemons {
             None => std::env::current_exe().map_err(|e| Error::Start(e.to_string()))?,
         };
         let dispatcher = Arc::new(dispatcher);
+        let max_message = self.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE);
+        let sync = self
+            .sync
+            .then(|| sync::Runner::new(self.seed, max_message, self.max_queued_bytes));
         let local = Arc::new(Local {
             program,
             url: dispatcher.url().to_owned(),
@@ -451,11 +483,13 @@ impl Daemons {
             slurm_jobs: Mutex::new(Vec::new()),
             dispatcher: Arc::downgrade(&dispatcher),
         });
+        let local_daemons = if sync.is_some() { 0 } else { self.local };
         let pool = Pool {
             dispatcher,
             local: Arc::clone(&local),
+            sync,
         };
-        for _ in 0..self.local {
+        for _ in 0..local_daemons {
             // On failure `pool` drops here, killing the daemons already started.
             let mut children = local.children();
             local.launch(&mut children)?;
@@ -522,6 +556,8 @@ const DEFAULT_LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Pool {
     dispatcher: Arc<Dispatcher>,
     local: Arc<Local>,
+    /// Sync mode's executor: the calling process ([`Daemons::sync`]).
+    sync: Option<sync::Runner>,
 }
 
 impl Pool {
@@ -786,9 +822,26 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned,
     {
-        let encoded = crate::wire::encode(&arg).map(|payload| Task::new(task.name(), payload));
         let dispatcher = Arc::clone(&self.dispatcher);
+        let (ran, encoded) = match &self.sync {
+            Some(runner) => {
+                let ran = runner
+                    .encode(&arg)
+                    .map(|payload| runner.run(task, payload, &TaskOptions::new(), true));
+                (Some(ran), Err(Error::ShutDown))
+            }
+            None => (
+                None,
+                crate::wire::encode(&arg)
+                    .map(|payload| Task::new(task.name(), payload))
+                    .map_err(Error::from),
+            ),
+        };
         async move {
+            if let Some(ran) = ran {
+                let (id, outcome) = ran?;
+                return Ok(Mirai::resolved(dispatcher, id, outcome));
+            }
             let mut task = encoded?;
             loop {
                 match dispatcher.try_submit(task) {
@@ -881,6 +934,12 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned,
     {
+        if let Some(runner) = &self.sync {
+            let payload = runner.encode(&arg)?;
+            drop(arg);
+            let (id, outcome) = runner.run(task, payload, &options, true);
+            return Ok(Mirai::resolved(Arc::clone(&self.dispatcher), id, outcome));
+        }
         let payload = crate::wire::encode(&arg)?;
         // Only its payload travels: a large argument encoded inline is not held twice while it
         // is sent (the buffers of a `Bytes` or `Array` are shared by the payload, not copied).
@@ -916,6 +975,15 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned,
     {
+        if let Some(runner) = &self.sync {
+            let payload = match runner.encode(&arg) {
+                Ok(p) => p,
+                Err(e) => return Err((e, arg)),
+            };
+            drop(arg);
+            let (id, outcome) = runner.run(task, payload, &TaskOptions::new(), true);
+            return Ok(Mirai::resolved(Arc::clone(&self.dispatcher), id, outcome));
+        }
         let payload = match crate::wire::encode(&arg) {
             Ok(p) => p,
             Err(e) => return Err((Error::from(e), arg)),
@@ -1004,6 +1072,16 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned,
     {
+        if let Some(runner) = &self.sync {
+            // The calling process is the one executor: the task runs once, whatever `min`.
+            let payload = runner.encode(&arg)?;
+            let (id, outcome) = runner.run(task, payload, &TaskOptions::new(), false);
+            return Ok(vec![Mirai::resolved(
+                Arc::clone(&self.dispatcher),
+                id,
+                outcome,
+            )]);
+        }
         let payload = crate::wire::encode(&arg)?;
         let ids = self
             .dispatcher
@@ -1040,7 +1118,10 @@ impl Pool {
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn status(&self) -> Status {
-        self.dispatcher.status()
+        match &self.sync {
+            Some(runner) => runner.status(self.dispatcher.status()),
+            None => self.dispatcher.status(),
+        }
     }
 
     /// The process ids of the local daemons running now (replacements included).
