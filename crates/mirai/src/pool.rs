@@ -1,6 +1,7 @@
 //! The host side: a dispatcher with its local daemon processes, and typed submission.
 
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -823,26 +824,22 @@ impl Pool {
         R: DeserializeOwned,
     {
         let dispatcher = Arc::clone(&self.dispatcher);
-        let (ran, encoded) = match &self.sync {
-            Some(runner) => {
-                let ran = runner
-                    .encode(&arg)
-                    .map(|payload| runner.run(task, payload, &TaskOptions::new(), true));
-                (Some(ran), Err(Error::ShutDown))
-            }
-            None => (
-                None,
-                crate::wire::encode(&arg)
-                    .map(|payload| Task::new(task.name(), payload))
-                    .map_err(Error::from),
-            ),
+        // In sync mode the task runs now (`Break`); otherwise only its encoding is kept.
+        let prepared = match &self.sync {
+            Some(runner) => runner.encode(&arg).map(|payload| {
+                ControlFlow::Break(runner.run(task, payload, &TaskOptions::new(), true))
+            }),
+            None => crate::wire::encode(&arg)
+                .map(|payload| ControlFlow::Continue(Task::new(task.name(), payload)))
+                .map_err(Error::from),
         };
         async move {
-            if let Some(ran) = ran {
-                let (id, outcome) = ran?;
-                return Ok(Mirai::resolved(dispatcher, id, outcome));
-            }
-            let mut task = encoded?;
+            let mut task = match prepared? {
+                ControlFlow::Break((id, outcome)) => {
+                    return Ok(Mirai::resolved(dispatcher, id, outcome));
+                }
+                ControlFlow::Continue(task) => task,
+            };
             loop {
                 match dispatcher.try_submit(task) {
                     Ok(id) => return Ok(Mirai::new(dispatcher, id)),

@@ -325,3 +325,38 @@ impl Registry {
         &self.inner
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mirai_dispatch::TaskId;
+
+    /// Id (plus the argument), attempt, trace and stream.
+    type Seen = (u64, u32, Option<Vec<u8>>, Option<u64>);
+
+    fn seen(ctx: &Ctx, add: u64) -> Seen {
+        (
+            ctx.task_id() + add,
+            ctx.attempt(),
+            ctx.trace().map(<[u8]>::to_vec),
+            ctx.stream(),
+        )
+    }
+    const SEEN: TaskFn<u64, Seen> = crate::task_ctx!(seen);
+
+    /// The registry hands the daemon's context (id, attempt, trace, stream) to the function.
+    #[test]
+    fn a_registered_ctx_task_sees_the_daemons_context() {
+        let registry = Registry::new().with(&SEEN);
+        let ctx = TaskContext::new(TaskId(41), Some(9))
+            .with_attempt(2)
+            .with_trace(Some(b"00-abc-01".to_vec()));
+        let arg = crate::wire::encode(&1u64).unwrap();
+        let out = registry
+            .inner()
+            .run("seen", &arg.to_bytes(), &ctx)
+            .expect("ran");
+        let value: Seen = crate::wire::decode(out.to_bytes()).unwrap();
+        assert_eq!(value, (42, 2, Some(b"00-abc-01".to_vec()), Some(9)));
+    }
+}
