@@ -195,10 +195,18 @@ impl Daemons {
         self
     }
 
-    /// Seeds the per-task random streams, for reproducible results.
+    /// Seeds the per-task random streams, for reproducible results: a
+    /// [`task_ctx!`](crate::task_ctx!) function's [`Ctx::rng`](crate::Ctx::rng) then gives the
+    /// same numbers for the same submission order, whatever the daemons (see
+    /// [`ctx`](crate::ctx)). Without a seed, tasks draw fresh entropy.
     ///
     /// ```
-    /// let pool = mirai::Daemons::new().seed(42).start()?;
+    /// # use mirai::{Ctx, TaskFn, task_ctx};
+    /// # use rand_core::Rng;
+    /// fn draw(ctx: &Ctx, _: ()) -> u64 { ctx.rng().next_u64() }
+    /// const DRAW: TaskFn<(), u64> = task_ctx!(draw);
+    /// let pool = mirai::Daemons::new().seed(42).sync().start()?;
+    /// assert_eq!(pool.submit(&DRAW, ())?.wait()?, DRAW.call_with(&Ctx::local(42, 0), ()));
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn seed(mut self, seed: u64) -> Self {
