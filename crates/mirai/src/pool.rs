@@ -451,6 +451,10 @@ impl Daemons {
         }
         if let Some(seed) = self.seed {
             core = core.with_seed(seed);
+        } else {
+            // The daemons' own streams (in their init message) of an unseeded pool differ from
+            // pool to pool, as its tasks' generators do (fresh entropy, see `Ctx::rng`).
+            core = core.with_entropy(getrandom::u64().map_err(|e| Error::Start(e.to_string()))?);
         }
         let mut config = DispatcherConfig::new(url, token.clone())
             .with_core(core)
