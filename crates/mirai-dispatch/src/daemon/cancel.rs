@@ -139,7 +139,13 @@ impl TaskContext {
     }
 
     /// 0 the first time the task runs, one more for each retry after a lost daemon
-    /// ([`crate::Task::retries`]).
+    /// ([`crate::Task::retries`]); a task handed back unstarted keeps its number.
+    ///
+    /// ```
+    /// use mirai_dispatch::daemon::TaskContext;
+    /// use mirai_dispatch::TaskId;
+    /// assert_eq!(TaskContext::new(TaskId(1), None).attempt(), 0);
+    /// ```
     pub fn attempt(&self) -> u32 {
         self.attempt
     }
