@@ -90,6 +90,19 @@ impl<T: DeserializeOwned> Mirai<T> {
         }
     }
 
+    /// A handle whose task already resolved with `outcome` in this process
+    /// ([sync mode](crate::Daemons::sync)): nothing to fetch, forget or cancel in the
+    /// dispatcher, which never saw the task (a cancel of an id it does not know is ignored).
+    pub(crate) fn resolved(dispatcher: Arc<Dispatcher>, id: TaskId, outcome: Outcome) -> Self {
+        Self {
+            dispatcher,
+            id,
+            outcome: Some(outcome),
+            taken: true,
+            _value: PhantomData,
+        }
+    }
+
     /// Fetches the outcome if it arrives within `timeout` (`None`: forever).
     fn fetch(&mut self, timeout: Option<Duration>) {
         if self.taken {

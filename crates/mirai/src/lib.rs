@@ -47,11 +47,84 @@
 //!     Ok(())
 //! }
 //! ```
+//! # Tasks that see their context
+//!
+//! A function `fn(&Ctx, A) -> R`, made into a [`TaskFn`] with [`task_ctx!`], receives its
+//! task's [`Ctx`]: [`Ctx::rng`] is a random generator (a [`TaskRng`], implementing `rand_core`'s
+//! traits) on the task's own stream, derived from the pool's [`Daemons::seed`] and the task's
+//! submission index, so the same seed and submission order give the same numbers whatever the
+//! number of daemons, the order they run in, retries or tasks sent ahead (an unseeded pool
+//! draws fresh entropy; see [`ctx`] for the generator and why). [`Ctx::check`] returns
+//! `Err(`[`Cancelled`]`)` once [`Mirai::cancel`] was called, for `?` in a loop: the task stops,
+//! its handle resolves [`Error::Cancelled`] and its daemon serves on, with no kill and no
+//! replacement. [`Ctx::task_id`], [`Ctx::attempt`] (one more per retry after a lost daemon) and
+//! [`Ctx::trace`] tell the task which it is.
+//!
+//! ```rust,standalone_crate
+//! use mirai::{Cancelled, Ctx, Daemons, Registry, TaskFn, task_ctx};
+//! use rand_core::Rng;
+//!
+//! fn walk(ctx: &Ctx, steps: u32) -> Result<i64, Cancelled> {
+//!     let mut rng = ctx.rng();
+//!     let mut at = 0i64;
+//!     for _ in 0..steps {
+//!         ctx.check()?; // a cancel stops the walk here
+//!         at += if rng.next_u32() % 2 == 0 { 1 } else { -1 };
+//!     }
+//!     Ok(at)
+//! }
+//! const WALK: TaskFn<u32, Result<i64, Cancelled>> = task_ctx!(walk);
+//!
+//! fn main() -> Result<(), mirai::Error> {
+//!     mirai::daemon_main_if_requested(&Registry::new().with(&WALK));
+//!     let walks = |daemons| -> Result<Vec<_>, mirai::Error> {
+//!         let pool = Daemons::new().local(daemons).seed(42).start()?;
+//!         pool.map(&WALK, [100, 200, 300, 400])
+//!     };
+//!     let one = walks(1)?;
+//!     assert_eq!(one, walks(3)?); // the same walks with 1 and with 3 daemons
+//!     // ... and as computed here, for the task submitted third to a pool seeded with 42:
+//!     assert_eq!(one[2], WALK.call_with(&Ctx::local(42, 2), 300));
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Sync mode
+//!
+//! [`Daemons::sync`], as R's `daemons(sync = TRUE)`, runs each task in the calling process,
+//! inside `submit`: set a breakpoint in a task function, or unit-test task code without
+//! processes. The API, the errors and the random streams are those of a daemon pool.
+//!
+//! ```
+//! use mirai::{Ctx, Daemons, TaskFn, task, task_ctx};
+//! use rand_core::Rng;
+//!
+//! fn half(x: i64) -> i64 {
+//!     assert!(x % 2 == 0, "{x} is odd");
+//!     x / 2
+//! }
+//! fn dice(ctx: &Ctx, n: usize) -> Vec<u32> {
+//!     let mut rng = ctx.rng();
+//!     (0..n).map(|_| rng.next_u32() % 6 + 1).collect()
+//! }
+//! const HALF: TaskFn<i64, i64> = task!(half);
+//! const DICE: TaskFn<usize, Vec<u32>> = task_ctx!(dice);
+//!
+//! let pool = Daemons::new().sync().seed(7).start()?;
+//! assert_eq!(pool.submit(&HALF, 10)?.wait()?, 5);
+//! // A panic is the same typed error a daemon reports.
+//! let odd = pool.submit(&HALF, 3)?.wait();
+//! assert!(matches!(odd, Err(mirai::Error::Task { message, .. }) if message == "3 is odd"));
+//! // The task submitted third (index 2) draws what it would on daemons.
+//! assert_eq!(pool.submit(&DICE, 5)?.wait()?, DICE.call_with(&Ctx::local(7, 2), 5));
+//! # Ok::<(), mirai::Error>(())
+//! ```
 // `deny`, not `forbid`: the `environment` module alone may remove variables from the process
 // environment, which the 2024 edition marks `unsafe`.
 #![deny(unsafe_code)]
 
 mod buffers;
+pub mod ctx;
 mod daemon;
 mod environment;
 mod error;
@@ -65,6 +138,7 @@ mod task;
 mod wire;
 
 pub use crate::buffers::{Array, Bytes, Element};
+pub use crate::ctx::{Cancelled, Ctx, TaskRng};
 pub use crate::daemon::{daemon_main_if_requested, run_daemon, run_daemon_tls};
 pub use crate::error::Error;
 #[cfg(feature = "progress")]

@@ -1,6 +1,7 @@
 //! The host side: a dispatcher with its local daemon processes, and typed submission.
 
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use crate::{Error, Mirai, TaskFn, TaskOptions};
 
 mod local;
 mod stream;
+mod sync;
 
 use local::{Children, Local};
 pub use stream::{MapIter, MapStream};
@@ -67,6 +69,7 @@ pub struct Daemons {
     advertise: Option<String>,
     launch_timeout: Option<Duration>,
     allow_plain_tcp: bool,
+    sync: bool,
 }
 
 impl Daemons {
@@ -194,14 +197,48 @@ impl Daemons {
         self
     }
 
-    /// Seeds the per-task random streams, for reproducible results.
+    /// Seeds the per-task random streams, for reproducible results: a
+    /// [`task_ctx!`](crate::task_ctx!) function's [`Ctx::rng`](crate::Ctx::rng) then gives the
+    /// same numbers for the same submission order, whatever the daemons (see
+    /// [`ctx`](crate::ctx)). Without a seed, tasks draw fresh entropy.
     ///
     /// ```
-    /// let pool = mirai::Daemons::new().seed(42).start()?;
+    /// # use mirai::{Ctx, TaskFn, task_ctx};
+    /// # use rand_core::Rng;
+    /// fn draw(ctx: &Ctx, _: ()) -> u64 { ctx.rng().next_u64() }
+    /// const DRAW: TaskFn<(), u64> = task_ctx!(draw);
+    /// let pool = mirai::Daemons::new().seed(42).sync().start()?;
+    /// assert_eq!(pool.submit(&DRAW, ())?.wait()?, DRAW.call_with(&Ctx::local(42, 0), ()));
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
+        self
+    }
+
+    /// Sync mode, as R's `daemons(sync = TRUE)`: each task runs in the calling process, on the
+    /// calling thread, inside [`Pool::submit`] (and `try_submit`, `submit_async`, `map`,
+    /// `everywhere`, which runs it once), so a debugger stops at a breakpoint in the task and a
+    /// unit test needs no process. The handle is already resolved; its result and errors are
+    /// those a daemon pool gives (the argument and value are encoded and decoded, a panic
+    /// becomes [`Error::Task`], a value over the message limit [`Error::ResultTooLarge`]), and a
+    /// [`Ctx`](crate::Ctx) gets the same id, attempt (0) and random stream as with
+    /// [`Daemons::seed`] on daemons. No daemon is started ([`Daemons::local`] is ignored) and
+    /// the pool sends no task to a daemon that dials in; run and queue timeouts do not apply.
+    ///
+    /// ```
+    /// fn add((a, b): (i64, i64)) -> i64 { a + b }
+    /// const ADD: mirai::TaskFn<(i64, i64), i64> = mirai::task!(add);
+    /// let pool = mirai::Daemons::new().sync().start()?; // no registry, no daemon
+    /// let mut handle = pool.submit(&ADD, (1, 2))?;
+    /// assert!(handle.is_resolved()); // ran inside submit
+    /// assert_eq!(handle.wait()?, 3);
+    /// assert_eq!(pool.map(&ADD, [(1, 1), (2, 2)])?, [2, 4]);
+    /// assert_eq!((pool.status().submitted, pool.status().completed), (3, 3));
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    pub fn sync(mut self) -> Self {
+        self.sync = true;
         self
     }
 
@@ -416,6 +453,10 @@ impl Daemons {
         }
         if let Some(seed) = self.seed {
             core = core.with_seed(seed);
+        } else {
+            // The daemons' own streams (in their init message) of an unseeded pool differ from
+            // pool to pool, as its tasks' generators do (fresh entropy, see `Ctx::rng`).
+            core = core.with_entropy(getrandom::u64().map_err(|e| Error::Start(e.to_string()))?);
         }
         let mut config = DispatcherConfig::new(url, token.clone())
             .with_core(core)
@@ -435,6 +476,14 @@ impl Daemons {
             None => std::env::current_exe().map_err(|e| Error::Start(e.to_string()))?,
         };
         let dispatcher = Arc::new(dispatcher);
+        let max_message = self.max_message_bytes.unwrap_or(DEFAULT_MAX_MESSAGE);
+        let sync = self.sync.then(|| {
+            Arc::new(sync::Runner::new(
+                self.seed,
+                max_message,
+                self.max_queued_bytes,
+            ))
+        });
         let local = Arc::new(Local {
             program,
             url: dispatcher.url().to_owned(),
@@ -453,11 +502,13 @@ impl Daemons {
             slurm_jobs: Mutex::new(Vec::new()),
             dispatcher: Arc::downgrade(&dispatcher),
         });
+        let local_daemons = if sync.is_some() { 0 } else { self.local };
         let pool = Pool {
             dispatcher,
             local: Arc::clone(&local),
+            sync,
         };
-        for _ in 0..self.local {
+        for _ in 0..local_daemons {
             // On failure `pool` drops here, killing the daemons already started.
             let mut children = local.children();
             local.launch(&mut children)?;
@@ -524,6 +575,8 @@ const DEFAULT_LAUNCH_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct Pool {
     dispatcher: Arc<Dispatcher>,
     local: Arc<Local>,
+    /// Sync mode's executor: the calling process ([`Daemons::sync`]).
+    sync: Option<Arc<sync::Runner>>,
 }
 
 impl Pool {
@@ -788,10 +841,23 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned,
     {
-        let encoded = crate::wire::encode(&arg).map(|payload| Task::new(task.name(), payload));
         let dispatcher = Arc::clone(&self.dispatcher);
+        // In sync mode the task runs now (`Break`); otherwise only its encoding is kept.
+        let prepared = match &self.sync {
+            Some(runner) => runner.encode(&arg).map(|payload| {
+                ControlFlow::Break(runner.run(task, payload, &TaskOptions::new(), true))
+            }),
+            None => crate::wire::encode(&arg)
+                .map(|payload| ControlFlow::Continue(Task::new(task.name(), payload)))
+                .map_err(Error::from),
+        };
         async move {
-            let mut task = encoded?;
+            let mut task = match prepared? {
+                ControlFlow::Break((id, outcome)) => {
+                    return Ok(Mirai::resolved(dispatcher, id, outcome));
+                }
+                ControlFlow::Continue(task) => task,
+            };
             loop {
                 match dispatcher.try_submit(task) {
                     Ok(id) => return Ok(Mirai::new(dispatcher, id)),
@@ -883,6 +949,12 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned,
     {
+        if let Some(runner) = &self.sync {
+            let payload = runner.encode(&arg)?;
+            drop(arg);
+            let (id, outcome) = runner.run(task, payload, &options, true);
+            return Ok(Mirai::resolved(Arc::clone(&self.dispatcher), id, outcome));
+        }
         let payload = crate::wire::encode(&arg)?;
         // Only its payload travels: a large argument encoded inline is not held twice while it
         // is sent (the buffers of a `Bytes` or `Array` are shared by the payload, not copied).
@@ -918,6 +990,15 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned,
     {
+        if let Some(runner) = &self.sync {
+            let payload = match runner.encode(&arg) {
+                Ok(p) => p,
+                Err(e) => return Err((e, arg)),
+            };
+            drop(arg);
+            let (id, outcome) = runner.run(task, payload, &TaskOptions::new(), true);
+            return Ok(Mirai::resolved(Arc::clone(&self.dispatcher), id, outcome));
+        }
         let payload = match crate::wire::encode(&arg) {
             Ok(p) => p,
             Err(e) => return Err((Error::from(e), arg)),
@@ -947,8 +1028,8 @@ impl Pool {
     /// ```
     pub fn map<A, R, I>(&self, task: &TaskFn<A, R>, items: I) -> Result<Vec<R>, Error>
     where
-        A: Serialize,
-        R: DeserializeOwned,
+        A: Serialize + 'static,
+        R: DeserializeOwned + 'static,
         I: IntoIterator<Item = A>,
     {
         stream::map(self, task, items)
@@ -978,6 +1059,16 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned,
     {
+        if let Some(runner) = &self.sync {
+            // The calling process is the one executor: the task runs once, whatever `min`.
+            let payload = runner.encode(&arg)?;
+            let (id, outcome) = runner.run(task, payload, &TaskOptions::new(), false);
+            return Ok(vec![Mirai::resolved(
+                Arc::clone(&self.dispatcher),
+                id,
+                outcome,
+            )]);
+        }
         let payload = crate::wire::encode(&arg)?;
         let ids = self
             .dispatcher
@@ -1014,7 +1105,10 @@ impl Pool {
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn status(&self) -> Status {
-        self.dispatcher.status()
+        match &self.sync {
+            Some(runner) => runner.status(self.dispatcher.status()),
+            None => self.dispatcher.status(),
+        }
     }
 
     /// The process ids of the local daemons running now (replacements included).

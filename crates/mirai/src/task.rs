@@ -7,10 +7,15 @@ use mirai_dispatch::{Payload, TaskError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::Ctx;
+
 /// A function the daemons run, addressed by name, with a serde argument and result.
 ///
-/// Make one with [`task!`](crate::task!); register it with [`Registry::with`] and submit it with
-/// [`Pool::submit`](crate::Pool::submit).
+/// Make one with [`task!`](crate::task!) from a `fn(A) -> R`, or with
+/// [`task_ctx!`](crate::task_ctx!) from a `fn(&Ctx, A) -> R` that sees its task's
+/// [`Ctx`]; register it with [`Registry::with`] and submit it with
+/// [`Pool::submit`](crate::Pool::submit). Both kinds have the same type, so the pool's API takes
+/// either.
 ///
 /// ```
 /// use mirai::{TaskFn, task};
@@ -21,25 +26,103 @@ use serde::de::DeserializeOwned;
 /// ```
 pub struct TaskFn<A, R> {
     name: &'static str,
-    f: fn(A) -> R,
+    body: Body<A, R>,
+    /// The daemon's side, monomorphized where the serde bounds are known: decode the argument,
+    /// call, encode the value. The same code runs a task in [sync mode](crate::Daemons::sync).
+    run: Runner<A, R>,
     _types: PhantomData<fn(A) -> R>,
+}
+
+/// The user's function, with or without the context.
+enum Body<A, R> {
+    Plain(fn(A) -> R),
+    Ctx(fn(&Ctx, A) -> R),
+}
+
+impl<A, R> Clone for Body<A, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A, R> Copy for Body<A, R> {}
+
+type Runner<A, R> = fn(Body<A, R>, Payload, &TaskContext) -> Result<Payload, TaskError>;
+
+/// Runs `body` as a daemon does: the argument decoded from `payload` (freed before the call),
+/// the value encoded for the host.
+fn run_body<A: DeserializeOwned, R: Serialize>(
+    body: Body<A, R>,
+    payload: Payload,
+    ctx: &TaskContext,
+) -> Result<Payload, TaskError> {
+    let arg: A = crate::wire::decode(payload.to_bytes())
+        .map_err(|e| TaskError::new(format!("cannot decode the argument: {e}")))?;
+    // What the argument did not keep a slice of is freed now: a large argument decoded inline
+    // is not held twice while the function runs.
+    drop(payload);
+    let value = match body {
+        Body::Plain(f) => f(arg),
+        Body::Ctx(f) => f(&Ctx::from_context(ctx), arg),
+    };
+    // A `Shared` in the result hands its region over to the host, whose handle unlinks it;
+    // this daemon's handle, dropped with `value`, no longer does.
+    mori_shm::handing_over(|| crate::wire::encode(&value))
+        .map_err(|e| TaskError::new(format!("cannot encode the value: {e}")))
 }
 
 impl<A, R> TaskFn<A, R> {
     /// A task named `name` running `f`; prefer [`task!`](crate::task!), which takes the name
-    /// from the function.
+    /// from the function. The serde bounds are those a daemon needs to run it.
     ///
     /// ```
     /// fn add((a, b): (i64, i64)) -> i64 { a + b }
     /// const PLUS: mirai::TaskFn<(i64, i64), i64> = mirai::TaskFn::new("plus", add);
     /// assert_eq!(PLUS.name(), "plus");
     /// ```
-    pub const fn new(name: &'static str, f: fn(A) -> R) -> Self {
+    pub const fn new(name: &'static str, f: fn(A) -> R) -> Self
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+    {
         Self {
             name,
-            f,
+            body: Body::Plain(f),
+            run: run_body::<A, R>,
             _types: PhantomData,
         }
+    }
+
+    /// A task named `name` running `f` with its task's [`Ctx`]; prefer
+    /// [`task_ctx!`](crate::task_ctx!), which takes the name from the function.
+    ///
+    /// ```
+    /// fn attempt(ctx: &mirai::Ctx, _: ()) -> u32 { ctx.attempt() }
+    /// const ATTEMPT: mirai::TaskFn<(), u32> = mirai::TaskFn::with_ctx("attempt", attempt);
+    /// assert!(ATTEMPT.takes_ctx());
+    /// assert_eq!(ATTEMPT.call(()), 0);
+    /// ```
+    pub const fn with_ctx(name: &'static str, f: fn(&Ctx, A) -> R) -> Self
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+    {
+        Self {
+            name,
+            body: Body::Ctx(f),
+            run: run_body::<A, R>,
+            _types: PhantomData,
+        }
+    }
+
+    /// Whether the function takes a [`Ctx`] (made by [`task_ctx!`](crate::task_ctx!)).
+    ///
+    /// ```
+    /// fn neg(x: i64) -> i64 { -x }
+    /// assert!(!mirai::task!(neg).takes_ctx());
+    /// ```
+    pub fn takes_ctx(&self) -> bool {
+        matches!(self.body, Body::Ctx(_))
     }
 
     /// The name daemons know it by.
@@ -52,14 +135,41 @@ impl<A, R> TaskFn<A, R> {
         self.name
     }
 
-    /// Runs the function here, in this process.
+    /// Runs the function here, in this process. A context-aware function gets
+    /// [`Ctx::unseeded`]; use [`TaskFn::call_with`] to choose its context.
     ///
     /// ```
     /// fn neg(x: i64) -> i64 { -x }
     /// assert_eq!(mirai::task!(neg).call(5), -5);
     /// ```
     pub fn call(&self, arg: A) -> R {
-        (self.f)(arg)
+        match self.body {
+            Body::Plain(f) => f(arg),
+            Body::Ctx(f) => f(&Ctx::unseeded(), arg),
+        }
+    }
+
+    /// Runs the function here with the context `ctx` (which a plain function ignores), e.g.
+    /// [`Ctx::local`] to get the random numbers the task gets in a seeded pool.
+    ///
+    /// ```
+    /// use rand_core::Rng;
+    /// fn draw(ctx: &mirai::Ctx, _: ()) -> u64 { ctx.rng().next_u64() }
+    /// let draw = mirai::task_ctx!(draw);
+    /// let ctx = mirai::Ctx::local(42, 0);
+    /// assert_eq!(draw.call_with(&ctx, ()), mirai::Ctx::local(42, 0).rng().next_u64());
+    /// ```
+    pub fn call_with(&self, ctx: &Ctx, arg: A) -> R {
+        match self.body {
+            Body::Plain(f) => f(arg),
+            Body::Ctx(f) => f(ctx, arg),
+        }
+    }
+
+    /// Runs the task on an encoded argument exactly as a daemon's registry does, panics not
+    /// caught (see [`mirai_dispatch::daemon::run_caught`]).
+    pub(crate) fn run(&self, payload: Payload, ctx: &TaskContext) -> Result<Payload, TaskError> {
+        (self.run)(self.body, payload, ctx)
     }
 
     /// This call as a dispatcher task, for code that drives a
@@ -127,6 +237,24 @@ macro_rules! task {
     };
 }
 
+/// Makes a [`TaskFn`] from the path of a function `fn(&Ctx, A) -> R`, named after the
+/// function: on a daemon (and in [sync mode](crate::Daemons::sync)) it receives its task's
+/// [`Ctx`](crate::Ctx): random stream, cancellation, id, attempt and trace context.
+///
+/// ```
+/// use mirai::{Ctx, TaskFn, task_ctx};
+/// fn which(ctx: &Ctx, _: ()) -> (u64, u32) { (ctx.task_id(), ctx.attempt()) }
+/// const WHICH: TaskFn<(), (u64, u32)> = task_ctx!(which);
+/// assert_eq!(WHICH.name(), "which");
+/// assert_eq!(WHICH.call_with(&Ctx::local(0, 7), ()), (7, 0));
+/// ```
+#[macro_export]
+macro_rules! task_ctx {
+    ($f:path) => {
+        $crate::TaskFn::with_ctx(stringify!($f), $f)
+    };
+}
+
 /// The functions a daemon can run.
 ///
 /// ```
@@ -159,7 +287,8 @@ impl Registry {
     }
 
     /// Adds `task` (replacing a function of the same name). A panic in it becomes
-    /// [`Error::Task`](crate::Error::Task) on the host, with the message and backtrace.
+    /// [`Error::Task`](crate::Error::Task) on the host, with the message and backtrace. A task
+    /// made with [`task_ctx!`](crate::task_ctx!) gets its [`Ctx`] from the daemon.
     ///
     /// ```
     /// fn neg(x: i64) -> i64 { -x }
@@ -172,19 +301,10 @@ impl Registry {
         A: DeserializeOwned + 'static,
         R: Serialize + 'static,
     {
-        let f = task.f;
+        let (body, run) = (task.body, task.run);
         self.inner
-            .register_payload(task.name, move |payload: Payload, _: &TaskContext| {
-                let arg: A = crate::wire::decode(payload.to_bytes())
-                    .map_err(|e| TaskError::new(format!("cannot decode the argument: {e}")))?;
-                // What the argument did not keep a slice of is freed now: a large argument
-                // decoded inline is not held twice while the function runs.
-                drop(payload);
-                let value = f(arg);
-                // A `Shared` in the result hands its region over to the host, whose handle
-                // unlinks it; this daemon's handle, dropped with `value`, no longer does.
-                mori_shm::handing_over(|| crate::wire::encode(&value))
-                    .map_err(|e| TaskError::new(format!("cannot encode the value: {e}")))
+            .register_payload(task.name, move |payload: Payload, ctx: &TaskContext| {
+                run(body, payload, ctx)
             });
         self
     }
@@ -203,5 +323,40 @@ impl Registry {
 
     pub(crate) fn inner(&self) -> &mirai_dispatch::daemon::Registry {
         &self.inner
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mirai_dispatch::TaskId;
+
+    /// Id (plus the argument), attempt, trace and stream.
+    type Seen = (u64, u32, Option<Vec<u8>>, Option<u64>);
+
+    fn seen(ctx: &Ctx, add: u64) -> Seen {
+        (
+            ctx.task_id() + add,
+            ctx.attempt(),
+            ctx.trace().map(<[u8]>::to_vec),
+            ctx.stream(),
+        )
+    }
+    const SEEN: TaskFn<u64, Seen> = crate::task_ctx!(seen);
+
+    /// The registry hands the daemon's context (id, attempt, trace, stream) to the function.
+    #[test]
+    fn a_registered_ctx_task_sees_the_daemons_context() {
+        let registry = Registry::new().with(&SEEN);
+        let ctx = TaskContext::new(TaskId(41), Some(9))
+            .with_attempt(2)
+            .with_trace(Some(b"00-abc-01".to_vec()));
+        let arg = crate::wire::encode(&1u64).unwrap();
+        let out = registry
+            .inner()
+            .run("seen", &arg.to_bytes(), &ctx)
+            .expect("ran");
+        let value: Seen = crate::wire::decode(out.to_bytes()).unwrap();
+        assert_eq!(value, (42, 2, Some(b"00-abc-01".to_vec()), Some(9)));
     }
 }

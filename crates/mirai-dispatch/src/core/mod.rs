@@ -306,8 +306,12 @@ pub struct Job {
     pub payload: Payload,
     /// Trace context from the submitter.
     pub trace: Option<Vec<u8>>,
-    /// The task's RNG stream seed, when the dispatcher has a seed.
+    /// The task's RNG stream seed, when the dispatcher has a seed. Fixed at submission, so a
+    /// retried or requeued task keeps its stream.
     pub rng_seed: Option<u64>,
+    /// How many times the task was retried after losing its daemon mid-run (0 the first time;
+    /// a task handed back unstarted keeps its number).
+    pub attempt: u32,
 }
 
 /// Work for the shell, returned by [`Core::poll_action`] in the order it must happen.
@@ -1229,6 +1233,7 @@ impl Core {
                 payload: task.payload,
                 trace: task.trace.map(Vec::from),
                 rng_seed,
+                attempt: 0,
             }),
             state: TaskState::Queued,
             reserved,
@@ -1585,6 +1590,9 @@ impl Core {
             return;
         }
         entry.retries_left -= 1;
+        if let Some(job) = entry.job.as_mut() {
+            job.attempt += 1;
+        }
         self.requeue(task, now);
     }
 

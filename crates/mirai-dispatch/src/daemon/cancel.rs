@@ -101,12 +101,14 @@ impl CancelToken {
 /// use mirai_dispatch::TaskId;
 /// let ctx = TaskContext::new(TaskId(1), Some(7));
 /// assert_eq!(ctx.rng_seed(), Some(7));
+/// assert_eq!(ctx.attempt(), 0);
 /// assert!(!ctx.is_cancelled());
 /// ```
 #[derive(Debug, Clone)]
 pub struct TaskContext {
     task: TaskId,
     rng_seed: Option<u64>,
+    attempt: u32,
     cancel: CancelToken,
     trace: Option<Vec<u8>>,
 }
@@ -117,9 +119,35 @@ impl TaskContext {
         Self {
             task,
             rng_seed,
+            attempt: 0,
             cancel: CancelToken::new(),
             trace: None,
         }
+    }
+
+    /// Sets the attempt number: how many times the task was retried after losing its daemon.
+    ///
+    /// ```
+    /// use mirai_dispatch::daemon::TaskContext;
+    /// use mirai_dispatch::TaskId;
+    /// let ctx = TaskContext::new(TaskId(1), None).with_attempt(2);
+    /// assert_eq!(ctx.attempt(), 2);
+    /// ```
+    pub fn with_attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// 0 the first time the task runs, one more for each retry after a lost daemon
+    /// ([`crate::Task::retries`]); a task handed back unstarted keeps its number.
+    ///
+    /// ```
+    /// use mirai_dispatch::daemon::TaskContext;
+    /// use mirai_dispatch::TaskId;
+    /// assert_eq!(TaskContext::new(TaskId(1), None).attempt(), 0);
+    /// ```
+    pub fn attempt(&self) -> u32 {
+        self.attempt
     }
 
     /// Sets the trace context the submitter attached ([`crate::Task::trace`]).
@@ -147,6 +175,7 @@ impl TaskContext {
         Self {
             task,
             rng_seed,
+            attempt: 0,
             cancel,
             trace: None,
         }

@@ -16,6 +16,6 @@ mod serve;
 
 pub use cancel::{CancelToken, TaskContext};
 pub use exit::{AutoExit, ExitReason, ExitRules, HostGone, Lifecycle};
-pub use registry::{Handler, Registry};
+pub use registry::{Handler, Registry, run_caught};
 #[cfg(feature = "shell")]
 pub use serve::{DaemonConfig, DaemonError, HOST_GONE_GRACE, WATCH_TICK, serve};

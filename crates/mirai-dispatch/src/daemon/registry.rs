@@ -183,26 +183,40 @@ impl Registry {
         let Some(f) = self.functions.get(name) else {
             return Err(TaskError::new(format!("no function named {name:?}")));
         };
-        install_panic_capture();
-        CAPTURING.set(true);
-        let result = panic::catch_unwind(AssertUnwindSafe(|| f(payload, ctx)));
-        CAPTURING.set(false);
-        let result = result.unwrap_or_else(|panic| {
-            let (message, backtrace) = LAST_PANIC.take().unwrap_or_else(|| {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "task panicked".to_owned());
-                (message, String::new())
-            });
-            Err(TaskError { message, backtrace })
-        });
-        result.map_err(|e| TaskError {
-            message: truncate(e.message),
-            backtrace: truncate(e.backtrace),
-        })
+        run_caught(|| f(payload, ctx))
     }
+}
+
+/// Runs `f` as [`Registry::run`] runs a registered function: a panic becomes a [`TaskError`]
+/// with its message and backtrace, and both texts are truncated to [`MAX_ERROR_TEXT`] bytes.
+/// For running a task in the calling process exactly as a daemon would.
+///
+/// ```
+/// use mirai_dispatch::daemon::run_caught;
+/// let e = run_caught(|| -> Result<mirai_dispatch::Payload, _> { panic!("kaboom") }).unwrap_err();
+/// assert_eq!(e.message, "kaboom");
+/// assert!(run_caught(|| Ok(mirai_dispatch::Payload::from(vec![1]))).is_ok());
+/// ```
+pub fn run_caught(f: impl FnOnce() -> Result<Payload, TaskError>) -> Result<Payload, TaskError> {
+    install_panic_capture();
+    CAPTURING.set(true);
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    CAPTURING.set(false);
+    let result = result.unwrap_or_else(|panic| {
+        let (message, backtrace) = LAST_PANIC.take().unwrap_or_else(|| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "task panicked".to_owned());
+            (message, String::new())
+        });
+        Err(TaskError { message, backtrace })
+    });
+    result.map_err(|e| TaskError {
+        message: truncate(e.message),
+        backtrace: truncate(e.backtrace),
+    })
 }
 
 thread_local! {

@@ -324,6 +324,7 @@ impl Shared {
             function: job.function,
             trace: job.trace,
             rng_seed: job.rng_seed,
+            attempt: job.attempt,
         };
         let Some(head) = encode(&msg) else {
             return true;

@@ -405,6 +405,7 @@ mod tests {
             function: "f".into(),
             trace: None,
             rng_seed: None,
+            attempt: 0,
         };
         let f = frame_of(&task, &vec![0; 10 + FRAME_OVERHEAD as usize]);
         assert!(matches!(
@@ -420,6 +421,7 @@ mod tests {
             function: "f".into(),
             trace: None,
             rng_seed: None,
+            attempt: 0,
         };
         let f = frame_of(&task, &[7; 11]);
         assert_eq!(
@@ -464,6 +466,7 @@ mod tests {
             function: "f".repeat(MAX_FUNCTION_NAME + 1),
             trace: None,
             rng_seed: None,
+            attempt: 0,
         };
         assert!(matches!(
             msg.encode(&mut Vec::new()),
@@ -492,6 +495,7 @@ mod tests {
             function: "f".into(),
             trace: None,
             rng_seed: Some(1),
+            attempt: 0,
         };
         assert!(ToDaemon::is_task(&frame_of(&task, &[1, 2])));
         for other in [
@@ -525,6 +529,7 @@ mod tests {
             function: "f".into(),
             trace: None,
             rng_seed: None,
+            attempt: 0,
         };
         for header in 0..PAYLOAD_ALIGN {
             let mut f = vec![7u8; header];
@@ -592,13 +597,15 @@ mod tests {
                 any::<u64>(),
                 "[a-z_]{0,40}",
                 proptest::option::of(bytes(64)),
-                any::<Option<u64>>()
+                any::<Option<u64>>(),
+                any::<u32>()
             )
-                .prop_map(|(t, function, trace, rng_seed)| ToDaemon::Task {
+                .prop_map(|(t, function, trace, rng_seed, attempt)| ToDaemon::Task {
                     task: TaskId(t),
                     function,
                     trace,
                     rng_seed,
+                    attempt,
                 }),
             any::<u64>().prop_map(|t| ToDaemon::Cancel { task: TaskId(t) }),
             any::<u64>().prop_map(|t| ToDaemon::Recall { task: TaskId(t) }),

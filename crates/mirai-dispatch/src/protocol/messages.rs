@@ -65,6 +65,8 @@ pub enum ToDaemon {
         trace: Option<Vec<u8>>,
         /// The task's RNG stream seed, when the dispatcher has a seed.
         rng_seed: Option<u64>,
+        /// 0 the first time; one more for each retry after a lost daemon.
+        attempt: u32,
     },
     /// Cancel a task: the running one is interrupted (through its token), one still waiting
     /// behind it is dropped unstarted and answered [`ResultStatus::NotStarted`], one already

@@ -26,7 +26,7 @@
 //! use mirai_dispatch::protocol::{Limits, ToDaemon};
 //! use mirai_dispatch::TaskId;
 //!
-//! let msg = ToDaemon::Task { task: TaskId(3), function: "sum".into(), trace: None, rng_seed: None };
+//! let msg = ToDaemon::Task { task: TaskId(3), function: "sum".into(), trace: None, rng_seed: None, attempt: 0 };
 //! let payload = [1u8, 2, 3];
 //! let mut header = Vec::new();
 //! msg.encode(&mut header).unwrap();
@@ -48,7 +48,7 @@ pub use handshake::{HandshakeError, check_hello};
 pub use messages::{FromDaemon, Hello, Init, RefuseReason, ResultStatus, ToDaemon};
 
 /// The protocol version this crate speaks; a daemon with another version is refused.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 
 /// Where a payload starts: at a multiple of this many bytes from the start of the message body
 /// (the transport's per-message header included), the envelope ending in up to
@@ -60,7 +60,7 @@ pub const VERSION: u16 = 3;
 /// use mirai_dispatch::TaskId;
 /// use mirai_dispatch::protocol::{PAYLOAD_ALIGN, ToDaemon};
 /// let mut body = vec![0u8; 4]; // a transport header
-/// ToDaemon::Task { task: TaskId(1), function: "f".into(), trace: None, rng_seed: None }
+/// ToDaemon::Task { task: TaskId(1), function: "f".into(), trace: None, rng_seed: None, attempt: 0 }
 ///     .encode(&mut body)?;
 /// assert_eq!(body.len() % PAYLOAD_ALIGN, 0);
 /// # Ok::<(), mirai_dispatch::protocol::EncodeError>(())

@@ -75,8 +75,8 @@ impl Pool {
     /// ```
     pub fn map_iter<A, R, I>(&self, task: &TaskFn<A, R>, items: I) -> MapIter<R, I::IntoIter>
     where
-        A: Serialize,
-        R: DeserializeOwned,
+        A: Serialize + 'static,
+        R: DeserializeOwned + 'static,
         I: IntoIterator<Item = A>,
     {
         MapIter {
@@ -119,8 +119,8 @@ impl Pool {
     /// ```
     pub fn map_stream<A, R, I>(&self, task: &TaskFn<A, R>, items: I) -> MapStream<R, I::IntoIter>
     where
-        A: Serialize,
-        R: DeserializeOwned,
+        A: Serialize + 'static,
+        R: DeserializeOwned + 'static,
         I: IntoIterator<Item = A>,
     {
         MapStream {
@@ -161,8 +161,8 @@ impl Pool {
         bar: indicatif::ProgressBar,
     ) -> Result<Vec<R>, Error>
     where
-        A: Serialize,
-        R: DeserializeOwned,
+        A: Serialize + 'static,
+        R: DeserializeOwned + 'static,
         I: IntoIterator<Item = A>,
     {
         self.map_iter(task, items).progress(bar).collect()
@@ -170,11 +170,19 @@ impl Pool {
 
     fn window<A, R, I>(&self, task: &TaskFn<A, R>, items: I) -> Window<R, I>
     where
+        A: Serialize + 'static,
+        R: DeserializeOwned + 'static,
         I: Iterator<Item = A>,
     {
         Window {
             dispatcher: Arc::clone(&self.dispatcher),
             function: task.name(),
+            run_here: self.sync.as_ref().map(|runner| {
+                let (runner, task) = (Arc::clone(runner), *task);
+                Box::new(move |payload, options: &TaskOptions| {
+                    runner.run(&task, payload, options, true)
+                }) as RunHere
+            }),
             items,
             limit: self.default_in_flight(),
             options: TaskOptions::new(),
@@ -196,8 +204,8 @@ impl Pool {
 /// the `progress` feature.
 pub(super) fn map<A, R, I>(pool: &Pool, task: &TaskFn<A, R>, items: I) -> Result<Vec<R>, Error>
 where
-    A: Serialize,
-    R: DeserializeOwned,
+    A: Serialize + 'static,
+    R: DeserializeOwned + 'static,
     I: IntoIterator<Item = A>,
 {
     let results = pool.map_iter(task, items);
@@ -524,9 +532,24 @@ enum Slot<R> {
 }
 
 /// The state both [`MapIter`] and [`MapStream`] drive (see the module docs).
+/// Runs one task in the calling process (a synchronous pool, [`Daemons::sync`]): its id and
+/// outcome, as the task's handle resolves.
+///
+/// [`Daemons::sync`]: crate::Daemons::sync
+type RunHere = Box<
+    dyn Fn(
+            mirai_dispatch::Payload,
+            &TaskOptions,
+        ) -> (mirai_dispatch::TaskId, mirai_dispatch::Outcome)
+        + Send
+        + Sync,
+>;
+
 struct Window<R, I> {
     dispatcher: Arc<Dispatcher>,
     function: &'static str,
+    /// Set in a synchronous pool: tasks run here instead of being submitted.
+    run_here: Option<RunHere>,
     items: I,
     /// At most this many slots.
     limit: usize,
@@ -683,6 +706,18 @@ where
                         }
                         return;
                     };
+                    if let Some(run) = &self.run_here {
+                        let ran = crate::wire::encode(&item).map(|p| run(p, &self.options));
+                        match ran {
+                            Ok((id, outcome)) => {
+                                let handle =
+                                    Mirai::resolved(Arc::clone(&self.dispatcher), id, outcome);
+                                self.push_handle(handle);
+                                continue;
+                            }
+                            Err(e) => return self.refused(Error::from(e)),
+                        }
+                    }
                     match crate::wire::encode(&item) {
                         Ok(payload) => self.options.apply(Task::new(self.function, payload)),
                         Err(e) => return self.refused(Error::from(e)),
@@ -705,12 +740,16 @@ where
 
     /// Adds the task just submitted, polled once so its waker is registered.
     fn push(&mut self, id: mirai_dispatch::TaskId) {
+        self.push_handle(Mirai::new(Arc::clone(&self.dispatcher), id));
+    }
+
+    /// Adds the handle of a task just submitted (or already run), polled once.
+    fn push_handle(&mut self, mut handle: Mirai<R>) {
         let seq = self.front + self.slots.len() as u64;
         let waker = Waker::from(Arc::new(SlotWake {
             seq,
             wakeups: Arc::clone(&self.wakeups),
         }));
-        let mut handle = Mirai::new(Arc::clone(&self.dispatcher), id);
         match Pin::new(&mut handle).poll(&mut Context::from_waker(&waker)) {
             Poll::Ready(result) => {
                 self.slots.push_back(Slot::Pending { handle, waker });

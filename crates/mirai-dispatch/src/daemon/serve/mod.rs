@@ -652,6 +652,7 @@ impl Daemon {
                 function,
                 rng_seed,
                 trace,
+                attempt,
             } => {
                 let token = self.watch_token(task);
                 if !self.start_or_drop(task, &token) {
@@ -661,7 +662,9 @@ impl Daemon {
                     self.shared.not_started(task);
                     return Ok(());
                 }
-                let ctx = TaskContext::with_token(task, rng_seed, token.clone()).with_trace(trace);
+                let ctx = TaskContext::with_token(task, rng_seed, token.clone())
+                    .with_trace(trace)
+                    .with_attempt(attempt);
                 // The frame itself goes to the function, which may free it early.
                 let payload = Payload::from_frame(body, start).expect("a tail of the frame");
                 self.run_task(registry, &function, payload, &ctx)
