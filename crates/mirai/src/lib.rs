@@ -36,6 +36,7 @@ pub mod launch;
 mod options;
 mod pool;
 mod task;
+pub mod trace;
 mod wire;
 
 pub use crate::buffers::{Array, Bytes, Element};

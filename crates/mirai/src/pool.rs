@@ -786,7 +786,7 @@ impl Pool {
         A: Serialize,
         R: DeserializeOwned,
     {
-        let encoded = crate::wire::encode(&arg).map(|payload| Task::new(task.name(), payload));
+        let encoded = crate::wire::encode(&arg).map(|p| crate::trace::task(task.name(), p));
         let dispatcher = Arc::clone(&self.dispatcher);
         async move {
             let mut task = encoded?;
@@ -888,7 +888,7 @@ impl Pool {
         let id = self
             .dispatcher
             .submit(
-                options.apply(Task::new(task.name(), payload)),
+                options.apply(Task::new(task.name(), payload))?,
                 options.submit_deadline(),
             )
             .map_err(|r| Error::from(r.reason))?;
@@ -920,7 +920,8 @@ impl Pool {
             Ok(p) => p,
             Err(e) => return Err((Error::from(e), arg)),
         };
-        match self.dispatcher.try_submit(Task::new(task.name(), payload)) {
+        let traced = crate::trace::task(task.name(), payload);
+        match self.dispatcher.try_submit(traced) {
             Ok(id) => Ok(Mirai::new(Arc::clone(&self.dispatcher), id)),
             Err(r) => Err((Error::from(r.reason), arg)),
         }
@@ -1007,7 +1008,7 @@ impl Pool {
         let payload = crate::wire::encode(&arg)?;
         let ids = self
             .dispatcher
-            .everywhere(Task::new(task.name(), payload), min, None)
+            .everywhere(crate::trace::task(task.name(), payload), min, None)
             .map_err(|r| Error::from(r.reason))?;
         Ok(ids
             .into_iter()

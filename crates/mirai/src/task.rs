@@ -7,6 +7,8 @@ use mirai_dispatch::{Payload, TaskError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::trace::RegisterTraced as _;
+
 /// A function the daemons run, addressed by name, with a serde argument and result.
 ///
 /// Make one with [`task!`](crate::task!); register it with [`Registry::with`] and submit it with
@@ -174,7 +176,7 @@ impl Registry {
     {
         let f = task.f;
         self.inner
-            .register_payload(task.name, move |payload: Payload, _: &TaskContext| {
+            .register_traced(task.name, move |payload: Payload, _: &TaskContext| {
                 let arg: A = crate::wire::decode(payload.to_bytes())
                     .map_err(|e| TaskError::new(format!("cannot decode the argument: {e}")))?;
                 // What the argument did not keep a slice of is freed now: a large argument
