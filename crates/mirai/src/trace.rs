@@ -8,7 +8,11 @@
 //! | span | fields |
 //! |---|---|
 //! | `submit` | `function`, `trace_id`, `span_id`, `parent_span_id` (if the submission continues a trace) |
-//! | `execute` | `function`, `task`, `trace_id`, `span_id`, `parent_span_id` (= the `submit` span's `span_id`) |
+//! | `execute` | `function`, `task`, `trace_id`, `span_id`, `parent_span_id` (= the `submit` span's `span_id`), `otel.status_code` = `"error"` if the function failed or panicked |
+//!
+//! As in R's mirai, whose `mirai` span ends when `mirai()` returns, the `submit` span covers the
+//! submission, not the wait for the result; OpenTelemetry sees it as a client span and
+//! `execute` as a server span (the `otel.kind` field).
 //!
 //! Ids are lowercase hex, 32 digits for a trace, 16 for a span. Plain `tracing` spans have no
 //! ids that mean anything in another process, so these are W3C ids of their own:
@@ -42,6 +46,36 @@
 //! let options = mirai::TaskOptions::new().trace_parent(explicit);
 //! # let _ = options;
 //! # Ok::<(), mirai::trace::TraceParentError>(())
+//! ```
+//!
+//! With the `opentelemetry` feature, the host side of a trace (here with `opentelemetry_sdk`'s
+//! in-memory exporter; a real program installs the same layer with its exporter, e.g. OTLP, on
+//! the host and, before `daemon_main_if_requested`, on the daemons):
+//!
+//! ```
+//! # #[cfg(feature = "opentelemetry")] {
+//! use opentelemetry::trace::TracerProvider as _;
+//! use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+//! use tracing_subscriber::layer::SubscriberExt as _;
+//! # fn neg(x: i64) -> i64 { -x }
+//! # const NEG: mirai::TaskFn<i64, i64> = mirai::task!(neg);
+//!
+//! let exporter = InMemorySpanExporter::default();
+//! let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+//! let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("app"));
+//! let subscriber = tracing_subscriber::registry().with(layer);
+//! tracing::subscriber::with_default(subscriber, || {
+//!     let pool = mirai::Daemons::new().start()?; // no daemons: the task stays queued
+//!     let request = tracing::info_span!("request");
+//!     let _queued = request.in_scope(|| pool.submit(&NEG, 1))?;
+//!     Ok::<(), mirai::Error>(())
+//! })?;
+//! let spans = exporter.get_finished_spans().unwrap();
+//! let span = |name| spans.iter().find(|s| s.name == name).unwrap();
+//! assert_eq!(span("submit").parent_span_id, span("request").span_context.span_id());
+//! assert_eq!(span("submit").span_context.trace_id(), span("request").span_context.trace_id());
+//! # }
+//! # Ok::<(), mirai::Error>(())
 //! ```
 //!
 //! [`OpenTelemetrySpanExt::context`]: https://docs.rs/tracing-opentelemetry/latest/tracing_opentelemetry/trait.OpenTelemetrySpanExt.html#tymethod.context
@@ -92,6 +126,7 @@ pub(crate) fn attach(task: Task, explicit: Option<TraceParent>) -> Task {
     let span = tracing::info_span!(
         target: "mirai",
         "submit",
+        otel.kind = "client",
         function = %task.function,
         trace_id = Empty,
         span_id = Empty,
@@ -160,7 +195,12 @@ impl RegisterTraced for mirai_dispatch::daemon::Registry {
         f: impl Fn(Payload, &TaskContext) -> Result<Payload, TaskError> + Send + Sync + 'static,
     ) -> &mut Self {
         self.register_payload(function, move |payload, ctx: &TaskContext| {
-            in_task_span(function, ctx, || f(payload, ctx))
+            in_task_span(function, ctx, || {
+                let mut failed = FailedUnlessOk(true);
+                let result = f(payload, ctx);
+                failed.0 = result.is_err();
+                result
+            })
         })
     }
 }
@@ -170,6 +210,8 @@ pub(crate) fn in_task_span<T>(function: &str, ctx: &TaskContext, f: impl FnOnce(
     let span = tracing::info_span!(
         target: "mirai",
         "execute",
+        otel.kind = "server",
+        otel.status_code = Empty,
         function,
         task = ctx.task().0,
         trace_id = Empty,
@@ -185,6 +227,18 @@ pub(crate) fn in_task_span<T>(function: &str, ctx: &TaskContext, f: impl FnOnce(
     };
     let _in_task = InTask::set(own);
     span.in_scope(f)
+}
+
+/// Marks the current (`execute`) span failed when dropped while `.0` holds: a function that
+/// returned an error, or one that panicked.
+struct FailedUnlessOk(bool);
+
+impl Drop for FailedUnlessOk {
+    fn drop(&mut self) {
+        if self.0 {
+            tracing::Span::current().record("otel.status_code", "error");
+        }
+    }
 }
 
 /// Sets this thread's task context until dropped (also when the task panics).

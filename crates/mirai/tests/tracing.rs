@@ -30,6 +30,9 @@ fn work(x: u64) -> (u32, u64, Option<String>) {
     let inside = mirai::trace::current().map(|t| t.to_string());
     (std::process::id(), x * 2, inside)
 }
+fn fail((): ()) {
+    panic!("fails on purpose");
+}
 /// The spans this process has closed.
 fn recorded_spans((): ()) -> Vec<Recorded> {
     recorder().closed()
@@ -37,9 +40,13 @@ fn recorded_spans((): ()) -> Vec<Recorded> {
 
 const WORK: TaskFn<u64, (u32, u64, Option<String>)> = task!(work);
 const RECORDED_SPANS: TaskFn<(), Vec<Recorded>> = task!(recorded_spans);
+const FAIL: TaskFn<(), ()> = task!(fail);
 
 fn registry() -> Registry {
-    let registry = Registry::new().with(&WORK).with(&RECORDED_SPANS);
+    let registry = Registry::new()
+        .with(&WORK)
+        .with(&RECORDED_SPANS)
+        .with(&FAIL);
     #[cfg(feature = "opentelemetry")]
     let registry = registry.with(&otel::EXPORTED_SPANS);
     registry
@@ -164,6 +171,20 @@ fn a_malformed_context_in_the_options_fails_the_submission_and_queues_nothing() 
     daemon_execute_of(&pool, "work");
 }
 
+fn the_execute_span_of_a_failed_task_has_the_error_status() {
+    let pool = pool();
+    let since = Since::now();
+    let err = pool.submit(&FAIL, ()).and_then(|h| h.wait()).unwrap_err();
+    assert!(matches!(err, Error::Task { .. }), "{err}");
+    let submit = since.submit_of("fail");
+    let failed = daemon_execute_of(&pool, "fail");
+    assert_eq!(failed.field("otel.status_code"), Some("error"));
+    assert_eq!(failed.field("parent_span_id"), submit.field("span_id"));
+    run_work(|| pool.submit(&WORK, 21));
+    let ok = daemon_execute_of(&pool, "work");
+    assert_eq!(ok.field("otel.status_code"), None);
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -190,6 +211,7 @@ mod otel {
         parent_span_id: String,
         remote_parent: bool,
         function: Option<String>,
+        error: bool,
     }
 
     static EXPORTER: OnceLock<(InMemorySpanExporter, SdkTracerProvider)> = OnceLock::new();
@@ -229,6 +251,7 @@ mod otel {
                     .iter()
                     .find(|kv| kv.key.as_str() == "function")
                     .map(|kv| kv.value.to_string()),
+                error: matches!(s.status, opentelemetry::trace::Status::Error { .. }),
             })
             .collect()
     }
@@ -270,10 +293,18 @@ mod otel {
         assert_eq!(execute.trace_id, request.trace_id, "one trace");
         assert_eq!(execute.parent_span_id, submit.span_id);
         assert!(execute.remote_parent, "its parent is in another process");
+        assert!(!execute.error);
         // The span fields agree with OpenTelemetry's ids.
         let recorded = daemon_execute_of(&pool, "work");
         assert_eq!(recorded.field("span_id"), Some(&*execute.span_id));
         assert_eq!(recorded.field("trace_id"), Some(&*execute.trace_id));
+        // A failed task's span has the error status.
+        assert!(pool.submit(&FAIL, ()).and_then(|h| h.wait()).is_err());
+        let daemon = pool
+            .submit(&EXPORTED_SPANS, ())
+            .and_then(|h| h.wait())
+            .expect("the daemon's exported spans");
+        assert!(one(&daemon, "execute", "fail").error);
     }
 
     pub(super) fn a_given_context_is_the_remote_parent_of_the_submit_span() {
@@ -317,6 +348,10 @@ fn main() {
         Test::new(
             "a_malformed_context_in_the_options_fails_the_submission_and_queues_nothing",
             a_malformed_context_in_the_options_fails_the_submission_and_queues_nothing,
+        ),
+        Test::new(
+            "the_execute_span_of_a_failed_task_has_the_error_status",
+            the_execute_span_of_a_failed_task_has_the_error_status,
         ),
         #[cfg(feature = "opentelemetry")]
         Test::new(
