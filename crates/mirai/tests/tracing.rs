@@ -285,6 +285,10 @@ mod otel {
         let submit = one(&host, "submit", "work");
         assert_eq!(submit.trace_id, request.trace_id);
         assert_eq!(submit.parent_span_id, request.span_id);
+        assert!(
+            !submit.remote_parent,
+            "its parent is the request span of this process"
+        );
         let daemon = pool
             .submit(&EXPORTED_SPANS, ())
             .and_then(|h| h.wait())

@@ -13,10 +13,12 @@ pub(super) fn of_span(span: &tracing::Span) -> Option<TraceParent> {
     of_context(&span.context())
 }
 
-/// Makes `parent` (if any) the remote parent of the not yet started `span`, then returns the
-/// span's own OpenTelemetry context; `None` if no OpenTelemetry layer tracks the span.
+/// Makes `parent` (if any) the remote parent of the not yet started `span`, unless it is the
+/// context of the current span (the span's parent already), then returns the span's own
+/// OpenTelemetry context; `None` if no OpenTelemetry layer tracks the span.
 pub(super) fn open(span: &tracing::Span, parent: Option<TraceParent>) -> Option<TraceParent> {
-    if let Some(parent) = parent {
+    let given = parent.filter(|&p| of_span(&tracing::Span::current()) != Some(p));
+    if let Some(parent) = given {
         let remote = SpanContext::new(
             TraceId::from_bytes(parent.trace_id()),
             SpanId::from_bytes(parent.span_id()),
