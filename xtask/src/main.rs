@@ -48,7 +48,7 @@ fn root() -> PathBuf {
 
 /// Optional features that no workspace crate turns on by itself, enabled so that `lint` and
 /// `test` also check and run the code behind them.
-const EXTRA_FEATURES: [&str; 2] = ["--features", "mori-shm/arrow"];
+const EXTRA_FEATURES: [&str; 2] = ["--features", "mori-shm/arrow,mirai/opentelemetry"];
 
 fn cargo() -> Command {
     let mut c = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));

@@ -102,6 +102,11 @@ pub enum Error {
     /// ```
     #[error("shared memory: {0}")]
     Shared(#[from] mori_shm::Error),
+    /// The trace context given with
+    /// [`TaskOptions::trace_parent`](crate::TaskOptions::trace_parent) is not a valid W3C
+    /// `traceparent`: refused at submit, before the task is queued.
+    #[error("trace context: {0}")]
+    TraceParent(#[from] crate::trace::TraceParentError),
     /// The pool was shut down.
     #[error("pool is shut down")]
     ShutDown,

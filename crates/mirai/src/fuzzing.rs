@@ -36,3 +36,14 @@ pub fn task_payload(data: &[u8]) {
     assert!(back.0 == value.0 && back.2 == value.2);
     assert_eq!(back.1.as_bytes(), value.1.as_bytes());
 }
+
+/// Parses arbitrary bytes as a W3C `traceparent` (a task's trace context): it never panics,
+/// and what parses formats to a value that parses back to it.
+///
+/// ```
+/// mirai::fuzzing::traceparent(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+/// mirai::fuzzing::traceparent(b"ff-\xff");
+/// ```
+pub fn traceparent(data: &[u8]) {
+    crate::trace::fuzz(data);
+}

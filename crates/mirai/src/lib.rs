@@ -119,6 +119,35 @@
 //! assert_eq!(pool.submit(&DICE, 5)?.wait()?, DICE.call_with(&Ctx::local(7, 2), 5));
 //! # Ok::<(), mirai::Error>(())
 //! ```
+//! # Tracing across processes
+//!
+//! A submission opens a `submit` span where it is called, and the daemon runs the task in an
+//! `execute` span that is its child: the task carries a W3C `traceparent` to the daemon, the
+//! spans record `trace_id`, `span_id` and `parent_span_id`, and with the `opentelemetry`
+//! feature they join one OpenTelemetry trace across the host and its daemons. A task sees its
+//! context through [`trace::current`], and [`TaskOptions::trace_parent`] continues a trace
+//! given from elsewhere (an incoming request's header, say). See [`trace`].
+//!
+//! ```rust,standalone_crate
+//! use mirai::trace::TraceParent;
+//! use mirai::{Daemons, Registry, TaskFn, TaskOptions, task};
+//!
+//! fn trace_id((): ()) -> Option<[u8; 16]> {
+//!     mirai::trace::current().map(|context| context.trace_id())
+//! }
+//! const TRACE_ID: TaskFn<(), Option<[u8; 16]>> = task!(trace_id);
+//!
+//! fn main() -> Result<(), mirai::Error> {
+//!     mirai::daemon_main_if_requested(&Registry::new().with(&TRACE_ID));
+//!     let pool = Daemons::new().local(1).start()?;
+//!     let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+//!     let options = TaskOptions::new().trace_parent(incoming);
+//!     let seen = pool.submit_with(&TRACE_ID, (), options)?.wait()?;
+//!     let incoming: TraceParent = incoming.parse()?;
+//!     assert_eq!(seen, Some(incoming.trace_id())); // the daemon continues the caller's trace
+//!     Ok(())
+//! }
+//! ```
 // `deny`, not `forbid`: the `environment` module alone may remove variables from the process
 // environment, which the 2024 edition marks `unsafe`.
 #![deny(unsafe_code)]
@@ -135,6 +164,7 @@ pub mod launch;
 mod options;
 mod pool;
 mod task;
+pub mod trace;
 mod wire;
 
 pub use crate::buffers::{Array, Bytes, Element};

@@ -844,11 +844,13 @@ impl Pool {
         let dispatcher = Arc::clone(&self.dispatcher);
         // In sync mode the task runs now (`Break`); otherwise only its encoding is kept.
         let prepared = match &self.sync {
-            Some(runner) => runner.encode(&arg).map(|payload| {
-                ControlFlow::Break(runner.run(task, payload, &TaskOptions::new(), true))
+            Some(runner) => runner.encode(&arg).and_then(|payload| {
+                runner
+                    .run(task, payload, &TaskOptions::new(), true)
+                    .map(ControlFlow::Break)
             }),
             None => crate::wire::encode(&arg)
-                .map(|payload| ControlFlow::Continue(Task::new(task.name(), payload)))
+                .map(|payload| ControlFlow::Continue(crate::trace::task(task.name(), payload)))
                 .map_err(Error::from),
         };
         async move {
@@ -952,7 +954,7 @@ impl Pool {
         if let Some(runner) = &self.sync {
             let payload = runner.encode(&arg)?;
             drop(arg);
-            let (id, outcome) = runner.run(task, payload, &options, true);
+            let (id, outcome) = runner.run(task, payload, &options, true)?;
             return Ok(Mirai::resolved(Arc::clone(&self.dispatcher), id, outcome));
         }
         let payload = crate::wire::encode(&arg)?;
@@ -962,7 +964,7 @@ impl Pool {
         let id = self
             .dispatcher
             .submit(
-                options.apply(Task::new(task.name(), payload)),
+                options.apply(Task::new(task.name(), payload))?,
                 options.submit_deadline(),
             )
             .map_err(|r| Error::from(r.reason))?;
@@ -995,15 +997,18 @@ impl Pool {
                 Ok(p) => p,
                 Err(e) => return Err((e, arg)),
             };
-            drop(arg);
-            let (id, outcome) = runner.run(task, payload, &TaskOptions::new(), true);
+            let (id, outcome) = match runner.run(task, payload, &TaskOptions::new(), true) {
+                Ok(ran) => ran,
+                Err(e) => return Err((e, arg)),
+            };
             return Ok(Mirai::resolved(Arc::clone(&self.dispatcher), id, outcome));
         }
         let payload = match crate::wire::encode(&arg) {
             Ok(p) => p,
             Err(e) => return Err((Error::from(e), arg)),
         };
-        match self.dispatcher.try_submit(Task::new(task.name(), payload)) {
+        let traced = crate::trace::task(task.name(), payload);
+        match self.dispatcher.try_submit(traced) {
             Ok(id) => Ok(Mirai::new(Arc::clone(&self.dispatcher), id)),
             Err(r) => Err((Error::from(r.reason), arg)),
         }
@@ -1062,7 +1067,7 @@ impl Pool {
         if let Some(runner) = &self.sync {
             // The calling process is the one executor: the task runs once, whatever `min`.
             let payload = runner.encode(&arg)?;
-            let (id, outcome) = runner.run(task, payload, &TaskOptions::new(), false);
+            let (id, outcome) = runner.run(task, payload, &TaskOptions::new(), false)?;
             return Ok(vec![Mirai::resolved(
                 Arc::clone(&self.dispatcher),
                 id,
@@ -1072,7 +1077,7 @@ impl Pool {
         let payload = crate::wire::encode(&arg)?;
         let ids = self
             .dispatcher
-            .everywhere(Task::new(task.name(), payload), min, None)
+            .everywhere(crate::trace::task(task.name(), payload), min, None)
             .map_err(|r| Error::from(r.reason))?;
         Ok(ids
             .into_iter()

@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Ctx;
+use crate::trace::RegisterTraced as _;
 
 /// A function the daemons run, addressed by name, with a serde argument and result.
 ///
@@ -303,7 +304,7 @@ impl Registry {
     {
         let (body, run) = (task.body, task.run);
         self.inner
-            .register_payload(task.name, move |payload: Payload, ctx: &TaskContext| {
+            .register_traced(task.name, move |payload: Payload, ctx: &TaskContext| {
                 run(body, payload, ctx)
             });
         self

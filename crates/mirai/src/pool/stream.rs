@@ -540,7 +540,7 @@ type RunHere = Box<
     dyn Fn(
             mirai_dispatch::Payload,
             &TaskOptions,
-        ) -> (mirai_dispatch::TaskId, mirai_dispatch::Outcome)
+        ) -> Result<(mirai_dispatch::TaskId, mirai_dispatch::Outcome), Error>
         + Send
         + Sync,
 >;
@@ -707,7 +707,9 @@ where
                         return;
                     };
                     if let Some(run) = &self.run_here {
-                        let ran = crate::wire::encode(&item).map(|p| run(p, &self.options));
+                        let ran = crate::wire::encode(&item)
+                            .map_err(Error::from)
+                            .and_then(|p| run(p, &self.options));
                         match ran {
                             Ok((id, outcome)) => {
                                 let handle =
@@ -715,12 +717,15 @@ where
                                 self.push_handle(handle);
                                 continue;
                             }
-                            Err(e) => return self.refused(Error::from(e)),
+                            Err(e) => return self.refused(e),
                         }
                     }
-                    match crate::wire::encode(&item) {
-                        Ok(payload) => self.options.apply(Task::new(self.function, payload)),
-                        Err(e) => return self.refused(Error::from(e)),
+                    let task = crate::wire::encode(&item)
+                        .map_err(Error::from)
+                        .and_then(|p| self.options.apply(crate::trace::task(self.function, p)));
+                    match task {
+                        Ok(task) => task,
+                        Err(e) => return self.refused(e),
                     }
                 }
             };

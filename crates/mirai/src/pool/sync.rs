@@ -58,17 +58,20 @@ impl Runner {
 
     /// Runs `task` on `payload` now; `ordinary` tasks take the next RNG stream (an
     /// `everywhere` task takes none, as on daemons). Returns the outcome a daemon pool would
-    /// deliver, with the task's id.
+    /// deliver, with the task's id; an error only for options that
+    /// would refuse the submission.
     pub(crate) fn run<A, R>(
         &self,
         task: &TaskFn<A, R>,
         payload: Payload,
         options: &TaskOptions,
         ordinary: bool,
-    ) -> (TaskId, Outcome) {
-        // The options as the dispatcher would get them: only what reaches a daemon matters
-        // here (the trace context); timeouts cannot interrupt a call on this thread.
-        let Task { payload, trace, .. } = options.apply(Task::new(task.name(), payload));
+    ) -> Result<(TaskId, Outcome), Error> {
+        // The options as the dispatcher would get them (a malformed trace context is refused
+        // here as at a submit): only what reaches a daemon matters here (the trace context);
+        // timeouts cannot interrupt a call on this thread.
+        let Task { payload, trace, .. } =
+            options.apply(crate::trace::task(task.name(), payload))?;
         let id = TaskId(self.next_task.fetch_add(1, Ordering::Relaxed));
         let stream = self
             .seed
@@ -84,7 +87,7 @@ impl Runner {
             Err(e) => Outcome::TaskError(e),
         };
         self.completed.fetch_add(1, Ordering::Relaxed);
-        (id, outcome)
+        Ok((id, outcome))
     }
 
     /// The pool's counters, with this process's tasks: all submitted ones completed.
