@@ -61,6 +61,7 @@
 mod accept;
 mod event_loop;
 mod shared;
+mod status;
 
 use std::collections::HashMap;
 use std::io;
@@ -77,6 +78,7 @@ use nano_transport::tls::{ClientAuth, Fingerprint, Identity, TlsError};
 use self::accept::{Listener, bind};
 use self::event_loop::EventLoop;
 use self::shared::{Shared, Unwritten};
+pub use self::status::DaemonRow;
 use crate::admission::Admission;
 use crate::core::{CancelMode, Config, Core, RejectReason, Rejected, Status};
 use crate::daemon::ExitReason;
@@ -190,6 +192,15 @@ pub enum DaemonEvent {
         launch_id: u64,
         /// Why it left, if it retired; `None` if it was lost.
         retired: Option<ExitReason>,
+    },
+    /// A local connection (`ipc://`, `abstract://`) from a process of another user was closed
+    /// at its accept, before a byte was exchanged (see [`crate::security`]). The uid and pid are
+    /// the kernel's record of the peer (`SO_PEERCRED`), not a claim.
+    ForeignPeer {
+        /// The peer's user id.
+        uid: u32,
+        /// Its process id when it connected.
+        pid: i32,
     },
     /// The core wants this local daemon's process killed (and replaced if the pool wants it).
     KillRequested {

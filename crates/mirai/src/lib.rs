@@ -43,9 +43,12 @@ pub use crate::daemon::{daemon_main_if_requested, run_daemon, run_daemon_tls};
 pub use crate::error::Error;
 pub use crate::handle::{Mirai, collect, race};
 pub use crate::options::TaskOptions;
-pub use crate::pool::{Daemons, Pool};
+pub use crate::pool::{
+    DaemonStatus, Daemons, EVENT_CAPACITY, Events, LeaveReason, Pool, PoolEvent,
+};
 pub use crate::task::{Registry, TaskFn};
-pub use mirai_dispatch::{DaemonExit, NoDaemons, Status};
+pub use mirai_dispatch::protocol::RefuseReason;
+pub use mirai_dispatch::{DaemonExit, DaemonPhase, NoDaemons, Status};
 /// The path `#[derive(Frame)]` uses in crates that depend on `mirai` alone.
 #[doc(hidden)]
 pub use mori_shm as __mori_shm;

@@ -19,8 +19,11 @@ use crate::launch::remote::Remote;
 use crate::launch::{Join, Program, Slurm, SlurmJob, Ssh, Template};
 use crate::{Error, Mirai, TaskFn, TaskOptions};
 
+mod events;
 mod local;
+mod setups;
 
+pub use events::{DaemonStatus, EVENT_CAPACITY, Events, LeaveReason, PoolEvent};
 use local::{Children, Local};
 
 /// Settings for a [`Pool`]: how many local daemons, where to listen, the byte cap.
@@ -450,6 +453,7 @@ impl Daemons {
             launch_timeout: self.launch_timeout.unwrap_or(DEFAULT_LAUNCH_TIMEOUT),
             slurm_jobs: Mutex::new(Vec::new()),
             dispatcher: Arc::downgrade(&dispatcher),
+            events: Arc::new(events::EventLog::new(EVENT_CAPACITY)),
         });
         let pool = Pool {
             dispatcher,

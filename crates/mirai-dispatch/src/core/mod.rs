@@ -7,6 +7,7 @@
 //! counters — is therefore decided here and tested here without sockets.
 
 mod budget;
+mod daemons;
 mod timers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -16,6 +17,8 @@ use crate::rng;
 use crate::task::{DaemonId, NoDaemons, Outcome, Payload, Task, TaskError, TaskId};
 use budget::{Budget, Shortfall};
 use timers::{Timer, Timers};
+
+pub use daemons::{DaemonInfo, DaemonPhase};
 
 /// How long a local daemon has, after answering the task before a hard-cancelled one that
 /// waited behind it, to drop that task unstarted before it is killed (the cancel message most
@@ -439,6 +442,9 @@ struct Entry {
     recalled: bool,
     /// Its handle is gone ([`Core::forget`]): its value will never be collected.
     forgotten: bool,
+    /// A join setup's copy ([`Core::add_setup`]): nobody holds a handle, so it resolves
+    /// without an [`Action::Resolve`].
+    setup: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -472,6 +478,14 @@ struct Daemon {
     started: Option<Instant>,
     /// How long the last task it answered took.
     last_took: Option<Duration>,
+    /// When it joined.
+    connected: Instant,
+    /// Tasks sent to it.
+    assigned: u64,
+    /// Tasks it answered (with a value, an error or an interruption).
+    answered: u64,
+    /// The join setups it has still to run, before any other task ([`Core::add_setup`]).
+    setups: VecDeque<Job>,
 }
 
 impl Daemon {
@@ -479,6 +493,7 @@ impl Daemon {
     /// looking shorter than `short`: it may take one more ahead.
     fn open(&self, short: Duration, max_ahead: usize, now: Instant) -> bool {
         self.state == DaemonState::Active
+            && self.setups.is_empty()
             && !self.slots.is_empty()
             && self.slots.len() <= max_ahead
             && self.slots.front().is_some_and(|s| !s.abandoned)
@@ -612,6 +627,8 @@ pub struct Core {
     released: bool,
     /// Bytes were released since the host handle last looked.
     host_wake: bool,
+    /// What every daemon runs when it joins, before any other task ([`Core::add_setup`]).
+    setups: Vec<Job>,
 }
 
 impl Core {
@@ -644,6 +661,7 @@ impl Core {
             stranded: None,
             released: false,
             host_wake: false,
+            setups: Vec::new(),
         }
     }
 
@@ -786,8 +804,11 @@ impl Core {
             DaemonState::Exiting
         } else {
             self.connections += 1;
-            self.idle.push_back(daemon);
             DaemonState::Active
+        };
+        let setups = match state {
+            DaemonState::Active => self.setups.iter().cloned().collect(),
+            _ => VecDeque::new(),
         };
         self.daemons.insert(
             daemon,
@@ -797,8 +818,16 @@ impl Core {
                 slots: VecDeque::new(),
                 started: None,
                 last_took: None,
+                connected: now,
+                assigned: 0,
+                answered: 0,
+                setups,
             },
         );
+        if state == DaemonState::Active {
+            // Idle, or first busy with the join setups.
+            self.next_current(daemon, now);
+        }
         self.finish(now);
         daemon
     }
@@ -945,6 +974,9 @@ impl Core {
         }
         let killed = d.state == DaemonState::Killed;
         let slot = d.slots.pop_front().expect("front checked above");
+        if !matches!(reply, Reply::NotStarted) {
+            d.answered += 1;
+        }
         d.last_took = d.started.map(|s| now.saturating_duration_since(s));
         if killed {
             // The process is going, but until it dies it may answer: a task it finished (one
@@ -1240,6 +1272,7 @@ impl Core {
             unwritten: false,
             recalled: false,
             forgotten: false,
+            setup: false,
         };
         self.tasks.insert(id, entry);
         self.queue.push_back(id);
@@ -1385,6 +1418,7 @@ impl Core {
                 continue;
             };
             if let Some(d) = self.daemons.get_mut(&daemon) {
+                d.assigned += 1;
                 d.slots.push_back(Slot {
                     task: head,
                     abandoned: false,
@@ -1455,6 +1489,7 @@ impl Core {
             g.served.push(daemon);
         }
         if let Some(d) = self.daemons.get_mut(&daemon) {
+            d.assigned += 1;
             d.slots.push_back(Slot {
                 task,
                 abandoned: false,
@@ -1509,7 +1544,9 @@ impl Core {
             return;
         };
         let Some(&slot) = d.slots.front() else {
-            self.idle.push_back(daemon);
+            if !self.run_setup(daemon, now) {
+                self.idle.push_back(daemon);
+            }
             return;
         };
         let local = d.local;
@@ -1641,6 +1678,11 @@ impl Core {
                 self.groups.remove(&g);
             }
         }
+        self.completed += 1;
+        if entry.setup {
+            // Nobody waits for a join setup's copy.
+            return;
+        }
         if let (Some(_), Outcome::Value(v), false) =
             (self.config.max_uncollected_bytes, &outcome, entry.forgotten)
         {
@@ -1648,7 +1690,6 @@ impl Core {
             self.uncollected.insert(task, bytes);
             self.uncollected_bytes += bytes;
         }
-        self.completed += 1;
         self.actions.push_back(Action::Resolve { task, outcome });
     }
 

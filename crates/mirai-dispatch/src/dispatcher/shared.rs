@@ -35,6 +35,8 @@ pub(super) struct Link {
     ///
     /// [`FromDaemon::Retiring`]: crate::protocol::FromDaemon::Retiring
     pub(super) retired: Option<ExitReason>,
+    /// The daemon's address, on TCP (for [`super::Dispatcher::daemons`]).
+    pub(super) addr: Option<std::net::SocketAddr>,
 }
 
 /// What host threads and the dispatcher thread share.

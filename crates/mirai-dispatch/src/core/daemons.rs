@@ -1,0 +1,189 @@
+//! The daemon table seen from outside ([`Core::daemons`]), and join setups
+//! ([`Core::add_setup`]): tasks every daemon runs when it joins, before any other.
+
+use std::time::Instant;
+
+use super::{Core, DaemonState, Entry, Job, TaskState};
+use crate::task::{DaemonId, Task, TaskId};
+
+/// Where a daemon is in its life, in a [`DaemonInfo`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaemonPhase {
+    /// Connected and taking work.
+    Active,
+    /// Released or retiring: it gets no more work and is about to leave.
+    Exiting,
+    /// Its process is being killed (a hard or unanswered cancel).
+    Killed,
+}
+
+/// One connected daemon, as [`Core::daemons`] lists it: the core's side of R's
+/// `status()$daemons`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonInfo {
+    /// The core's id for it.
+    pub daemon: DaemonId,
+    /// A process the shell can kill and replace.
+    pub local: bool,
+    /// Taking work, leaving, or being killed.
+    pub phase: DaemonPhase,
+    /// When it joined.
+    pub connected_at: Instant,
+    /// Tasks sent to it (join setups and tasks sent ahead included).
+    pub assigned: u64,
+    /// Tasks it answered with a value, an error or an interruption.
+    pub completed: u64,
+    /// The task it runs now; `None` when idle.
+    pub current: Option<TaskId>,
+    /// When [`current`](Self::current) started.
+    pub current_since: Option<Instant>,
+    /// Tasks sent ahead, waiting behind the current one.
+    pub ahead: usize,
+    /// It still runs join setups ([`Core::add_setup`]) before any other task.
+    pub setting_up: bool,
+}
+
+impl Core {
+    /// The connected daemons, in the order they joined.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use mirai_dispatch::{Config, Core, DaemonPhase, Reply, Task};
+    /// let now = Instant::now();
+    /// let mut core = Core::new(Config::default());
+    /// let daemon = core.daemon_connected(true, now);
+    /// let id = core.submit(Task::new("f", vec![]), now).unwrap();
+    /// let row = &core.daemons()[0];
+    /// assert_eq!((row.daemon, row.phase), (daemon, DaemonPhase::Active));
+    /// assert_eq!((row.assigned, row.completed, row.current), (1, 0, Some(id)));
+    /// core.on_result(daemon, id, Reply::Value(vec![1].into()), false, now).unwrap();
+    /// let row = &core.daemons()[0];
+    /// assert_eq!((row.assigned, row.completed, row.current), (1, 1, None));
+    /// ```
+    pub fn daemons(&self) -> Vec<DaemonInfo> {
+        self.daemons
+            .iter()
+            .map(|(&daemon, d)| {
+                let current = d.slots.front().map(|s| s.task);
+                let current_setup = current
+                    .and_then(|t| self.tasks.get(&t))
+                    .is_some_and(|e| e.setup);
+                DaemonInfo {
+                    daemon,
+                    local: d.local,
+                    phase: match d.state {
+                        DaemonState::Active => DaemonPhase::Active,
+                        DaemonState::Exiting => DaemonPhase::Exiting,
+                        DaemonState::Killed => DaemonPhase::Killed,
+                    },
+                    connected_at: d.connected,
+                    assigned: d.assigned,
+                    completed: d.answered,
+                    current,
+                    current_since: current.and(d.started),
+                    ahead: d.slots.len().saturating_sub(1),
+                    setting_up: current_setup || !d.setups.is_empty(),
+                }
+            })
+            .collect()
+    }
+
+    /// Adds a join setup: every daemon that joins from now on runs `task` (after the setups
+    /// added before it) before any other task, so work never finds a daemon that missed it.
+    /// Daemons already connected are not sent it: run it on them with [`Core::everywhere`] in
+    /// the same step (under the same lock). A setup's copies have no handle and resolve without
+    /// an [`Action::Resolve`](super::Action::Resolve); a setup that fails leaves its daemon
+    /// serving. Its payload is kept (shared, not copied) and counts against no byte cap.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use mirai_dispatch::{Action, Config, Core, Reply, Task};
+    /// let now = Instant::now();
+    /// let mut core = Core::new(Config::default());
+    /// core.add_setup(Task::new("load", vec![7]));
+    /// let work = core.submit(Task::new("work", vec![]), now).unwrap();
+    /// let daemon = core.daemon_connected(true, now);
+    /// let sent: Vec<String> = std::iter::from_fn(|| core.poll_action())
+    ///     .filter_map(|a| match a {
+    ///         Action::Send { job, .. } => Some(job.function),
+    ///         _ => None,
+    ///     })
+    ///     .collect();
+    /// assert_eq!(sent, ["load"], "the setup first, the queued task waits for it");
+    /// let setup = core.daemons()[0].current.unwrap();
+    /// core.on_result(daemon, setup, Reply::Value(vec![].into()), false, now).unwrap();
+    /// let next = std::iter::from_fn(|| core.poll_action()).find_map(|a| match a {
+    ///     Action::Send { task, .. } => Some(task),
+    ///     Action::Resolve { .. } => panic!("a setup resolves silently"),
+    ///     _ => None,
+    /// });
+    /// assert_eq!(next, Some(work));
+    /// ```
+    pub fn add_setup(&mut self, task: Task) {
+        self.setups.push(Job {
+            function: task.function,
+            payload: task.payload,
+            trace: task.trace.map(Vec::from),
+            rng_seed: None,
+        });
+    }
+
+    /// Forgets the join setups: daemons joining from now on run none. Daemons that already
+    /// joined still run the ones they were given.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use mirai_dispatch::{Config, Core, Task};
+    /// let mut core = Core::new(Config::default());
+    /// core.add_setup(Task::new("load", vec![]));
+    /// assert_eq!(core.setups(), 1);
+    /// core.clear_setups();
+    /// core.daemon_connected(true, Instant::now());
+    /// assert_eq!(core.daemons()[0].current, None);
+    /// ```
+    pub fn clear_setups(&mut self) {
+        self.setups.clear();
+    }
+
+    /// How many join setups every new daemon runs.
+    pub fn setups(&self) -> usize {
+        self.setups.len()
+    }
+
+    /// Sends the idle `daemon` its next join setup, if it has one left: `true` if it did (the
+    /// daemon is then busy with it).
+    pub(super) fn run_setup(&mut self, daemon: DaemonId, now: Instant) -> bool {
+        let Some(d) = self.daemons.get_mut(&daemon) else {
+            return false;
+        };
+        if d.state != DaemonState::Active {
+            return false;
+        }
+        let Some(job) = d.setups.pop_front() else {
+            return false;
+        };
+        let id = TaskId(self.next_task);
+        self.next_task += 1;
+        self.submitted += 1;
+        self.awaiting += 1;
+        self.tasks.insert(
+            id,
+            Entry {
+                job: Some(job),
+                state: TaskState::Queued,
+                reserved: 0,
+                queue_timeout: None,
+                run_timeout: None,
+                retries_left: 0,
+                attempt: 0,
+                group: None,
+                unwritten: false,
+                recalled: false,
+                forgotten: true,
+                setup: true,
+            },
+        );
+        self.assign(id, daemon, now);
+        true
+    }
+}
