@@ -187,3 +187,131 @@ impl Core {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::super::{Action, Config, Core, Reply};
+    use crate::task::{DaemonId, Outcome, Task, TaskId};
+
+    fn sends(core: &mut Core) -> Vec<(DaemonId, TaskId, String)> {
+        std::iter::from_fn(|| core.poll_action())
+            .filter_map(|a| match a {
+                Action::Send { daemon, task, job } => Some((daemon, task, job.function)),
+                Action::Resolve { task, .. } => panic!("unexpected resolve of {task:?}"),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn done(core: &mut Core, daemon: DaemonId, task: TaskId, now: Instant) {
+        core.on_result(daemon, task, Reply::Value(vec![].into()), false, now)
+            .unwrap();
+    }
+
+    fn balanced(core: &Core) {
+        let s = core.status();
+        assert_eq!(s.awaiting + s.executing + s.completed, s.submitted);
+    }
+
+    /// Setups run one by one, in order, before queued work; nothing is sent ahead of a
+    /// daemon still setting up, even when its tasks look short.
+    #[test]
+    fn setups_run_in_order_and_nothing_slips_between_them() {
+        let now = Instant::now();
+        let mut core = Core::new(Config::default().with_send_ahead(Some(Duration::from_secs(60))));
+        for name in ["first", "second", "third"] {
+            core.add_setup(Task::new(name, vec![]));
+        }
+        let work: Vec<TaskId> = (0..3)
+            .map(|_| core.submit(Task::new("work", vec![]), now).unwrap())
+            .collect();
+        let d = core.daemon_connected(true, now);
+        let sent = sends(&mut core);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].2, "first");
+        assert!(core.daemons()[0].setting_up);
+        done(&mut core, d, sent[0].1, now);
+        // The daemon's tasks look short now, but a setup is still to come: nothing ahead.
+        let sent = sends(&mut core);
+        assert_eq!(
+            sent.len(),
+            1,
+            "work slipped before the third setup: {sent:?}"
+        );
+        assert_eq!(sent[0].2, "second");
+        done(&mut core, d, sent[0].1, now);
+        // The last setup: work may go ahead of it, behind it.
+        let sent = sends(&mut core);
+        assert_eq!(sent[0].2, "third");
+        assert!(sent[1..].iter().all(|(_, _, f)| f == "work"));
+        let ahead = sent.len() as u64 - 1;
+        done(&mut core, d, sent[0].1, now);
+        let after = sends(&mut core);
+        let first_work = sent.get(1).or_else(|| after.first()).map(|s| s.1);
+        assert_eq!(first_work, Some(work[0]));
+        let row = &core.daemons()[0];
+        assert!(!row.setting_up);
+        assert_eq!(row.completed, 3);
+        assert_eq!(row.assigned, 3 + ahead + after.len() as u64);
+        balanced(&core);
+    }
+
+    /// A daemon lost during its setup takes the setup with it silently; the work waits for
+    /// the next daemon, which runs the setup first.
+    #[test]
+    fn a_daemon_lost_while_setting_up_resolves_nothing_visible() {
+        let now = Instant::now();
+        let mut core = Core::new(Config::default());
+        core.add_setup(Task::new("setup", vec![]));
+        let work = core.submit(Task::new("work", vec![]), now).unwrap();
+        let d = core.daemon_connected(true, now);
+        let setup = sends(&mut core)[0].1;
+        core.daemon_disconnected(d, now);
+        assert!(sends(&mut core).is_empty());
+        assert_eq!(core.status().awaiting, 1);
+        let e = core.daemon_connected(true, now);
+        let sent = sends(&mut core);
+        assert_eq!(sent.len(), 1);
+        assert_ne!(sent[0].1, setup);
+        assert_eq!(sent[0].2, "setup");
+        done(&mut core, e, sent[0].1, now);
+        let next = sends(&mut core);
+        assert_eq!(next[0].1, work);
+        balanced(&core);
+    }
+
+    /// At shutdown a setup still running resolves without a handle to tell.
+    #[test]
+    fn shutdown_resolves_setups_silently() {
+        let now = Instant::now();
+        let mut core = Core::new(Config::default());
+        core.add_setup(Task::new("setup", vec![]));
+        core.daemon_connected(true, now);
+        let _ = sends(&mut core);
+        core.shutdown(now);
+        let resolved: Vec<(TaskId, Outcome)> = std::iter::from_fn(|| core.poll_action())
+            .filter_map(|a| match a {
+                Action::Resolve { task, outcome } => Some((task, outcome)),
+                _ => None,
+            })
+            .collect();
+        assert!(resolved.is_empty(), "{resolved:?}");
+        balanced(&core);
+    }
+
+    /// A task answered counts as completed; one handed back unstarted does not.
+    #[test]
+    fn rows_count_answers_not_hand_backs() {
+        let now = Instant::now();
+        let mut core = Core::new(Config::default());
+        let d = core.daemon_connected(true, now);
+        let t = core.submit(Task::new("f", vec![]), now).unwrap();
+        core.on_result(d, t, Reply::Interrupted, false, now)
+            .unwrap();
+        let row = &core.daemons()[0];
+        assert_eq!((row.assigned, row.completed, row.current), (1, 1, None));
+        assert!(row.local);
+    }
+}

@@ -340,3 +340,62 @@ impl Pool {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn joined(launch_id: u64) -> PoolEvent {
+        PoolEvent::Joined {
+            launch_id,
+            pid: None,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_its_oldest_and_counts() {
+        let log = Arc::new(EventLog::new(3));
+        let events = Events {
+            log: Arc::clone(&log),
+        };
+        for id in 0..5 {
+            log.push(joined(id));
+        }
+        assert_eq!(events.dropped(), 2);
+        let kept: Vec<PoolEvent> = std::iter::from_fn(|| events.try_recv()).collect();
+        assert_eq!(kept, [joined(2), joined(3), joined(4)]);
+    }
+
+    #[test]
+    fn a_waiting_receiver_gets_the_next_event_or_returns_at_close() {
+        let log = Arc::new(EventLog::new(8));
+        let events = Events {
+            log: Arc::clone(&log),
+        };
+        let waiter = std::thread::spawn(move || events.collect::<Vec<_>>());
+        log.push(joined(1));
+        log.push(joined(2));
+        log.close();
+        assert_eq!(waiter.join().unwrap(), [joined(1), joined(2)]);
+    }
+
+    #[test]
+    fn retirements_map_to_their_rule() {
+        assert_eq!(
+            LeaveReason::retired(ExitReason::IdleTime),
+            LeaveReason::IdleTime
+        );
+        assert_eq!(
+            LeaveReason::retired(ExitReason::WallTime),
+            LeaveReason::WallTime
+        );
+        assert_eq!(
+            LeaveReason::retired(ExitReason::MaxTasks),
+            LeaveReason::MaxTasks
+        );
+        assert_eq!(
+            LeaveReason::retired(ExitReason::HostGone),
+            LeaveReason::Released
+        );
+    }
+}
