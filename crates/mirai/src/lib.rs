@@ -21,6 +21,11 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! A pool tells about its daemons: [`Pool::daemons`] gives a row per daemon (R's
+//! `status()$daemons`), [`Pool::events`] a bounded queue of joins, departures with their reason
+//! and refused peers, and [`Pool::everywhere_persistent`] runs a setup on every daemon, those
+//! that join later included, before its first task.
 // `deny`, not `forbid`: the `environment` module alone may remove variables from the process
 // environment, which the 2024 edition marks `unsafe`.
 #![deny(unsafe_code)]

@@ -176,6 +176,41 @@ fn a_wrong_token_dial_is_reported_refused() {
     assert!(pool.daemons().is_empty());
 }
 
+/// A process of another user that connects to the pool's local socket is closed before a
+/// byte is exchanged, and the pool names its uid.
+fn a_foreign_user_is_reported() {
+    let user = common::ThrowawayUser::create("ev");
+    let pool = Daemons::new().start().expect("start");
+    let events = pool.events();
+    let name = pool.url().strip_prefix("abstract://").expect("abstract");
+    let report = user.python(DIAL, &[name]);
+    assert_eq!(report.trim(), "closed 0", "{report}");
+    match next(&events) {
+        PoolEvent::ForeignPeer { uid, pid } => {
+            assert_eq!(uid, user.uid());
+            assert!(pid > 0);
+        }
+        other => panic!("expected a foreign peer, got {other:?}"),
+    }
+    assert_eq!(pool.status().connections, 0);
+}
+
+/// Connects to an abstract name and reads until the close (or 10 s): `closed N` with the
+/// bytes received.
+const DIAL: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect("\0" + sys.argv[1])
+got = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+print("closed", len(got))
+"#;
+
 /// A pool's rows: one per daemon, with its pid, join time, task counts and current task.
 fn daemon_rows_count_tasks_and_show_the_current_one() {
     let before = Instant::now();
@@ -372,6 +407,7 @@ fn main() {
             "a_wrong_token_dial_is_reported_refused",
             a_wrong_token_dial_is_reported_refused,
         ),
+        Test::new("a_foreign_user_is_reported", a_foreign_user_is_reported),
         Test::new(
             "daemon_rows_count_tasks_and_show_the_current_one",
             daemon_rows_count_tasks_and_show_the_current_one,
