@@ -44,7 +44,8 @@
 //! first (see [`crate::admission`]). Out of descriptors, the oldest unauthenticated connection
 //! makes room, so the listener never stalls. Heartbeat silence applies only to admitted daemons,
 //! so the limits never overlap. Refused and timed out peers are logged (`tracing`, WARN) and
-//! closed; a refused one is closed once its refusal is written, and nothing but that refusal is
+//! closed, and a refusal at the hello or at the accept (another user's local process) is also
+//! a [`DaemonEvent`]; a refused one is closed once its refusal is written, and nothing but that refusal is
 //! ever sent to it. Plain `tcp://` is refused unless [`DispatcherConfig::allow_plain_tcp`].
 //!
 //! Launch ids: a hello for launch `N` must carry `N`'s credential

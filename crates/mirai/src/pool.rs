@@ -985,7 +985,8 @@ impl Pool {
     }
 
     /// Runs `task(arg)` once on every connected daemon (at least `min`, waiting for them to
-    /// connect), e.g. to load data.
+    /// connect), e.g. to load data. Daemons that join later do not run it; for those, see
+    /// [`Pool::everywhere_persistent`].
     ///
     /// ```rust,standalone_crate
     /// # use mirai::{Daemons, Registry, TaskFn, task};
