@@ -203,6 +203,16 @@ pub enum DaemonEvent {
         /// Its process id when it connected.
         pid: i32,
     },
+    /// A join setup ([`Dispatcher::everywhere_persistent`]) failed on a daemon that joined;
+    /// the daemon serves on.
+    SetupFailed {
+        /// The daemon.
+        daemon: DaemonId,
+        /// The id its launcher gave it.
+        launch_id: u64,
+        /// How the setup ended.
+        outcome: Outcome,
+    },
     /// The core wants this local daemon's process killed (and replaced if the pool wants it).
     KillRequested {
         /// The daemon.

@@ -28,11 +28,15 @@ fn load(x: i64) {
 fn loaded((): ()) -> i64 {
     LOADED.load(Ordering::Relaxed)
 }
+fn fail(x: i64) {
+    panic!("setup {x} failed")
+}
 
 const ADD: TaskFn<(i64, i64), i64> = task!(add);
 const NAP: TaskFn<u64, u64> = task!(nap);
 const LOAD: TaskFn<i64, ()> = task!(load);
 const LOADED_NOW: TaskFn<(), i64> = task!(loaded);
+const FAIL: TaskFn<i64, ()> = task!(fail);
 
 fn registry() -> Registry {
     Registry::new()
@@ -40,6 +44,7 @@ fn registry() -> Registry {
         .with(&NAP)
         .with(&LOAD)
         .with(&LOADED_NOW)
+        .with(&FAIL)
 }
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -308,6 +313,29 @@ fn a_cleared_or_plain_setup_does_not_reach_a_replacement() {
     assert_eq!(fresh.wait().unwrap(), 0);
 }
 
+/// A setup that fails on a replacement is reported with its message; the daemon serves on.
+fn a_setup_failing_on_a_replacement_is_reported() {
+    let pool = Daemons::new().local(1).start().expect("start");
+    let events = pool.events();
+    let (_, pid) = joined(&events);
+    let now = pool.everywhere_persistent(&FAIL, 5).unwrap();
+    assert!(matches!(mirai::collect(now), Err(Error::Task { .. })));
+    kill(pid.unwrap());
+    let replacement = match next(&events) {
+        PoolEvent::Left { replaced_by, .. } => replaced_by.expect("replaced"),
+        other => panic!("expected a departure, got {other:?}"),
+    };
+    assert_eq!(joined(&events).0, replacement);
+    match next(&events) {
+        PoolEvent::SetupFailed { launch_id, message } => {
+            assert_eq!(launch_id, replacement);
+            assert!(message.contains("setup 5 failed"), "{message}");
+        }
+        other => panic!("expected a failed setup, got {other:?}"),
+    }
+    assert_eq!(pool.submit(&ADD, (2, 2)).unwrap().wait().unwrap(), 4);
+}
+
 /// Setups accumulate and run in order on a daemon that joins.
 fn setups_run_in_order_on_a_late_daemon() {
     let pool = Daemons::new().start().expect("start");
@@ -423,6 +451,10 @@ fn main() {
         Test::new(
             "a_cleared_or_plain_setup_does_not_reach_a_replacement",
             a_cleared_or_plain_setup_does_not_reach_a_replacement,
+        ),
+        Test::new(
+            "a_setup_failing_on_a_replacement_is_reported",
+            a_setup_failing_on_a_replacement_is_reported,
         ),
         Test::new(
             "setups_run_in_order_on_a_late_daemon",

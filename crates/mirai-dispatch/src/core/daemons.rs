@@ -92,8 +92,8 @@ impl Core {
     /// added before it) before any other task, so work never finds a daemon that missed it.
     /// Daemons already connected are not sent it: run it on them with [`Core::everywhere`] in
     /// the same step (under the same lock). A setup's copies have no handle and resolve without
-    /// an [`Action::Resolve`](super::Action::Resolve); a setup that fails leaves its daemon
-    /// serving. Its payload is kept (shared, not copied) and counts against no byte cap.
+    /// an [`Action::Resolve`](super::Action::Resolve); one that fails is reported as
+    /// [`Action::SetupFailed`](super::Action::SetupFailed), and its daemon serves on. Its payload is kept (shared, not copied) and counts against no byte cap.
     ///
     /// ```
     /// use std::time::Instant;
@@ -279,6 +279,34 @@ mod tests {
         done(&mut core, e, sent[0].1, now);
         let next = sends(&mut core);
         assert_eq!(next[0].1, work);
+        balanced(&core);
+    }
+
+    /// A setup that fails is reported once, for its daemon, which serves on.
+    #[test]
+    fn a_failed_setup_is_reported_and_its_daemon_serves_on() {
+        use crate::task::TaskError;
+        let now = Instant::now();
+        let mut core = Core::new(Config::default());
+        core.add_setup(Task::new("setup", vec![]));
+        let d = core.daemon_connected(true, now);
+        let setup = sends(&mut core)[0].1;
+        let error = TaskError {
+            message: "no data".into(),
+            backtrace: String::new(),
+        };
+        core.on_result(d, setup, Reply::Error(error.clone()), false, now)
+            .unwrap();
+        let actions: Vec<Action> = std::iter::from_fn(|| core.poll_action()).collect();
+        assert_eq!(
+            actions,
+            [Action::SetupFailed {
+                daemon: d,
+                outcome: Outcome::TaskError(error)
+            }]
+        );
+        let work = core.submit(Task::new("work", vec![]), now).unwrap();
+        assert_eq!(sends(&mut core)[0].1, work);
         balanced(&core);
     }
 

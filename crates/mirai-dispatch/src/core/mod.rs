@@ -374,6 +374,15 @@ pub enum Action {
     },
     /// Budget bytes were released: blocked submitters may retry.
     WakeSubmitters,
+    /// A join setup ([`Core::add_setup`]) ended on `daemon` without a value (an error, a
+    /// result over the limit, an interruption). Nobody holds a handle for it; the daemon
+    /// serves on. Setups that end with their daemon or at shutdown are not reported.
+    SetupFailed {
+        /// The daemon.
+        daemon: DaemonId,
+        /// How the setup ended.
+        outcome: Outcome,
+    },
 }
 
 /// Byte accounting in a [`Status`].
@@ -1680,7 +1689,17 @@ impl Core {
         }
         self.completed += 1;
         if entry.setup {
-            // Nobody waits for a join setup's copy.
+            // Nobody waits for a join setup's copy; a failure is reported apart.
+            if let (TaskState::Running(daemon), false) = (
+                entry.state,
+                matches!(
+                    outcome,
+                    Outcome::Value(_) | Outcome::ConnectionLost | Outcome::ShutDown
+                ),
+            ) {
+                self.actions
+                    .push_back(Action::SetupFailed { daemon, outcome });
+            }
             return;
         }
         if let (Some(_), Outcome::Value(v), false) =

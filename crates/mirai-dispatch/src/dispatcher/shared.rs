@@ -303,6 +303,15 @@ impl Shared {
             }
             Action::Resolve { task, outcome } => self.completions.deliver([(task, outcome)]),
             Action::WakeSubmitters => {}
+            Action::SetupFailed { daemon, outcome } => {
+                let launch_id = self.link(daemon).map_or(0, |(_, id)| id);
+                tracing::warn!(daemon = daemon.0, launch_id, %outcome, "a join setup failed");
+                self.event(DaemonEvent::SetupFailed {
+                    daemon,
+                    launch_id,
+                    outcome,
+                });
+            }
         }
     }
 

@@ -53,6 +53,14 @@ pub enum PoolEvent {
         /// Why it was refused.
         reason: RefuseReason,
     },
+    /// A setup of [`Pool::everywhere_persistent`] failed on a daemon that joined (the daemon
+    /// serves on: the setup runs once per daemon).
+    SetupFailed {
+        /// The daemon's launch id.
+        launch_id: u64,
+        /// What went wrong (the task's error message, for a setup that failed or panicked).
+        message: String,
+    },
     /// A local connection from a process of another user was closed before a byte was
     /// exchanged (`ipc://` and `abstract://` pools admit only their own user's processes).
     ForeignPeer {

@@ -229,6 +229,16 @@ impl Local {
                 claimed_launch_id,
                 reason,
             });
+        } else if let DaemonEvent::SetupFailed {
+            launch_id, outcome, ..
+        } = event
+        {
+            let message = match outcome {
+                mirai_dispatch::Outcome::TaskError(e) => e.message,
+                other => other.to_string(),
+            };
+            self.events
+                .push(PoolEvent::SetupFailed { launch_id, message });
         } else if let DaemonEvent::ForeignPeer { uid, pid } = event {
             self.events.push(PoolEvent::ForeignPeer { uid, pid });
         }

@@ -15,7 +15,8 @@ impl Pool {
     /// on every daemon that joins later (a replacement of a lost daemon, a late remote or Slurm
     /// daemon) before that daemon runs any other task, so work never lands on a daemon that
     /// missed the setup. Returns the handles of the copies sent to the daemons connected now;
-    /// the copies run at a join have none (a copy that fails there leaves its daemon serving).
+    /// the copies run at a join have none: one that fails there is reported as
+    /// [`PoolEvent::SetupFailed`](crate::PoolEvent::SetupFailed), and its daemon serves on.
     ///
     /// Setups accumulate: a daemon that joins runs every one, in the order they were made.
     /// [`Pool::clear_persistent`] stops them for later joins. Unlike [`Pool::everywhere`], it
