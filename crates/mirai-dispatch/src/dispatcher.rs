@@ -44,7 +44,8 @@
 //! first (see [`crate::admission`]). Out of descriptors, the oldest unauthenticated connection
 //! makes room, so the listener never stalls. Heartbeat silence applies only to admitted daemons,
 //! so the limits never overlap. Refused and timed out peers are logged (`tracing`, WARN) and
-//! closed; a refused one is closed once its refusal is written, and nothing but that refusal is
+//! closed, and a refusal at the hello or at the accept (another user's local process) is also
+//! a [`DaemonEvent`]; a refused one is closed once its refusal is written, and nothing but that refusal is
 //! ever sent to it. Plain `tcp://` is refused unless [`DispatcherConfig::allow_plain_tcp`].
 //!
 //! Launch ids: a hello for launch `N` must carry `N`'s credential
@@ -61,6 +62,7 @@
 mod accept;
 mod event_loop;
 mod shared;
+mod status;
 
 use std::collections::HashMap;
 use std::io;
@@ -77,6 +79,7 @@ use nano_transport::tls::{ClientAuth, Fingerprint, Identity, TlsError};
 use self::accept::{Listener, bind};
 use self::event_loop::EventLoop;
 use self::shared::{Shared, Unwritten};
+pub use self::status::DaemonRow;
 use crate::admission::Admission;
 use crate::core::{CancelMode, Config, Core, RejectReason, Rejected, Status};
 use crate::daemon::ExitReason;
@@ -190,6 +193,25 @@ pub enum DaemonEvent {
         launch_id: u64,
         /// Why it left, if it retired; `None` if it was lost.
         retired: Option<ExitReason>,
+    },
+    /// A local connection (`ipc://`, `abstract://`) from a process of another user was closed
+    /// at its accept, before a byte was exchanged (see [`crate::security`]). The uid and pid are
+    /// the kernel's record of the peer (`SO_PEERCRED`), not a claim.
+    ForeignPeer {
+        /// The peer's user id.
+        uid: u32,
+        /// Its process id when it connected.
+        pid: i32,
+    },
+    /// A join setup ([`Dispatcher::everywhere_persistent`]) failed on a daemon that joined;
+    /// the daemon serves on.
+    SetupFailed {
+        /// The daemon.
+        daemon: DaemonId,
+        /// The id its launcher gave it.
+        launch_id: u64,
+        /// How the setup ended.
+        outcome: Outcome,
     },
     /// The core wants this local daemon's process killed (and replaced if the pool wants it).
     KillRequested {

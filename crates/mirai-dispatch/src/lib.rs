@@ -35,13 +35,14 @@ pub mod security;
 mod task;
 
 pub use crate::core::{
-    Action, CancelMode, Config, Core, DEFAULT_MAX_AHEAD, Job, MAX_AHEAD_BYTES, Memory,
-    ProtocolViolation, RejectReason, Rejected, Reply, SHORT_TASK, Status, UNSTARTED_GRACE,
+    Action, CancelMode, Config, Core, DEFAULT_MAX_AHEAD, DaemonInfo, DaemonPhase, Job,
+    MAX_AHEAD_BYTES, Memory, ProtocolViolation, RejectReason, Rejected, Reply, SHORT_TASK, Status,
+    UNSTARTED_GRACE,
 };
 #[cfg(feature = "shell")]
 pub use crate::dispatcher::{
-    DaemonEvent, Dispatcher, DispatcherConfig, EVENT_CAPACITY, HELLO_TIMEOUT, MAX_UNAUTHENTICATED,
-    MISSED_BEATS, StartError,
+    DaemonEvent, DaemonRow, Dispatcher, DispatcherConfig, EVENT_CAPACITY, HELLO_TIMEOUT,
+    MAX_UNAUTHENTICATED, MISSED_BEATS, StartError,
 };
 pub use crate::host::{CoreGuard, Host, Room};
 pub use crate::task::{DaemonExit, DaemonId, NoDaemons, Outcome, Payload, Task, TaskError, TaskId};

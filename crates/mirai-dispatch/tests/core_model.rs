@@ -496,7 +496,7 @@ impl Model {
                         let before = self.resolved.insert(task, outcome);
                         prop_assert!(before.is_none(), "{task} resolved twice");
                     }
-                    Action::WakeSubmitters => {}
+                    Action::WakeSubmitters | Action::SetupFailed { .. } => {}
                 }
             }
             // The shell reports a killed daemon as gone, but only once the process is: until

@@ -130,13 +130,23 @@ fn assert_closed_unheard(report: &str) {
 /// A real daemon still joins and works; nothing from the intruder was ever admitted.
 fn assert_real_daemon_works(d: &Dispatcher, events: &Receiver<DaemonEvent>) {
     let _daemon = DemoDaemon::launch(d.url(), 1);
-    let joined = wait_event(events, |_| true);
+    // The intruder shows only as a foreign peer, never at the hello.
+    let joined = wait_event(events, |e| !matches!(e, DaemonEvent::ForeignPeer { .. }));
     assert!(
         matches!(joined, DaemonEvent::Joined { launch_id: 1, .. }),
         "first event {joined:?}: the intruder reached the hello"
     );
     run_echo_tasks(d, 50);
     assert_eq!(d.status().connections, 1);
+}
+
+/// The refused connection was reported, with the uid the kernel gave for it, and first.
+fn assert_foreign_peer_reported(events: &Receiver<DaemonEvent>, uid: u32) {
+    let first = wait_event(events, |_| true);
+    assert!(
+        matches!(first, DaemonEvent::ForeignPeer { uid: u, pid } if u == uid && pid > 0),
+        "first event {first:?}"
+    );
 }
 
 struct TempDir(PathBuf);
@@ -173,6 +183,7 @@ fn another_user_is_refused_on_local_transports_and_a_daemon_still_joins() {
     ))
     .unwrap();
     assert_closed_unheard(&user.dial("abstract", &name, &intrusion()));
+    assert_foreign_peer_reported(&events, user.uid());
     assert_real_daemon_works(&d, &events);
     drop(d);
 
@@ -189,6 +200,7 @@ fn another_user_is_refused_on_local_transports_and_a_daemon_still_joins() {
     // check closes the connection before a byte is exchanged.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
     assert_closed_unheard(&user.dial("ipc", path.to_str().unwrap(), &intrusion()));
+    assert_foreign_peer_reported(&events, user.uid());
     assert_real_daemon_works(&d, &events);
 }
 

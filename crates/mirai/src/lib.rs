@@ -47,6 +47,7 @@
 //!     Ok(())
 //! }
 //! ```
+//!
 //! # Tasks that see their context
 //!
 //! A function `fn(&Ctx, A) -> R`, made into a [`TaskFn`] with [`task_ctx!`], receives its
@@ -119,6 +120,7 @@
 //! assert_eq!(pool.submit(&DICE, 5)?.wait()?, DICE.call_with(&Ctx::local(7, 2), 5));
 //! # Ok::<(), mirai::Error>(())
 //! ```
+//!
 //! # Tracing across processes
 //!
 //! A submission opens a `submit` span where it is called, and the daemon runs the task in an
@@ -148,6 +150,13 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! # Daemons and their events
+//!
+//! A pool tells about its daemons: [`Pool::daemons`] gives a row per daemon (R's
+//! `status()$daemons`), [`Pool::events`] a bounded queue of joins, departures with their reason
+//! and refused peers, and [`Pool::everywhere_persistent`] runs a setup on every daemon, those
+//! that join later included, before its first task.
 // `deny`, not `forbid`: the `environment` module alone may remove variables from the process
 // environment, which the 2024 edition marks `unsafe`.
 #![deny(unsafe_code)]
@@ -175,7 +184,9 @@ pub use crate::error::Error;
 pub use crate::handle::collect_with_progress;
 pub use crate::handle::{Mirai, collect, race};
 pub use crate::options::TaskOptions;
-pub use crate::pool::{Daemons, MapIter, MapStream, Pool};
+pub use crate::pool::{
+    DaemonStatus, Daemons, EVENT_CAPACITY, Events, LeaveReason, MapIter, MapStream, Pool, PoolEvent,
+};
 pub use crate::task::{Registry, TaskFn};
 /// The progress bars of [`Pool::map_with_progress`], [`collect_with_progress`] and
 /// [`MapIter::progress`] (feature `progress`, on by default), so callers name the same version.
@@ -187,7 +198,8 @@ pub use crate::task::{Registry, TaskFn};
 /// ```
 #[cfg(feature = "progress")]
 pub use indicatif;
-pub use mirai_dispatch::{DaemonExit, NoDaemons, Status};
+pub use mirai_dispatch::protocol::RefuseReason;
+pub use mirai_dispatch::{DaemonExit, DaemonPhase, NoDaemons, Status};
 /// The path `#[derive(Frame)]` uses in crates that depend on `mirai` alone.
 #[doc(hidden)]
 pub use mori_shm as __mori_shm;

@@ -20,10 +20,13 @@ use crate::launch::remote::Remote;
 use crate::launch::{Join, Program, Slurm, SlurmJob, Ssh, Template};
 use crate::{Error, Mirai, TaskFn, TaskOptions};
 
+mod events;
 mod local;
+mod setups;
 mod stream;
 mod sync;
 
+pub use events::{DaemonStatus, EVENT_CAPACITY, Events, LeaveReason, PoolEvent};
 use local::{Children, Local};
 pub use stream::{MapIter, MapStream};
 
@@ -501,6 +504,7 @@ impl Daemons {
             launch_timeout: self.launch_timeout.unwrap_or(DEFAULT_LAUNCH_TIMEOUT),
             slurm_jobs: Mutex::new(Vec::new()),
             dispatcher: Arc::downgrade(&dispatcher),
+            events: Arc::new(events::EventLog::new(EVENT_CAPACITY)),
         });
         let local_daemons = if sync.is_some() { 0 } else { self.local };
         let pool = Pool {
@@ -1041,7 +1045,8 @@ impl Pool {
     }
 
     /// Runs `task(arg)` once on every connected daemon (at least `min`, waiting for them to
-    /// connect), e.g. to load data.
+    /// connect), e.g. to load data. Daemons that join later do not run it; for those, see
+    /// [`Pool::everywhere_persistent`].
     ///
     /// ```rust,standalone_crate
     /// # use mirai::{Daemons, Registry, TaskFn, task};

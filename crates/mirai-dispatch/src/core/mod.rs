@@ -7,6 +7,7 @@
 //! counters — is therefore decided here and tested here without sockets.
 
 mod budget;
+mod daemons;
 mod timers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -16,6 +17,8 @@ use crate::rng;
 use crate::task::{DaemonId, NoDaemons, Outcome, Payload, Task, TaskError, TaskId};
 use budget::{Budget, Shortfall};
 use timers::{Timer, Timers};
+
+pub use daemons::{DaemonInfo, DaemonPhase};
 
 /// How long a local daemon has, after answering the task before a hard-cancelled one that
 /// waited behind it, to drop that task unstarted before it is killed (the cancel message most
@@ -375,6 +378,15 @@ pub enum Action {
     },
     /// Budget bytes were released: blocked submitters may retry.
     WakeSubmitters,
+    /// A join setup ([`Core::add_setup`]) ended on `daemon` without a value (an error, a
+    /// result over the limit, an interruption). Nobody holds a handle for it; the daemon
+    /// serves on. Setups that end with their daemon or at shutdown are not reported.
+    SetupFailed {
+        /// The daemon.
+        daemon: DaemonId,
+        /// How the setup ended.
+        outcome: Outcome,
+    },
 }
 
 /// Byte accounting in a [`Status`].
@@ -443,6 +455,9 @@ struct Entry {
     recalled: bool,
     /// Its handle is gone ([`Core::forget`]): its value will never be collected.
     forgotten: bool,
+    /// A join setup's copy ([`Core::add_setup`]): nobody holds a handle, so it resolves
+    /// without an [`Action::Resolve`].
+    setup: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -476,6 +491,14 @@ struct Daemon {
     started: Option<Instant>,
     /// How long the last task it answered took.
     last_took: Option<Duration>,
+    /// When it joined.
+    connected: Instant,
+    /// Tasks sent to it.
+    assigned: u64,
+    /// Tasks it answered (with a value, an error or an interruption).
+    answered: u64,
+    /// The join setups it has still to run, before any other task ([`Core::add_setup`]).
+    setups: VecDeque<Job>,
 }
 
 impl Daemon {
@@ -483,6 +506,7 @@ impl Daemon {
     /// looking shorter than `short`: it may take one more ahead.
     fn open(&self, short: Duration, max_ahead: usize, now: Instant) -> bool {
         self.state == DaemonState::Active
+            && self.setups.is_empty()
             && !self.slots.is_empty()
             && self.slots.len() <= max_ahead
             && self.slots.front().is_some_and(|s| !s.abandoned)
@@ -616,6 +640,8 @@ pub struct Core {
     released: bool,
     /// Bytes were released since the host handle last looked.
     host_wake: bool,
+    /// What every daemon runs when it joins, before any other task ([`Core::add_setup`]).
+    setups: Vec<Job>,
 }
 
 impl Core {
@@ -648,6 +674,7 @@ impl Core {
             stranded: None,
             released: false,
             host_wake: false,
+            setups: Vec::new(),
         }
     }
 
@@ -790,8 +817,11 @@ impl Core {
             DaemonState::Exiting
         } else {
             self.connections += 1;
-            self.idle.push_back(daemon);
             DaemonState::Active
+        };
+        let setups = match state {
+            DaemonState::Active => self.setups.iter().cloned().collect(),
+            _ => VecDeque::new(),
         };
         self.daemons.insert(
             daemon,
@@ -801,8 +831,16 @@ impl Core {
                 slots: VecDeque::new(),
                 started: None,
                 last_took: None,
+                connected: now,
+                assigned: 0,
+                answered: 0,
+                setups,
             },
         );
+        if state == DaemonState::Active {
+            // Idle, or first busy with the join setups.
+            self.next_current(daemon, now);
+        }
         self.finish(now);
         daemon
     }
@@ -949,6 +987,9 @@ impl Core {
         }
         let killed = d.state == DaemonState::Killed;
         let slot = d.slots.pop_front().expect("front checked above");
+        if !matches!(reply, Reply::NotStarted) {
+            d.answered += 1;
+        }
         d.last_took = d.started.map(|s| now.saturating_duration_since(s));
         if killed {
             // The process is going, but until it dies it may answer: a task it finished (one
@@ -1245,6 +1286,7 @@ impl Core {
             unwritten: false,
             recalled: false,
             forgotten: false,
+            setup: false,
         };
         self.tasks.insert(id, entry);
         self.queue.push_back(id);
@@ -1390,6 +1432,7 @@ impl Core {
                 continue;
             };
             if let Some(d) = self.daemons.get_mut(&daemon) {
+                d.assigned += 1;
                 d.slots.push_back(Slot {
                     task: head,
                     abandoned: false,
@@ -1460,6 +1503,7 @@ impl Core {
             g.served.push(daemon);
         }
         if let Some(d) = self.daemons.get_mut(&daemon) {
+            d.assigned += 1;
             d.slots.push_back(Slot {
                 task,
                 abandoned: false,
@@ -1514,7 +1558,9 @@ impl Core {
             return;
         };
         let Some(&slot) = d.slots.front() else {
-            self.idle.push_back(daemon);
+            if !self.run_setup(daemon, now) {
+                self.idle.push_back(daemon);
+            }
             return;
         };
         let local = d.local;
@@ -1649,6 +1695,21 @@ impl Core {
                 self.groups.remove(&g);
             }
         }
+        self.completed += 1;
+        if entry.setup {
+            // Nobody waits for a join setup's copy; a failure is reported apart.
+            if let (TaskState::Running(daemon), false) = (
+                entry.state,
+                matches!(
+                    outcome,
+                    Outcome::Value(_) | Outcome::ConnectionLost | Outcome::ShutDown
+                ),
+            ) {
+                self.actions
+                    .push_back(Action::SetupFailed { daemon, outcome });
+            }
+            return;
+        }
         if let (Some(_), Outcome::Value(v), false) =
             (self.config.max_uncollected_bytes, &outcome, entry.forgotten)
         {
@@ -1656,7 +1717,6 @@ impl Core {
             self.uncollected.insert(task, bytes);
             self.uncollected_bytes += bytes;
         }
-        self.completed += 1;
         self.actions.push_back(Action::Resolve { task, outcome });
     }
 

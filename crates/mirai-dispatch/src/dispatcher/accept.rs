@@ -22,6 +22,7 @@
 //! [`DispatcherConfig::max_unauthenticated`]: super::DispatcherConfig::max_unauthenticated
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -36,7 +37,7 @@ use nano_transport::tls::TlsConfig;
 use nano_transport::{Address, Protocol};
 
 use super::event_loop::{EventLoop, Peer, drop_unauthenticated};
-use super::{PRE_ADMISSION_LIMIT, StartError};
+use super::{DaemonEvent, PRE_ADMISSION_LIMIT, StartError};
 use crate::security::check_socket_dir;
 
 /// Most connections accepted in one turn of the dispatcher loop; the loop comes back for the
@@ -56,9 +57,12 @@ pub(super) enum Listener {
 
 /// What one accept attempt gave.
 enum Accepted {
-    Stream(Stream),
+    /// A connection, with the peer's address on TCP.
+    Stream(Stream, Option<SocketAddr>),
     /// Nothing more waits.
     Drained,
+    /// A local connection of another user, closed at once.
+    Foreign(PeerError),
     /// This connection failed alone (aborted, refused, no TLS): go on with the next.
     Skip,
     /// Out of descriptors or memory: room must be made before the next accept.
@@ -70,29 +74,26 @@ enum Accepted {
 impl Listener {
     fn accept_one(&self) -> Accepted {
         let stream = match self {
-            Self::Tcp(l) => l.accept().map(|(s, _)| {
+            Self::Tcp(l) => l.accept().map(|(s, addr)| {
                 let _ = s.set_nodelay(true);
-                Stream::Tcp(s)
+                (Stream::Tcp(s), Some(addr))
             }),
             Self::Unix(l) => match l.accept() {
                 // Before anything else: a process of another user is never registered, never
                 // sent a byte and never read.
                 Ok((s, _)) => match check_same_user(&s) {
-                    Ok(()) => Ok(Stream::Unix(s)),
-                    Err(e) => {
-                        refuse_local(&e);
-                        return Accepted::Skip;
-                    }
+                    Ok(()) => Ok((Stream::Unix(s), None)),
+                    Err(e) => return Accepted::Foreign(e),
                 },
                 Err(e) => Err(e),
             },
             Self::Tls(l, config) => match l.accept() {
-                Ok((s, _)) => {
+                Ok((s, addr)) => {
                     let _ = s.set_nodelay(true);
                     // The server side of TLS; its handshake advances with this connection's
                     // reads and flushes, before the SP headers are exchanged.
                     match config.accept(s) {
-                        Ok(s) => Ok(Stream::Tls(s)),
+                        Ok(s) => Ok((Stream::Tls(s), Some(addr))),
                         // TLS could not start on this connection: skip it alone.
                         Err(_) => return Accepted::Skip,
                     }
@@ -101,7 +102,7 @@ impl Listener {
             },
         };
         match stream {
-            Ok(s) => Accepted::Stream(s),
+            Ok((s, addr)) => Accepted::Stream(s, addr),
             Err(e) => classify(e),
         }
     }
@@ -147,10 +148,17 @@ impl EventLoop {
     pub(super) fn accept(&mut self) {
         self.listener_ready = false;
         for _ in 0..ACCEPT_BATCH {
-            let stream = match self.listener.accept_one() {
-                Accepted::Stream(s) => s,
+            let (stream, addr) = match self.listener.accept_one() {
+                Accepted::Stream(s, addr) => (s, addr),
                 Accepted::Drained => return,
                 Accepted::Skip => continue,
+                Accepted::Foreign(e) => {
+                    refuse_local(&e);
+                    if let PeerError::OtherUser { uid, pid, .. } = e {
+                        self.shared.event(DaemonEvent::ForeignPeer { uid, pid });
+                    }
+                    continue;
+                }
                 Accepted::NoRoom(e) => {
                     // Make room by closing the oldest connection that has not authenticated,
                     // then try again; with nothing to close, come back later. Either way
@@ -168,7 +176,7 @@ impl EventLoop {
                     return;
                 }
             };
-            self.register(stream);
+            self.register(stream, addr);
         }
         // The batch is full: more may wait, and no new edge would announce them.
         self.listener_ready = true;
@@ -183,7 +191,7 @@ impl EventLoop {
 
     /// Registers an accepted connection as unauthenticated, closing the oldest one if the cap
     /// is passed.
-    fn register(&mut self, stream: Stream) {
+    fn register(&mut self, stream: Stream, addr: Option<SocketAddr>) {
         // Until its hello passes, a peer may send no more than a hello can be: it cannot
         // make us read (or buffer) a large frame before it has authenticated.
         let recv_limit = PRE_ADMISSION_LIMIT.min(self.full_recv_limit());
@@ -213,6 +221,7 @@ impl EventLoop {
             token,
             Peer {
                 conn,
+                addr,
                 daemon: None,
                 last_rx: now,
                 writable: false,

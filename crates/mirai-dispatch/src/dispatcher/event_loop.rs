@@ -26,6 +26,8 @@ use crate::task::{DaemonId, Payload, TaskId};
 /// One accepted connection, admitted or not yet.
 pub(super) struct Peer {
     pub(super) conn: Connection,
+    /// The peer's address, on TCP.
+    pub(super) addr: Option<std::net::SocketAddr>,
     pub(super) daemon: Option<DaemonId>,
     pub(super) last_rx: Instant,
     /// Registered for writability (only while its sender has bytes queued).
@@ -425,6 +427,7 @@ impl EventLoop {
                     sender,
                     launch_id: hello.launch_id,
                     retired: None,
+                    addr: peer.addr,
                 },
             );
         peer.daemon = Some(daemon);

@@ -35,6 +35,8 @@ pub(super) struct Link {
     ///
     /// [`FromDaemon::Retiring`]: crate::protocol::FromDaemon::Retiring
     pub(super) retired: Option<ExitReason>,
+    /// The daemon's address, on TCP (for [`super::Dispatcher::daemons`]).
+    pub(super) addr: Option<std::net::SocketAddr>,
 }
 
 /// What host threads and the dispatcher thread share.
@@ -301,6 +303,15 @@ impl Shared {
             }
             Action::Resolve { task, outcome } => self.completions.deliver([(task, outcome)]),
             Action::WakeSubmitters => {}
+            Action::SetupFailed { daemon, outcome } => {
+                let launch_id = self.link(daemon).map_or(0, |(_, id)| id);
+                tracing::warn!(daemon = daemon.0, launch_id, %outcome, "a join setup failed");
+                self.event(DaemonEvent::SetupFailed {
+                    daemon,
+                    launch_id,
+                    outcome,
+                });
+            }
         }
     }
 

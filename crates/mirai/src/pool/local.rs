@@ -14,13 +14,16 @@
 //!   told ([`Dispatcher::strand`]), so tasks that find no daemon connected resolve
 //!   [`Error::NoDaemons`](crate::Error::NoDaemons) instead of waiting forever, and
 //!   [`Pool::status`](crate::Pool::status) shows the reason in `no_daemons`.
+//! - Each dispatcher event is also told to the pool's users ([`Pool::events`](crate::Pool::events)),
+//!   with what only the launcher knows: the pid of a daemon that joined, how a lost one's
+//!   process ended, whether it was killed, and the replacement started for it.
 
 use std::collections::{HashMap, HashSet};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, Weak, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak, mpsc};
 use std::time::{Duration, Instant};
 
 use mirai_dispatch::daemon::{ExitReason, ExitRules};
@@ -30,6 +33,8 @@ use mirai_dispatch::{DaemonEvent, DaemonExit, Dispatcher, NoDaemons};
 use crate::Error;
 use crate::daemon::{ENV_LAUNCH_ID, ENV_RULES, ENV_TLS_PIN, ENV_TOKEN_STDIN, ENV_URL};
 use crate::launch::remote::Remote;
+
+use super::events::{EventLog, LeaveReason, PoolEvent};
 
 /// How often the launcher looks for local daemons that ended before they joined (no event
 /// tells of those).
@@ -73,6 +78,8 @@ pub(super) struct Local {
     pub(super) slurm_jobs: Mutex<Vec<Command>>,
     /// Told when replacement gives up (weak: the pool's handles own the dispatcher).
     pub(super) dispatcher: Weak<Dispatcher>,
+    /// What the pool's users read ([`Pool::events`](crate::Pool::events)).
+    pub(super) events: Arc<EventLog>,
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +96,9 @@ pub(super) struct Children {
     due: Vec<Instant>,
     /// Why replacement gave up, once it has.
     gave_up: Option<NoDaemons>,
+    /// Daemons killed on the dispatcher's request whose departure is still to come, with the
+    /// launch id of their replacement.
+    killed: HashMap<u64, Option<u64>>,
 }
 
 impl Local {
@@ -108,10 +118,12 @@ impl Local {
             return Err(Error::ShutDown);
         }
         self.spawn(children)
+            .map(|_| ())
             .map_err(|e| Error::Start(format!("{}: {e}", self.program.display())))
     }
 
-    fn spawn(&self, children: &mut Children) -> std::io::Result<()> {
+    /// Starts a daemon process; its launch id.
+    fn spawn(&self, children: &mut Children) -> std::io::Result<u64> {
         let launch_id = self.next_launch.fetch_add(1, Ordering::Relaxed);
         let mut credential = self.token.launch_credential(launch_id).expose().to_vec();
         credential.push(b'\n');
@@ -133,11 +145,17 @@ impl Local {
         let mut child = command.spawn()?;
         crate::launch::hand_over(&mut child, &credential);
         children.live.insert(launch_id, child);
-        Ok(())
+        Ok(launch_id)
     }
 
     /// The launcher thread: runs until the pool is dropped.
     pub(super) fn supervise(&self, events: &mpsc::Receiver<DaemonEvent>) {
+        self.supervise_events(events);
+        // No event comes any more: the pool's readers stop waiting.
+        self.events.close();
+    }
+
+    fn supervise_events(&self, events: &mpsc::Receiver<DaemonEvent>) {
         let mut last_reap = Instant::now();
         loop {
             let now = Instant::now();
@@ -185,15 +203,44 @@ impl Local {
         } = event
         {
             self.remote.left(launch_id);
-            self.left(launch_id, retired);
+            let (reason, replaced_by) = self.left(launch_id, retired);
+            self.events.push(PoolEvent::Left {
+                launch_id,
+                reason,
+                replaced_by,
+            });
         } else if let DaemonEvent::Joined { launch_id, .. } = event {
             self.remote.joined(launch_id);
             let mut children = self.children();
-            if children.live.contains_key(&launch_id) {
+            let pid = children.live.get(&launch_id).map(Child::id);
+            if pid.is_some() {
                 children.joined.insert(launch_id);
                 // The program starts and joins: the row of failures is over.
                 children.failures = 0;
             }
+            drop(children);
+            self.events.push(PoolEvent::Joined { launch_id, pid });
+        } else if let DaemonEvent::Refused {
+            claimed_launch_id,
+            reason,
+        } = event
+        {
+            self.events.push(PoolEvent::Refused {
+                claimed_launch_id,
+                reason,
+            });
+        } else if let DaemonEvent::SetupFailed {
+            launch_id, outcome, ..
+        } = event
+        {
+            let message = match outcome {
+                mirai_dispatch::Outcome::TaskError(e) => e.message,
+                other => other.to_string(),
+            };
+            self.events
+                .push(PoolEvent::SetupFailed { launch_id, message });
+        } else if let DaemonEvent::ForeignPeer { uid, pid } = event {
+            self.events.push(PoolEvent::ForeignPeer { uid, pid });
         }
     }
 
@@ -202,41 +249,57 @@ impl Local {
         let mut children = self.children();
         children.joined.remove(&launch_id);
         let Some(mut child) = children.live.remove(&launch_id) else {
+            children.killed.insert(launch_id, None);
             return;
         };
         let _ = child.kill();
         let _ = child.wait();
-        self.replace(&mut children);
+        let replacement = self.replace(&mut children);
+        children.killed.insert(launch_id, replacement);
     }
 
     /// A daemon left: replace it unless it retired (see the module docs). Its exit code says
-    /// nothing: task code may exit with any.
-    fn left(&self, launch_id: u64, retired: Option<ExitReason>) {
-        let child = {
+    /// nothing: task code may exit with any. Returns why it left and its replacement.
+    fn left(&self, launch_id: u64, retired: Option<ExitReason>) -> (LeaveReason, Option<u64>) {
+        let (child, killed) = {
             let mut children = self.children();
             children.joined.remove(&launch_id);
-            children.live.remove(&launch_id)
+            let killed = children.killed.remove(&launch_id);
+            (children.live.remove(&launch_id), killed)
         };
-        let Some(mut child) = child else {
-            return;
+        if let Some(reason) = retired {
+            // A retirement (or a release) is never replaced.
+            if let Some(child) = child {
+                self.reap_leaver(child);
+            }
+            return (LeaveReason::retired(reason), None);
+        }
+        if let Some(replaced_by) = killed {
+            return (LeaveReason::Killed, replaced_by);
+        }
+        let Some(child) = child else {
+            return (LeaveReason::Lost { exit: None }, None);
         };
+        let exit = self.reap_leaver(child);
+        let replaced_by = self.replace(&mut self.children());
+        (LeaveReason::Lost { exit }, replaced_by)
+    }
+
+    /// Waits a moment for a daemon that left to end, killing it if it does not; how it ended.
+    fn reap_leaver(&self, mut child: Child) -> Option<DaemonExit> {
         // Its socket closes just before the process ends: give it a moment to exit by itself.
         let deadline = Instant::now() + EXIT_GRACE;
         loop {
             match child.try_wait() {
-                Ok(Some(_)) => break,
+                Ok(Some(status)) => return Some(exit_of(status)),
                 Ok(None) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 _ => {
                     let _ = child.kill();
-                    let _ = child.wait();
-                    break;
+                    return child.wait().ok().map(exit_of);
                 }
             }
-        }
-        if retired.is_none() {
-            self.replace(&mut self.children());
         }
     }
 
@@ -299,14 +362,19 @@ impl Local {
     /// from inside `spawn`, and can join, serve a task and have its result taken before `spawn`
     /// returns here, so counting afterwards let a caller see a replacement's result and a count
     /// without it. A failed start takes its count back and counts as a failure to start.
-    fn replace(&self, children: &mut Children) {
+    /// Returns the replacement's launch id, if one started.
+    fn replace(&self, children: &mut Children) -> Option<u64> {
         if !self.respawn || children.stopped || children.gave_up.is_some() {
-            return;
+            return None;
         }
         self.replaced.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.spawn(children) {
-            self.replaced.fetch_sub(1, Ordering::Relaxed);
-            self.start_failed(children, DaemonExit::NotStarted(e.kind()));
+        match self.spawn(children) {
+            Ok(launch_id) => Some(launch_id),
+            Err(e) => {
+                self.replaced.fetch_sub(1, Ordering::Relaxed);
+                self.start_failed(children, DaemonExit::NotStarted(e.kind()));
+                None
+            }
         }
     }
 }

@@ -722,7 +722,7 @@ where
                     }
                     let task = crate::wire::encode(&item)
                         .map_err(Error::from)
-                        .and_then(|p| self.options.apply(crate::trace::task(self.function, p)));
+                        .and_then(|p| self.options.apply(Task::new(self.function, p)));
                     match task {
                         Ok(task) => task,
                         Err(e) => return self.refused(e),

@@ -70,8 +70,7 @@ impl Runner {
         // The options as the dispatcher would get them (a malformed trace context is refused
         // here as at a submit): only what reaches a daemon matters here (the trace context);
         // timeouts cannot interrupt a call on this thread.
-        let Task { payload, trace, .. } =
-            options.apply(crate::trace::task(task.name(), payload))?;
+        let Task { payload, trace, .. } = options.apply(Task::new(task.name(), payload))?;
         let id = TaskId(self.next_task.fetch_add(1, Ordering::Relaxed));
         let stream = self
             .seed

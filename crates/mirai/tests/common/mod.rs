@@ -161,3 +161,63 @@ impl Drop for Orphans {
         }
     }
 }
+
+/// A user that exists for one test only (created with `useradd`, so the test must run as
+/// root, and fails otherwise); removed on drop, even when the test fails.
+pub(crate) struct ThrowawayUser {
+    pub(crate) name: String,
+}
+
+impl ThrowawayUser {
+    pub(crate) fn create(tag: &str) -> Self {
+        let me = std::process::Command::new("id").arg("-u").output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&me.stdout).trim(),
+            "0",
+            "this test creates a user and must run as root"
+        );
+        let name = format!("mtu{tag}{}", std::process::id());
+        let status = std::process::Command::new("useradd")
+            .args(["--no-create-home", "--shell", "/usr/sbin/nologin", &name])
+            .status()
+            .expect("run useradd");
+        assert!(status.success(), "useradd {name}: {status}");
+        Self { name }
+    }
+
+    pub(crate) fn uid(&self) -> u32 {
+        let out = std::process::Command::new("id")
+            .args(["-u", &self.name])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Runs a Python script as this user, with `args`; its stdout.
+    pub(crate) fn python(&self, script: &str, args: &[&str]) -> String {
+        let out = std::process::Command::new("runuser")
+            .args(["-u", &self.name, "--", "/usr/bin/python3", "-c", script])
+            .args(args)
+            .current_dir("/")
+            .output()
+            .expect("run python as the throwaway user");
+        assert!(
+            out.status.success(),
+            "python: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+impl Drop for ThrowawayUser {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("userdel")
+            .arg(&self.name)
+            .status();
+    }
+}
