@@ -1,4 +1,4 @@
-//! The examples, run as users run them: the quickstart and shared_frames binaries that `cargo
+//! The examples, run as users run them: the quickstart, shared_frames and reproducible binaries that `cargo
 //! test` builds beside this test, checked for what they promise to show. (`cargo test -p mirai --test examples`
 //! alone does not rebuild the example: run `cargo test -p mirai` or build the examples first.)
 
@@ -129,4 +129,39 @@ fn shared_frames_reads_one_copy_from_every_daemon_and_gets_a_region_back() {
             "{name} is left in /dev/shm"
         );
     }
+}
+
+#[test]
+fn reproducible_draws_the_same_numbers_on_1_and_4_daemons_and_prints_one_trace() {
+    let out = Command::new(example("reproducible"))
+        .output()
+        .expect("run reproducible");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "reproducible failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let one = field(&stdout, "1 daemon:  ", '\n');
+    let four = field(&stdout, "4 daemons: ", '\n');
+    assert_eq!(one, four, "{stdout}");
+    assert_eq!(one.split(", ").count(), 10, "ten numbers: {one}");
+    assert!(stdout.contains("the same: true"), "{stdout}");
+    // Ten submit spans on the host, each with the daemon's execute span under it, in another
+    // process, all in the one trace printed.
+    let host = field(&stdout, "run (host pid ", ')');
+    let submits = stdout
+        .lines()
+        .filter(|l| l.contains(" submit draw (host pid "))
+        .count();
+    let executes: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains(" execute draw (daemon pid "))
+        .map(|l| field(l, "daemon pid ", ')'))
+        .collect();
+    assert_eq!((submits, executes.len()), (10, 10), "{stdout}");
+    assert!(executes.iter().all(|pid| *pid != host), "{stdout}");
+    let trace = field(&stdout, "trace ", '\n');
+    assert_eq!(trace.len(), 32, "{stdout}");
 }
