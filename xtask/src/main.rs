@@ -1,12 +1,16 @@
 //! Project chores, run as `cargo xtask <command>` (the alias lives in `.cargo/config.toml`).
 //!
-//! - `test`: installs what the tests need (`setup`), then runs fmt check, clippy, rustdoc, every
-//!   test and doctest, and a short fuzz smoke where the toolchain allows it.
+//! - `test [CARGO TEST ARGS]...`: installs what the tests need (`setup`), then runs fmt check,
+//!   clippy, rustdoc, every test and doctest, and a short fuzz smoke where the toolchain allows it.
+//!   Arguments after `test` go to `cargo test` as they are (`cargo xtask test -p mirai -- --exact
+//!   NAME`).
 //! - `setup`: installs the third-party peers the interop tests talk to: a Python virtualenv with
 //!   pynng under `target/interop-venv`, and Debian's `nng-utils` (nngcat) when running as root.
+//! - `lint`: the fmt check, clippy and rustdoc of `test`, alone.
 //! - `bench [--json FILE]`: runs every benchmark and prints the ratios against the floors and peers
 //!   measured in the same run; `--json` also writes them as JSON records.
-//! - `fuzz TARGET [SECONDS]`: runs one fuzz target.
+//! - `fuzz TARGET [SECONDS]`: runs one fuzz target (60 seconds unless told).
+//! - `fuzz-smoke`: builds every fuzz target and runs each for 10 seconds.
 //! - `soak`: the long, ignored stress tests.
 
 use std::env;
@@ -15,19 +19,82 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+use clap::{Parser, Subcommand};
+
 type Result<T = ()> = std::result::Result<T, String>;
 
+/// Project chores.
+#[derive(Debug, PartialEq, Eq, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Project chores: test, setup, lint, bench, fuzz, soak."
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, PartialEq, Eq, Subcommand)]
+enum Task {
+    /// Everything CI runs: peers setup, fmt, clippy, docs, all tests and doctests, fuzz smoke.
+    Test {
+        /// Passed to `cargo test` as they are, after `--workspace` and the extra features
+        /// (`-p CRATE`, `--release`, a test name filter...).
+        #[arg(allow_hyphen_values = true, value_name = "CARGO TEST ARGS")]
+        cargo_args: Vec<String>,
+        /// Passed to the test binaries, after `--` as with `cargo test` (`--exact NAME`,
+        /// `--ignored`...).
+        #[arg(last = true, value_name = "TEST BINARY ARGS")]
+        test_args: Vec<String>,
+    },
+    /// Installs the third-party peers of the interop tests (pynng in a virtualenv; Debian's
+    /// nng-utils, OpenSSH and Slurm when root).
+    Setup,
+    /// fmt check, clippy -D warnings and rustdoc -D warnings over the workspace.
+    Lint,
+    /// Every benchmark, printed as ratios against the floors and peers measured in the same run.
+    Bench {
+        /// Also write the records as a JSON array to FILE.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
+    /// Runs one fuzz target.
+    Fuzz {
+        /// The target (a file name under fuzz/fuzz_targets, without `.rs`).
+        target: String,
+        /// How long to run it.
+        #[arg(default_value_t = 60)]
+        seconds: u64,
+    },
+    /// Builds every fuzz target and runs each for 10 seconds.
+    FuzzSmoke,
+    /// The long, ignored stress tests, in a release build.
+    Soak,
+}
+
+/// The arguments `cargo xtask test` passes on: its own, then `--` and the test binaries' when
+/// there are any, as they were written.
+fn cargo_test_args(mut cargo_args: Vec<String>, test_args: Vec<String>) -> Vec<String> {
+    if !test_args.is_empty() {
+        cargo_args.push("--".to_owned());
+        cargo_args.extend(test_args);
+    }
+    cargo_args
+}
+
 fn main() -> ExitCode {
-    let args: Vec<String> = env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("test") => test(&args[1..]),
-        Some("setup") => setup().map(|_| ()),
-        Some("lint") => lint(),
-        Some("bench") => bench(&args[1..]),
-        Some("fuzz") => fuzz(&args[1..]),
-        Some("fuzz-smoke") => fuzz_smoke(10),
-        Some("soak") => soak(),
-        _ => Err("usage: cargo xtask <test|setup|lint|bench [--json FILE]|fuzz TARGET [SECONDS]|fuzz-smoke|soak>".into()),
+    let result = match Cli::parse().task {
+        Task::Test {
+            cargo_args,
+            test_args,
+        } => test(&cargo_test_args(cargo_args, test_args)),
+        Task::Setup => setup().map(|_| ()),
+        Task::Lint => lint(),
+        Task::Bench { json } => bench(json),
+        Task::Fuzz { target, seconds } => fuzz_run(&target, seconds),
+        Task::FuzzSmoke => fuzz_smoke(10),
+        Task::Soak => soak(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,12 +142,9 @@ fn succeeds(cmd: &mut Command) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Where `prog` is: a path to an executable file, or the first executable of that name on `PATH`.
 fn which(prog: &str) -> Option<PathBuf> {
-    env::var_os("PATH").and_then(|paths| {
-        env::split_paths(&paths)
-            .map(|p| p.join(prog))
-            .find(|p| p.is_file())
-    })
+    which::which(prog).ok()
 }
 
 fn is_root() -> bool {
@@ -219,19 +283,6 @@ fn fuzz_run(target: &str, seconds: u64) -> Result {
         .arg("-print_final_stats=1"))
 }
 
-fn fuzz(args: &[String]) -> Result {
-    let target = args
-        .first()
-        .ok_or("usage: cargo xtask fuzz TARGET [SECONDS]")?;
-    let seconds = match args.get(1) {
-        Some(s) => s
-            .parse()
-            .map_err(|_| format!("not a number of seconds: {s}"))?,
-        None => 60,
-    };
-    fuzz_run(target, seconds)
-}
-
 /// A short run of every target, so the targets never rot and the cheap bugs are found every run.
 fn fuzz_smoke(seconds: u64) -> Result {
     let targets = fuzz_targets()?;
@@ -245,12 +296,7 @@ fn fuzz_smoke(seconds: u64) -> Result {
     Ok(())
 }
 
-fn bench(args: &[String]) -> Result {
-    let json_out = match args {
-        [] => None,
-        [flag, path] if flag == "--json" => Some(PathBuf::from(path)),
-        _ => return Err("usage: cargo xtask bench [--json FILE]".into()),
-    };
+fn bench(json_out: Option<PathBuf>) -> Result {
     let peers = setup()?;
     let records = root().join("target").join("bench-records.jsonl");
     let _ = fs::remove_file(&records);
@@ -530,4 +576,97 @@ fn soak() -> Result {
             "soak",
         ])
         .env("MIRAI_INTEROP_PYTHON", &peers.python))
+}
+
+#[cfg(test)]
+mod cli_tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> std::result::Result<Task, clap::Error> {
+        Cli::try_parse_from(std::iter::once("xtask").chain(args.iter().copied())).map(|c| c.task)
+    }
+
+    fn test_args(args: &[&str]) -> Vec<String> {
+        match parse(args).unwrap() {
+            Task::Test {
+                cargo_args,
+                test_args,
+            } => cargo_test_args(cargo_args, test_args),
+            other => panic!("{args:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn test_passes_every_argument_to_cargo_test_as_is() {
+        assert!(test_args(&["test"]).is_empty());
+        assert_eq!(test_args(&["test", "--release"]), ["--release"]);
+        assert_eq!(
+            test_args(&["test", "-p", "mirai", "--test", "web"]),
+            ["-p", "mirai", "--test", "web"]
+        );
+        assert_eq!(
+            test_args(&["test", "-p", "mirai", "--", "--exact", "a::b"]),
+            ["-p", "mirai", "--", "--exact", "a::b"]
+        );
+        assert_eq!(test_args(&["test", "--", "--ignored"]), ["--", "--ignored"]);
+        assert_eq!(test_args(&["test", "name_filter"]), ["name_filter"]);
+        assert_eq!(
+            test_args(&["test", "-q", "--release", "--", "--ignored", "soak"]),
+            ["-q", "--release", "--", "--ignored", "soak"]
+        );
+        assert_eq!(
+            test_args(&["test", "--", "--help", "--", "x"]),
+            ["--", "--help", "--", "x"]
+        );
+        assert!(test_args(&["test", "--"]).is_empty());
+    }
+
+    #[test]
+    fn every_documented_command_parses() {
+        assert_eq!(parse(&["setup"]).unwrap(), Task::Setup);
+        assert_eq!(parse(&["lint"]).unwrap(), Task::Lint);
+        assert_eq!(parse(&["bench"]).unwrap(), Task::Bench { json: None });
+        assert_eq!(
+            parse(&["bench", "--json", "out.json"]).unwrap(),
+            Task::Bench {
+                json: Some("out.json".into())
+            }
+        );
+        let fuzz = |target: &str, seconds| Task::Fuzz {
+            target: target.into(),
+            seconds,
+        };
+        assert_eq!(parse(&["fuzz", "frame"]).unwrap(), fuzz("frame", 60));
+        assert_eq!(parse(&["fuzz", "frame", "5"]).unwrap(), fuzz("frame", 5));
+        assert_eq!(parse(&["fuzz-smoke"]).unwrap(), Task::FuzzSmoke);
+        assert_eq!(parse(&["soak"]).unwrap(), Task::Soak);
+    }
+
+    #[test]
+    fn bad_command_lines_are_usage_errors() {
+        for args in [
+            &[][..],
+            &["nope"],
+            &["bench", "--json"],
+            &["bench", "extra"],
+            &["fuzz"],
+            &["fuzz", "frame", "ten"],
+            &["soak", "extra"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?} was accepted");
+        }
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn which_finds_executables_only() {
+        let sh = which("sh").expect("a shell on PATH");
+        assert!(sh.is_absolute() && sh.ends_with("sh"));
+        assert_eq!(which("/bin/sh").as_deref(), Some(Path::new("/bin/sh")));
+        assert_eq!(which("surely-no-such-program-here"), None);
+        // A file that exists but is not executable is not a program.
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        assert_eq!(which(manifest.to_str().unwrap()), None);
+    }
 }

@@ -3,13 +3,12 @@
 //! return are right. The test compiles the example's own routes (no copy of them), and is the
 //! daemon program of the pools it starts.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use mirai::Daemons;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 mod common;
@@ -18,26 +17,37 @@ mod common;
 #[allow(dead_code)] // The example's `main` is not used here.
 mod web;
 
-/// One HTTP/1.1 request on its own connection: (status, headers, body).
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, Vec<(String, String)>, String) {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.expect("send");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("receive");
-    let text = String::from_utf8(raw).expect("utf-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a header block");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|c| c.parse().ok())
-        .expect("a status line");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, body.to_owned())
+/// The HTTP client: ureq, whose HTTP/1.1 code is its own (not the server's hyper). Every
+/// status is a response to look at rather than an error, each request has its own connection,
+/// and none waits forever.
+static CLIENT: LazyLock<ureq::Agent> = LazyLock::new(|| {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_idle_connections(0)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+});
+
+/// One GET: (status, headers with lowercase names, body). Blocking; run it on tokio's blocking
+/// pool so the runtime's two workers keep serving.
+async fn get(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, String) {
+    let url = format!("http://{addr}{path}");
+    tokio::task::spawn_blocking(move || {
+        let mut response = CLIENT.get(&url).call().expect("a response");
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                let v = v.to_str().expect("a text header value");
+                (k.as_str().to_owned(), v.to_owned())
+            })
+            .collect();
+        let body = response.body_mut().read_to_string().expect("a text body");
+        (response.status().as_u16(), headers, body)
+    })
+    .await
+    .expect("the request thread")
 }
 
 /// Enough work per request (in a debug build) that two daemons cannot keep up with sixteen

@@ -90,46 +90,42 @@ impl Fingerprint {
             .strip_prefix("sha256:")
             .or_else(|| text.strip_prefix("SHA256:"))
             .unwrap_or(text);
-        let colons = hex.contains(':');
+        // The colon form is pairs separated by ':' (a trailing ':' is tolerated); gather its
+        // digits so both forms decode in one `hex` call.
+        let mut digits = [0u8; 64];
+        let digits: &[u8] = if hex.contains(':') {
+            let pairs = hex.strip_suffix(':').unwrap_or(hex);
+            let mut n = 0;
+            for pair in pairs.split(':') {
+                if pair.len() != 2 {
+                    return Err(IdentityError::Fingerprint("pairs must be separated by ':'"));
+                }
+                let slot = digits
+                    .get_mut(n..n + 2)
+                    .ok_or(IdentityError::Fingerprint("more than 32 bytes"))?;
+                slot.copy_from_slice(pair.as_bytes());
+                n += 2;
+            }
+            &digits[..n]
+        } else {
+            hex.as_bytes()
+        };
         let mut out = [0u8; 32];
-        let mut n = 0;
-        let mut digits = hex.bytes().peekable();
-        while let Some(hi) = digits.next() {
-            let lo = digits
-                .next()
-                .ok_or(IdentityError::Fingerprint("odd number of hex digits"))?;
-            if n == 32 {
-                return Err(IdentityError::Fingerprint("more than 32 bytes"));
-            }
-            out[n] = (hex_val(hi)? << 4) | hex_val(lo)?;
-            n += 1;
-            if colons && digits.peek().is_some() && digits.next() != Some(b':') {
-                return Err(IdentityError::Fingerprint("pairs must be separated by ':'"));
-            }
-        }
-        if n != 32 {
-            return Err(IdentityError::Fingerprint("fewer than 32 bytes"));
-        }
+        hex::decode_to_slice(digits, &mut out).map_err(|e| {
+            IdentityError::Fingerprint(match e {
+                hex::FromHexError::InvalidHexCharacter { .. } => "not a hex digit",
+                hex::FromHexError::OddLength => "odd number of hex digits",
+                hex::FromHexError::InvalidStringLength if digits.len() > 64 => "more than 32 bytes",
+                hex::FromHexError::InvalidStringLength => "fewer than 32 bytes",
+            })
+        })?;
         Ok(Self(out))
-    }
-}
-
-fn hex_val(b: u8) -> Result<u8, IdentityError> {
-    match b {
-        b'0'..=b'9' => Ok(b - b'0'),
-        b'a'..=b'f' => Ok(b - b'a' + 10),
-        b'A'..=b'F' => Ok(b - b'A' + 10),
-        _ => Err(IdentityError::Fingerprint("not a hex digit")),
     }
 }
 
 impl fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("sha256:")?;
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        write!(f, "sha256:{}", hex::encode(self.0))
     }
 }
 
@@ -281,29 +277,10 @@ pub(crate) fn read_limited(path: &Path) -> Result<Vec<u8>, IdentityError> {
     Ok(out)
 }
 
+/// RFC 7468 text of one block: base64 in 64-column lines, `\n` line ends (as rcgen writes).
 fn pem_block(label: &str, der: &[u8]) -> String {
-    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut b64 = String::with_capacity(der.len() * 4 / 3 + 4);
-    for chunk in der.chunks(3) {
-        let v = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                b64.push(char::from(B64[((v >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                b64.push('=');
-            }
-        }
-    }
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(label, der), config)
 }
 
 #[cfg(test)]
@@ -324,6 +301,105 @@ mod tests {
         assert!(Fingerprint::parse(&format!("{bare}a")).is_err());
         assert!(Fingerprint::parse(&"zz".repeat(32)).is_err());
         assert!(Fingerprint::parse(&pairs.replacen(':', ";", 1)).is_err());
+    }
+
+    #[test]
+    fn fingerprint_edge_forms() {
+        let f = Fingerprint([0xab; 32]);
+        let pairs = vec!["ab"; 32].join(":");
+        let bad = |text: &str, why: &'static str| {
+            assert_eq!(
+                Fingerprint::parse(text),
+                Err(IdentityError::Fingerprint(why)),
+                "{text:?}"
+            );
+        };
+        // Accepted: either prefix case, mixed case digits, a trailing ':' after the pairs.
+        let mixed = "aB".repeat(32);
+        assert_eq!(Fingerprint::parse(&format!("SHA256:{mixed}")).unwrap(), f);
+        assert_eq!(Fingerprint::parse(&format!("\t{pairs}:\r\n")).unwrap(), f);
+        // Refused, each with its reason.
+        bad("", "fewer than 32 bytes");
+        bad(&format!("{}a", "ab".repeat(32)), "odd number of hex digits");
+        bad(&"ab".repeat(33), "more than 32 bytes");
+        bad(&format!("{pairs}:ab"), "more than 32 bytes");
+        bad(&vec!["ab"; 31].join(":"), "fewer than 32 bytes");
+        bad(&format!("{}gg", "ab".repeat(31)), "not a hex digit");
+        bad(&format!("{}é", "ab".repeat(31)), "not a hex digit");
+        bad(
+            &format!("abab:{}", vec!["ab"; 30].join(":")),
+            "pairs must be separated by ':'",
+        );
+        // Refused with several faults at once; which one the reason names may vary.
+        for text in [
+            format!(":{pairs}"),
+            pairs.replacen(':', "::", 1),
+            format!("md5:{}", "ab".repeat(32)),
+            format!("sha256:{} ab", "ab".repeat(31)),
+        ] {
+            assert!(
+                matches!(
+                    Fingerprint::parse(&text),
+                    Err(IdentityError::Fingerprint(_))
+                ),
+                "{text:?}"
+            );
+        }
+        bad(
+            &" ".repeat(Fingerprint::MAX_TEXT + 1),
+            "longer than 128 bytes",
+        );
+        // Display is the canonical form: prefix and lowercase digits.
+        let g = Fingerprint(std::array::from_fn(|i| i as u8 * 8));
+        assert_eq!(
+            g.to_string(),
+            "sha256:0008101820283038404850586068707880889098a0a8b0b8c0c8d0d8e0e8f0f8"
+        );
+    }
+
+    #[test]
+    fn pem_text_is_base64_in_64_columns() {
+        let id = Identity {
+            chain: vec![CertificateDer::from((0..49).collect::<Vec<u8>>())],
+            key: PrivateKeyDer::Sec1(vec![0xfb, 0xff].into()),
+        };
+        assert_eq!(
+            id.cert_pem(),
+            "-----BEGIN CERTIFICATE-----\n\
+             AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v\n\
+             MA==\n\
+             -----END CERTIFICATE-----\n"
+        );
+        assert_eq!(
+            id.key_pem(),
+            "-----BEGIN EC PRIVATE KEY-----\n+/8=\n-----END EC PRIVATE KEY-----\n"
+        );
+        assert_eq!(pem_block("X", &[]), "-----BEGIN X-----\n-----END X-----\n");
+        // A chain is its blocks one after the other, as read back.
+        let two = Identity {
+            chain: vec![id.chain[0].clone(), CertificateDer::from(vec![1, 2, 3])],
+            key: id.key.clone_key(),
+        };
+        assert_eq!(
+            two.cert_pem(),
+            id.cert_pem() + &pem_block("CERTIFICATE", &[1, 2, 3])
+        );
+        assert_eq!(
+            certificates_from_pem(two.cert_pem().as_bytes()).unwrap(),
+            two.chain
+        );
+    }
+
+    #[test]
+    fn generated_pem_is_what_rcgen_writes() {
+        let names = vec!["localhost".to_owned()];
+        let certified = rcgen::generate_simple_self_signed(names).unwrap();
+        let id = Identity {
+            chain: vec![certified.cert.der().clone()],
+            key: PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into()),
+        };
+        assert_eq!(id.cert_pem(), certified.cert.pem());
+        assert_eq!(id.key_pem(), certified.signing_key.serialize_pem());
     }
 
     #[test]
