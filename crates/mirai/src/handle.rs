@@ -296,6 +296,14 @@ impl<T: DeserializeOwned> Future for Mirai<T> {
 /// # Ok(()) }
 /// ```
 pub fn collect<T: DeserializeOwned>(handles: Vec<Mirai<T>>) -> Result<Vec<T>, Error> {
+    collect_each(handles, || {})
+}
+
+/// [`collect`], calling `each` after every result taken.
+fn collect_each<T: DeserializeOwned>(
+    handles: Vec<Mirai<T>>,
+    mut each: impl FnMut(),
+) -> Result<Vec<T>, Error> {
     let mut values = Vec::with_capacity(handles.len());
     let mut rest = handles.into_iter();
     while let Some(handle) = rest.next() {
@@ -306,6 +314,7 @@ pub fn collect<T: DeserializeOwned>(handles: Vec<Mirai<T>>) -> Result<Vec<T>, Er
                 return Err(e);
             }
         }
+        each();
     }
     Ok(values)
 }
@@ -338,21 +347,16 @@ pub fn collect_with_progress<T: DeserializeOwned>(
     if bar.length().is_none() {
         bar.set_length(handles.len() as u64);
     }
-    let mut values = Vec::with_capacity(handles.len());
-    let mut rest = handles.into_iter();
-    while let Some(handle) = rest.next() {
-        match handle.wait() {
-            Ok(v) => values.push(v),
-            Err(e) => {
-                rest.for_each(|h| h.cancel());
-                bar.abandon();
-                return Err(e);
-            }
+    match collect_each(handles, || bar.inc(1)) {
+        Ok(values) => {
+            bar.finish_using_style();
+            Ok(values)
         }
-        bar.inc(1);
+        Err(e) => {
+            bar.abandon();
+            Err(e)
+        }
     }
-    bar.finish_using_style();
-    Ok(values)
 }
 
 /// Waits for the first of `handles` to resolve and returns its index and result; the others
