@@ -48,6 +48,11 @@ fn pid(_: ()) -> u32 {
     std::process::id()
 }
 
+/// The trace the task runs in, as a task sees it.
+fn trace_id(_: ()) -> Option<[u8; 16]> {
+    mirai::trace::current().map(|context| context.trace_id())
+}
+
 /// Encodes to nothing but an error.
 #[derive(Debug)]
 struct Unsendable;
@@ -98,6 +103,7 @@ const BOOM: TaskFn<u32, u32> = task!(boom);
 const ADD: TaskFn<(i64, i64), i64> = task!(add);
 const BLOB: TaskFn<usize, Vec<u8>> = task!(blob);
 const PID: TaskFn<(), u32> = task!(pid);
+const TRACE_ID: TaskFn<(), Option<[u8; 16]>> = task!(trace_id);
 const MAKE_UNSENDABLE: TaskFn<(), Unsendable> = task!(make_unsendable);
 const MAKE_UNREADABLE: TaskFn<(), Unreadable> = task!(make_unreadable);
 const TAKE_UNREADABLE: TaskFn<Unreadable, u8> = task!(take_unreadable);
@@ -110,6 +116,7 @@ fn registry() -> Registry {
         .with(&ADD)
         .with(&BLOB)
         .with(&PID)
+        .with(&TRACE_ID)
         .with(&MAKE_UNSENDABLE)
         .with(&MAKE_UNREADABLE)
         .with(&TAKE_UNREADABLE)
@@ -260,6 +267,24 @@ fn handles_poll_await_and_count_in_sync_mode() {
     assert_eq!(pool.retained(), 0);
 }
 
+/// A task continues the trace it was submitted in, in process as on a daemon: it runs in the
+/// same `execute` span.
+fn a_task_runs_in_the_trace_it_was_submitted_in() {
+    let (daemons, sync) = pools();
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let options = mirai::TaskOptions::new().trace_parent(incoming);
+    let want: mirai::trace::TraceParent = incoming.parse().unwrap();
+    for pool in [&daemons, &sync] {
+        let seen = pool.submit_with(&TRACE_ID, (), options).unwrap().wait();
+        assert_eq!(seen.unwrap(), Some(want.trace_id()));
+    }
+    let bad = mirai::TaskOptions::new().trace_parent("00-not-a-trace");
+    assert!(matches!(
+        sync.submit_with(&TRACE_ID, (), bad),
+        Err(Error::TraceParent(_))
+    ));
+}
+
 fn main() {
     mirai::daemon_main_if_requested(&registry());
     use common::Test;
@@ -272,6 +297,10 @@ fn main() {
         Test::new(
             "handles_poll_await_and_count_in_sync_mode",
             handles_poll_await_and_count_in_sync_mode,
+        ),
+        Test::new(
+            "a_task_runs_in_the_trace_it_was_submitted_in",
+            a_task_runs_in_the_trace_it_was_submitted_in,
         ),
     ]);
 }

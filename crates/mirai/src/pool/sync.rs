@@ -77,7 +77,11 @@ impl Runner {
             .filter(|_| ordinary)
             .map(|seed| rng::stream_seed(seed, self.sequence.fetch_add(1, Ordering::Relaxed)));
         let ctx = TaskContext::new(id, stream).with_trace(trace.map(Vec::from));
-        let outcome = match run_caught(|| task.run(payload, &ctx)) {
+        // In the `execute` span a daemon would open, so traces look the same in process.
+        let ran = crate::trace::in_task_span(task.name(), &ctx, || {
+            run_caught(|| task.run(payload, &ctx))
+        });
+        let outcome = match ran {
             Ok(value) if value.len() as u64 > self.max_message => Outcome::ResultTooLarge {
                 size: value.len() as u64,
                 limit: self.max_message,
