@@ -376,15 +376,8 @@ fn plain_tcp_needs_an_explicit_yes_and_never_reaches_a_tls_listener() {
 #[test]
 fn mutual_tls_admits_only_the_pinned_daemon_certificate() {
     let daemon_id = Identity::generate(&["daemon"]).unwrap();
-    let dir = std::env::temp_dir().join(format!("mirai-security-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    struct Cleanup(std::path::PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(dir.clone());
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
     let cert = dir.join("daemon.pem");
     let key = dir.join("daemon.key");
     std::fs::write(&cert, daemon_id.cert_pem()).unwrap();
