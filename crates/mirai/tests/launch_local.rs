@@ -3,6 +3,7 @@
 //! through a stand-in `sbatch` that does the same, and a command template run through `sh -c`.
 //! Each daemon is this test binary; it dials back and runs a task.
 
+mod common;
 mod launch_support;
 
 use std::collections::BTreeSet;
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::KilledOnDrop;
 use launch_support::{Reap, SQUARE, ask, ask_everywhere, dispatcher, ends_within, this_program};
 use mirai::Daemons;
 use mirai::launch::{Error, Slurm, Template, manual};
@@ -47,18 +49,6 @@ impl Scratch {
     }
 }
 
-/// Children killed and reaped when dropped.
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn path_with(dir: &Path) -> String {
     format!(
         "{}:{}",
@@ -91,23 +81,22 @@ fn the_slurm_script_run_as_array_tasks_starts_one_daemon_each() {
         .join(" ");
     let file = scratch.path().join("job.sh");
     std::fs::write(&file, &script).unwrap();
-    let tasks = Children(
-        (0..2)
-            .map(|i| {
-                Command::new("bash")
-                    .arg(&file)
-                    .env("MIRAI_DAEMON_CREDENTIALS", &credentials)
-                    .env("SLURM_ARRAY_TASK_ID", i.to_string())
-                    .env("SLURM_ARRAY_JOB_ID", "77")
-                    .env("SLURM_JOB_ID", format!("{}", 78 + i))
-                    .env("PATH", path_with(scratch.path()))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect(),
-    );
+    let tasks: Vec<KilledOnDrop> = (0..2)
+        .map(|i| {
+            Command::new("bash")
+                .arg(&file)
+                .env("MIRAI_DAEMON_CREDENTIALS", &credentials)
+                .env("SLURM_ARRAY_TASK_ID", i.to_string())
+                .env("SLURM_ARRAY_JOB_ID", "77")
+                .env("SLURM_JOB_ID", format!("{}", 78 + i))
+                .env("PATH", path_with(scratch.path()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .map(KilledOnDrop)
+        .collect();
     let answers = [ask(&d, PATIENCE), ask(&d, PATIENCE)];
     let _reap = Reap(answers.iter().map(|a| a.pid).collect());
     let got: BTreeSet<_> = answers
@@ -207,13 +196,13 @@ fn a_command_template_starts_a_daemon_with_its_placeholders_filled() {
 fn the_manual_command_typed_into_a_shell_starts_a_daemon() {
     let (d, join) = dispatcher();
     let line = manual(&join, 12, &this_program()).unwrap();
-    let shell = Children(vec![typed_into_a_shell(&line)]);
+    let shell = KilledOnDrop(typed_into_a_shell(&line));
     let answer = ask(&d, PATIENCE);
     let _reap = Reap(vec![answer.pid]);
     assert_eq!(answer.launch_id.as_deref(), Some("12"));
     assert_ne!(
         answer.pid,
-        shell.0[0].id(),
+        shell.0.id(),
         "the shell stays, the daemon is its child"
     );
     drop(d);
@@ -247,7 +236,7 @@ fn the_pools_remote_command_pasted_into_a_shell_joins_that_pool() {
         line.contains(&format!(" MIRAI_DAEMON_TLS_PIN={pin} ")),
         "{line}"
     );
-    let _shell = Children(vec![typed_into_a_shell(&line)]);
+    let _shell = KilledOnDrop(typed_into_a_shell(&line));
     let answer = &ask_everywhere(&pool, 1, PATIENCE)[0];
     let _reap = Reap(vec![answer.pid]);
     assert_eq!(answer.launch_id.as_deref(), Some("0"));

@@ -4,13 +4,15 @@
 //! runs a task. OpenSSH's `sshd` must be installed (Debian: `openssh-server`; `cargo xtask setup`
 //! installs it as root); without it the test fails, it never skips.
 
+mod common;
 mod launch_support;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::KilledOnDrop;
 use launch_support::{
     DAEMON_ARGS, EXPOSURE, RUN_SELF, Reap, SQUARE, alive, ask, ask_everywhere, dispatcher,
     ends_within, this_program,
@@ -52,7 +54,8 @@ fn free_port() -> u16 {
 /// A private sshd on 127.0.0.1 with its own host key, accepting one generated user key; killed
 /// and its directory removed when dropped.
 struct Sshd {
-    child: Child,
+    // Declared first: killed and reaped before its directory is removed.
+    child: KilledOnDrop,
     dir: tempfile::TempDir,
     port: u16,
     user: String,
@@ -109,14 +112,14 @@ impl Sshd {
             .trim()
             .to_owned();
         let mut sshd = Self {
-            child,
+            child: KilledOnDrop(child),
             dir: scratch,
             port,
             user,
         };
         let t = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = sshd.child.try_wait().unwrap() {
+            if let Some(status) = sshd.child.0.try_wait().unwrap() {
                 panic!("sshd exited ({status}): {}", sshd.log());
             }
             assert!(
@@ -145,14 +148,6 @@ impl Sshd {
             .option("StrictHostKeyChecking=yes")
             .option("ConnectTimeout=10")
             .program(this_program())
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // `dir` (a `TempDir`) is removed next, once sshd no longer writes to it.
     }
 }
 
