@@ -75,10 +75,12 @@ pub fn serve_floor_child() {
 /// Blocking ping-pong of `size` bytes over a Unix stream socket with a child process: the
 /// floor every round-trip figure is compared with (`anchors.md`: 20,000 timed after 1,000 warm-up).
 pub fn uds_pingpong_floor(size: usize, warmup: usize, rounds: usize) -> Samples {
-    let dir = std::env::temp_dir().join(format!("mirai-floor-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("floor temp dir");
-    let path = dir.join("floor.sock");
-    let _ = std::fs::remove_file(&path);
+    // A fresh private directory (removed on drop, a panic included) with a short socket path.
+    let dir = tempfile::Builder::new()
+        .prefix("mirai-floor-")
+        .tempdir()
+        .expect("floor temp dir");
+    let path = dir.path().join("floor.sock");
     let listener = UnixListener::bind(&path).expect("floor bind");
     let mut child = Command::new(std::env::current_exe().expect("current exe"))
         .env(CHILD_ENV, format!("{}:{size}", path.display()))
@@ -86,7 +88,7 @@ pub fn uds_pingpong_floor(size: usize, warmup: usize, rounds: usize) -> Samples 
         .spawn()
         .expect("spawn floor child");
     let (mut s, _) = listener.accept().expect("floor accept");
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     let mut buf = vec![7u8; size];
     let mut samples = Vec::with_capacity(rounds);
     for i in 0..warmup + rounds {

@@ -7,7 +7,7 @@
 mod util;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -50,7 +50,7 @@ sys.stdin.read()
 
 /// The flooding process; killed and reaped whatever happens.
 struct Flood {
-    child: Child,
+    child: util::Reaped,
     stdin: Option<ChildStdin>,
 }
 
@@ -74,7 +74,10 @@ impl Flood {
             .spawn()
             .expect("python3");
         let stdin = child.stdin.take();
-        Self { child, stdin }
+        Self {
+            child: util::Reaped(child),
+            stdin,
+        }
     }
 
     fn go(&mut self) {
@@ -97,17 +100,10 @@ impl Flood {
     }
 }
 
-impl Drop for Flood {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A demo daemon that waits for a line on its stdin before it dials (so it can be started
 /// before the test takes descriptors away, and dial after).
 struct HeldDaemon {
-    child: Child,
+    child: util::Reaped,
 }
 
 impl HeldDaemon {
@@ -123,7 +119,9 @@ impl HeldDaemon {
             .stdin(Stdio::piped())
             .spawn()
             .expect("sh");
-        Self { child }
+        Self {
+            child: util::Reaped(child),
+        }
     }
 
     fn go(&mut self) {
@@ -133,13 +131,6 @@ impl HeldDaemon {
             .unwrap()
             .write_all(b"go\n")
             .unwrap();
-    }
-}
-
-impl Drop for HeldDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -213,7 +204,7 @@ fn out_of_descriptors_the_listener_keeps_accepting() {
         return emfile_child();
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "out_of_descriptors_the_listener_keeps_accepting",
@@ -223,14 +214,7 @@ fn out_of_descriptors_the_listener_keeps_accepting() {
         .env(CHILD, "1")
         .spawn()
         .unwrap();
-    struct Reap<'a>(&'a mut Child);
-    impl Drop for Reap<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let child = Reap(&mut child);
+    let mut child = util::Reaped(child);
     let deadline = std::time::Instant::now() + 2 * PATIENCE;
     let status = loop {
         if let Some(s) = child.0.try_wait().unwrap() {

@@ -1,7 +1,9 @@
 //! Outcomes reach exactly their own waiter, and outcomes nobody will take are never kept:
 //! the dispatcher with real daemon processes over abstract Unix sockets.
 
-use std::process::{Child, Command};
+mod util;
+
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -16,7 +18,9 @@ const PATIENCE: Duration = Duration::from_secs(30);
 const TOKEN: &str = "completions-pool-token";
 
 /// A daemon process, killed and reaped whatever happens to the test.
-struct Daemon(Child);
+struct Daemon {
+    _child: util::Reaped,
+}
 
 impl Daemon {
     fn spawn(url: &str) -> Self {
@@ -31,14 +35,9 @@ impl Daemon {
             )
             .spawn()
             .expect("spawn the demo daemon");
-        Self(child)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        Self {
+            _child: util::Reaped(child),
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! The dispatcher and real daemon processes over abstract Unix sockets.
 
-use std::process::{Child, Command, ExitStatus};
+mod util;
+
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 const TOKEN: &str = "daemon-process-pool-token";
 
 /// A daemon process, killed and reaped whatever happens to the test.
-struct Daemon(Child);
+struct Daemon(util::Reaped);
 
 impl Daemon {
     fn spawn(url: &str, token: &str, launch_id: u64, extra: &[&str]) -> Self {
@@ -30,7 +32,7 @@ impl Daemon {
             .args(extra)
             .spawn()
             .expect("spawn the demo daemon");
-        Self(child)
+        Self(util::Reaped(child))
     }
 
     fn wait_exit(&mut self) -> ExitStatus {
@@ -42,13 +44,6 @@ impl Daemon {
             assert!(Instant::now() < deadline, "daemon did not exit");
             std::thread::sleep(Duration::from_millis(10));
         }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

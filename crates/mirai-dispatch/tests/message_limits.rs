@@ -2,7 +2,7 @@
 //! in the init message, and a daemon answers a larger result with its size instead of sending
 //! it, staying connected.
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
@@ -22,7 +22,7 @@ const TOKEN: &str = "pool-token-for-the-shell-tests-2f9c";
 const LIMIT: u64 = 64 << 10;
 
 /// A demo daemon process, killed and reaped whatever happens to the test.
-struct Daemon(Child);
+struct Daemon(util::Reaped);
 
 impl Daemon {
     fn spawn(url: &str) -> Self {
@@ -31,18 +31,11 @@ impl Daemon {
             .env("MIRAI_DAEMON_TOKEN", TOKEN)
             .spawn()
             .expect("spawn the demo daemon");
-        Self(child)
+        Self(util::Reaped(child))
     }
 
     fn running(&mut self) -> bool {
         self.0.try_wait().expect("try_wait").is_none()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

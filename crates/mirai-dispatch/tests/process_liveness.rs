@@ -3,8 +3,10 @@
 //!
 //! Every process a test starts is killed and reaped by a guard, whether the test passes or not.
 
+mod util;
+
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
@@ -20,7 +22,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 const TOKEN: &str = "liveness-pool-token";
 
 /// A child process, killed and reaped whatever happens to the test.
-struct Proc(Child);
+struct Proc(util::Reaped);
 
 impl Proc {
     fn daemon(url: &str, launch_id: u64, extra: &[&str]) -> Self {
@@ -37,7 +39,7 @@ impl Proc {
             .args(extra)
             .spawn()
             .expect("spawn the demo daemon");
-        Self(child)
+        Self(util::Reaped(child))
     }
 
     fn signal(&self, signal: Signal) {
@@ -57,13 +59,6 @@ impl Proc {
             );
             std::thread::sleep(Duration::from_millis(5));
         }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -317,13 +312,13 @@ fn a_daemon_whose_host_falls_silent_exits() {
 /// Starts a `mirai-demo-daemon host` with `n` daemons each running an hour of `function`, and
 /// returns it with its daemons' pids (killed on drop if still alive).
 fn host_with_busy_daemons(n: usize, function: &str) -> (Proc, Orphans) {
-    let mut host = Proc(
+    let mut host = Proc(util::Reaped(
         Command::new(env!("CARGO_BIN_EXE_mirai-demo-daemon"))
             .args(["host", &unique_url(), &n.to_string(), function])
             .stdout(Stdio::piped())
             .spawn()
             .expect("spawn the host"),
-    );
+    ));
     let stdout = host.0.stdout.take().expect("the host's stdout");
     let mut line = String::new();
     BufReader::new(stdout)

@@ -4,9 +4,11 @@
 //! receive no task data and are disconnected, while the legitimate daemon keeps running its
 //! tasks undisturbed.
 
+mod util;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -22,7 +24,9 @@ const TOKEN: &[u8] = b"pool-token-7f3a-security";
 const MARKER: &[u8] = b"SECRET-TASK-DATA";
 
 /// A daemon process, killed and reaped whatever happens to the test.
-struct Daemon(Child);
+struct Daemon {
+    _child: util::Reaped,
+}
 
 impl Daemon {
     fn spawn(url: &str, token: &[u8], extra: &[&str]) -> Self {
@@ -39,14 +43,9 @@ impl Daemon {
             .args(extra)
             .spawn()
             .expect("spawn the demo daemon");
-        Self(child)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        Self {
+            _child: util::Reaped(child),
+        }
     }
 }
 
@@ -376,15 +375,8 @@ fn plain_tcp_needs_an_explicit_yes_and_never_reaches_a_tls_listener() {
 #[test]
 fn mutual_tls_admits_only_the_pinned_daemon_certificate() {
     let daemon_id = Identity::generate(&["daemon"]).unwrap();
-    let dir = std::env::temp_dir().join(format!("mirai-security-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    struct Cleanup(std::path::PathBuf);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(dir.clone());
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path();
     let cert = dir.join("daemon.pem");
     let key = dir.join("daemon.key");
     std::fs::write(&cert, daemon_id.cert_pem()).unwrap();

@@ -2,6 +2,8 @@
 //! exits, and the dispatcher emits a `tracing` warning for it and for a peer that never says
 //! hello. A small subscriber installed for this test process captures the events.
 
+mod util;
+
 use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -83,21 +85,14 @@ fn wrong_token_daemon_is_refused_logged_and_exits() {
     config.hello_timeout = Duration::from_millis(500);
     let (d, events) = Dispatcher::start(config).unwrap();
     let pin = d.tls_fingerprint().unwrap().to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mirai-demo-daemon"))
+    let child = Command::new(env!("CARGO_BIN_EXE_mirai-demo-daemon"))
         .args(["--url", d.url(), "--launch-id", "42"])
         .env("MIRAI_DAEMON_TOKEN", "wrong-token-wrong-token")
         .args(["--tls-pin", &pin])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    struct Reap<'a>(&'a mut std::process::Child);
-    impl Drop for Reap<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let child = Reap(&mut child);
+    let mut child = util::Reaped(child);
     let event = events.recv_timeout(PATIENCE).unwrap();
     assert_eq!(
         event,

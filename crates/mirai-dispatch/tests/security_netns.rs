@@ -6,6 +6,8 @@
 //! when it ends, however it ends. It needs root and iproute2's `ip`; without them it fails with
 //! a message saying so (it never passes without running).
 
+mod util;
+
 use std::net::Ipv4Addr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -113,15 +115,6 @@ impl Drop for Netns {
     }
 }
 
-struct Reap(Child);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn net_namespace_of(pid: u32) -> std::path::PathBuf {
     std::fs::read_link(format!("/proc/{pid}/ns/net")).expect("read a process's net namespace")
 }
@@ -133,7 +126,7 @@ fn daemon_in_its_own_network_namespace_runs_tasks_over_pinned_tls() {
     let (d, events) = Dispatcher::start(DispatcherConfig::new(url, TOKEN.as_bytes().to_vec()))
         .expect("start the dispatcher");
     let pin = d.tls_fingerprint().expect("fingerprint").to_string();
-    let daemon = Reap(ns.spawn(
+    let daemon = util::Reaped(ns.spawn(
         env!("CARGO_BIN_EXE_mirai-demo-daemon"),
         &["--url", d.url(), "--tls-pin", &pin],
     ));

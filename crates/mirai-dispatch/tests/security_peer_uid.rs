@@ -9,7 +9,7 @@
 mod util;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc::Receiver;
 
@@ -149,26 +149,14 @@ fn assert_foreign_peer_reported(events: &Receiver<DaemonEvent>, uid: u32) {
     );
 }
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str, mode: u32) -> Self {
-        let dir = std::env::temp_dir().join(unique(&format!("peer-uid-{tag}")));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
-        Self(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A directory with a unique name and `mode`, removed on drop (a failed test included).
+fn dir_with_mode(tag: &str, mode: u32) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("peer-uid-{tag}-"))
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode)).unwrap();
+    dir
 }
 
 #[test]
@@ -188,7 +176,7 @@ fn another_user_is_refused_on_local_transports_and_a_daemon_still_joins() {
     drop(d);
 
     // ipc://: the file is 0600, so the other user cannot even connect ...
-    let dir = TempDir::new("ipc", 0o755);
+    let dir = dir_with_mode("ipc", 0o755);
     let path = dir.path().join("pool.sock");
     let url = format!("ipc://{}", path.display());
     let (d, events) = Dispatcher::start(DispatcherConfig::new(url, TOKEN.to_vec())).unwrap();
@@ -212,7 +200,7 @@ fn a_socket_directory_another_user_could_rewrite_is_refused() {
         Dispatcher::start(DispatcherConfig::new(url, TOKEN.to_vec()))
     };
     // Writable by all, no sticky bit: anyone could replace the socket.
-    let open = TempDir::new("open", 0o777);
+    let open = dir_with_mode("open", 0o777);
     let refused = start(open.path());
     assert!(
         matches!(
@@ -223,7 +211,7 @@ fn a_socket_directory_another_user_could_rewrite_is_refused() {
     );
     assert!(!open.path().join("pool.sock").exists());
     // Owned by another user.
-    let theirs = TempDir::new("theirs", 0o755);
+    let theirs = dir_with_mode("theirs", 0o755);
     std::os::unix::fs::chown(theirs.path(), Some(user.uid()), None).unwrap();
     let refused = start(theirs.path());
     assert!(
@@ -234,7 +222,7 @@ fn a_socket_directory_another_user_could_rewrite_is_refused() {
         "{refused:?}"
     );
     // Sticky and writable by all (as /tmp is): others cannot remove our file.
-    let sticky = TempDir::new("sticky", 0o1777);
+    let sticky = dir_with_mode("sticky", 0o1777);
     let (d, _events) = start(sticky.path()).expect("a sticky directory is fine");
     drop(d);
     // The socket file is removed when the dispatcher stops.

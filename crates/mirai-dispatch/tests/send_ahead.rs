@@ -4,7 +4,9 @@
 //!
 //! Every process a test starts is killed and reaped by a guard, whether the test passes or not.
 
-use std::process::{Child, Command};
+mod util;
+
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
@@ -20,7 +22,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 const LONG_MS: u64 = 120_000;
 
 /// A daemon process, killed and reaped whatever happens to the test.
-struct Proc(Child);
+struct Proc(util::Reaped);
 
 impl Proc {
     fn daemon(url: &str) -> Self {
@@ -29,18 +31,11 @@ impl Proc {
             .env("MIRAI_DAEMON_TOKEN", TOKEN)
             .spawn()
             .expect("spawn the demo daemon");
-        Self(child)
+        Self(util::Reaped(child))
     }
 
     fn pid(&self) -> u32 {
         self.0.id()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

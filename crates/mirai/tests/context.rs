@@ -3,7 +3,6 @@
 //! and the task's id and attempt number. This binary is its own daemon program (`main` first
 //! calls `daemon_main_if_requested`).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use mirai::{Cancelled, Ctx, Daemons, Error, Pool, Registry, TaskFn, TaskOptions, task, task_ctx};
@@ -83,15 +82,6 @@ fn draws(pool: &Pool) -> Vec<Vec<u64>> {
     out.into_iter().map(|(_, numbers)| numbers).collect()
 }
 
-/// A file removed when dropped, so none is left behind by a failing test.
-struct TempPath(PathBuf);
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 fn kill(pid: u32) {
     let status = std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
@@ -112,9 +102,10 @@ fn streams_are_the_same_with_1_2_and_4_daemons_and_a_killed_one() {
     }
 
     // Two daemons, one killed while it runs task 300 (whose first attempt stalls).
-    let stall =
-        TempPath(std::env::temp_dir().join(format!("mirai-context-stall-{}", std::process::id())));
-    let path = stall.0.to_string_lossy().into_owned();
+    // In a unique directory removed on drop, so none is left behind by a failing test.
+    let scratch = tempfile::tempdir().expect("a scratch directory");
+    let stall = scratch.path().join("stall");
+    let path = stall.to_string_lossy().into_owned();
     let pool = seeded(2);
     let retry = TaskOptions::new().retries(2);
     let handles: Vec<_> = (0..TASKS)
@@ -125,7 +116,7 @@ fn streams_are_the_same_with_1_2_and_4_daemons_and_a_killed_one() {
         .collect();
     let mut victim = None;
     common::eventually(PATIENCE, "task 300 stalls on a daemon", || {
-        victim = std::fs::read_to_string(&stall.0)
+        victim = std::fs::read_to_string(&stall)
             .ok()
             .and_then(|s| s.parse::<u32>().ok());
         victim.is_some()
@@ -162,12 +153,12 @@ fn unseeded_pools_draw_fresh_entropy() {
 
 fn a_cooperative_task_stops_at_cancel_without_a_kill() {
     let pool = Daemons::new().local(1).start().expect("start the pool");
-    let mark =
-        TempPath(std::env::temp_dir().join(format!("mirai-context-spin-{}", std::process::id())));
-    let read_mark = || std::fs::read_to_string(&mark.0).unwrap_or_default();
+    let scratch = tempfile::tempdir().expect("a scratch directory");
+    let mark = scratch.path().join("spin");
+    let read_mark = || std::fs::read_to_string(&mark).unwrap_or_default();
     let daemon = pool.submit(&PID, ()).unwrap().wait().unwrap();
     let spinning = pool
-        .submit(&SPIN, mark.0.to_string_lossy().into_owned())
+        .submit(&SPIN, mark.to_string_lossy().into_owned())
         .unwrap();
     common::eventually(PATIENCE, "the spin runs", || read_mark() == "started");
     spinning.cancel();

@@ -55,30 +55,36 @@ fn registry() -> Registry {
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A file a task creates when it starts, removed when the test ends (even by panicking).
-struct StartMark(std::path::PathBuf);
+/// A file a task creates when it starts, in a unique directory removed when the test ends
+/// (even by panicking).
+struct StartMark {
+    file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
 
 impl StartMark {
     fn new(name: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("mirai-test-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        Self(path)
+        let dir = tempfile::tempdir().expect("a scratch directory");
+        Self {
+            file: dir.path().join(name),
+            _dir: dir,
+        }
     }
     fn path(&self) -> String {
-        self.0.to_string_lossy().into_owned()
+        self.file.to_string_lossy().into_owned()
     }
     fn is_set(&self) -> bool {
-        self.0.exists()
+        self.file.exists()
     }
     /// The process id of the daemon that wrote the mark.
     fn pid(&self) -> u32 {
-        std::fs::read_to_string(&self.0)
+        std::fs::read_to_string(&self.file)
             .expect("read the start mark")
             .parse()
             .expect("a process id")
     }
     fn clear(&self) {
-        let _ = std::fs::remove_file(&self.0);
+        let _ = std::fs::remove_file(&self.file);
     }
 }
 
@@ -88,12 +94,6 @@ fn kill_9(pid: u32) {
         .status()
         .unwrap();
     assert!(killed.success());
-}
-
-impl Drop for StartMark {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 fn pool(n: usize) -> Pool {

@@ -122,24 +122,12 @@ fn host() -> ! {
     }
 }
 
-/// A directory removed when dropped.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn a_killed_host_leaves_no_busy_daemon_behind() {
-    let marks =
-        Scratch(std::env::temp_dir().join(format!("mirai-host-loss-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&marks.0);
-    std::fs::create_dir_all(&marks.0).expect("create the marks directory");
+    let marks = tempfile::tempdir().expect("create the marks directory");
     let mut host = common::KilledOnDrop(
         Command::new(std::env::current_exe().expect("this program"))
             .env(ROLE, "host")
-            .env(MARKS, &marks.0)
+            .env(MARKS, marks.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
@@ -158,7 +146,7 @@ fn a_killed_host_leaves_no_busy_daemon_behind() {
         .collect();
     let daemons = common::Orphans(pids);
     // Exactly these three ran the tasks, one each.
-    let mut ran: Vec<u32> = std::fs::read_dir(&marks.0)
+    let mut ran: Vec<u32> = std::fs::read_dir(marks.path())
         .expect("the marks")
         .map(|e| {
             e.expect("a mark")

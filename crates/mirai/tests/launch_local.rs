@@ -3,6 +3,7 @@
 //! through a stand-in `sbatch` that does the same, and a command template run through `sh -c`.
 //! Each daemon is this test binary; it dials back and runs a task.
 
+mod common;
 mod launch_support;
 
 use std::collections::BTreeSet;
@@ -11,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::KilledOnDrop;
 use launch_support::{Reap, SQUARE, ask, ask_everywhere, dispatcher, ends_within, this_program};
 use mirai::Daemons;
 use mirai::launch::{Error, Slurm, Template, manual};
@@ -23,40 +25,27 @@ fn daemon_entry() {
     launch_support::daemon_entry();
 }
 
-/// A scratch directory removed when dropped.
-struct Scratch(PathBuf);
+/// A scratch directory with a unique name, removed when dropped.
+struct Scratch(tempfile::TempDir);
 
 impl Scratch {
     fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("mirai-launch-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("mirai-launch-{tag}-"))
+            .tempdir()
+            .unwrap();
         Self(dir)
     }
 
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
     fn executable(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
+        let path = self.path().join(name);
         std::fs::write(&path, text).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Children killed and reaped when dropped.
-struct Children(Vec<Child>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -72,7 +61,7 @@ fn path_with(dir: &Path) -> String {
 fn the_slurm_script_run_as_array_tasks_starts_one_daemon_each() {
     let scratch = Scratch::new("slurm");
     // `module` as a cluster provides it, recording what it was asked to load.
-    let record = scratch.0.join("modules.txt");
+    let record = scratch.path().join("modules.txt");
     scratch.executable(
         "module",
         &format!("#!/bin/sh\necho \"$@\" >> '{}'\n", record.display()),
@@ -90,25 +79,24 @@ fn the_slurm_script_run_as_array_tasks_starts_one_daemon_each() {
     let credentials = [100, 101]
         .map(|id| join.credential(id).expose_str().unwrap().to_owned())
         .join(" ");
-    let file = scratch.0.join("job.sh");
+    let file = scratch.path().join("job.sh");
     std::fs::write(&file, &script).unwrap();
-    let tasks = Children(
-        (0..2)
-            .map(|i| {
-                Command::new("bash")
-                    .arg(&file)
-                    .env("MIRAI_DAEMON_CREDENTIALS", &credentials)
-                    .env("SLURM_ARRAY_TASK_ID", i.to_string())
-                    .env("SLURM_ARRAY_JOB_ID", "77")
-                    .env("SLURM_JOB_ID", format!("{}", 78 + i))
-                    .env("PATH", path_with(&scratch.0))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect(),
-    );
+    let tasks: Vec<KilledOnDrop> = (0..2)
+        .map(|i| {
+            Command::new("bash")
+                .arg(&file)
+                .env("MIRAI_DAEMON_CREDENTIALS", &credentials)
+                .env("SLURM_ARRAY_TASK_ID", i.to_string())
+                .env("SLURM_ARRAY_JOB_ID", "77")
+                .env("SLURM_JOB_ID", format!("{}", 78 + i))
+                .env("PATH", path_with(scratch.path()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .map(KilledOnDrop)
+        .collect();
     let answers = [ask(&d, PATIENCE), ask(&d, PATIENCE)];
     let _reap = Reap(answers.iter().map(|a| a.pid).collect());
     let got: BTreeSet<_> = answers
@@ -159,7 +147,7 @@ fn submit_hands_the_script_to_sbatch_and_returns_the_job_id() {
     let _reap = Reap(vec![answer.pid]);
     assert_eq!(answer.slurm_array_task_id.as_deref(), Some("0"));
     assert_eq!(
-        std::fs::read_to_string(scratch.0.join("submitted.sh")).unwrap(),
+        std::fs::read_to_string(scratch.path().join("submitted.sh")).unwrap(),
         slurm.script(&join, 0, 1).unwrap()
     );
     drop(d);
@@ -179,7 +167,7 @@ fn submit_hands_the_script_to_sbatch_and_returns_the_job_id() {
     );
     let missing = Slurm::new()
         .program(this_program())
-        .sbatch_program(scratch.0.join("absent").to_str().unwrap())
+        .sbatch_program(scratch.path().join("absent").to_str().unwrap())
         .submit(&join, 0, 1)
         .unwrap_err();
     assert!(matches!(missing, Error::NotFound { .. }), "{missing:?}");
@@ -208,13 +196,13 @@ fn a_command_template_starts_a_daemon_with_its_placeholders_filled() {
 fn the_manual_command_typed_into_a_shell_starts_a_daemon() {
     let (d, join) = dispatcher();
     let line = manual(&join, 12, &this_program()).unwrap();
-    let shell = Children(vec![typed_into_a_shell(&line)]);
+    let shell = KilledOnDrop(typed_into_a_shell(&line));
     let answer = ask(&d, PATIENCE);
     let _reap = Reap(vec![answer.pid]);
     assert_eq!(answer.launch_id.as_deref(), Some("12"));
     assert_ne!(
         answer.pid,
-        shell.0[0].id(),
+        shell.0.id(),
         "the shell stays, the daemon is its child"
     );
     drop(d);
@@ -248,7 +236,7 @@ fn the_pools_remote_command_pasted_into_a_shell_joins_that_pool() {
         line.contains(&format!(" MIRAI_DAEMON_TLS_PIN={pin} ")),
         "{line}"
     );
-    let _shell = Children(vec![typed_into_a_shell(&line)]);
+    let _shell = KilledOnDrop(typed_into_a_shell(&line));
     let answer = &ask_everywhere(&pool, 1, PATIENCE)[0];
     let _reap = Reap(vec![answer.pid]);
     assert_eq!(answer.launch_id.as_deref(), Some("0"));
@@ -322,7 +310,7 @@ fn a_launcher_that_never_joins_is_stopped_at_the_launch_timeout() {
         .start()
         .unwrap();
     let scratch = Scratch::new("timeout");
-    let pidfile = scratch.0.join("pid");
+    let pidfile = scratch.path().join("pid");
     let line = format!("echo $$ > '{}'; exec sleep 600", pidfile.display());
     let err = pool.launch_with(&Template::new(line), 1).unwrap_err();
     assert!(
@@ -345,7 +333,7 @@ fn the_pool_submits_a_job_array_to_sbatch_and_its_daemons_run_tasks() {
     let scratch = Scratch::new("pool-sbatch");
     let sbatch = scratch.executable("sbatch", FAKE_SBATCH);
     let pool = Daemons::new().url("tls+tcp://127.0.0.1:0").start().unwrap();
-    let cancelled = scratch.0.join("cancelled");
+    let cancelled = scratch.path().join("cancelled");
     let scancel = scratch.executable(
         "scancel",
         &format!("#!/bin/sh\necho \"$@\" >> '{}'\n", cancelled.display()),

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -62,7 +62,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// A private one-node cluster; every daemon killed and its directory removed when dropped.
 struct Cluster {
-    dir: PathBuf,
+    dir: tempfile::TempDir,
     daemons: Vec<Child>,
     _turn: MutexGuard<'static, ()>,
 }
@@ -79,11 +79,11 @@ impl Cluster {
             "install the Debian packages slurmctld slurmd slurm-client munge (`cargo xtask setup` does, as root)"
         );
         let turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("mirai-launch-slurm-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let scratch = tempfile::Builder::new()
+            .prefix("mirai-launch-slurm-")
+            .tempdir()
+            .unwrap();
+        let dir = scratch.path().to_path_buf();
         for sub in ["state", "spool"] {
             std::fs::create_dir_all(dir.join(sub)).unwrap();
         }
@@ -101,11 +101,11 @@ impl Cluster {
         )
         .unwrap();
         let mut cluster = Self {
-            dir,
+            dir: scratch,
             daemons: Vec::new(),
             _turn: turn,
         };
-        let d = cluster.dir.clone();
+        let d = cluster.dir.path().to_path_buf();
         let socket = d.join("munge.sock");
         cluster.spawn(Command::new(PROGRAMS[0]).args(["-F", "--force"]).args([
             format!("--socket={}", socket.display()),
@@ -196,12 +196,12 @@ impl Cluster {
 
     fn logs(&self) -> String {
         ["slurmctld.log", "slurmd.log"]
-            .map(|f| std::fs::read_to_string(self.dir.join(f)).unwrap_or_default())
+            .map(|f| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default())
             .join("\n")
     }
 
     fn tool(&self, name: &str) -> String {
-        self.dir.join(name).to_str().unwrap().to_owned()
+        self.dir.path().join(name).to_str().unwrap().to_owned()
     }
 }
 
@@ -224,7 +224,7 @@ impl Drop for Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // `dir` (a `TempDir`) is removed next, once no daemon writes to it.
     }
 }
 

@@ -4,13 +4,15 @@
 //! runs a task. OpenSSH's `sshd` must be installed (Debian: `openssh-server`; `cargo xtask setup`
 //! installs it as root); without it the test fails, it never skips.
 
+mod common;
 mod launch_support;
 
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::KilledOnDrop;
 use launch_support::{
     DAEMON_ARGS, EXPOSURE, RUN_SELF, Reap, SQUARE, alive, ask, ask_everywhere, dispatcher,
     ends_within, this_program,
@@ -52,8 +54,9 @@ fn free_port() -> u16 {
 /// A private sshd on 127.0.0.1 with its own host key, accepting one generated user key; killed
 /// and its directory removed when dropped.
 struct Sshd {
-    child: Child,
-    dir: PathBuf,
+    // Declared first: killed and reaped before its directory is removed.
+    child: KilledOnDrop,
+    dir: tempfile::TempDir,
     port: u16,
     user: String,
 }
@@ -64,11 +67,11 @@ impl Sshd {
             sshd_installed(),
             "{SSHD} is missing: install the Debian package openssh-server (`cargo xtask setup` does, as root)"
         );
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("mirai-launch-ssh-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = tempfile::Builder::new()
+            .prefix("mirai-launch-ssh-")
+            .tempdir()
+            .unwrap();
+        let dir = scratch.path().to_path_buf();
         for key in ["host_key", "user_key"] {
             run(Command::new("ssh-keygen")
                 .args(["-q", "-t", "ed25519", "-N", "", "-C", "mirai-test", "-f"])
@@ -109,14 +112,14 @@ impl Sshd {
             .trim()
             .to_owned();
         let mut sshd = Self {
-            child,
-            dir,
+            child: KilledOnDrop(child),
+            dir: scratch,
             port,
             user,
         };
         let t = Instant::now();
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = sshd.child.try_wait().unwrap() {
+            if let Some(status) = sshd.child.0.try_wait().unwrap() {
                 panic!("sshd exited ({status}): {}", sshd.log());
             }
             assert!(
@@ -130,29 +133,21 @@ impl Sshd {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("sshd.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 
     /// A launcher for this server, host key checked against the generated one.
     fn ssh(&self) -> Ssh {
         Ssh::new(&format!("{}@127.0.0.1:{}", self.user, self.port))
             .unwrap()
-            .identity(self.dir.join("user_key"))
+            .identity(self.dir.path().join("user_key"))
             .option(format!(
                 "UserKnownHostsFile={}",
-                self.dir.join("known_hosts").display()
+                self.dir.path().join("known_hosts").display()
             ))
             .option("StrictHostKeyChecking=yes")
             .option("ConnectTimeout=10")
             .program(this_program())
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -310,7 +305,7 @@ fn a_refused_ssh_login_fails_the_launch_with_ssh_status_and_stderr() {
     let pool = Daemons::new().url("tls+tcp://127.0.0.1:0").start().unwrap();
     // The host key is no user key this server accepts.
     let err = pool
-        .launch(&sshd.ssh().identity(sshd.dir.join("host_key")), 1)
+        .launch(&sshd.ssh().identity(sshd.dir.path().join("host_key")), 1)
         .unwrap_err();
     match err {
         mirai::Error::Launch(Error::Refused {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::future::poll_fn;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -70,20 +70,21 @@ fn pool(n: usize) -> Pool {
     pool
 }
 
-/// A scratch directory, removed when dropped (even by a failing test).
-struct Scratch(PathBuf);
+/// A scratch directory with a unique name, removed when dropped (even by a failing test).
+struct Scratch(tempfile::TempDir);
 
 impl Scratch {
     fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("mirai-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the scratch directory");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("mirai-{name}-"))
+            .tempdir()
+            .expect("create the scratch directory");
         Self(dir)
     }
 
     fn job(&self, index: u64, sleep_ms: u64, fail: bool) -> Job {
         Job {
-            dir: self.0.to_string_lossy().into_owned(),
+            dir: self.0.path().to_string_lossy().into_owned(),
             index,
             sleep_ms,
             fail,
@@ -92,19 +93,13 @@ impl Scratch {
 
     /// The indices of the tasks that started.
     fn started(&self) -> BTreeSet<u64> {
-        std::fs::read_dir(&self.0)
+        std::fs::read_dir(self.0.path())
             .expect("read the scratch directory")
             .map(|e| {
                 let name = e.expect("an entry").file_name();
                 name.to_string_lossy().parse().expect("an index")
             })
             .collect()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -302,5 +302,61 @@ fn main() {
             "a_task_runs_in_the_trace_it_was_submitted_in",
             a_task_runs_in_the_trace_it_was_submitted_in,
         ),
+        Test::new(
+            "the_harness_reads_libtests_command_line",
+            the_harness_reads_libtests_command_line,
+        ),
     ]);
+}
+
+/// This binary run again with `args`: its exit status and stdout.
+fn this_binary(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(args)
+        .output()
+        .expect("run this test binary");
+    (out.status, String::from_utf8(out.stdout).unwrap())
+}
+
+/// The names `--list` prints with `args`, in order.
+fn listed(args: &[&str]) -> Vec<String> {
+    let (status, out) = this_binary(&[&["--list"], args].concat());
+    assert!(status.success(), "--list {args:?}: {status}");
+    out.lines()
+        .filter_map(|l| l.strip_suffix(": test"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The harness (shared by the binaries that are their own daemon program) reads libtest's
+/// command line: a filter keeps the names containing it, `--skip` leaves tests out, `--exact`
+/// matches whole names, and a run prints each test's name and result.
+fn the_harness_reads_libtests_command_line() {
+    let all = listed(&[]);
+    assert_eq!(all.len(), 5, "{all:?}");
+    let (values, errors) = (
+        "values_streams_and_ids_match_a_daemon_pool",
+        "errors_match_a_daemon_pool",
+    );
+    assert_eq!(listed(&["match_a_daemon"]), [values, errors]);
+    // `--skip X` runs everything but X.
+    let without_errors: Vec<String> = all.iter().filter(|n| *n != errors).cloned().collect();
+    assert_eq!(listed(&["--skip", errors]), without_errors);
+    assert_eq!(listed(&["--skip", "match_a_daemon"]).len(), all.len() - 2);
+    // `--exact` compares whole names, for filters and skips alike.
+    assert!(listed(&["--exact", "match_a_daemon"]).is_empty());
+    assert_eq!(listed(&["--exact", errors]), [errors]);
+    assert_eq!(listed(&["--exact", "--skip", "match_a_daemon"]), all);
+    assert_eq!(listed(&["--exact", "--skip", values]).len(), all.len() - 1);
+    // A run of one test by its exact name: its line, and the others counted as filtered out.
+    let (status, out) = this_binary(&["--exact", errors]);
+    assert!(status.success(), "{out}");
+    assert!(out.contains(&format!("test {errors} ... ok")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "1 passed; 0 failed; 0 ignored; 0 measured; {} filtered out",
+            all.len() - 1
+        )),
+        "{out}"
+    );
 }

@@ -3,7 +3,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::task::{Context, Poll, Wake, Waker};
@@ -14,15 +13,6 @@ use nano_transport::conn::SharedBody;
 use nano_transport::{Error, PipeEvent, Protocol, Socket};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// Removes the ipc socket file however the test ends.
-struct FileGuard(PathBuf);
-
-impl Drop for FileGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Transport {
@@ -38,21 +28,27 @@ fn unique() -> usize {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-/// A URL to listen on and the guard that cleans it up.
-fn endpoint(t: Transport) -> (String, Option<FileGuard>) {
+/// A URL to listen on and, for ipc, the socket's fresh directory, removed (with the socket
+/// file) however the test ends.
+fn endpoint(t: Transport) -> (String, Option<tempfile::TempDir>) {
     let tag = format!("nt-{}-{}", std::process::id(), unique());
     match t {
         Transport::Tcp => ("tcp://127.0.0.1:0".into(), None),
         Transport::Ipc => {
-            let path = std::env::temp_dir().join(format!("{tag}.ipc"));
-            (format!("ipc://{}", path.display()), Some(FileGuard(path)))
+            let dir = tempfile::Builder::new().prefix("nt-").tempdir().unwrap();
+            let path = dir.path().join(format!("{tag}.ipc"));
+            (format!("ipc://{}", path.display()), Some(dir))
         }
         Transport::Abstract => (format!("abstract://{tag}"), None),
     }
 }
 
 /// Listens `server` on a fresh endpoint of `t` and dials every client to it.
-fn connect(t: Transport, server: &Socket, clients: &[&Socket]) -> (String, Option<FileGuard>) {
+fn connect(
+    t: Transport,
+    server: &Socket,
+    clients: &[&Socket],
+) -> (String, Option<tempfile::TempDir>) {
     let (url, guard) = endpoint(t);
     let url = server.listen(&url).unwrap().local_url().to_owned();
     for c in clients {

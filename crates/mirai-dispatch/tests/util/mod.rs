@@ -93,3 +93,28 @@ pub fn resolutions(actions: Vec<Action>) -> Vec<(TaskId, Outcome)> {
 
 #[cfg(feature = "shell")]
 pub mod shell;
+
+/// A child process killed and reaped when dropped, so none outlives its test, even one that
+/// fails; it dereferences to the [`std::process::Child`].
+pub struct Reaped(pub std::process::Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ pub fn credential(id: u64) -> Vec<u8> {
 }
 
 /// A demo daemon process, killed and reaped whatever happens to the test.
-pub struct DemoDaemon(pub Child);
+pub struct DemoDaemon(pub super::Reaped);
 
 impl DemoDaemon {
     /// Starts a demo daemon of launch `launch_id` presenting `presented`.
@@ -37,7 +37,7 @@ impl DemoDaemon {
             )
             .spawn()
             .expect("spawn the demo daemon");
-        Self(child)
+        Self(super::Reaped(child))
     }
 
     /// Starts the legitimate daemon of launch `launch_id` (its own credential).
@@ -56,7 +56,7 @@ impl DemoDaemon {
             )
             .spawn()
             .expect("spawn the demo daemon");
-        Self(child)
+        Self(super::Reaped(child))
     }
 
     /// Waits (at most [`PATIENCE`]) for the process to end; returns its exit status.
@@ -74,13 +74,6 @@ impl DemoDaemon {
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.0.try_wait(), Ok(None))
-    }
-}
-
-impl Drop for DemoDaemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -453,15 +453,8 @@ mod tests {
 
     #[test]
     fn sbatch_gets_the_credentials_in_its_environment_and_never_as_arguments() {
-        let dir = std::env::temp_dir().join(format!("mirai-sbatch-env-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        struct Remove(std::path::PathBuf);
-        impl Drop for Remove {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
-        let _remove = Remove(dir.clone());
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path();
         let sbatch = dir.join("sbatch");
         std::fs::write(
             &sbatch,

@@ -1,9 +1,10 @@
-//! A small test runner for the integration tests that are their own daemon program.
+//! Support for the integration tests that are their own daemon program.
 //!
 //! These binaries use `harness = false`: `main` must first call `daemon_main_if_requested`, so
 //! the daemons they spawn (the same binary re-executed) serve tasks instead of running the
-//! tests. This runner keeps libtest's conventions that `cargo test` and `cargo xtask soak` use:
-//! a name filter, `--ignored`, `--include-ignored`, `--list`, and libtest's closing line.
+//! tests. [`run`] then hands the tests to libtest-mimic, which reads libtest's command line as
+//! `cargo test` and `cargo xtask soak` pass it (name filters, `--skip`, `--exact`, `--list`,
+//! `--ignored`, `--include-ignored`, `--test-threads`, ...) and prints libtest's lines.
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
@@ -32,51 +33,28 @@ impl Test {
     }
 }
 
-/// Runs the selected tests, prints libtest's summary line and exits with its status.
+/// Runs the tests the command line selects, prints libtest's lines and exits with its status.
+///
+/// The tests run one at a time unless `--test-threads` says otherwise: several of them watch
+/// process-wide state (this process's peak memory, its children, `/dev/shm`) that a test running
+/// beside them would change.
 pub(crate) fn run(tests: &[Test]) -> ! {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let has = |flag: &str| args.iter().any(|a| a == flag);
-    let filter = args.iter().find(|a| !a.starts_with('-')).cloned();
-    let (only_ignored, include_ignored) = (has("--ignored"), has("--include-ignored"));
-    let selected: Vec<&Test> = tests
+    let mut args = libtest_mimic::Arguments::from_args();
+    args.test_threads.get_or_insert(1);
+    let trials = tests
         .iter()
-        .filter(|t| filter.as_deref().is_none_or(|f| t.name.contains(f)))
+        .map(|t| {
+            let body = t.run;
+            // A panic in `body` fails the trial (libtest-mimic catches it); each test's pool
+            // is a local, so its daemons are reaped while the panic unwinds.
+            libtest_mimic::Trial::test(t.name, move || {
+                body();
+                Ok(())
+            })
+            .with_ignored_flag(t.ignored)
+        })
         .collect();
-    if has("--list") {
-        for t in &selected {
-            println!("{}: test", t.name);
-        }
-        std::process::exit(0);
-    }
-    let filtered_out = tests.len() - selected.len();
-    println!("\nrunning {} tests", selected.len());
-    let (mut passed, mut failed, mut ignored) = (0, 0, 0);
-    for t in selected {
-        let wanted = include_ignored || (t.ignored == only_ignored);
-        if !wanted {
-            println!("test {} ... ignored", t.name);
-            ignored += 1;
-            continue;
-        }
-        let start = std::time::Instant::now();
-        // Each test's pool is a local, so its daemons are reaped even when the test panics.
-        match std::panic::catch_unwind(t.run) {
-            Ok(()) => {
-                println!("test {} ... ok ({:.1?})", t.name, start.elapsed());
-                passed += 1;
-            }
-            Err(_) => {
-                println!("test {} ... FAILED", t.name);
-                failed += 1;
-            }
-        }
-    }
-    let verdict = if failed == 0 { "ok" } else { "FAILED" };
-    println!(
-        "\ntest result: {verdict}. {passed} passed; {failed} failed; {ignored} ignored; \
-         0 measured; {filtered_out} filtered out\n"
-    );
-    std::process::exit(if failed == 0 { 0 } else { 101 });
+    libtest_mimic::run(&args, trials).exit()
 }
 
 /// Waits until `cond` holds, panicking with `what` after `patience`.

@@ -106,21 +106,18 @@ impl Drop for ChildGuard {
     }
 }
 
-/// A temporary JSON file, removed when dropped.
-pub struct TempJson(pub PathBuf);
+/// A temporary JSON file with a unique name, removed when dropped.
+pub struct TempJson(pub tempfile::TempPath);
 
 impl TempJson {
     pub fn new(tag: &str, text: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("mori-shm-test-{}-{tag}.json", std::process::id()));
-        std::fs::write(&path, text).unwrap();
-        Self(path)
-    }
-}
-
-impl Drop for TempJson {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let mut file = tempfile::Builder::new()
+            .prefix(&format!("mori-shm-test-{tag}-"))
+            .suffix(".json")
+            .tempfile()
+            .unwrap();
+        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+        Self(file.into_temp_path())
     }
 }
 

@@ -12,7 +12,7 @@
 
 pub(crate) mod users;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -241,7 +241,6 @@ impl PeerProcess {
 
     /// Write one line to the child's stdin.
     pub(crate) fn write_line(&mut self, line: &str) {
-        use std::io::Write;
         let stdin = self
             .child
             .as_mut()
@@ -373,7 +372,8 @@ impl Transport {
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     pub(crate) url: String,
-    file: Option<PathBuf>,
+    /// An ipc socket's directory, removed (with the socket file) on drop.
+    dir: Option<tempfile::TempDir>,
 }
 
 impl Endpoint {
@@ -384,24 +384,31 @@ impl Endpoint {
         match transport {
             Transport::Tcp => Self {
                 url: format!("tcp://127.0.0.1:{}", free_tcp_port()),
-                file: None,
+                dir: None,
             },
             Transport::Ipc => {
-                let path = std::env::temp_dir().join(format!("{}.ipc", unique_name(tag)));
+                // A fresh directory, searchable by all so that tests can hand the socket to
+                // other users (the socket file itself is 0600); short, to fit in sun_path.
+                let dir = tempfile::Builder::new().prefix("nt-").tempdir().unwrap();
+                std::fs::set_permissions(
+                    dir.path(),
+                    std::os::unix::fs::PermissionsExt::from_mode(0o755),
+                )
+                .unwrap();
+                let path = dir.path().join(format!("{tag}.ipc"));
                 assert!(
                     path.as_os_str().len() < 100,
                     "ipc path too long for sun_path: {}",
                     path.display()
                 );
-                let _ = std::fs::remove_file(&path);
                 Self {
                     url: format!("ipc://{}", path.display()),
-                    file: Some(path),
+                    dir: Some(dir),
                 }
             }
             Transport::Abstract => Self {
                 url: format!("abstract://{}", unique_name(tag)),
-                file: None,
+                dir: None,
             },
         }
     }
@@ -410,41 +417,36 @@ impl Endpoint {
     pub(crate) fn tcp_any() -> Self {
         Self {
             url: "tcp://127.0.0.1:0".to_owned(),
-            file: None,
+            dir: None,
         }
     }
 }
 
-impl Drop for Endpoint {
-    fn drop(&mut self) {
-        if let Some(path) = &self.file {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// A file in the temp dir with unique name and given contents, removed when dropped.
+/// A file in the temp dir with a unique name and given contents, removed when dropped.
 #[derive(Debug)]
 pub(crate) struct TempFile {
     pub(crate) path: PathBuf,
+    _file: tempfile::TempPath,
 }
 
 impl TempFile {
     pub(crate) fn new(tag: &str, contents: &[u8]) -> Self {
-        let path = std::env::temp_dir().join(unique_name(tag));
-        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        Self { path }
+        let mut file = tempfile::Builder::new()
+            .prefix(&format!("nt-{tag}-"))
+            .tempfile()
+            .unwrap();
+        file.write_all(contents)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.path().display()));
+        let file = file.into_temp_path();
+        Self {
+            path: file.to_path_buf(),
+            _file: file,
+        }
     }
 
     /// The path as a `&str` (temp paths are UTF-8 here).
     pub(crate) fn as_str(&self) -> &str {
         self.path.to_str().expect("utf-8 temp path")
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
