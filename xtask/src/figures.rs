@@ -90,7 +90,7 @@ const README_FIGURES: &[(&str, &str)] = &[
         "payload",
     ),
     (
-        "region_results/result 200 MB as a region",
+        "region_results/result 200 MB written in place in a region",
         "the same through the socket",
     ),
     (
