@@ -159,29 +159,30 @@ fn wait_for_daemons(pool: &Pool, n: u64) {
     }
 }
 
-/// (p50 round trip in us, map tasks/s) of ProcessPoolExecutor with `workers` processes.
-fn ppe(workers: usize, rounds: usize) -> Option<(f64, f64)> {
-    let python = std::env::var("MIRAI_INTEROP_PYTHON").unwrap_or_else(|_| "python3".into());
+/// (p50 round trip in us, map tasks/s) of ProcessPoolExecutor with `workers` processes; a
+/// missing or failing Python fails the bench, naming `cargo xtask setup`.
+fn ppe(workers: usize, rounds: usize) -> (f64, f64) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/peers/ppe_map_bench.py");
-    let out = Command::new(&python)
-        .args([
+    let text = mirai_benches::run_peer(
+        "ProcessPoolExecutor (python3)",
+        Command::new(mirai_benches::peer_python()).args([
             script,
             &workers.to_string(),
             &MAP_TASKS.to_string(),
             &rounds.to_string(),
-        ])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "ProcessPoolExecutor peer failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
+        ]),
+    );
+    let numbers: Vec<f64> = text
+        .split_whitespace()
+        .map_while(|n| n.parse().ok())
+        .collect();
+    match numbers[..] {
+        [p50, rate, ..] => (p50, rate),
+        _ => mirai_benches::missing_peer(
+            "ProcessPoolExecutor (python3)",
+            format_args!("ppe_map_bench.py printed {text:?}"),
+        ),
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut numbers = text.split_whitespace().map(str::parse::<f64>);
-    Some((numbers.next()?.ok()?, numbers.next()?.ok()?))
 }
 
 fn main() {
@@ -207,8 +208,8 @@ fn main() {
     let batch_awaited = batches(&two, true);
     drop(two);
 
-    let (ppe_rt, _) = ppe(1, 2_000).unwrap_or((f64::NAN, f64::NAN));
-    let (_, ppe_rate) = ppe(2, 200).unwrap_or((f64::NAN, f64::NAN));
+    let (ppe_rt, _) = ppe(1, 2_000);
+    let (_, ppe_rate) = ppe(2, 200);
 
     record(
         "mirai submit+wait 64 B p50 (1 daemon)",

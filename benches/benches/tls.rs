@@ -4,14 +4,15 @@
 //! - REQ/REP 64 B round trip p50 (tls vs tcp).
 //! - PUSH/PULL 64 B msg/s and 1 MiB GB/s (tls vs tcp).
 //! - Dial to first pipe (TCP connect + TLS handshake + SP header) vs a plain tcp dial.
-//! - Generating the startup certificate (ECDSA P-256), against a 10 ms budget.
+//! - Generating the startup certificate (ECDSA P-256), against one TLS dial of the same run
+//!   (goal: 10 ms at most, in the record's `goal` field).
 //!
 //! Both ends run in this process on separate threads (the machine has 2 cores): it is the
 //! relative cost of TLS that is measured here, not the cross-process latency of `transport`.
 
 use std::time::{Duration, Instant};
 
-use mirai_benches::{Samples, record};
+use mirai_benches::{Goal, Samples, record, record_with_goal};
 use nano_transport::tls::{ClientAuth, Identity, ServerAuth, TlsConfig};
 use nano_transport::{Protocol, Socket};
 
@@ -144,13 +145,6 @@ fn main() {
         gen_times.push(t.elapsed());
     }
     let gen_times = Samples::new(gen_times);
-    record(
-        "tls certificate generation (ECDSA P-256) p50",
-        gen_times.p50_us() / 1e3,
-        "ms",
-        "budget 10 ms",
-        10.0,
-    );
 
     let (tls, tcp) = setups();
     let (t, p) = (reqrep(&tls), reqrep(&tcp));
@@ -186,5 +180,14 @@ fn main() {
         "us",
         "tcp p50",
         p.p50_us(),
+    );
+    // Against what one handshake costs, measured above; the 10 ms budget is the goal.
+    record_with_goal(
+        "tls certificate generation (ECDSA P-256) p50",
+        gen_times.p50_us() / 1e3,
+        "ms",
+        "dial to first pipe p50 tls+tcp",
+        t.p50_us() / 1e3,
+        Goal::value_at_most(10.0),
     );
 }

@@ -4,7 +4,10 @@
 //! Unix-socket ping-pong between two processes, a `memcpy`) or a peer (pynng, Python's
 //! `ProcessPoolExecutor`) in the same run and reports the ratio. [`record`] prints one line and,
 //! when `MIRAI_BENCH_RECORDS` names a file (as `cargo xtask bench` does), appends it there as a
-//! JSON record `{name, value, unit, peer, peer_value, ratio}`.
+//! JSON record `{name, value, unit, peer, peer_value, ratio}`; [`record_with_goal`] adds a
+//! `goal` field `{of, cmp, target, met}`. The peer is always a measurement of the same run,
+//! never a target; a missing or failed peer fails the bench ([`missing_peer`], naming
+//! `cargo xtask setup`) and a non-finite figure is never recorded.
 //!
 //! A benchmark binary that uses [`uds_pingpong_floor`] must call [`serve_floor_child`] first
 //! thing in `main`: the floor re-executes the binary as its echo process.
@@ -19,6 +22,11 @@ use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+mod record;
+pub use record::{
+    Cmp, Goal, Of, figure_json, missing_peer, peer_python, record, record_with_goal, run_peer,
+};
 
 const CHILD_ENV: &str = "MIRAI_BENCH_FLOOR_ECHO";
 
@@ -145,28 +153,6 @@ pub fn memcpy_fresh_floor(bytes: usize) -> f64 {
             t.elapsed().as_secs_f64()
         })
         .fold(f64::INFINITY, f64::min)
-}
-
-/// Print one figure beside its peer or floor and append it to `$MIRAI_BENCH_RECORDS`.
-///
-/// `ratio` is `value / peer_value`; whether lower is better depends on the unit.
-pub fn record(name: &str, value: f64, unit: &str, peer: &str, peer_value: f64) {
-    let ratio = value / peer_value;
-    println!(
-        "{name:<48} {value:>12.3} {unit:<6} vs {peer:<28} {peer_value:>12.3}  ratio {ratio:.2}"
-    );
-    if let Ok(path) = std::env::var("MIRAI_BENCH_RECORDS") {
-        let rec = serde_json::json!({
-            "name": name, "value": value, "unit": unit,
-            "peer": peer, "peer_value": peer_value, "ratio": ratio,
-        });
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .expect("open bench records");
-        writeln!(f, "{rec}").expect("write bench record");
-    }
 }
 
 /// Proportional set size of process `pid`, in bytes (the `Pss:` line of its `smaps_rollup`).

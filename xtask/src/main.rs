@@ -6,9 +6,12 @@
 //!   NAME`).
 //! - `setup`: installs the third-party peers the interop tests talk to: a Python virtualenv with
 //!   pynng under `target/interop-venv`, and Debian's `nng-utils` (nngcat) when running as root.
-//! - `lint`: the fmt check, clippy and rustdoc of `test`, alone.
+//! - `lint`: the figures check (`figures --check`), the fmt check, clippy and rustdoc of `test`.
 //! - `bench [--json FILE]`: runs every benchmark and prints the ratios against the floors and peers
-//!   measured in the same run; `--json` also writes them as JSON records.
+//!   measured in the same run; `--json` also writes them as JSON lines, a header naming the
+//!   machine and the commit first (see the `bench` module).
+//! - `figures [--check]`: rewrites the README's figures and docs/benchmarks.md's run table from the
+//!   committed run `docs/bench/latest.jsonl`; `--check` (part of `lint`) fails when they differ.
 //! - `fuzz TARGET [SECONDS]`: runs one fuzz target (60 seconds unless told).
 //! - `fuzz-smoke`: builds every fuzz target and runs each for 10 seconds.
 //! - `soak`: the long, ignored stress tests.
@@ -21,6 +24,9 @@ use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod figures;
+
 type Result<T = ()> = std::result::Result<T, String>;
 
 /// Project chores.
@@ -28,7 +34,7 @@ type Result<T = ()> = std::result::Result<T, String>;
 #[command(
     name = "cargo xtask",
     bin_name = "cargo xtask",
-    about = "Project chores: test, setup, lint, bench, fuzz, soak."
+    about = "Project chores: test, setup, lint, bench, figures, fuzz, soak."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -51,13 +57,20 @@ enum Task {
     /// Installs the third-party peers of the interop tests (pynng in a virtualenv; Debian's
     /// nng-utils, OpenSSH and Slurm when root).
     Setup,
-    /// fmt check, clippy -D warnings and rustdoc -D warnings over the workspace.
+    /// The figures check, fmt check, clippy -D warnings and rustdoc -D warnings over the workspace.
     Lint,
     /// Every benchmark, printed as ratios against the floors and peers measured in the same run.
     Bench {
-        /// Also write the records as a JSON array to FILE.
+        /// Also write the run to FILE as JSON lines: a header (machine, commit), then the records.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+    },
+    /// Rewrites the README's figures and docs/benchmarks.md's run table from the committed run
+    /// (docs/bench/latest.jsonl).
+    Figures {
+        /// Only check that they match the committed run; fail when they do not.
+        #[arg(long)]
+        check: bool,
     },
     /// Runs one fuzz target.
     Fuzz {
@@ -91,7 +104,8 @@ fn main() -> ExitCode {
         } => test(&cargo_test_args(cargo_args, test_args)),
         Task::Setup => setup().map(|_| ()),
         Task::Lint => lint(),
-        Task::Bench { json } => bench(json),
+        Task::Bench { json } => bench::bench(json),
+        Task::Figures { check } => figures::figures(&root(), check),
         Task::Fuzz { target, seconds } => fuzz_run(&target, seconds),
         Task::FuzzSmoke => fuzz_smoke(10),
         Task::Soak => soak(),
@@ -219,6 +233,7 @@ fn setup() -> Result<Peers> {
 }
 
 fn lint() -> Result {
+    figures::figures(&root(), true)?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo()
         .args(["clippy", "--workspace", "--all-targets"])
@@ -296,274 +311,6 @@ fn fuzz_smoke(seconds: u64) -> Result {
     Ok(())
 }
 
-fn bench(json_out: Option<PathBuf>) -> Result {
-    let peers = setup()?;
-    let records = root().join("target").join("bench-records.jsonl");
-    let _ = fs::remove_file(&records);
-    // A failing benchmark must not hide the figures the others measured: report, then fail.
-    let ran = run(cargo()
-        .args(["bench", "--workspace"])
-        .env("MIRAI_BENCH_RECORDS", &records)
-        .env("MIRAI_INTEROP_PYTHON", &peers.python));
-    let text = match fs::read_to_string(&records) {
-        Ok(text) => text,
-        Err(e) => {
-            eprintln!("xtask: no benchmark records at {}: {e}", records.display());
-            String::new()
-        }
-    };
-    let (rows, skipped) = report::parse(&text);
-    println!("\n{}", report::table(&rows));
-    if skipped > 0 {
-        eprintln!("xtask: {skipped} record line(s) were not valid JSON objects and were skipped");
-    }
-    for missing in report::missing_figures(&rows) {
-        eprintln!("xtask: no figure for {missing}");
-    }
-    if let Some(path) = json_out {
-        let pretty = report::json(&rows).map_err(|e| e.to_string())?;
-        fs::write(&path, pretty).map_err(|e| format!("{}: {e}", path.display()))?;
-        println!("{} records written to {}", rows.len(), path.display());
-    }
-    ran
-}
-
-/// Benchmark records: parsing the JSON lines the bench binaries append, the table, the JSON file.
-mod report {
-    use serde_json::{Map, Value};
-
-    /// One figure beside its floor or peer. Missing or non-finite numbers are `None`.
-    #[derive(Debug, Clone, PartialEq)]
-    pub(crate) struct Record {
-        pub(crate) name: String,
-        pub(crate) value: Option<f64>,
-        pub(crate) unit: String,
-        pub(crate) peer: String,
-        pub(crate) peer_value: Option<f64>,
-        /// `value / peer_value`: as recorded, or computed when the record has none.
-        pub(crate) ratio: Option<f64>,
-    }
-
-    fn number(v: &Value) -> Option<f64> {
-        let x = match v {
-            Value::Number(n) => n.as_f64(),
-            // Some writers quote numbers (or write "NaN"): accept what parses.
-            Value::String(s) => s.trim().parse().ok(),
-            _ => None,
-        }?;
-        x.is_finite().then_some(x)
-    }
-
-    fn text(v: &Value) -> String {
-        match v {
-            Value::String(s) => s.clone(),
-            Value::Null => String::new(),
-            other => other.to_string(),
-        }
-    }
-
-    fn record(map: &Map<String, Value>) -> Record {
-        let get = |k: &str| map.get(k).unwrap_or(&Value::Null);
-        let value = number(get("value"));
-        let peer_value = number(get("peer_value"));
-        let computed = match (value, peer_value) {
-            (Some(v), Some(p)) if p != 0.0 => Some(v / p),
-            _ => None,
-        };
-        Record {
-            name: text(get("name")),
-            value,
-            unit: text(get("unit")),
-            peer: text(get("peer")),
-            peer_value,
-            ratio: number(get("ratio")).or(computed),
-        }
-    }
-
-    /// Parses JSON lines (blank lines ignored); returns the records and how many lines were
-    /// skipped. A JSON array of records is accepted too.
-    pub(crate) fn parse(text: &str) -> (Vec<Record>, usize) {
-        let mut rows = Vec::new();
-        let mut skipped = 0;
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            match serde_json::from_str::<Value>(line) {
-                Ok(Value::Object(map)) => rows.push(record(&map)),
-                Ok(Value::Array(items)) => {
-                    for item in items {
-                        match item {
-                            Value::Object(map) => rows.push(record(&map)),
-                            _ => skipped += 1,
-                        }
-                    }
-                }
-                _ => skipped += 1,
-            }
-        }
-        (rows, skipped)
-    }
-
-    fn cell(x: Option<f64>) -> String {
-        x.map_or_else(|| "-".to_owned(), |x| format!("{x:.3}"))
-    }
-
-    /// The table `cargo xtask bench` prints.
-    pub(crate) fn table(rows: &[Record]) -> String {
-        let mut out = format!(
-            "{:<52} {:>14} {:<6}  {:<34} {:>14} {:>8}\n",
-            "benchmark", "value", "unit", "vs floor or peer", "its value", "ratio"
-        );
-        if rows.is_empty() {
-            out.push_str("(no benchmark records)\n");
-        }
-        for r in rows {
-            let ratio = r
-                .ratio
-                .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}"));
-            out.push_str(&format!(
-                "{:<52} {:>14} {:<6}  {:<34} {:>14} {:>8}\n",
-                r.name,
-                cell(r.value),
-                r.unit,
-                r.peer,
-                cell(r.peer_value),
-                ratio
-            ));
-        }
-        out
-    }
-
-    /// The JSON file of `--json`: an array of `{name, value, unit, peer, peer_value, ratio}`,
-    /// with `null` for a number that is missing or not finite.
-    pub(crate) fn json(rows: &[Record]) -> serde_json::Result<String> {
-        let array: Vec<Value> = rows
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "name": r.name, "value": r.value, "unit": r.unit,
-                    "peer": r.peer, "peer_value": r.peer_value, "ratio": r.ratio,
-                })
-            })
-            .collect();
-        serde_json::to_string_pretty(&array)
-    }
-
-    /// The figures a full run must show, as (what, words one record's name or peer contains).
-    const EXPECTED: &[(&str, &[&str])] = &[
-        ("the Unix-socket floor", &["uds"]),
-        (
-            "a comparison with Python's ProcessPoolExecutor",
-            &["processpool"],
-        ),
-        ("the transport against pynng", &["pynng"]),
-        ("mori attach", &["attach"]),
-        ("mori PSS", &["pss"]),
-        ("a shared view through the facade", &["share_f64"]),
-    ];
-
-    /// Which expected figures no record mentions.
-    pub(crate) fn missing_figures(rows: &[Record]) -> Vec<&'static str> {
-        EXPECTED
-            .iter()
-            .filter(|(_, words)| {
-                !rows.iter().any(|r| {
-                    let hay = format!("{} {}", r.name, r.peer).to_lowercase();
-                    words.iter().any(|w| hay.contains(w))
-                })
-            })
-            .map(|(what, _)| *what)
-            .collect()
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn every_record_shape_parses() {
-            let text = r#"{"name":"a","value":2.0,"unit":"us","peer":"uds floor","peer_value":4.0,"ratio":0.5}
-
-{"name":"no ratio","value":3,"unit":"x","peer":"p","peer_value":2}
-{"name":"nan value","value":null,"unit":"us","peer":"p","peer_value":1.0,"ratio":null}
-{"name":"zero peer","value":1.0,"unit":"us","peer":"p","peer_value":0.0}
-{"name":"quoted","value":"1.5","unit":"us","peer":"p","peer_value":"3"}
-{"name":"only a name"}
-not json
-[1, 2]
-[{"name":"in an array","value":1.0,"peer_value":2.0}]
-"#;
-            let (rows, skipped) = parse(text);
-            assert_eq!(skipped, 3);
-            let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
-            assert_eq!(
-                names,
-                [
-                    "a",
-                    "no ratio",
-                    "nan value",
-                    "zero peer",
-                    "quoted",
-                    "only a name",
-                    "in an array"
-                ]
-            );
-            assert_eq!(rows[0].ratio, Some(0.5));
-            assert_eq!(rows[1].ratio, Some(1.5), "computed when absent");
-            assert_eq!((rows[2].value, rows[2].ratio), (None, None));
-            assert_eq!(rows[3].ratio, None, "no division by zero");
-            assert_eq!(rows[4].ratio, Some(0.5));
-            assert_eq!(rows[5].value, None);
-            assert_eq!(rows[6].ratio, Some(0.5));
-        }
-
-        #[test]
-        fn the_table_shows_each_ratio_and_dashes_for_gaps() {
-            let (rows, _) = parse(
-                "{\"name\":\"rt\",\"value\":10.0,\"unit\":\"us\",\"peer\":\"uds\",\"peer_value\":5.0}\n\
-                 {\"name\":\"gap\",\"value\":null,\"unit\":\"us\",\"peer\":\"p\",\"peer_value\":5.0}",
-            );
-            let table = table(&rows);
-            let lines: Vec<&str> = table.lines().collect();
-            assert_eq!(lines.len(), 3);
-            assert!(lines[0].contains("ratio"));
-            assert!(lines[1].starts_with("rt ") && lines[1].trim_end().ends_with("2.00"));
-            assert!(lines[2].contains(" - ") && lines[2].trim_end().ends_with('-'));
-            assert!(super::table(&[]).contains("no benchmark records"));
-        }
-
-        #[test]
-        fn json_records_carry_every_field() {
-            let (rows, _) = parse(
-                "{\"name\":\"rt\",\"value\":10.0,\"unit\":\"us\",\"peer\":\"uds\",\"peer_value\":4.0}",
-            );
-            let back: Value = serde_json::from_str(&json(&rows).unwrap()).unwrap();
-            assert_eq!(
-                back,
-                serde_json::json!([{"name": "rt", "value": 10.0, "unit": "us",
-                                    "peer": "uds", "peer_value": 4.0, "ratio": 2.5}])
-            );
-            assert_eq!(json(&[]).unwrap(), "[]");
-        }
-
-        #[test]
-        fn missing_figures_are_named() {
-            let (rows, _) = parse(
-                "{\"name\":\"uds ping-pong\",\"peer\":\"self\"}\n\
-                 {\"name\":\"mirai round trip\",\"peer\":\"ProcessPoolExecutor\"}",
-            );
-            assert_eq!(
-                missing_figures(&rows),
-                [
-                    "the transport against pynng",
-                    "mori attach",
-                    "mori PSS",
-                    "a shared view through the facade"
-                ]
-            );
-            assert_eq!(missing_figures(&[]).len(), EXPECTED.len());
-        }
-    }
-}
-
 fn soak() -> Result {
     let peers = setup()?;
     run(cargo()
@@ -639,6 +386,11 @@ mod cli_tests {
         assert_eq!(parse(&["fuzz", "frame"]).unwrap(), fuzz("frame", 60));
         assert_eq!(parse(&["fuzz", "frame", "5"]).unwrap(), fuzz("frame", 5));
         assert_eq!(parse(&["fuzz-smoke"]).unwrap(), Task::FuzzSmoke);
+        assert_eq!(parse(&["figures"]).unwrap(), Task::Figures { check: false });
+        assert_eq!(
+            parse(&["figures", "--check"]).unwrap(),
+            Task::Figures { check: true }
+        );
         assert_eq!(parse(&["soak"]).unwrap(), Task::Soak);
     }
 
@@ -652,6 +404,7 @@ mod cli_tests {
             &["fuzz"],
             &["fuzz", "frame", "ten"],
             &["soak", "extra"],
+            &["figures", "extra"],
         ] {
             assert!(parse(args).is_err(), "{args:?} was accepted");
         }

@@ -5,7 +5,8 @@
 //!   (`mirai_benches::uds_pingpong_floor`, the `anchors.md` floor), in 5 blocks of 4,000
 //!   interleaved with 5 blocks of our round trips (the median block p50 is the floor);
 //! - the peer: Python's `ProcessPoolExecutor` (`benches/peers/ppe_bench.py`, run with the system
-//!   `python3`; skipped with a note when there is none).
+//!   interop virtualenv's `python3` that `cargo xtask setup` makes; without it the bench fails,
+//!   naming that step).
 //!
 //! Figures:
 //!
@@ -15,8 +16,9 @@
 //! - 20,000 trivial tasks on two daemons, all submitted then all collected: tasks/s against the
 //!   executor's tasks/s with two workers;
 //! - a runaway producer of 10 MB tasks into a 100 MB budget, one slow daemon: the host's peak
-//!   RSS above its baseline (`/proc/self/status` VmHWM after resetting it) against cap + one
-//!   task, in a child process of its own (see [`runaway_in_child`]): a producer that waits for
+//!   RSS above its baseline (`/proc/self/status` VmHWM after resetting it) against the
+//!   dispatcher's own peak of queued bytes (goal: at most cap + one task, in the record's `goal`
+//!   field), in a child process of its own (see [`runaway_in_child`]): a producer that waits for
 //!   room before building each payload, and one that builds it first (see
 //!   [`runaway_producer`]).
 //!
@@ -27,7 +29,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use mirai_benches::{Samples, record, serve_floor_child, uds_pingpong_floor};
+use mirai_benches::{
+    Goal, Samples, record, record_with_goal, serve_floor_child, uds_pingpong_floor,
+};
 use mirai_dispatch::{Config, DaemonEvent, Dispatcher, DispatcherConfig, Outcome, Task};
 
 const TOKEN: &[u8] = b"roundtrip-bench-pool-token";
@@ -87,32 +91,38 @@ fn round_trip(d: &Dispatcher) -> Duration {
     }
 }
 
-/// The executor's figures, or `None` without a usable `python3`.
+/// The executor's figures.
 struct Peer {
     p50_us: f64,
     tasks_per_s: f64,
 }
 
-fn python_peer(rounds: usize, tasks: usize) -> Option<Peer> {
+/// Runs the executor peer; a missing or failing Python fails the bench, naming
+/// `cargo xtask setup`.
+fn python_peer(rounds: usize, tasks: usize) -> Peer {
+    const PEER: &str = "ProcessPoolExecutor (python3)";
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../benches/peers/ppe_bench.py"
     );
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(rounds.to_string())
-        .arg(tasks.to_string())
-        .stderr(Stdio::inherit())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
+    let out = mirai_benches::run_peer(
+        PEER,
+        Command::new(mirai_benches::peer_python())
+            .arg(script)
+            .arg(rounds.to_string())
+            .arg(tasks.to_string()),
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| {
+        mirai_benches::missing_peer(PEER, format_args!("ppe_bench.py printed {out:?}: {e}"))
+    });
+    let field = |k: &str| {
+        v[k].as_f64()
+            .unwrap_or_else(|| mirai_benches::missing_peer(PEER, format_args!("no {k} in {out:?}")))
+    };
+    Peer {
+        p50_us: field("p50_us"),
+        tasks_per_s: field("tasks_per_s"),
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some(Peer {
-        p50_us: v["p50_us"].as_f64()?,
-        tasks_per_s: v["tasks_per_s"].as_f64()?,
-    })
 }
 
 /// A field of `/proc/self/status` in bytes.
@@ -127,14 +137,15 @@ fn status_bytes(field: &str) -> u64 {
 }
 
 /// The runaway producer: 10 MB tasks submitted as fast as the 100 MB budget lets them in,
-/// while one daemon consumes them slowly (20 ms a task), so the queue stays full. Returns (peak RSS above baseline, cap + one task) in MB.
+/// while one daemon consumes them slowly (20 ms a task), so the queue stays full. Returns (peak RSS
+/// above baseline, the dispatcher's peak of queued bytes, cap + one task) in MB.
 ///
 /// A plain producer builds each payload before `submit` waits for room, so one payload sits in
 /// its hands outside the budget: its peak is the cap plus that task plus what the allocator
 /// adds to each 10 MB block (a page), i.e. at the bound. With `wait_first`, the producer calls
 /// [`Dispatcher::wait_for_room`] before it builds the next payload, so it never holds one the
 /// budget has no room for.
-fn runaway_producer(wait_first: bool) -> (f64, f64) {
+fn runaway_producer(wait_first: bool) -> (f64, f64, f64) {
     const TASK: usize = 10 << 20;
     const CAP: u64 = 100 << 20;
     const TASKS: usize = 60;
@@ -164,14 +175,18 @@ fn runaway_producer(wait_first: bool) -> (f64, f64) {
     d.shutdown();
     drop(children);
     let mb = |b: u64| b as f64 / f64::from(1u32 << 20);
-    (mb(peak.saturating_sub(baseline)), mb(CAP + TASK as u64))
+    (
+        mb(peak.saturating_sub(baseline)),
+        mb(status.memory.peak),
+        mb(CAP + TASK as u64),
+    )
 }
 
 /// Runs [`runaway_producer`] in a fresh process of this binary, so its peak RSS is its own.
 /// With `pinned`, glibc's mmap threshold is fixed: its default raises the threshold to the size
 /// of the largest freed block, after which freed 10 MB payloads stay in the heap instead of going
 /// back to the system (one task's worth of allocator retention, measured by the unpinned run).
-fn runaway_in_child(pinned: bool, wait_first: bool) -> (f64, f64) {
+fn runaway_in_child(pinned: bool, wait_first: bool) -> (f64, f64, f64) {
     let mut cmd = Command::new(std::env::current_exe().expect("current exe"));
     cmd.env(RUNAWAY_ENV, if wait_first { "room" } else { "1" })
         .stdin(Stdio::null());
@@ -184,7 +199,11 @@ fn runaway_in_child(pinned: bool, wait_first: bool) -> (f64, f64) {
     let mut parts = text
         .split_whitespace()
         .map(|v| v.parse::<f64>().expect("a figure"));
-    (parts.next().expect("rss"), parts.next().expect("bound"))
+    (
+        parts.next().expect("rss"),
+        parts.next().expect("queued"),
+        parts.next().expect("bound"),
+    )
 }
 
 const RUNAWAY_ENV: &str = "MIRAI_DISPATCH_BENCH_RUNAWAY";
@@ -215,8 +234,8 @@ fn latency_pass(rounds: usize) -> (Samples, f64) {
 fn main() {
     serve_floor_child();
     if let Some(mode) = std::env::var_os(RUNAWAY_ENV) {
-        let (rss, bound) = runaway_producer(mode == "room");
-        println!("{rss} {bound}");
+        let (rss, queued, bound) = runaway_producer(mode == "room");
+        println!("{rss} {queued} {bound}");
         return;
     }
     if std::env::args().any(|a| a == "--list") {
@@ -244,18 +263,20 @@ fn main() {
     .into_iter()
     .filter(|_| !only_latency)
     {
-        let (rss, bound) = runaway_in_child(pinned, wait_first);
-        record(name, rss, "MB", "cap 100 MB + one 10 MB task", bound);
+        let (rss, queued, bound) = runaway_in_child(pinned, wait_first);
+        // The peer is the dispatcher's own peak of queued bytes in the same run; the cap plus
+        // one task is the goal, beside it.
+        record_with_goal(
+            name,
+            rss,
+            "MB",
+            "peak queued task bytes (dispatcher's count)",
+            queued,
+            Goal::value_at_most(bound),
+        );
     }
 
-    let peer = if only_latency {
-        None
-    } else {
-        python_peer(rounds, 20_000)
-    };
-    if peer.is_none() && !only_latency {
-        println!("(no python3: ProcessPoolExecutor figures skipped)");
-    }
+    let peer = (!only_latency).then(|| python_peer(rounds, 20_000));
 
     let (samples, floor_p50) = latency_pass(rounds);
     record(
@@ -297,20 +318,22 @@ fn main() {
     // (see `mirai_benches::on_one_cpu`); pinned, each figure measures its own software path.
     mirai_benches::on_one_cpu(|| {
         let (samples, floor_p50) = latency_pass(rounds);
-        record(
+        record_with_goal(
             "dispatch task round trip p50, 1 daemon (one CPU)",
             samples.p50_us(),
             "us",
             "uds ping-pong 64 B p50 (floor, one CPU)",
             floor_p50,
+            Goal::ratio_at_most(2.5),
         );
-        if let Some(p) = python_peer(rounds, 0).filter(|_| !only_latency) {
-            record(
+        if let Some(p) = (!only_latency).then(|| python_peer(rounds, 0)) {
+            record_with_goal(
                 "dispatch task round trip p50, 1 daemon (one CPU)",
                 samples.p50_us(),
                 "us",
                 "ProcessPoolExecutor p50, 1 worker (one CPU)",
                 p.p50_us,
+                Goal::ratio_at_most(0.125),
             );
             record(
                 "uds ping-pong 64 B p50 (floor, one CPU)",
@@ -347,12 +370,13 @@ fn main() {
         1e6 / floor_p50,
     );
     if let Some(p) = &peer {
-        record(
+        record_with_goal(
             "dispatch 20000 trivial tasks, 2 daemons",
             rate,
             "tasks/s",
             "ProcessPoolExecutor, 2 workers",
             p.tasks_per_s,
+            Goal::value_at_least(50_000.0),
         );
     }
     d.shutdown();
