@@ -209,8 +209,9 @@ mod name;
 mod owner;
 mod prune;
 mod region;
+#[cfg(feature = "cli")]
 mod share_json;
-#[cfg(test)]
+#[cfg(all(test, feature = "cli"))]
 mod share_json_tests;
 mod shared;
 mod sys;
@@ -276,7 +277,8 @@ pub mod fuzzing {
     }
 
     /// Decode `data` as the JSON input of `mori share`, and plan and write the value it gives in
-    /// memory, as `mori share` would into a region (no region is created).
+    /// memory, as `mori share` would into a region (no region is created). Feature `cli`.
+    #[cfg(feature = "cli")]
     pub fn share_json(data: &[u8]) {
         let Ok(value) = crate::share_json::decode(data) else {
             return;
