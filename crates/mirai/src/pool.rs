@@ -446,6 +446,11 @@ impl Daemons {
             Some(url) => url.clone(),
             None => default_url()?,
         };
+        #[cfg(not(feature = "tls"))]
+        if mirai_dispatch::security::exposure(&url) == mirai_dispatch::security::Exposure::Encrypted
+        {
+            return Err(Error::TlsDisabled { url });
+        }
         let mut core =
             Config::default().with_cancel_grace(self.cancel_grace.unwrap_or(DEFAULT_CANCEL_GRACE));
         if let Some(bytes) = self.max_queued_bytes {
@@ -491,7 +496,10 @@ impl Daemons {
             program,
             url: dispatcher.url().to_owned(),
             advertise: self.advertise.clone(),
+            #[cfg(feature = "tls")]
             tls_pin: dispatcher.tls_fingerprint().map(|f| f.to_string()),
+            #[cfg(not(feature = "tls"))]
+            tls_pin: None,
             token,
             exit_rules: self.rules,
             rules: format_rules(&self.rules),
@@ -776,7 +784,7 @@ impl Pool {
     }
 
     /// The fingerprint daemons of a `tls+tcp://` pool pin (`sha256:` and 64 hex digits);
-    /// `None` on other transports.
+    /// `None` on other transports (and always without the `tls` feature).
     ///
     /// ```
     /// let pool = mirai::Daemons::new().start()?;
@@ -784,7 +792,10 @@ impl Pool {
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn tls_fingerprint(&self) -> Option<String> {
-        self.dispatcher.tls_fingerprint().map(|f| f.to_string())
+        #[cfg(feature = "tls")]
+        return self.dispatcher.tls_fingerprint().map(|f| f.to_string());
+        #[cfg(not(feature = "tls"))]
+        None
     }
 
     /// Queues `task(arg)`, waiting for room under the byte cap.

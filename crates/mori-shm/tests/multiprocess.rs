@@ -6,9 +6,9 @@ mod common;
 use std::io::Write;
 use std::process::Command;
 
-use common::{ChildGuard, region_file};
 #[cfg(feature = "cli")]
 use common::TempJson;
+use common::{ChildGuard, region_file};
 use mori_shm::{Error, Source, View};
 
 const CHILD_ENV: &str = "MORI_SHM_TEST_CHILD";
