@@ -6,7 +6,8 @@
 //!   NAME`).
 //! - `setup`: installs the third-party peers the interop tests talk to: a Python virtualenv with
 //!   pynng under `target/interop-venv`, and Debian's `nng-utils` (nngcat) when running as root.
-//! - `lint`: the fmt check, clippy and rustdoc of `test`, alone.
+//! - `lint`: the fmt check, clippy, rustdoc and per-feature check (`cargo hack --each-feature`)
+//!   of `test`, alone.
 //! - `bench [--json FILE]`: runs every benchmark and prints the ratios against the floors and peers
 //!   measured in the same run; `--json` also writes them as JSON records.
 //! - `fuzz TARGET [SECONDS]`: runs one fuzz target (60 seconds unless told).
@@ -51,7 +52,8 @@ enum Task {
     /// Installs the third-party peers of the interop tests (pynng in a virtualenv; Debian's
     /// nng-utils, OpenSSH and Slurm when root).
     Setup,
-    /// fmt check, clippy -D warnings and rustdoc -D warnings over the workspace.
+    /// fmt check, clippy -D warnings and rustdoc -D warnings over the workspace, then clippy of
+    /// each library crate with each of its features alone (cargo-hack).
     Lint,
     /// Every benchmark, printed as ratios against the floors and peers measured in the same run.
     Bench {
@@ -113,9 +115,25 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Optional features that no workspace crate turns on by itself, enabled so that `lint` and
-/// `test` also check and run the code behind them.
-const EXTRA_FEATURES: [&str; 2] = ["--features", "mori-shm/arrow,mirai/opentelemetry"];
+/// Features enabled so that `lint` and `test` check and run the code behind them: optional ones
+/// that no workspace crate turns on by itself, and the defaults whose tests have
+/// required-features (the `mori` and `nano-cat` commands, TLS), named so that a change of
+/// defaults cannot skip those tests unnoticed.
+const EXTRA_FEATURES: [&str; 2] = [
+    "--features",
+    "mori-shm/arrow,mori-shm/cli,nano-transport/cli,nano-transport/tls,mirai-dispatch/tls,\
+     mirai/tls,mirai/opentelemetry",
+];
+
+/// The library crates, each of which must build with any one of its features.
+const LIBRARY_CRATES: [&str; 6] = [
+    "mori-format",
+    "mori-derive",
+    "mori-shm",
+    "nano-transport",
+    "mirai-dispatch",
+    "mirai",
+];
 
 fn cargo() -> Command {
     let mut c = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
@@ -227,7 +245,25 @@ fn lint() -> Result {
     run(cargo()
         .args(["doc", "--workspace", "--no-deps"])
         .args(EXTRA_FEATURES)
-        .env("RUSTDOCFLAGS", "-D warnings"))
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
+    feature_check()
+}
+
+/// `cargo hack --each-feature`: each library crate with no default features, with its
+/// defaults, and with each feature alone, so code behind one feature cannot lean on another
+/// unnoticed (the workspace runs above turn them all on at once). Clippy rather than `check`,
+/// with `-D warnings`, so code a combination leaves unused fails too; all targets, so the
+/// feature gates of tests and examples are checked as well. cargo-hack comes from crates.io.
+fn feature_check() -> Result {
+    if !succeeds(cargo().args(["hack", "--version"])) {
+        run(cargo().args(["install", "--locked", "cargo-hack"]))?;
+    }
+    let mut hack = cargo();
+    hack.args(["hack", "--each-feature", "clippy", "--all-targets"]);
+    for krate in LIBRARY_CRATES {
+        hack.args(["-p", krate]);
+    }
+    run(hack.args(["--", "-D", "warnings"]))
 }
 
 fn test(args: &[String]) -> Result {

@@ -45,11 +45,11 @@ const RECORDED: TaskFn<(), (u32, Vec<Recorded>)> = task!(recorded);
 const SEED: u64 = 42;
 const DRAWS: usize = 10;
 
+/// The draws of one run, and the spans each daemon recorded (by its pid).
+type Run = (Vec<u64>, Vec<(u32, Vec<Recorded>)>);
+
 /// Ten draws on `daemons` daemons, each task continuing the trace `root` (when given).
-fn draws(
-    daemons: usize,
-    root: Option<TraceParent>,
-) -> Result<(Vec<u64>, Vec<(u32, Vec<Recorded>)>), mirai::Error> {
+fn draws(daemons: usize, root: Option<TraceParent>) -> Result<Run, mirai::Error> {
     let pool = Daemons::new().local(daemons).seed(SEED).start()?;
     let options = match root {
         Some(root) => TaskOptions::new().trace_parent(root),
