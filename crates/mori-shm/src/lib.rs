@@ -192,9 +192,11 @@
 //! # Ok::<(), mori_shm::Error>(())
 //! ```
 //!
-//! # The `mori` command
+//! # The `mori` command (feature `cli`)
 //! `mori ls`, `mori show NAME[path]`, `mori cat NAME[path]`, `mori prune` and
-//! `mori share FILE.json`; see `mori --help` for their output and exit codes.
+//! `mori share FILE.json`; see `mori --help` for their output and exit codes. The feature is
+//! on by default, so `cargo install mori-shm` installs the command; libraries depend with
+//! `default-features = false` and build none of its clap, signal-hook and serde_json.
 #![deny(unsafe_code)]
 
 // The derive names this crate `::mori_shm`, also in this crate's own tests.
