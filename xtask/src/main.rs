@@ -274,7 +274,25 @@ fn test(args: &[String]) -> Result {
         .args(EXTRA_FEATURES)
         .args(args)
         .env("MIRAI_INTEROP_PYTHON", &peers.python))?;
+    tls_off_tests()?;
     fuzz_smoke(10)
+}
+
+/// The tests of builds without TLS, which the workspace run cannot reach (its features turn TLS
+/// on everywhere): a `tls+tcp://` address is a typed error on every layer, and local pools work.
+fn tls_off_tests() -> Result {
+    run(cargo().args(["test", "-p", "nano-transport", "--test", "loopback", "tls_"]))?;
+    run(cargo()
+        .args(["test", "-p", "mirai-dispatch", "--no-default-features"])
+        .args(["--features", "shell", "--test", "tls_feature"]))?;
+    run(cargo().args([
+        "test",
+        "-p",
+        "mirai",
+        "--no-default-features",
+        "--test",
+        "daemons",
+    ]))
 }
 
 fn fuzz_dir() -> PathBuf {
