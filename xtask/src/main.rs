@@ -6,7 +6,8 @@
 //!   NAME`).
 //! - `setup`: installs the third-party peers the interop tests talk to: a Python virtualenv with
 //!   pynng under `target/interop-venv`, and Debian's `nng-utils` (nngcat) when running as root.
-//! - `lint`: the figures check (`figures --check`), the fmt check, clippy and rustdoc of `test`.
+//! - `lint`: the figures check (`figures --check`), the fmt check, clippy, rustdoc and the
+//!   per-feature clippy (`cargo hack --each-feature`) of `test`, alone.
 //! - `bench [--json FILE]`: runs every benchmark and prints the ratios against the floors and peers
 //!   measured in the same run; `--json` also writes them as JSON lines, a header naming the
 //!   machine and the commit first (see the `bench` module).
@@ -57,7 +58,8 @@ enum Task {
     /// Installs the third-party peers of the interop tests (pynng in a virtualenv; Debian's
     /// nng-utils, OpenSSH and Slurm when root).
     Setup,
-    /// The figures check, fmt check, clippy -D warnings and rustdoc -D warnings over the workspace.
+    /// The figures check, fmt check, clippy -D warnings and rustdoc -D warnings over the
+    /// workspace, then clippy of each library crate with each of its features alone (cargo-hack).
     Lint,
     /// Every benchmark, printed as ratios against the floors and peers measured in the same run.
     Bench {
@@ -127,9 +129,25 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Optional features that no workspace crate turns on by itself, enabled so that `lint` and
-/// `test` also check and run the code behind them.
-const EXTRA_FEATURES: [&str; 2] = ["--features", "mori-shm/arrow,mirai/opentelemetry"];
+/// Features enabled so that `lint` and `test` check and run the code behind them: optional ones
+/// that no workspace crate turns on by itself, and the defaults whose tests have
+/// required-features (the `mori` and `nano-cat` commands, TLS), named so that a change of
+/// defaults cannot skip those tests unnoticed.
+const EXTRA_FEATURES: [&str; 2] = [
+    "--features",
+    "mori-shm/arrow,mori-shm/cli,nano-transport/cli,nano-transport/tls,mirai-dispatch/tls,\
+     mirai/tls,mirai/opentelemetry",
+];
+
+/// The library crates, each of which must build with any one of its features.
+const LIBRARY_CRATES: [&str; 6] = [
+    "mori-format",
+    "mori-derive",
+    "mori-shm",
+    "nano-transport",
+    "mirai-dispatch",
+    "mirai",
+];
 
 fn cargo() -> Command {
     let mut c = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
@@ -242,7 +260,27 @@ fn lint() -> Result {
     run(cargo()
         .args(["doc", "--workspace", "--no-deps"])
         .args(EXTRA_FEATURES)
-        .env("RUSTDOCFLAGS", "-D warnings"))
+        .env("RUSTDOCFLAGS", "-D warnings"))?;
+    feature_check()
+}
+
+/// `cargo hack --each-feature`: each library crate with no default features, with its
+/// defaults, and with each feature alone, so code behind one feature cannot lean on another
+/// unnoticed (the workspace runs above turn them all on at once). Clippy rather than `check`,
+/// with `-D warnings`, so code a combination leaves unused fails too. The libraries only: with
+/// every target the step took about four minutes more on a 2-core machine, and the tests that
+/// exist for a build without TLS run in `test` (`tls_off_tests`). cargo-hack comes from
+/// crates.io.
+fn feature_check() -> Result {
+    if !succeeds(cargo().args(["hack", "--version"])) {
+        run(cargo().args(["install", "--locked", "cargo-hack"]))?;
+    }
+    let mut hack = cargo();
+    hack.args(["hack", "--each-feature", "clippy"]);
+    for krate in LIBRARY_CRATES {
+        hack.args(["-p", krate]);
+    }
+    run(hack.args(["--", "-D", "warnings"]))
 }
 
 fn test(args: &[String]) -> Result {
@@ -253,7 +291,25 @@ fn test(args: &[String]) -> Result {
         .args(EXTRA_FEATURES)
         .args(args)
         .env("MIRAI_INTEROP_PYTHON", &peers.python))?;
+    tls_off_tests()?;
     fuzz_smoke(10)
+}
+
+/// The tests of builds without TLS, which the workspace run cannot reach (its features turn TLS
+/// on everywhere): a `tls+tcp://` address is a typed error on every layer, and local pools work.
+fn tls_off_tests() -> Result {
+    run(cargo().args(["test", "-p", "nano-transport", "--test", "loopback", "tls_"]))?;
+    run(cargo()
+        .args(["test", "-p", "mirai-dispatch", "--no-default-features"])
+        .args(["--features", "shell", "--test", "tls_feature"]))?;
+    run(cargo().args([
+        "test",
+        "-p",
+        "mirai",
+        "--no-default-features",
+        "--test",
+        "daemons",
+    ]))
 }
 
 fn fuzz_dir() -> PathBuf {

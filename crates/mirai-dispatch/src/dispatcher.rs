@@ -74,6 +74,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Interest, Poll, Token, Waker};
 use nano_transport::Address;
+#[cfg(feature = "tls")]
 use nano_transport::tls::{ClientAuth, Fingerprint, Identity, TlsError};
 
 use self::accept::{Listener, bind};
@@ -122,9 +123,14 @@ pub const EVENT_CAPACITY: usize = 1024;
 const READ_BATCH: usize = 256;
 
 /// Why the dispatcher could not start.
+///
+/// Non-exhaustive: the `Tls` variant exists with the `tls` feature only, and a match written
+/// without it must still compile when another crate turns the feature on.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartError {
-    /// The address could not be parsed or bound.
+    /// The address could not be parsed or bound, or it is `tls+tcp://` in a build without the
+    /// `tls` feature ([`nano_transport::Error::TlsDisabled`]).
     #[error("cannot listen: {0}")]
     Transport(#[from] nano_transport::Error),
     /// The poll, the listener or the thread could not be set up.
@@ -133,7 +139,8 @@ pub enum StartError {
     /// The address is refused by the security policy (plain tcp without the opt-in).
     #[error(transparent)]
     Policy(#[from] PolicyError),
-    /// The TLS configuration could not be built.
+    /// The TLS configuration could not be built (feature `tls`).
+    #[cfg(feature = "tls")]
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
     /// The pool token is shorter than [`MIN_TOKEN_LEN`] bytes: guessable.
@@ -264,9 +271,12 @@ pub struct DispatcherConfig {
     /// of peers lost without a close. See the module docs for the detection bound.
     pub heartbeat: Option<Duration>,
     /// The certificate a `tls+tcp://` listener presents; `None` generates one at start (its
-    /// fingerprint is [`Dispatcher::tls_fingerprint`], for the daemons to pin).
+    /// fingerprint is [`Dispatcher::tls_fingerprint`], for the daemons to pin). Feature `tls`.
+    #[cfg(feature = "tls")]
     pub tls: Option<Identity>,
     /// Client certificates demanded of daemons on `tls+tcp://` (mutual TLS), on top of the token.
+    /// Feature `tls`.
+    #[cfg(feature = "tls")]
     pub tls_clients: ClientAuth,
     /// Listen on plain `tcp://` although it carries the token and task data unencrypted.
     pub allow_plain_tcp: bool,
@@ -290,19 +300,20 @@ pub struct DispatcherConfig {
 /// ```
 impl std::fmt::Debug for DispatcherConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DispatcherConfig")
-            .field("url", &self.url)
+        let mut s = f.debug_struct("DispatcherConfig");
+        s.field("url", &self.url)
             .field("token", &self.token)
             .field("core", &self.core)
             .field("limits", &self.limits)
             .field("settings", &format_args!("{} bytes", self.settings.len()))
-            .field("heartbeat", &self.heartbeat)
-            .field(
-                "tls",
-                &self.tls.as_ref().map(|id| id.fingerprint().to_string()),
-            )
-            .field("tls_clients", &self.tls_clients)
-            .field("allow_plain_tcp", &self.allow_plain_tcp)
+            .field("heartbeat", &self.heartbeat);
+        #[cfg(feature = "tls")]
+        s.field(
+            "tls",
+            &self.tls.as_ref().map(|id| id.fingerprint().to_string()),
+        )
+        .field("tls_clients", &self.tls_clients);
+        s.field("allow_plain_tcp", &self.allow_plain_tcp)
             .field("hello_timeout", &self.hello_timeout)
             .field("max_unauthenticated", &self.max_unauthenticated)
             .finish()
@@ -319,7 +330,9 @@ impl DispatcherConfig {
             limits: Limits::default(),
             settings: Vec::new(),
             heartbeat: Some(Duration::from_secs(1)),
+            #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "tls")]
             tls_clients: ClientAuth::None,
             allow_plain_tcp: false,
             hello_timeout: HELLO_TIMEOUT,
@@ -350,6 +363,7 @@ impl DispatcherConfig {
     /// assert_eq!(c.tls.map(|i| i.fingerprint()), Some(pin));
     /// # Ok::<(), nano_transport::tls::TlsError>(())
     /// ```
+    #[cfg(feature = "tls")]
     pub fn with_tls_identity(mut self, identity: Identity) -> Self {
         self.tls = Some(identity);
         self
@@ -384,6 +398,7 @@ impl DispatcherConfig {
 pub struct Dispatcher {
     shared: Arc<Shared>,
     url: String,
+    #[cfg(feature = "tls")]
     tls_fingerprint: Option<Fingerprint>,
     thread: Option<JoinHandle<()>>,
 }
@@ -409,9 +424,20 @@ impl Dispatcher {
         }
         check_listen_url(&config.url, config.allow_plain_tcp)?;
         let address = Address::parse(&config.url)?;
-        let tls = listener_tls(&config.url, config.tls, config.tls_clients)?;
-        let tls_fingerprint = tls.as_ref().map(|(_, f)| *f);
-        let (mut listener, url, ipc_path) = bind(&address, &config.url, tls.map(|(c, _)| c))?;
+        #[cfg(feature = "tls")]
+        let (tls, tls_fingerprint) = {
+            let tls = listener_tls(&config.url, config.tls, config.tls_clients)?;
+            let fingerprint = tls.as_ref().map(|(_, f)| *f);
+            (tls.map(|(c, _)| c), fingerprint)
+        };
+        #[cfg(not(feature = "tls"))]
+        listener_tls(&config.url)?;
+        let (mut listener, url, ipc_path) = bind(
+            &address,
+            &config.url,
+            #[cfg(feature = "tls")]
+            tls,
+        )?;
         let local = matches!(address, Address::Ipc(_) | Address::Abstract(_));
         let track_collected = config.core.max_uncollected_bytes.is_some();
         let mut core_config = config.core;
@@ -429,9 +455,9 @@ impl Dispatcher {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         match &mut listener {
-            Listener::Tcp(l) | Listener::Tls(l, _) => {
-                poll.registry().register(l, LISTENER, Interest::READABLE)?
-            }
+            Listener::Tcp(l) => poll.registry().register(l, LISTENER, Interest::READABLE)?,
+            #[cfg(feature = "tls")]
+            Listener::Tls(l, _) => poll.registry().register(l, LISTENER, Interest::READABLE)?,
             Listener::Unix(l) => poll.registry().register(l, LISTENER, Interest::READABLE)?,
         }
         let host = {
@@ -483,6 +509,7 @@ impl Dispatcher {
             Self {
                 shared,
                 url,
+                #[cfg(feature = "tls")]
                 tls_fingerprint,
                 thread: Some(thread),
             },
@@ -509,6 +536,7 @@ impl Dispatcher {
     /// assert_eq!(local.tls_fingerprint(), None);
     /// # Ok::<(), mirai_dispatch::StartError>(())
     /// ```
+    #[cfg(feature = "tls")]
     pub fn tls_fingerprint(&self) -> Option<Fingerprint> {
         self.tls_fingerprint
     }

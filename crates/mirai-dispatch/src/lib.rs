@@ -16,6 +16,11 @@
 //! - [`secret`]: the pool token and the per-launch credentials derived from it.
 //! - [`security`]: which addresses may be listened on (plain `tcp://` only on request), and the
 //!   TLS set-up of `tls+tcp://` listeners (a certificate generated at start, pinned by daemons).
+//! - Feature `tls` (on by default, implies `shell`): `tls+tcp://` listeners and dialers through
+//!   nano-transport's TLS transport (rustls, ring, rcgen). Without it every local transport and
+//!   plain tcp (when allowed) work, and a `tls+tcp://` address is refused with
+//!   `nano_transport::Error::TlsDisabled`. Launch credentials never need it (HMAC-SHA-256 in
+//!   pure Rust).
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "shell")]

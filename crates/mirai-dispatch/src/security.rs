@@ -142,10 +142,28 @@ pub fn check_socket_dir(path: &std::path::Path) -> Result<(), PolicyError> {
     Ok(())
 }
 
+/// The error for a `tls+tcp://` address in a build without the `tls` feature.
+#[cfg(all(feature = "shell", not(feature = "tls")))]
+pub(crate) fn tls_disabled(url: &str) -> nano_transport::Error {
+    nano_transport::Error::TlsDisabled {
+        url: url.to_owned(),
+    }
+}
+
+/// Without the `tls` feature: refuses a `tls+tcp://` address
+/// ([`nano_transport::Error::TlsDisabled`]) before anything is bound.
+#[cfg(all(feature = "shell", not(feature = "tls")))]
+pub(crate) fn listener_tls(url: &str) -> Result<(), nano_transport::Error> {
+    match exposure(url) {
+        Exposure::Encrypted => Err(tls_disabled(url)),
+        _ => Ok(()),
+    }
+}
+
 /// The TLS configuration of a listener on `url` when the address asks for TLS: the user's
 /// `identity`, or one generated now, checking dialers as `clients` says. Returns it with the
 /// fingerprint daemons pin; `None` for addresses without TLS.
-#[cfg(feature = "shell")]
+#[cfg(feature = "tls")]
 pub(crate) fn listener_tls(
     url: &str,
     identity: Option<nano_transport::tls::Identity>,
@@ -174,14 +192,14 @@ pub(crate) fn listener_tls(
 
 /// A dialer configuration that accepts exactly the dispatcher certificate with this
 /// fingerprint (as printed by [`Dispatcher::tls_fingerprint`](crate::Dispatcher::tls_fingerprint)),
-/// for daemons whose launch command carries it.
+/// for daemons whose launch command carries it. Feature `tls`.
 ///
 /// ```
 /// let pin = format!("sha256:{}", "ab".repeat(32));
 /// assert!(mirai_dispatch::security::pinned_dialer(&pin).is_ok());
 /// assert!(mirai_dispatch::security::pinned_dialer("sha256:00").is_err());
 /// ```
-#[cfg(feature = "shell")]
+#[cfg(feature = "tls")]
 pub fn pinned_dialer(
     fingerprint: &str,
 ) -> Result<nano_transport::tls::TlsConfig, nano_transport::tls::TlsError> {

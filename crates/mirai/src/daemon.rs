@@ -150,6 +150,12 @@ pub fn daemon_main_if_requested(registry: &Registry) {
     let mut config = DaemonConfig::new(env.url, token);
     config.launch_id = env.launch_id;
     config.rules = parse_rules(&env.rules);
+    #[cfg(not(feature = "tls"))]
+    if env.tls_pin.is_some() {
+        eprintln!("mirai daemon: {ENV_TLS_PIN}: tls+tcp:// needs the `tls` feature of mirai");
+        std::process::exit(10);
+    }
+    #[cfg(feature = "tls")]
     if let Some(pin) = env.tls_pin {
         match mirai_dispatch::security::pinned_dialer(&pin) {
             Ok(tls) => config.tls = Some(tls),
@@ -204,9 +210,11 @@ pub fn run_daemon(url: &str, token: &[u8], registry: &Registry) -> i32 {
 
 /// [`run_daemon`] for a `tls+tcp://` dispatcher: the daemon accepts exactly the certificate
 /// whose fingerprint is `tls_pin` (as [`Pool::tls_fingerprint`](crate::Pool::tls_fingerprint)
-/// prints it, e.g. carried in the launch command). A malformed pin returns exit code 10.
+/// prints it, e.g. carried in the launch command). A malformed pin returns exit code 10, and
+/// so does any pin in a build without the `tls` feature (after saying so on stderr).
 ///
 /// ```
+/// # #[cfg(feature = "tls")] {
 /// use mirai::{Daemons, Registry, TaskFn, task};
 /// fn add((a, b): (i64, i64)) -> i64 { a + b }
 /// const ADD: TaskFn<(i64, i64), i64> = task!(add);
@@ -224,9 +232,23 @@ pub fn run_daemon(url: &str, token: &[u8], registry: &Registry) -> i32 {
 /// // A pin that is not a SHA-256 fingerprint never dials.
 /// let url = "tls+tcp://10.0.0.1:5555";
 /// assert_eq!(mirai::run_daemon_tls(url, b"token", "sha256:00", &Registry::new()), 10);
+/// # }
 /// # Ok::<(), mirai::Error>(())
 /// ```
 pub fn run_daemon_tls(url: &str, token: &[u8], tls_pin: &str, registry: &Registry) -> i32 {
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = (url, token, tls_pin, registry);
+        eprintln!("mirai daemon: tls+tcp:// needs the `tls` feature of mirai");
+        10
+    }
+    #[cfg(feature = "tls")]
+    run_pinned(url, token, tls_pin, registry)
+}
+
+/// [`run_daemon_tls`] with TLS built in.
+#[cfg(feature = "tls")]
+fn run_pinned(url: &str, token: &[u8], tls_pin: &str, registry: &Registry) -> i32 {
     let mut config = DaemonConfig::new(url, token.to_vec());
     match mirai_dispatch::security::pinned_dialer(tls_pin) {
         Ok(tls) => config.tls = Some(tls),

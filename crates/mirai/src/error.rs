@@ -122,6 +122,23 @@ pub enum Error {
         /// The token's length in bytes.
         len: usize,
     },
+    /// A `tls+tcp://` address in a build without the `tls` feature (on by default), which
+    /// leaves the TLS stack out: refused at start, before anything listens.
+    ///
+    /// ```
+    /// let result = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start();
+    /// if cfg!(feature = "tls") {
+    ///     assert!(result?.tls_fingerprint().is_some());
+    /// } else {
+    ///     assert!(matches!(result, Err(mirai::Error::TlsDisabled { .. })));
+    /// }
+    /// # Ok::<(), mirai::Error>(())
+    /// ```
+    #[error("{url}: tls+tcp:// needs the `tls` feature of mirai, which this build leaves out")]
+    TlsDisabled {
+        /// The address.
+        url: String,
+    },
     /// The dispatcher or a daemon process could not be started.
     #[error("cannot start: {0}")]
     Start(String),

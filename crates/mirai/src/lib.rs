@@ -28,6 +28,12 @@
 //! [`Pool::map_with_progress`] and [`collect_with_progress`] count results on a progress bar
 //! the caller supplies (feature `progress`, on by default).
 //!
+//! Feature `tls` (on by default): pools and daemons on `tls+tcp://`, the transport remote
+//! daemons use (plain tcp needs an explicit opt-in, and the ssh and Slurm launchers pin the
+//! pool's certificate), so every launcher works without choosing features. A pool that only
+//! runs local daemons can turn default features off and build no TLS stack (rustls, ring, rcgen);
+//! a `tls+tcp://` address is then [`Error::TlsDisabled`] at start.
+//!
 //! ```rust,standalone_crate
 //! use mirai::{Daemons, Registry, TaskFn, task};
 //!

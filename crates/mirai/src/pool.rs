@@ -113,12 +113,14 @@ impl Daemons {
     /// [`allow_plain_tcp`](Self::allow_plain_tcp).
     ///
     /// ```
+    /// # #[cfg(feature = "tls")] { // a tls+tcp:// pool
     /// let refused = mirai::Daemons::new().url("tcp://127.0.0.1:0").start();
     /// assert!(refused.is_err());
     /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
     /// assert!(pool.url().starts_with("tls+tcp://127.0.0.1:"));
     /// assert!(!pool.url().ends_with(":0"));
     /// assert!(pool.tls_fingerprint().unwrap().starts_with("sha256:"));
+    /// # }
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn url(mut self, url: impl Into<String>) -> Self {
@@ -399,11 +401,13 @@ impl Daemons {
     /// [`Pool::launch`] and the other launchers; default: [`Pool::url`].
     ///
     /// ```
+    /// # #[cfg(feature = "tls")] { // a tls+tcp:// pool
     /// let pool = mirai::Daemons::new()
     ///     .url("tls+tcp://127.0.0.1:0")
     ///     .advertise("tls+tcp://login1.example:5555")
     ///     .start()?;
     /// assert_eq!(pool.join().url(), "tls+tcp://login1.example:5555");
+    /// # }
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn advertise(mut self, url: impl Into<String>) -> Self {
@@ -446,6 +450,11 @@ impl Daemons {
             Some(url) => url.clone(),
             None => default_url()?,
         };
+        #[cfg(not(feature = "tls"))]
+        if mirai_dispatch::security::exposure(&url) == mirai_dispatch::security::Exposure::Encrypted
+        {
+            return Err(Error::TlsDisabled { url });
+        }
         let mut core =
             Config::default().with_cancel_grace(self.cancel_grace.unwrap_or(DEFAULT_CANCEL_GRACE));
         if let Some(bytes) = self.max_queued_bytes {
@@ -491,7 +500,10 @@ impl Daemons {
             program,
             url: dispatcher.url().to_owned(),
             advertise: self.advertise.clone(),
+            #[cfg(feature = "tls")]
             tls_pin: dispatcher.tls_fingerprint().map(|f| f.to_string()),
+            #[cfg(not(feature = "tls"))]
+            tls_pin: None,
             token,
             exit_rules: self.rules,
             rules: format_rules(&self.rules),
@@ -587,8 +599,10 @@ impl Pool {
     /// The address daemons dial.
     ///
     /// ```
+    /// # #[cfg(feature = "tls")] { // a tls+tcp:// pool
     /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
     /// println!("daemons dial {}", pool.url());
+    /// # }
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn url(&self) -> &str {
@@ -614,8 +628,10 @@ impl Pool {
     /// [`launch`](crate::launch) take it, for launches the pool does not track.
     ///
     /// ```
+    /// # #[cfg(feature = "tls")] { // a tls+tcp:// pool
     /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
     /// assert_eq!(pool.join().url(), pool.url());
+    /// # }
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn join(&self) -> Join {
@@ -639,9 +655,11 @@ impl Pool {
     /// paste it into a shell, do not pass it to `sh -c` or `ssh` as an argument.
     ///
     /// ```
+    /// # #[cfg(feature = "tls")] { // a tls+tcp:// pool
     /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
     /// let line = pool.remote_command()?;
     /// assert!(line.starts_with(&format!("MIRAI_DAEMON_URL={} ", pool.url())));
+    /// # }
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn remote_command(&self) -> Result<String, Error> {
@@ -651,6 +669,7 @@ impl Pool {
     /// [`Pool::remote_command`] for `program` on the daemon's machine.
     ///
     /// ```
+    /// # #[cfg(feature = "tls")] { // a tls+tcp:// pool
     /// use mirai::launch::Program;
     /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").token("0123456789abcdef").start()?;
     /// let first = pool.remote_command_for(&Program::new("/opt/app/worker"))?;
@@ -660,6 +679,7 @@ impl Pool {
     /// assert!(second.contains(&format!(" MIRAI_DAEMON_TOKEN={} ", credential.expose_str().unwrap())));
     /// assert!(second.contains(" MIRAI_DAEMON_LAUNCH_ID=1 "));
     /// assert!(first.ends_with(" /opt/app/worker"));
+    /// # }
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn remote_command_for(&self, program: &Program) -> Result<String, Error> {
@@ -680,11 +700,13 @@ impl Pool {
     /// that joined before an error keep serving.
     ///
     /// ```
+    /// # #[cfg(feature = "tls")] { // a tls+tcp:// pool
     /// use mirai::launch::{Error, Ssh};
     /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
     /// let ssh = Ssh::new("node1")?.ssh_program("/nonexistent/ssh");
     /// let err = pool.launch(&ssh, 1).unwrap_err();
     /// assert!(matches!(err, mirai::Error::Launch(Error::NotFound { .. })), "{err}");
+    /// # }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn launch(&self, ssh: &Ssh, n: usize) -> Result<Vec<u64>, Error> {
@@ -707,6 +729,7 @@ impl Pool {
     /// joined (it handed the daemon to a scheduler, as `qsub` does) is not waited for.
     ///
     /// ```
+    /// # #[cfg(feature = "tls")] { // a tls+tcp:// pool
     /// use mirai::launch::Template;
     /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
     /// let refused = Template::new("echo 'quota exceeded' >&2; exit 3");
@@ -716,6 +739,7 @@ impl Pool {
     ///     }
     ///     other => panic!("{other:?}"),
     /// }
+    /// # }
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn launch_with(&self, template: &Template, n: usize) -> Result<Vec<u64>, Error> {
@@ -738,10 +762,12 @@ impl Pool {
     /// with its message.
     ///
     /// ```
+    /// # #[cfg(feature = "tls")] { // a tls+tcp:// pool
     /// use mirai::launch::Slurm;
     /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
     /// let err = pool.launch_slurm(&Slurm::new().sbatch_program("/nonexistent/sbatch"), 4);
     /// assert!(matches!(err, Err(mirai::Error::Launch(mirai::launch::Error::NotFound { .. }))));
+    /// # }
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn launch_slurm(&self, slurm: &Slurm, n: usize) -> Result<SlurmJob, Error> {
@@ -767,8 +793,10 @@ impl Pool {
     /// every connected daemon: local ones, these, and any started by hand.
     ///
     /// ```
+    /// # #[cfg(feature = "tls")] { // a tls+tcp:// pool
     /// let pool = mirai::Daemons::new().url("tls+tcp://127.0.0.1:0").start()?;
     /// assert_eq!(pool.remote_daemons(), 0);
+    /// # }
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn remote_daemons(&self) -> usize {
@@ -776,7 +804,7 @@ impl Pool {
     }
 
     /// The fingerprint daemons of a `tls+tcp://` pool pin (`sha256:` and 64 hex digits);
-    /// `None` on other transports.
+    /// `None` on other transports (and always without the `tls` feature).
     ///
     /// ```
     /// let pool = mirai::Daemons::new().start()?;
@@ -784,7 +812,10 @@ impl Pool {
     /// # Ok::<(), mirai::Error>(())
     /// ```
     pub fn tls_fingerprint(&self) -> Option<String> {
-        self.dispatcher.tls_fingerprint().map(|f| f.to_string())
+        #[cfg(feature = "tls")]
+        return self.dispatcher.tls_fingerprint().map(|f| f.to_string());
+        #[cfg(not(feature = "tls"))]
+        None
     }
 
     /// Queues `task(arg)`, waiting for room under the byte cap.

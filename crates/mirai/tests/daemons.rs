@@ -522,16 +522,23 @@ fn awaiting_reuses_completion_threads() {
     );
 }
 
+/// Without the `tls` feature the same pool is refused at start with a typed error.
 fn local_daemons_join_a_tls_pool_by_pinning() {
-    let pool = Daemons::new()
-        .local(2)
-        .url("tls+tcp://127.0.0.1:0")
-        .start()
-        .expect("start a tls pool");
-    assert!(pool.url().starts_with("tls+tcp://"));
-    assert!(pool.tls_fingerprint().is_some());
-    let out = pool.map(&SQUARE, 0..20u64).unwrap();
-    assert_eq!(out, (0..20u64).map(|x| x * x).collect::<Vec<_>>());
+    let started = Daemons::new().local(2).url("tls+tcp://127.0.0.1:0").start();
+    #[cfg(not(feature = "tls"))]
+    assert!(
+        matches!(&started, Err(mirai::Error::TlsDisabled { url }) if url == "tls+tcp://127.0.0.1:0"),
+        "{:?}",
+        started.map(|p| p.url().to_owned())
+    );
+    #[cfg(feature = "tls")]
+    {
+        let pool = started.expect("start a tls pool");
+        assert!(pool.url().starts_with("tls+tcp://"));
+        assert!(pool.tls_fingerprint().is_some());
+        let out = pool.map(&SQUARE, 0..20u64).unwrap();
+        assert_eq!(out, (0..20u64).map(|x| x * x).collect::<Vec<_>>());
+    }
 }
 
 fn main() {

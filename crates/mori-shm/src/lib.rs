@@ -192,9 +192,11 @@
 //! # Ok::<(), mori_shm::Error>(())
 //! ```
 //!
-//! # The `mori` command
+//! # The `mori` command (feature `cli`)
 //! `mori ls`, `mori show NAME[path]`, `mori cat NAME[path]`, `mori prune` and
-//! `mori share FILE.json`; see `mori --help` for their output and exit codes.
+//! `mori share FILE.json`; see `mori --help` for their output and exit codes. The feature is
+//! on by default, so `cargo install mori-shm` installs the command; libraries depend with
+//! `default-features = false` and build none of its clap, signal-hook and serde_json.
 #![deny(unsafe_code)]
 
 // The derive names this crate `::mori_shm`, also in this crate's own tests.
@@ -209,8 +211,9 @@ mod name;
 mod owner;
 mod prune;
 mod region;
+#[cfg(feature = "cli")]
 mod share_json;
-#[cfg(test)]
+#[cfg(all(test, feature = "cli"))]
 mod share_json_tests;
 mod shared;
 mod sys;
@@ -276,7 +279,8 @@ pub mod fuzzing {
     }
 
     /// Decode `data` as the JSON input of `mori share`, and plan and write the value it gives in
-    /// memory, as `mori share` would into a region (no region is created).
+    /// memory, as `mori share` would into a region (no region is created). Feature `cli`.
+    #[cfg(feature = "cli")]
     pub fn share_json(data: &[u8]) {
         let Ok(value) = crate::share_json::decode(data) else {
             return;

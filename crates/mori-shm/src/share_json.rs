@@ -12,7 +12,8 @@
 //! failure is a [`JsonInputError`], never a panic. Memory is proportional to the input, which
 //! claims no sizes.
 //!
-//! This file is part of the library (for its fuzz entry point) and of the `mori` binary.
+//! This file is part of the library (for its fuzz entry point) and of the `mori` binary, both
+//! with the `cli` feature only.
 
 use mori_format::value::{Data, NA_INTEGER, NA_REAL, RString, Value};
 use serde_json::Value as Json;

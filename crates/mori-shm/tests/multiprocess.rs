@@ -6,7 +6,9 @@ mod common;
 use std::io::Write;
 use std::process::Command;
 
-use common::{ChildGuard, TempJson, region_file};
+#[cfg(feature = "cli")]
+use common::TempJson;
+use common::{ChildGuard, region_file};
 use mori_shm::{Error, Source, View};
 
 const CHILD_ENV: &str = "MORI_SHM_TEST_CHILD";
@@ -14,9 +16,11 @@ const IDS_ENV: &str = "MORI_SHM_TEST_IDS";
 const TAG: &str = "@@ ";
 
 /// The prune tests check what one prune removes; a concurrent prune from the other would remove
-/// their orphans first, so they take turns.
+/// their orphans first, so they take turns. (Both start `mori share` creators: feature `cli`.)
+#[cfg(feature = "cli")]
 static PRUNING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+#[cfg(feature = "cli")]
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     PRUNING
         .lock()
@@ -217,6 +221,8 @@ fn a_leaf_keeps_the_name_alive_after_the_root_handle_is_dropped() {
     );
 }
 
+// The creator is a `mori share` process (feature `cli`).
+#[cfg(feature = "cli")]
 #[test]
 fn our_mapping_survives_a_creator_process_that_unlinks_and_exits() {
     let json = TempJson::new("survive", "[2.5, 3.5]");
@@ -233,6 +239,8 @@ fn our_mapping_survives_a_creator_process_that_unlinks_and_exits() {
     assert_eq!(view.as_f64(), Some(&[2.5, 3.5][..]));
 }
 
+// The creator is a `mori share` process (feature `cli`).
+#[cfg(feature = "cli")]
 #[test]
 fn prune_removes_a_killed_creators_region_and_keeps_a_live_ones() {
     let _turn = one_at_a_time();
@@ -260,6 +268,8 @@ fn prune_removes_a_killed_creators_region_and_keeps_a_live_ones() {
     assert_eq!(live.wait(), Some(0));
 }
 
+// The creator is a `mori share` process (feature `cli`).
+#[cfg(feature = "cli")]
 #[test]
 fn prune_removes_a_region_whose_live_pid_has_another_start_time() {
     let _turn = one_at_a_time();

@@ -123,9 +123,8 @@ pub(crate) fn bind(
             Ok((ListenSource::Tls(l, server), url))
         }
         #[cfg(not(feature = "tls"))]
-        Address::Tls { .. } => Err(Error::BadUrl {
+        Address::Tls { .. } => Err(Error::TlsDisabled {
             url: url.to_owned(),
-            reason: "tls+tcp:// needs the `tls` feature",
         }),
     }
 }

@@ -28,6 +28,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A `tls+tcp://` address in a build without the `tls` feature (of this crate, or of the
+    /// crate that depends on it: `mirai-dispatch`, `mirai`), which leaves the TLS stack out.
+    ///
+    /// ```
+    /// let e = nano_transport::Error::TlsDisabled { url: "tls+tcp://h:1".into() };
+    /// assert!(e.to_string().contains("`tls` feature"));
+    /// ```
+    #[error("{url}: tls+tcp:// needs the `tls` feature, which this build leaves out")]
+    TlsDisabled {
+        /// The URL as given.
+        url: String,
+    },
     /// Another live listener owns the address.
     #[error("address in use: {0}")]
     AddrInUse(String),

@@ -509,9 +509,8 @@ impl Socket {
                 ));
             }
             #[cfg(not(feature = "tls"))]
-            return Err(Error::BadUrl {
+            return Err(Error::TlsDisabled {
                 url: url.to_owned(),
-                reason: "tls+tcp:// needs the `tls` feature",
             });
         }
         let id = core.next_dialer;

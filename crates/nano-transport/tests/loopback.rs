@@ -977,3 +977,23 @@ fn soak_a_message_over_4_gib_arrives_whole() {
     assert_eq!((got[0], got[size - 1]), (0xa1, 0xb2));
     assert!(got[1..size - 1].iter().all(|b| *b == 0));
 }
+
+/// Without the `tls` feature a `tls+tcp://` address is a typed error naming it, on both sides,
+/// and the socket goes on serving local transports.
+#[cfg(not(feature = "tls"))]
+#[test]
+fn tls_urls_are_a_typed_error_without_the_tls_feature() {
+    let s = Socket::new(Protocol::Pair0).unwrap();
+    for url in ["tls+tcp://127.0.0.1:0", "tls+tcp://127.0.0.1:1"] {
+        match s.listen(url) {
+            Err(Error::TlsDisabled { url: got }) => assert_eq!(got, url),
+            other => panic!("listen {url}: {:?}", other.map(|_| ())),
+        }
+        match s.dial(url) {
+            Err(Error::TlsDisabled { url: got }) => assert_eq!(got, url),
+            other => panic!("dial {url}: {other:?}"),
+        }
+    }
+    let name = format!("abstract://tls-off-{}", std::process::id());
+    s.listen(&name).expect("local transports still work");
+}

@@ -4,7 +4,7 @@
 //! [--walltime-ms N] [--autoexit immediately|finish-task|never] [--tls-pin SHA256 | --tls-ca
 //! PEM-FILE] [--tls-cert PEM-FILE --tls-key PEM-FILE]`; a `tls+tcp://` URL needs `--tls-pin` (the
 //! dispatcher's fingerprint) or `--tls-ca`, and `--tls-cert`/`--tls-key` present a client
-//! certificate (mutual TLS); exits with the exit reason's code (0 host gone, 1 idletime, 2 walltime,
+//! certificate (mutual TLS; the `--tls-*` flags need the `tls` feature); exits with the exit reason's code (0 host gone, 1 idletime, 2 walltime,
 //! 3 maxtasks), or 10 on an error.
 //!
 //! Functions: `echo` (bytes back), `len` (the argument's length, u64 little-endian), `slow_len`
@@ -24,11 +24,13 @@
 //! `mirai-demo-daemon host URL N [FUNCTION]` runs a host instead (see `host`).
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "tls")]
 use std::path::PathBuf;
 use std::time::Duration;
 
 use mirai_dispatch::TaskError;
 use mirai_dispatch::daemon::{AutoExit, DaemonConfig, Registry, TaskContext, serve};
+#[cfg(feature = "tls")]
 use nano_transport::tls::{Fingerprint, Identity, ServerAuth, TlsConfig, certificates_from_pem};
 
 fn registry() -> Registry {
@@ -92,6 +94,7 @@ fn parse() -> Result<DaemonConfig, String> {
     let mut args = std::env::args().skip(1);
     let token = std::env::var("MIRAI_DAEMON_TOKEN").unwrap_or_default();
     let mut config = DaemonConfig::new("", token);
+    #[cfg(feature = "tls")]
     let mut tls = TlsFlags::default();
     while let Some(flag) = args.next() {
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -114,21 +117,33 @@ fn parse() -> Result<DaemonConfig, String> {
                     _ => return Err(format!("--autoexit: unknown mode {value}")),
                 }
             }
+            #[cfg(feature = "tls")]
             "--tls-pin" => tls.pin = Some(value.parse().map_err(|e| format!("{flag}: {e}"))?),
+            #[cfg(feature = "tls")]
             "--tls-ca" => tls.ca = Some(PathBuf::from(value)),
+            #[cfg(feature = "tls")]
             "--tls-cert" => tls.cert = Some(PathBuf::from(value)),
+            #[cfg(feature = "tls")]
             "--tls-key" => tls.key = Some(PathBuf::from(value)),
+            #[cfg(not(feature = "tls"))]
+            "--tls-pin" | "--tls-ca" | "--tls-cert" | "--tls-key" => {
+                return Err(format!("{flag} needs the `tls` feature"));
+            }
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
     if config.url.is_empty() {
         return Err("--url is required".into());
     }
-    config.tls = tls.build()?;
+    #[cfg(feature = "tls")]
+    {
+        config.tls = tls.build()?;
+    }
     Ok(config)
 }
 
 /// The TLS flags, turned into a dialer configuration.
+#[cfg(feature = "tls")]
 #[derive(Default)]
 struct TlsFlags {
     pin: Option<Fingerprint>,
@@ -137,6 +152,7 @@ struct TlsFlags {
     key: Option<PathBuf>,
 }
 
+#[cfg(feature = "tls")]
 impl TlsFlags {
     fn build(self) -> Result<Option<TlsConfig>, String> {
         let server = match (self.pin, self.ca) {
@@ -175,7 +191,10 @@ fn host(url: &str, daemons: usize, function: &str) -> Result<(), String> {
         Dispatcher::start(DispatcherConfig::new(url, token.clone())).map_err(|e| e.to_string())?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut children = Vec::new();
+    #[cfg(feature = "tls")]
     let pin = dispatcher.tls_fingerprint().map(|f| f.to_string());
+    #[cfg(not(feature = "tls"))]
+    let pin: Option<String> = None;
     for i in 0..daemons {
         let child = std::process::Command::new(&exe)
             .args(["--url", dispatcher.url()])

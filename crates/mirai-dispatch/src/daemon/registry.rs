@@ -27,6 +27,8 @@ pub type Handler = Arc<dyn Fn(&[u8], &TaskContext) -> Result<Vec<u8>, TaskError>
 /// so a large argument is not held twice (received and decoded) while the function runs.
 enum Input<'a> {
     Borrowed(&'a [u8]),
+    // Only the daemon loop (feature `shell`) receives frames.
+    #[cfg_attr(not(feature = "shell"), allow(dead_code))]
     Frame(Payload),
 }
 
@@ -165,6 +167,7 @@ impl Registry {
 
     /// [`Registry::run`] on the received frame's payload, which a typed function frees as
     /// soon as it has decoded its argument.
+    #[cfg_attr(not(feature = "shell"), allow(dead_code))]
     pub(crate) fn run_frame(
         &self,
         name: &str,

@@ -33,6 +33,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use nano_transport::conn::{Connection, Stream};
 use nano_transport::peer::{PeerError, check_same_user};
+#[cfg(feature = "tls")]
 use nano_transport::tls::TlsConfig;
 use nano_transport::{Address, Protocol};
 
@@ -52,6 +53,7 @@ pub(super) enum Listener {
     Tcp(mio::net::TcpListener),
     Unix(mio::net::UnixListener),
     /// Accepted connections start the server side of TLS with this configuration.
+    #[cfg(feature = "tls")]
     Tls(mio::net::TcpListener, TlsConfig),
 }
 
@@ -87,6 +89,7 @@ impl Listener {
                 },
                 Err(e) => Err(e),
             },
+            #[cfg(feature = "tls")]
             Self::Tls(l, config) => match l.accept() {
                 Ok((s, addr)) => {
                     let _ = s.set_nodelay(true);
@@ -234,11 +237,12 @@ impl EventLoop {
 }
 
 /// Binds `address`; returns the listener, the URL daemons dial, and the socket file to remove
-/// at the end (`ipc://` only). `tls` is the listener configuration of a `tls+tcp://` address.
+/// at the end (`ipc://` only). `tls` is the listener configuration of a `tls+tcp://` address
+/// (without the `tls` feature such an address is refused before this, by `listener_tls`).
 pub(super) fn bind(
     address: &Address,
     url: &str,
-    tls: Option<TlsConfig>,
+    #[cfg(feature = "tls")] tls: Option<TlsConfig>,
 ) -> Result<(Listener, String, Option<PathBuf>), StartError> {
     let in_use = |e: io::Error| -> StartError {
         if e.kind() == io::ErrorKind::AddrInUse {
@@ -286,6 +290,7 @@ pub(super) fn bind(
             let l = mio::net::UnixListener::bind_addr(&addr).map_err(in_use)?;
             Ok((Listener::Unix(l), address.to_url(), None))
         }
+        #[cfg(feature = "tls")]
         Address::Tls { addr, .. } => {
             let tls = tls.ok_or(nano_transport::Error::State(
                 "tls+tcp:// listeners need a TLS listener configuration",
@@ -299,5 +304,7 @@ pub(super) fn bind(
             .to_url();
             Ok((Listener::Tls(l, tls), url, None))
         }
+        #[cfg(not(feature = "tls"))]
+        Address::Tls { .. } => Err(crate::security::tls_disabled(url).into()),
     }
 }

@@ -6,7 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
-/// The `mori` binary built with the tests.
+/// The `mori` binary built with the tests (feature `cli`).
+#[cfg(feature = "cli")]
 pub const MORI: &str = env!("CARGO_BIN_EXE_mori");
 
 /// The files under /dev/shm of regions created by `pid`.
@@ -52,6 +53,7 @@ impl ChildGuard {
     }
 
     /// `mori share FILE` with stdin held open.
+    #[cfg(feature = "cli")]
     pub fn mori_share(file: &std::path::Path) -> Self {
         Self::spawn(Command::new(MORI).arg("share").arg(file))
     }
@@ -122,6 +124,7 @@ impl TempJson {
 }
 
 /// Run `mori` with `args`; (exit code, stdout, stderr).
+#[cfg(feature = "cli")]
 pub fn mori(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(MORI)
         .args(args)

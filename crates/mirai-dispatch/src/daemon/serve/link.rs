@@ -11,6 +11,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll};
 use nano_transport::conn::{ConnSender, Connection, ReadProgress, SendStatus, Stream};
 use nano_transport::proto::{MAX_TTL_DEFAULT, pair1_hops};
+#[cfg(feature = "tls")]
 use nano_transport::tls::TlsConfig;
 use nano_transport::{Address, Protocol};
 
@@ -43,6 +44,7 @@ pub(super) fn connect(
     if let Some(fd) = old {
         let _ = poll.registry().deregister(&mut SourceFd(&fd));
     }
+    #[cfg(feature = "tls")]
     let tls = match (address, &config.tls) {
         (Address::Tls { host, .. }, Some(tls)) if tls.has_dialer() => Some((tls, host.as_str())),
         (Address::Tls { .. }, _) => {
@@ -53,9 +55,17 @@ pub(super) fn connect(
         }
         _ => None,
     };
+    #[cfg(not(feature = "tls"))]
+    if let Address::Tls { .. } = address {
+        return Err(crate::security::tls_disabled(&config.url).into());
+    }
     let deadline = Instant::now() + config.connect_timeout;
     let stream = loop {
-        match dial(address, tls) {
+        match dial(
+            address,
+            #[cfg(feature = "tls")]
+            tls,
+        ) {
             Ok(s) => break s,
             Err(e) if Instant::now() >= deadline => return Err(e.into()),
             Err(_) => std::thread::sleep(Duration::from_millis(10)),
@@ -154,7 +164,10 @@ pub(super) fn note_events(conn: &mut Connection, events: &Events) {
 /// Connects a stream to `address`; over `tls+tcp://` (with `tls`, the dialer configuration and
 /// the host to verify) the client side of TLS starts at once, and its handshake then advances
 /// with the connection's reads, before the SP headers are exchanged.
-fn dial(address: &Address, tls: Option<(&TlsConfig, &str)>) -> io::Result<Stream> {
+fn dial(
+    address: &Address,
+    #[cfg(feature = "tls")] tls: Option<(&TlsConfig, &str)>,
+) -> io::Result<Stream> {
     Ok(match address {
         Address::Tcp(sa) => {
             let s = TcpStream::connect(sa)?;
@@ -162,6 +175,7 @@ fn dial(address: &Address, tls: Option<(&TlsConfig, &str)>) -> io::Result<Stream
             s.set_nonblocking(true)?;
             Stream::Tcp(mio::net::TcpStream::from_std(s))
         }
+        #[cfg(feature = "tls")]
         Address::Tls { addr, .. } => {
             let (config, host) =
                 tls.ok_or_else(|| io::Error::other("no TLS dialer configuration"))?;
@@ -169,6 +183,14 @@ fn dial(address: &Address, tls: Option<(&TlsConfig, &str)>) -> io::Result<Stream
             s.set_nodelay(true)?;
             s.set_nonblocking(true)?;
             Stream::Tls(config.connect(mio::net::TcpStream::from_std(s), host)?)
+        }
+        // Refused before the first dial (`connect`); never reached.
+        #[cfg(not(feature = "tls"))]
+        Address::Tls { .. } => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "tls+tcp:// needs the `tls` feature",
+            ));
         }
         Address::Ipc(path) => {
             let s = UnixStream::connect(path)?;

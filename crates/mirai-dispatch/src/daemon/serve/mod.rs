@@ -101,7 +101,9 @@ pub struct DaemonConfig {
     /// How long to wait for the first connection, for the init message, and for a send.
     pub connect_timeout: Duration,
     /// How to verify a `tls+tcp://` dispatcher (typically the pinned fingerprint from the launch
-    /// command) and the client certificate to present, if any.
+    /// command) and the client certificate to present, if any. Feature `tls`: without it a
+    /// `tls+tcp://` address ends [`serve`] with [`nano_transport::Error::TlsDisabled`].
+    #[cfg(feature = "tls")]
     pub tls: Option<nano_transport::tls::TlsConfig>,
 }
 
@@ -114,6 +116,7 @@ impl DaemonConfig {
             launch_id: 0,
             rules: ExitRules::default(),
             connect_timeout: Duration::from_secs(10),
+            #[cfg(feature = "tls")]
             tls: None,
         }
     }
@@ -122,7 +125,8 @@ impl DaemonConfig {
 /// Why a daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    /// The address is malformed.
+    /// The address is malformed, or it is `tls+tcp://` in a build without the `tls` feature
+    /// ([`nano_transport::Error::TlsDisabled`]).
     #[error("transport: {0}")]
     Transport(#[from] nano_transport::Error),
     /// The dispatcher refused the handshake.
