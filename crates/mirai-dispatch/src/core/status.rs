@@ -1,0 +1,84 @@
+//! The counters the core reports ([`Status`], [`Memory`]) and the budget queries the host
+//! handle makes.
+//!
+//! Read-only views of the core's state, apart from the events that change it.
+
+use super::Core;
+use crate::task::NoDaemons;
+
+#[cfg(doc)]
+use crate::task::Outcome;
+
+/// Byte accounting in a [`Status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Memory {
+    /// Payload bytes reserved now (queued tasks, and retryable tasks until they resolve).
+    pub used: u64,
+    /// The most ever reserved at once.
+    pub peak: u64,
+    /// The cap, `None` when unbounded.
+    pub capacity: Option<u64>,
+    /// Bytes of values resolved but not yet collected (tracked only with a cap).
+    pub uncollected: u64,
+    /// The uncollected-results cap.
+    pub uncollected_capacity: Option<u64>,
+}
+
+/// A snapshot of the counters. `awaiting + executing + completed == submitted` always.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Status {
+    /// Daemons connected and accepting work (idle or busy).
+    pub connections: u64,
+    /// Daemons ever connected.
+    pub cumulative: u64,
+    /// Daemons idle now.
+    pub idle: u64,
+    /// Tasks queued.
+    pub awaiting: u64,
+    /// Tasks running on a daemon and not yet resolved.
+    pub executing: u64,
+    /// Tasks resolved, whatever the outcome.
+    pub completed: u64,
+    /// Tasks ever accepted.
+    pub submitted: u64,
+    /// Byte accounting.
+    pub memory: Memory,
+    /// Set when the launcher gave up starting daemons ([`Core::strand`]): while no daemon is
+    /// connected, tasks resolve [`Outcome::NoDaemons`] with this reason instead of waiting.
+    pub no_daemons: Option<NoDaemons>,
+}
+
+impl Core {
+    /// The counters now.
+    pub fn status(&self) -> Status {
+        Status {
+            connections: self.connections,
+            cumulative: self.next_daemon,
+            idle: self.idle.len() as u64,
+            awaiting: self.awaiting,
+            executing: self.executing,
+            completed: self.completed,
+            submitted: self.submitted,
+            memory: Memory {
+                used: self.budget.used(),
+                peak: self.budget.peak(),
+                capacity: self.budget.capacity(),
+                uncollected: self.uncollected_bytes,
+                uncollected_capacity: self.config.max_uncollected_bytes,
+            },
+            no_daemons: self.stranded,
+        }
+    }
+
+    /// Whether a submission of `bytes` would fit in the budget now.
+    pub fn fits(&self, bytes: u64) -> bool {
+        self.budget
+            .capacity()
+            .is_none_or(|cap| bytes <= cap - self.budget.used())
+    }
+
+    /// Takes the "bytes were released" flag the host handle uses to wake blocked submitters.
+    pub(crate) fn take_host_wake(&mut self) -> bool {
+        std::mem::take(&mut self.host_wake)
+    }
+}
