@@ -23,7 +23,8 @@ use crate::proto::{HandshakeError, ReqState, RoundRobin, SurveyorState, TopicFil
 use crate::url::Address;
 use crate::{Message, PipeId, Protocol};
 
-/// A connection coming or going, as reported by [`Socket::pipe_events`].
+/// A connection coming or going, as reported by
+/// [`Socket::pipe_events`](crate::Socket::pipe_events).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PipeEvent {
     /// A pipe completed its handshake and is usable.
@@ -144,7 +145,7 @@ pub(crate) struct Inner {
     /// Set when a sender left frames queued and woke the I/O thread to flush them; further
     /// senders then skip the (syscall-priced) wake until the I/O thread has flushed.
     pub(crate) flush_requested: AtomicBool,
-    /// Blocking senders waiting for a ready pipe (see [`SendWaiter`]).
+    /// Blocking senders waiting for a ready pipe (see `SendWaiter` in `socket`).
     pub(crate) send_waiting: AtomicUsize,
     /// Async senders registered a waker.
     pub(crate) send_wakers_waiting: AtomicBool,
@@ -178,8 +179,9 @@ impl Inner {
         }
     }
 
-    /// Ends every direct-read lease at once (see [`DirectRead`]), so the I/O thread resumes
-    /// reading now: for receivers that wait for it (async, or several pipes).
+    /// Ends every direct-read lease at once (see [`DirectRead`](crate::direct::DirectRead)), so
+    /// the I/O thread resumes reading now: for receivers that wait for it (async, or several
+    /// pipes).
     pub(crate) fn expire_leases(&self, core: &Core) {
         let mut expired = false;
         for slot in core.pipes.values() {
