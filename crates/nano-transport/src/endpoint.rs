@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::Error;
 use crate::conn::Stream;
 use crate::peer::{LocalPeers, check_same_user};
-use crate::socket::Inner;
+use crate::shared::Inner;
 use crate::url::Address;
 
 /// The mode of the socket files of `ipc://` listeners: only our user may connect.

@@ -20,70 +20,19 @@ use mio::{Events, Interest, Poll, Token};
 use crate::conn::{ConnError, ConnSender, Connection, ReadProgress, SendStatus, Stream};
 use crate::endpoint::{ListenSource, admit, connect};
 use crate::proto::{Incoming, Resend};
-use crate::socket::{Core, Inner, PipeEvent, PipeSlot};
+use crate::shared::{Command, Core, Inner, Interests, PipeEvent, PipeSlot};
 use crate::url::Address;
 use crate::{Message, PipeId, Protocol};
 
 /// The token of the socket's waker.
 pub(crate) const WAKER: Token = Token(0);
 
-/// How long a pipe stays with its direct reader after a receive returns (see `socket`): the
+/// How long a pipe stays with its direct reader after a receive returns (see `direct`): the
 /// longest the I/O thread may take to notice a peer's close while nobody receives.
 pub(crate) const DIRECT_LEASE: Duration = Duration::from_millis(10);
 
 /// Messages read from one pipe per turn before other pipes get theirs (fair queueing).
 const BATCH: usize = 256;
-
-/// What the I/O thread's poll watches on one pipe. Reading is paused while a receiver reads the
-/// pipe directly, and writability is watched only while frames are queued: a writable-edge per
-/// message the peer consumes would otherwise wake the I/O thread for nothing.
-pub(crate) struct Interests {
-    fd: RawFd,
-    token: Token,
-    /// A receiving thread reads the pipe itself.
-    pub(crate) direct: bool,
-    /// Frames wait in the send queue.
-    pub(crate) write: bool,
-    /// A receiving thread is inside a direct read right now.
-    pub(crate) reader_active: bool,
-    /// While `direct` and no reader is active: when the I/O thread takes reading back.
-    pub(crate) lease_end: Option<Instant>,
-    current: Option<Interest>,
-}
-
-impl Interests {
-    /// Brings the registration in line with `direct` and `write`. Registering re-checks the
-    /// stream's readiness, so an edge that happened while it was not watched is reported then.
-    pub(crate) fn apply(&mut self, registry: &mio::Registry) {
-        let want = match (!self.direct, self.write) {
-            (true, true) => Some(Interest::READABLE | Interest::WRITABLE),
-            (true, false) => Some(Interest::READABLE),
-            (false, true) => Some(Interest::WRITABLE),
-            (false, false) => None,
-        };
-        if want == self.current {
-            return;
-        }
-        let source = &mut SourceFd(&self.fd);
-        let done = match (self.current, want) {
-            (None, Some(i)) => registry.register(source, self.token, i),
-            (Some(_), Some(i)) => registry.reregister(source, self.token, i),
-            (Some(_), None) => registry.deregister(source),
-            (None, None) => Ok(()),
-        };
-        if done.is_ok() {
-            self.current = want;
-        }
-    }
-}
-
-/// Requests from user threads to the I/O thread.
-pub(crate) enum Command {
-    Listen(ListenSource),
-    Dial(u32, Address),
-    ResumeReads,
-    Shutdown,
-}
 
 pub(crate) fn spawn(inner: Arc<Inner>, poll: Poll) -> stdio::Result<JoinHandle<()>> {
     let name = format!("sp-{}", inner.protocol.name());
@@ -113,7 +62,7 @@ struct Connecting {
 
 struct PipeIo {
     id: PipeId,
-    /// The reading half; a blocking `recv` may borrow it to read directly (see `socket`).
+    /// The reading half; a blocking `recv` may borrow it to read directly (see `direct`).
     reader: Arc<Mutex<Connection>>,
     sender: ConnSender,
     fd: RawFd,

@@ -121,24 +121,28 @@
 #![forbid(unsafe_code)]
 
 pub mod conn;
+mod context;
+mod direct;
 mod endpoint;
 mod error;
 mod io;
 mod message;
 pub mod peer;
 pub mod proto;
+mod route;
+mod shared;
 mod socket;
 #[cfg(feature = "tls")]
 pub mod tls;
 mod url;
 
+pub use context::{Context, RecvFuture, SendFuture};
 pub use error::Error;
 pub use message::Message;
 pub use peer::LocalPeers;
 pub use proto::{PipeId, Protocol};
-pub use socket::{
-    Context, DEFAULT_RECV_MAX_SIZE, Listener, PipeEvent, RecvFuture, SendFuture, Socket,
-};
+pub use shared::PipeEvent;
+pub use socket::{DEFAULT_RECV_MAX_SIZE, Listener, Socket};
 pub use url::Address;
 
 #[doc(hidden)]
