@@ -1,7 +1,8 @@
 //! Project chores, run as `cargo xtask <command>` (the alias lives in `.cargo/config.toml`).
 //!
 //! - `test [CARGO TEST ARGS]...`: installs what the tests need (`setup`), then runs fmt check,
-//!   clippy, rustdoc, every test and doctest, and a short fuzz smoke where the toolchain allows it.
+//!   clippy, rustdoc, every test and doctest, a short fuzz smoke where the toolchain allows it,
+//!   and `release-check`.
 //!   Arguments after `test` go to `cargo test` as they are (`cargo xtask test -p mirai -- --exact
 //!   NAME`).
 //! - `setup`: installs the third-party peers the interop tests talk to: a Python virtualenv with
@@ -12,6 +13,8 @@
 //! - `fuzz TARGET [SECONDS]`: runs one fuzz target (60 seconds unless told).
 //! - `fuzz-smoke`: builds every fuzz target and runs each for 10 seconds.
 //! - `soak`: the long, ignored stress tests.
+//! - `release-check`: the library crates package together, and `cargo semver-checks` finds no
+//!   breaking change without a version bump since the release recorded in `release/baseline`.
 
 use std::env;
 use std::ffi::OsStr;
@@ -20,6 +23,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
+
+mod release;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -71,6 +76,9 @@ enum Task {
     FuzzSmoke,
     /// The long, ignored stress tests, in a release build.
     Soak,
+    /// The library crates package together; no breaking API change without a version bump
+    /// since the release recorded in release/baseline (cargo-semver-checks, installed if missing).
+    ReleaseCheck,
 }
 
 /// The arguments `cargo xtask test` passes on: its own, then `--` and the test binaries' when
@@ -95,6 +103,7 @@ fn main() -> ExitCode {
         Task::Fuzz { target, seconds } => fuzz_run(&target, seconds),
         Task::FuzzSmoke => fuzz_smoke(10),
         Task::Soak => soak(),
+        Task::ReleaseCheck => release::release_check(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -238,7 +247,8 @@ fn test(args: &[String]) -> Result {
         .args(EXTRA_FEATURES)
         .args(args)
         .env("MIRAI_INTEROP_PYTHON", &peers.python))?;
-    fuzz_smoke(10)
+    fuzz_smoke(10)?;
+    release::release_check()
 }
 
 fn fuzz_dir() -> PathBuf {
