@@ -1,7 +1,9 @@
 //! Project chores, run as `cargo xtask <command>` (the alias lives in `.cargo/config.toml`).
 //!
 //! - `test [CARGO TEST ARGS]...`: installs what the tests need (`setup`), then runs fmt check,
-//!   clippy, rustdoc, every test and doctest, and a short fuzz smoke where the toolchain allows it.
+//!   clippy, rustdoc, every test and doctest, a short fuzz smoke where the toolchain allows it,
+//!   and the packaging half of `release-check` (its semver half needs cargo-semver-checks, which
+//!   takes about 40 minutes to build on a 2-core machine: too long for every CI run).
 //!   Arguments after `test` go to `cargo test` as they are (`cargo xtask test -p mirai -- --exact
 //!   NAME`).
 //! - `setup`: installs the third-party peers the interop tests talk to: a Python virtualenv with
@@ -16,6 +18,8 @@
 //! - `fuzz TARGET [SECONDS]`: runs one fuzz target (60 seconds unless told).
 //! - `fuzz-smoke`: builds every fuzz target and runs each for 10 seconds.
 //! - `soak`: the long, ignored stress tests.
+//! - `release-check`: the library crates package together, and `cargo semver-checks` finds no
+//!   breaking change without a version bump since the release recorded in `release/baseline`.
 
 use std::env;
 use std::ffi::OsStr;
@@ -27,6 +31,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod figures;
+mod release;
 
 type Result<T = ()> = std::result::Result<T, String>;
 
@@ -86,6 +91,9 @@ enum Task {
     FuzzSmoke,
     /// The long, ignored stress tests, in a release build.
     Soak,
+    /// The library crates package together; no breaking API change without a version bump
+    /// since the release recorded in release/baseline (cargo-semver-checks, installed if missing).
+    ReleaseCheck,
 }
 
 /// The arguments `cargo xtask test` passes on: its own, then `--` and the test binaries' when
@@ -111,6 +119,7 @@ fn main() -> ExitCode {
         Task::Fuzz { target, seconds } => fuzz_run(&target, seconds),
         Task::FuzzSmoke => fuzz_smoke(10),
         Task::Soak => soak(),
+        Task::ReleaseCheck => release::release_check(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -292,7 +301,8 @@ fn test(args: &[String]) -> Result {
         .args(args)
         .env("MIRAI_INTEROP_PYTHON", &peers.python))?;
     tls_off_tests()?;
-    fuzz_smoke(10)
+    fuzz_smoke(10)?;
+    release::package()
 }
 
 /// The tests of builds without TLS, which the workspace run cannot reach (its features turn TLS

@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! The byte-capped task dispatcher behind `mirai`.
 //!
 //! - [`Core`]: the dispatcher as a pure state machine (queue, exact byte budget, daemon table,

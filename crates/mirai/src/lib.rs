@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! Async tasks on worker processes behind a byte-capped queue.
 //!
 //! Why this crate: it joins the dispatcher ([`mirai_dispatch`]) and shared memory

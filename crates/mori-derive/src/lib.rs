@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! `#[derive(Frame)]` for mori-shm: a struct of columns becomes one R-compatible region, and a
 //! generated view type reads it back in place.
 //!

@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! Shared-memory regions by name, byte-compatible with R's mori.
 //!
 //! A value shared here is written once into a region under `/dev/shm`, named like

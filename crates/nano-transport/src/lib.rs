@@ -1,3 +1,4 @@
+#![doc = include_str!("../README.md")]
 //! Scalability Protocols (SP) sockets on mio, wire-compatible with NNG (nanonext, pynng, nngcat).
 //!
 //! # API summary
