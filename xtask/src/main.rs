@@ -2,8 +2,7 @@
 //!
 //! - `test [CARGO TEST ARGS]...`: installs what the tests need (`setup`), then runs fmt check,
 //!   clippy, rustdoc, every test and doctest, a short fuzz smoke where the toolchain allows it,
-//!   and the packaging half of `release-check` (its semver half needs cargo-semver-checks, which
-//!   takes about 40 minutes to build on a 2-core machine: too long for every CI run).
+//!   and `release-check` (packaging, then cargo-semver-checks against the last release).
 //!   Arguments after `test` go to `cargo test` as they are (`cargo xtask test -p mirai -- --exact
 //!   NAME`).
 //! - `setup`: installs the third-party peers the interop tests talk to: a Python virtualenv with
@@ -302,7 +301,7 @@ fn test(args: &[String]) -> Result {
         .env("MIRAI_INTEROP_PYTHON", &peers.python))?;
     tls_off_tests()?;
     fuzz_smoke(10)?;
-    release::package()
+    release::release_check()
 }
 
 /// The tests of builds without TLS, which the workspace run cannot reach (its features turn TLS
