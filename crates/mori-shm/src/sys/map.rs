@@ -251,3 +251,37 @@ pub(crate) fn map_probe(file: &File, len: usize) -> io::Result<ProbeMap> {
     let first = unsafe { ptr.read_volatile() };
     Ok(ProbeMap { map, first })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::region;
+
+    /// The `VmFlags` of the mapping of this process that holds address `at`.
+    fn vm_flags(at: usize) -> Vec<String> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in smaps.lines() {
+            let range = line.split_whitespace().next().unwrap_or("");
+            if let Some((lo, hi)) = range.split_once('-')
+                && let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                inside = (lo..hi).contains(&at);
+            } else if inside && let Some(flags) = line.strip_prefix("VmFlags:") {
+                return flags.split_whitespace().map(str::to_owned).collect();
+            }
+        }
+        panic!("no mapping holds {at:#x}");
+    }
+
+    #[test]
+    fn only_the_creator_advises_huge_pages_a_consumer_maps_with_no_advice() {
+        let (created, _owner) = region::create(4 << 20, |r| r.allocate_rest()).unwrap();
+        let attached = region::attach(created.name()).unwrap();
+        let hg = |bytes: &[u8]| vm_flags(bytes.as_ptr() as usize).contains(&"hg".to_owned());
+        assert!(hg(created.bytes()), "the creator asks for huge pages");
+        assert!(!hg(attached.bytes()), "an attach gives no advice");
+        let bare = crate::probes::bare_attach(created.name()).unwrap();
+        assert_eq!(bare.len(), attached.bytes().len(), "the probe maps it all");
+    }
+}
