@@ -7,14 +7,18 @@
 //!   out and come back). The PUSH/PULL runs in this process over an ipc path, `send_vec` (the
 //!   sender does not copy), timed from the send until the receiver holds the whole message,
 //!   best of 3 after one warm-up.
-//! - Host peak over the live argument: with the argument built, the host's peak RSS is reset
-//!   and a task that returns only the argument's length runs; the figure is the argument plus
-//!   what the host's peak added over it, against the argument (goal <= 1.05x).
+//! - Memory figures count copies of the payload: each is against one copy measured in the same
+//!   run and the same process, the peak RSS growth (`VmHWM` after a reset, over `VmRSS` before)
+//!   of allocating and writing one 200 MB buffer (`touch_one_copy`): on the host directly, on
+//!   the daemon as a task measured the way the daemon's figures are.
+//! - Host peak over the live argument: the RSS the host's argument took when it was built, plus
+//!   what the host's peak (reset once it is built) added over it while a task that returns only
+//!   its length runs (goal <= 1.05 copies).
 //! - Daemon peak: the daemon's peak RSS is reset before a task and read after it, over its RSS
-//!   before the task, against the payload (goal <= 1.1x), for the length task (argument in),
-//!   the echo task (argument in, result out) and a task building a 200 MB result (result out).
+//!   before the task (goal <= 1.1 copies), for the length task (argument in), the echo task
+//!   (argument in, result out) and a task building a 200 MB result (result out).
 //! - Host extra when receiving a 200 MB result built on the daemon, over its RSS before the
-//!   task, against the payload (goal <= 1.05x: the result itself).
+//!   task (goal <= 1.05 copies: the result itself).
 //!
 //! The payload kinds are listed once, in [`kinds!`] at the top: a type alias and one line each.
 //! Every process is reaped and the ipc directory removed on the way out, a panic included. This
@@ -52,7 +56,7 @@ macro_rules! kinds {
     ($($label:literal => $ty:ty, elements $elem:ty;)*) => {
         /// The tasks of every kind, and [`PID`].
         fn registry() -> Registry {
-            let registry = Registry::new().with(&PID);
+            let registry = Registry::new().with(&PID).with(&ONE_COPY);
             $(let registry = kind!($label, $ty, $elem).register(registry);)*
             registry
         }
@@ -96,6 +100,13 @@ fn pid((): ()) -> u32 {
 
 const PID: TaskFn<(), u32> = task!(pid);
 
+/// One copy of an `n`-byte payload, allocated, written and freed on the daemon.
+fn one_copy(n: u64) -> u64 {
+    mirai_benches::touch_one_copy(n as usize) as u64
+}
+
+const ONE_COPY: TaskFn<u64, u64> = task!(one_copy);
+
 /// A payload of `bytes` bytes (`bytes / size_of::<E>()` elements, all 1).
 fn build<A: From<Vec<E>>, E: From<u8> + Clone>(bytes: usize) -> A {
     A::from(vec![E::from(1); bytes / size_of::<E>()])
@@ -118,11 +129,49 @@ impl<A: Serialize + DeserializeOwned + 'static> Kind<A> {
     }
 }
 
-/// The floor and the peer, measured in this run, in seconds.
+/// The floors and the peer, measured in this run.
 struct Peers {
+    /// memcpy of [`PAYLOAD`] bytes into fresh memory, in seconds.
     memcpy: f64,
-    /// PUSH/PULL of one [`PAYLOAD`]-byte message, one way.
+    /// PUSH/PULL of one [`PAYLOAD`]-byte message, one way, in seconds.
     push_pull: f64,
+    /// One copy of the payload: peak RSS growth of allocating and writing it, in bytes.
+    one_copy: OneCopy,
+}
+
+/// One copy of the payload, measured on each side: the peer of every memory figure.
+struct OneCopy {
+    /// On the host, directly.
+    host: f64,
+    /// On the daemon, as the [`ONE_COPY`] task, measured as the daemon's figures are.
+    daemon: f64,
+}
+
+impl OneCopy {
+    const HOST: &str = "one copy of the payload, measured on the host";
+    const DAEMON: &str = "one copy of the payload, measured on the daemon";
+
+    fn measure(pool: &Pool, daemon: u32) -> Self {
+        let host = measured(
+            mirai_benches::one_copy_peak_growth(PAYLOAD),
+            "one copy on the host",
+        );
+        let (n, _, on_daemon) = peaks(pool, daemon, || {
+            wait(
+                "one copy",
+                "one_copy",
+                pool.submit(&ONE_COPY, PAYLOAD as u64),
+            )
+        });
+        assert_eq!(n, PAYLOAD as u64, "the daemon held one whole copy");
+        let daemon = measured(on_daemon, "one copy on the daemon");
+        eprintln!(
+            "one copy of 200 MB, measured: host {:.3} MB, daemon {:.3} MB",
+            host / MB as f64,
+            daemon / MB as f64
+        );
+        Self { host, daemon }
+    }
 }
 
 /// Fails the bench unless `value` is a positive, finite measurement.
@@ -233,7 +282,7 @@ where
 {
     let name = |what: &str| format!("large_payload/{}/{what}", kind.label);
     let mb = |bytes: f64| bytes / MB as f64;
-    let payload = PAYLOAD as f64;
+    let (one_host, one_daemon) = (mb(peers.one_copy.host), mb(peers.one_copy.daemon));
 
     // Round trip through the echo task.
     let mut times = Vec::new();
@@ -264,26 +313,29 @@ where
         2.0 * peers.push_pull,
     );
 
-    // Argument in: the host's peak over the live argument, the daemon's over the payload.
+    // Argument in: the host's peak over the live argument (what building it took, measured),
+    // the daemon's peak growth.
+    let me = std::process::id();
+    let before = vm_rss(me);
     let arg = (kind.build)(PAYLOAD);
-    let arg_bytes = (kind.bytes)(&arg) as f64;
+    let arg_rss = vm_rss(me) - before;
     let (len, host_extra, daemon_extra) = peaks(pool, daemon, || {
         wait(kind.label, "len", pool.submit(&kind.len, arg))
     });
     assert_eq!(len, PAYLOAD as u64, "the length task saw it all");
     record(
         &name("host peak over live argument"),
-        mb(arg_bytes + host_extra),
+        mb(arg_rss + host_extra),
         "MB",
-        "the live argument",
-        mb(arg_bytes),
+        OneCopy::HOST,
+        one_host,
     );
     record(
         &name("daemon peak, argument in"),
         mb(daemon_extra),
         "MB",
-        "payload",
-        mb(payload),
+        OneCopy::DAEMON,
+        one_daemon,
     );
 
     // Argument in, result out.
@@ -297,8 +349,8 @@ where
         &name("daemon peak, argument in + result out"),
         mb(daemon_extra),
         "MB",
-        "payload",
-        mb(payload),
+        OneCopy::DAEMON,
+        one_daemon,
     );
 
     // Result out, built on the daemon: what receiving it adds on the host.
@@ -311,34 +363,32 @@ where
         &name("host extra receiving result"),
         mb(host_extra),
         "MB",
-        "payload",
-        mb(payload),
+        OneCopy::HOST,
+        one_host,
     );
     record(
         &name("daemon peak, result out"),
         mb(daemon_extra),
         "MB",
-        "payload",
-        mb(payload),
+        OneCopy::DAEMON,
+        one_daemon,
     );
 }
 
 fn main() {
     mirai::daemon_main_if_requested(&registry());
 
-    let peers = Peers {
-        memcpy: measured(
-            mirai_benches::memcpy_fresh_floor(PAYLOAD),
-            "memcpy 200 MB into fresh memory",
-        ),
-        push_pull: measured(push_pull(), "nano-transport PUSH/PULL 200 MB over ipc"),
-    };
+    let memcpy = measured(
+        mirai_benches::memcpy_fresh_floor(PAYLOAD),
+        "memcpy 200 MB into fresh memory",
+    );
+    let push_pull = measured(push_pull(), "nano-transport PUSH/PULL 200 MB over ipc");
     record(
         "large_payload/nano-transport push/pull 200 MB one way",
-        peers.push_pull,
+        push_pull,
         "s",
         "memcpy 200 MB into fresh memory",
-        peers.memcpy,
+        memcpy,
     );
 
     let pool = Daemons::new().local(1).start().expect("start the daemon");
@@ -350,5 +400,10 @@ fn main() {
     let mut handle = pool.submit(&PID, ()).expect("submit pid");
     let daemon = handle.wait_timeout(PATIENCE).expect("the daemon's pid");
     assert_eq!(pool.local_pids(), vec![daemon], "one local daemon");
+    let peers = Peers {
+        memcpy,
+        push_pull,
+        one_copy: OneCopy::measure(&pool, daemon),
+    };
     measure_all(&pool, daemon, &peers);
 }

@@ -4,16 +4,25 @@
 //!   the page faults of new memory; R's mori takes 137-179 ms for the same share), and vs the
 //!   kernel's own floor for it: one `pwrite` of the 200 MB into a new tmpfs file.
 //! - The first attach by name in a fresh process, timed inside that process, for 1 KB, 1 MB and
-//!   1 GB regions: 1 KB against opening and stat-ing the same file (the syscalls any attach
-//!   needs), 1 MB and 1 GB against 1 KB (flat means a ratio near 1).
+//!   1 GB regions (goal: <= 20 µs, and 1 GB within 1.2x of 1 KB). Each against the bare system
+//!   calls of an attach of the same region in a fresh process (`open`, `fstat`, `mmap` of the
+//!   whole size, the first read of the header page: `mori_shm::probes::bare_attach`), so what
+//!   the kernel's part costs at each size is a measured peer. 1 MB and 1 GB also against 1 KB;
+//!   the bare calls at 1 MB and 1 GB against the bare calls at 1 KB (how much of any growth with
+//!   size is the kernel's); what the attach adds to the bare calls (paired run by run) at 1 MB
+//!   and 1 GB against the same at 1 KB; and 1 KB against `open` + `fstat` alone. Medians of 42
+//!   fresh processes per figure, the sizes and kinds interleaved (their order rotated from run
+//!   to run) so that a change of load during the run moves them all alike.
 //! - 8 processes reading one 200 MB region: their summed PSS (`/proc/PID/smaps_rollup`) over
 //!   the region size, against 8 processes that each read a private copy.
+//!
+//! `MORI_SHM_BENCH_ONLY=share`, `attach` or `pss` runs one part alone.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use mirai_benches::{Reaped, memcpy_fresh_floor, record};
+use mirai_benches::{Goal, Reaped, memcpy_fresh_floor, record, record_with_goal};
 
 const CHILD_ENV: &str = "MORI_SHM_BENCH_CHILD";
 const MB: usize = 1_000_000;
@@ -23,9 +32,18 @@ fn main() {
         child(&spec);
         return;
     }
-    share_200mb();
-    first_attach();
-    summed_pss();
+    // `MORI_SHM_BENCH_ONLY=attach` runs the first-attach figures alone.
+    let only = std::env::var("MORI_SHM_BENCH_ONLY").ok();
+    let run = |part: &str| only.as_deref().is_none_or(|o| o == part);
+    if run("share") {
+        share_200mb();
+    }
+    if run("attach") {
+        first_attach();
+    }
+    if run("pss") {
+        summed_pss();
+    }
 }
 
 /// What a child process does: `MODE:NAME`.
@@ -37,6 +55,13 @@ fn child(spec: &str) {
             let view = mori_shm::map_shared(name).expect("attach");
             let ns = t.elapsed().as_nanos();
             std::hint::black_box(view.len());
+            println!("{ns}");
+        }
+        "bare" => {
+            let t = Instant::now();
+            let bare = mori_shm::probes::bare_attach(name).expect("bare attach");
+            let ns = t.elapsed().as_nanos();
+            std::hint::black_box(bare.first());
             println!("{ns}");
         }
         "open" => {
@@ -182,43 +207,96 @@ fn share_200mb() {
     );
 }
 
-/// Median of `runs` fresh processes each timing `mode` on `name`, in microseconds.
-fn child_times(mode: &str, name: &str, runs: usize) -> f64 {
-    median(
-        (0..runs)
-            .map(|_| {
-                let mut c = spawn(mode, name);
-                let ns: f64 = first_line(&mut c).parse().expect("child time");
-                ns / 1e3
-            })
-            .collect(),
-    )
+/// Microseconds `mode` on `name` took, timed inside a fresh process.
+fn child_time(mode: &str, name: &str) -> f64 {
+    let mut c = spawn(mode, name);
+    let ns: f64 = first_line(&mut c).parse().expect("child time");
+    ns / 1e3
 }
 
+/// The first attach and the bare system calls of an attach, each in fresh processes, at three
+/// sizes. The goal: at most 20 µs at every size, and flat (1 GB within 1.2x of 1 KB).
 fn first_attach() {
-    const RUNS: usize = 21;
-    let mut by_size = Vec::new();
-    for (label, bytes) in [("1 KB", 1_000), ("1 MB", MB), ("1 GB", 1_000 * MB)] {
-        let shared = mori_shm::share_f64(&doubles(bytes)).expect("share");
-        let attach = child_times("attach", shared.name(), RUNS);
-        let open = child_times("open", shared.name(), RUNS);
-        by_size.push((label, attach, open));
+    const RUNS: usize = 42;
+    const GOAL_US: f64 = 20.0;
+    const FLAT: f64 = 1.2;
+    let sizes = [("1 KB", 1_000), ("1 MB", MB), ("1 GB", 1_000 * MB)];
+    let regions: Vec<_> = sizes
+        .iter()
+        .map(|&(_, bytes)| mori_shm::share_f64(&doubles(bytes)).expect("share"))
+        .collect();
+    // times[size] = (attach, bare, open), one sample per run.
+    let mut times = vec![(Vec::new(), Vec::new(), Vec::new()); sizes.len()];
+    // Which size goes first, and whether the attach or the bare calls run first, change from
+    // run to run: a process started right after another one of a different kind runs colder.
+    for run in 0..RUNS {
+        for k in 0..sizes.len() {
+            let i = (run + k) % sizes.len();
+            let (name, t) = (regions[i].name(), &mut times[i]);
+            if run % 2 == 0 {
+                t.0.push(child_time("attach", name));
+                t.1.push(child_time("bare", name));
+            } else {
+                t.1.push(child_time("bare", name));
+                t.0.push(child_time("attach", name));
+            }
+            t.2.push(child_time("open", name));
+        }
     }
-    let (_, base, open) = by_size[0];
-    record(
+    drop(regions);
+    // What attaching adds to the bare calls, paired run by run (the two processes ran one
+    // right after the other).
+    let over_bare: Vec<f64> = times
+        .iter()
+        .map(|(a, b, _)| median(a.iter().zip(b).map(|(a, b)| a - b).collect()))
+        .collect();
+    let medians: Vec<(f64, f64, f64)> = times
+        .into_iter()
+        .map(|(a, b, o)| (median(a), median(b), median(o)))
+        .collect();
+    let (attach_1kb, bare_1kb, open_1kb) = medians[0];
+    record_with_goal(
         "mori first attach 1 KB (fresh process)",
-        base,
+        attach_1kb,
         "us",
         "open+fstat of the same file",
-        open,
+        open_1kb,
+        Goal::value_at_most(GOAL_US),
     );
-    for &(label, attach, _) in &by_size[1..] {
-        record(
+    for (&(label, _), &(attach, bare, _)) in sizes.iter().zip(&medians) {
+        record_with_goal(
+            &format!("mori first attach {label} (fresh process)"),
+            attach,
+            "us",
+            "open+fstat+mmap+first read, same size (fresh process)",
+            bare,
+            Goal::value_at_most(GOAL_US),
+        );
+    }
+    for (&(label, _), &(attach, bare, _)) in sizes.iter().zip(&medians).skip(1) {
+        record_with_goal(
             &format!("mori first attach {label} (fresh process)"),
             attach,
             "us",
             "first attach 1 KB",
-            base,
+            attach_1kb,
+            Goal::ratio_at_most(FLAT),
+        );
+        record(
+            &format!("open+fstat+mmap+first read {label} (fresh process)"),
+            bare,
+            "us",
+            "open+fstat+mmap+first read 1 KB",
+            bare_1kb,
+        );
+    }
+    for (&(label, _), &over) in sizes.iter().zip(&over_bare).skip(1) {
+        record(
+            &format!("mori first attach {label} over the bare calls (fresh process)"),
+            over,
+            "us",
+            "the same at 1 KB",
+            over_bare[0],
         );
     }
 }

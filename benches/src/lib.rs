@@ -220,6 +220,36 @@ pub fn reset_peak_rss(pid: u32) {
         .unwrap_or_else(|e| panic!("reset the peak RSS of {pid}: {e}"));
 }
 
+/// Allocates one copy of `bytes` bytes, writes every page of it and frees it: what holding one
+/// copy of a payload of that size costs a process, for memory figures to be measured against.
+/// Returns the number of bytes it held.
+///
+/// ```
+/// assert_eq!(mirai_benches::touch_one_copy(1 << 20), 1 << 20);
+/// ```
+pub fn touch_one_copy(bytes: usize) -> usize {
+    let copy = vec![1u8; bytes];
+    std::hint::black_box(&copy);
+    copy.len()
+}
+
+/// The growth of this process's peak RSS (`VmHWM`, reset first, over `VmRSS` before) while
+/// [`touch_one_copy`] runs, in bytes: one copy of a `bytes`-byte payload, measured. The peer
+/// of figures that count copies of a payload ("peak growth / one copy"), never the payload's
+/// size itself.
+///
+/// ```
+/// let one = mirai_benches::one_copy_peak_growth(64 << 20);
+/// assert!(one >= (60 << 20) as f64, "{one}");
+/// ```
+pub fn one_copy_peak_growth(bytes: usize) -> f64 {
+    let me = std::process::id();
+    reset_peak_rss(me);
+    let before = vm_rss(me);
+    touch_one_copy(bytes);
+    vm_hwm(me) - before
+}
+
 /// A child process killed and reaped when dropped, so a bench that panics leaves none behind.
 ///
 /// ```

@@ -83,11 +83,11 @@ const README_FIGURES: &[(&str, &str)] = &[
     ),
     (
         "large_payload/f64 mirai::Array/daemon peak, argument in + result out",
-        "payload",
+        "one copy of the payload, measured on the daemon",
     ),
     (
         "large_payload/f64 Vec<f64>/daemon peak, argument in + result out",
-        "payload",
+        "one copy of the payload, measured on the daemon",
     ),
     (
         "region_results/result 200 MB written in place in a region",

@@ -210,6 +210,8 @@ mod error;
 mod frame;
 mod name;
 mod owner;
+#[doc(hidden)]
+pub mod probes;
 mod prune;
 mod region;
 #[cfg(feature = "cli")]

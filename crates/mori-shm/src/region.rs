@@ -384,8 +384,7 @@ fn open_and_map(name: &str) -> Result<(file::TrustedFile, Arc<Mapping>), Error> 
         }
         Err(file::OpenError::Io(e)) => return Err(io_err("open", e)),
     };
-    let len = f.file().metadata().map_err(|e| io_err("stat", e))?.len();
-    let len = usize::try_from(len).map_err(|_| Error::Io {
+    let len = usize::try_from(f.len()).map_err(|_| Error::Io {
         name: name.to_owned(),
         op: "map",
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, "region larger than memory"),

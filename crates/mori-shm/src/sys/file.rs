@@ -37,12 +37,21 @@ pub(crate) fn create_exclusive(path: &Path) -> io::Result<File> {
 /// A region file opened by [`open_trusted`]: only such files are mapped by attaching
 /// (`map::Mapping::open` takes this type, not a `File`).
 #[derive(Debug)]
-pub(crate) struct TrustedFile(File);
+pub(crate) struct TrustedFile {
+    file: File,
+    /// The size `fstat` gave when the file was checked.
+    len: u64,
+}
 
 impl TrustedFile {
     /// The open file.
     pub(crate) fn file(&self) -> &File {
-        &self.0
+        &self.file
+    }
+
+    /// The file's size, from the `fstat` of the checks (attaching asks the kernel once).
+    pub(crate) fn len(&self) -> u64 {
+        self.len
     }
 }
 
@@ -84,7 +93,12 @@ pub(crate) fn open_trusted(path: &Path) -> Result<TrustedFile, OpenError> {
         rustix::process::geteuid().as_raw(),
     )
     .map_err(OpenError::Untrusted)?;
-    Ok(TrustedFile(File::from(fd)))
+    // A regular file's size is never negative.
+    let len = u64::try_from(st.st_size).unwrap_or(0);
+    Ok(TrustedFile {
+        file: File::from(fd),
+        len,
+    })
 }
 
 /// The checks of [`open_trusted`] on a file's type, owner and mode, for effective uid `euid`.

@@ -3,6 +3,8 @@
 //! Two things need it. Mapping a file (below), and [`Anchored`]: a zero-copy view of a region
 //! stored next to the `Arc` that keeps the mapping alive, so that views of elements can be passed
 //! around and outlive the handle they came from, as R's views keep their mapping alive.
+//! (A third, [`map_probe`], reads the first bytes of a raw mapping for the benches' probe of
+//! the bare system calls of an attach.)
 //!
 //! `memmap2` marks mapping a file `unsafe` because another process may change or truncate the
 //! file while it is mapped, which would make the Rust references into it lie (changed bytes) or
@@ -35,7 +37,7 @@ use std::fs::File;
 use std::io;
 use std::sync::Arc;
 
-use memmap2::{Advice, Mmap, MmapMut, MmapOptions};
+use memmap2::{Advice, Mmap, MmapMut, MmapOptions, MmapRaw};
 
 use super::file::TrustedFile;
 use mori_format::View;
@@ -75,8 +77,15 @@ pub(crate) fn populate(map: &MmapMut, range: std::ops::Range<usize>) {
     }
 }
 
-/// Map an existing region file read-only and lazily (no pre-faulting): attaching costs the
-/// same for any size, and only the pages a consumer reads are faulted in.
+/// Map an existing region file read-only and lazily: one `mmap`, no pre-faulting and no advice,
+/// so attaching does the same work for any size and only the pages a consumer reads are
+/// faulted in.
+///
+/// No `MADV_HUGEPAGE` here (the creator gives it, as R's mori does): a region's pages already
+/// exist when it is attached, and whether they are huge pages was settled when they were
+/// allocated. The kernel maps huge pages that exist into any suitably aligned mapping without
+/// the advice, so for a consumer it would only cost a system call (1.5 µs in a fresh process,
+/// the most expensive single step of an attach after `open`).
 fn map_existing_region(file: &TrustedFile, len: usize) -> io::Result<Mmap> {
     // SAFETY: regions are write-once: their creator finished writing before the name escaped,
     // and no one truncates them (the residual same-user risk is documented above). A
@@ -85,9 +94,6 @@ fn map_existing_region(file: &TrustedFile, len: usize) -> io::Result<Mmap> {
     // read-only, so this process cannot change it either. `len` is the file's size from fstat,
     // so the whole mapping is backed by the file.
     let map = unsafe { MmapOptions::new().len(len).map(file.file())? };
-    if len >= HUGE_PAGE_THRESHOLD {
-        let _ = map.advise(Advice::HugePage);
-    }
     Ok(map)
 }
 
@@ -199,5 +205,83 @@ impl fmt::Debug for Anchored {
             .field("sexptype", &self.view.sexptype())
             .field("len", &self.view.len())
             .finish()
+    }
+}
+
+/// The kernel's part of an attach alone, for the benches' probe (`crate::probes`): a read-only
+/// shared mapping of a whole file, made without any check, of which only the first 8 bytes are
+/// ever read, once, by [`map_probe`]. It holds only a raw mapping ([`MmapRaw`]): no Rust
+/// reference into the file is ever made, so another process changing the file is no concern.
+#[derive(Debug)]
+pub(crate) struct ProbeMap {
+    map: MmapRaw,
+    first: u64,
+}
+
+impl ProbeMap {
+    /// The first 8 bytes of the file (for a region, its magic and type code), as read when it
+    /// was mapped.
+    pub(crate) fn first(&self) -> u64 {
+        self.first
+    }
+
+    /// Bytes mapped.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// `mmap` all `len` bytes of `file` read-only and shared, then read its first 8 bytes through
+/// the mapping (the first touch of the first page): what any attach asks of the kernel after
+/// `open` and `fstat`, and nothing more. `len` is the file's size from `fstat`.
+pub(crate) fn map_probe(file: &File, len: usize) -> io::Result<ProbeMap> {
+    if len < 8 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a probe maps at least 8 bytes",
+        ));
+    }
+    let map = MmapOptions::new().len(len).map_raw_read_only(file)?;
+    let ptr = map.as_ptr().cast::<u64>();
+    // SAFETY: `ptr` is the start of a live read-only mapping of at least 8 bytes of the file
+    // (`len` is its size), page-aligned and so aligned for u64. The read goes through the raw
+    // pointer, with no reference made, so a concurrent change by another process is not
+    // undefined behaviour; only a truncation to under 8 bytes could fault it (`SIGBUS`), the
+    // residual risk documented above. Volatile, so this first touch of the page happens.
+    let first = unsafe { ptr.read_volatile() };
+    Ok(ProbeMap { map, first })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::region;
+
+    /// The `VmFlags` of the mapping of this process that holds address `at`.
+    fn vm_flags(at: usize) -> Vec<String> {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut inside = false;
+        for line in smaps.lines() {
+            let range = line.split_whitespace().next().unwrap_or("");
+            if let Some((lo, hi)) = range.split_once('-')
+                && let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                inside = (lo..hi).contains(&at);
+            } else if inside && let Some(flags) = line.strip_prefix("VmFlags:") {
+                return flags.split_whitespace().map(str::to_owned).collect();
+            }
+        }
+        panic!("no mapping holds {at:#x}");
+    }
+
+    #[test]
+    fn only_the_creator_advises_huge_pages_a_consumer_maps_with_no_advice() {
+        let (created, _owner) = region::create(4 << 20, |r| r.allocate_rest()).unwrap();
+        let attached = region::attach(created.name()).unwrap();
+        let hg = |bytes: &[u8]| vm_flags(bytes.as_ptr() as usize).contains(&"hg".to_owned());
+        assert!(hg(created.bytes()), "the creator asks for huge pages");
+        assert!(!hg(attached.bytes()), "an attach gives no advice");
+        let bare = crate::probes::bare_attach(created.name()).unwrap();
+        assert_eq!(bare.len(), attached.bytes().len(), "the probe maps it all");
     }
 }
