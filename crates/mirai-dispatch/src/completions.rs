@@ -99,7 +99,10 @@ impl Completions {
     /// Waits up to `timeout` (forever with `None`) and takes the outcome; `None` if it is not
     /// there by then.
     pub(crate) fn wait(&self, task: TaskId, timeout: Option<Duration>) -> Option<Outcome> {
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        // The deadline is set at the first look that finds nothing (`Some(None)`: past the
+        // clock's range, no limit): a wait whose outcome is already there reads no clock, and
+        // one that sleeps reads it once per sleep.
+        let mut deadline: Option<Option<Instant>> = None;
         let mut state = self.lock();
         loop {
             if matches!(state.entries.get(&task), Some(Entry::Done(_)))
@@ -107,14 +110,15 @@ impl Completions {
             {
                 return Some(outcome);
             }
-            let wait_for = match deadline {
+            let wait_for = match timeout {
                 None => None,
-                Some(d) => {
+                Some(t) => {
                     let now = Instant::now();
-                    if now >= d {
-                        return None;
+                    match *deadline.get_or_insert_with(|| now.checked_add(t)) {
+                        None => None,
+                        Some(d) if now >= d => return None,
+                        Some(d) => Some(d - now),
                     }
-                    Some(d - now)
                 }
             };
             state.blocked += 1;

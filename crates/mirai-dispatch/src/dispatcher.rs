@@ -574,6 +574,7 @@ impl Dispatcher {
 
     /// [`Host::try_submit`]; a task that finds an idle daemon is written to it from this thread.
     pub fn try_submit(&self, task: Task) -> Result<TaskId, Rejected> {
+        let task = self.shared.host.refuse_if_full(task)?;
         let mut core = self.shared.host.lock();
         let result = core.submit(task, Instant::now());
         self.shared.flush_held(core);

@@ -24,6 +24,8 @@ type Notify = Box<dyn Fn() + Send + Sync>;
 struct Shared {
     core: Mutex<Core>,
     space: Space,
+    /// [`Core::full_refusal_bound`], fixed for the core's life.
+    refusal_bound: u64,
     notify: Notify,
 }
 
@@ -41,6 +43,12 @@ struct Space {
     /// `wakers.len()`, read without its lock on every release.
     registered: AtomicUsize,
     next_key: AtomicU64,
+    /// [`Core::room_left`] as the last lock holder left it, stored before the lock is released:
+    /// a `try_submit` that reads too little here is refused without taking the lock. The value
+    /// read is the room at some instant during the call (every change is stored under the lock
+    /// that made it), so the refusal is as exact as a locked one, and a refusal reserves
+    /// nothing, so the cap and the order of waiting submitters are untouched.
+    room: AtomicU64,
 }
 
 impl Space {
@@ -162,10 +170,15 @@ impl Host {
     /// Shares `core`, calling `notify` whenever a host call leaves actions for the dispatcher
     /// thread (typically a mio `Waker::wake`).
     pub fn with_notify(core: Core, notify: impl Fn() + Send + Sync + 'static) -> Self {
+        let space = Space {
+            room: AtomicU64::new(core.room_left()),
+            ..Space::default()
+        };
         Self {
             shared: Arc::new(Shared {
+                refusal_bound: core.full_refusal_bound(),
                 core: Mutex::new(core),
-                space: Space::default(),
+                space,
                 notify: Box::new(notify),
             }),
         }
@@ -192,10 +205,29 @@ impl Host {
     /// Submits `task` if its bytes fit now; otherwise hands it back at once
     /// ([`RejectReason::Full`], [`RejectReason::TooLarge`] or [`RejectReason::ShutDown`]).
     pub fn try_submit(&self, task: Task) -> Result<TaskId, Rejected> {
+        let task = self.refuse_if_full(task)?;
         let mut core = self.lock();
         let result = core.submit(task, Instant::now());
         self.after(core);
         result
+    }
+
+    /// Refuses `task` ([`RejectReason::Full`]) without the lock when the room the last lock
+    /// holder left is too small for it; otherwise hands it back for a locked submit, which
+    /// decides every other case (shutdown, a task too large for the cap or the message limit).
+    /// This is the path a producer spinning on a full queue takes: one atomic load instead of
+    /// the lock, the clock and the core's checks.
+    pub(crate) fn refuse_if_full(&self, task: Task) -> Result<Task, Rejected> {
+        let bytes = task.payload.len() as u64;
+        if bytes <= self.shared.refusal_bound
+            && bytes > self.shared.space.room.load(Ordering::Relaxed)
+        {
+            return Err(Rejected {
+                reason: RejectReason::Full,
+                task,
+            });
+        }
+        Ok(task)
     }
 
     /// Submits `task`, waiting while the budget is full, until `deadline` if one is given
@@ -438,6 +470,10 @@ impl DerefMut for CoreGuard<'_> {
 
 impl Drop for CoreGuard<'_> {
     fn drop(&mut self) {
+        // Still under the lock: the mirror never shows a room the core did not have.
+        self.space
+            .room
+            .store(self.core.room_left(), Ordering::Relaxed);
         if self.core.take_host_wake() {
             self.space.wake();
         }

@@ -8,6 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mirai_dispatch::{Action, Config, Core, Host, RejectReason, Reply, Task, TaskId};
+use proptest::prelude::*;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -94,6 +95,82 @@ fn host_calls_that_leave_work_notify_the_dispatcher_thread() {
     host.lock().daemon_connected(true, Instant::now());
     assert!(host.cancel(id, mirai_dispatch::CancelMode::Soft));
     assert_eq!(calls.load(Ordering::SeqCst), 1, "the cancel left actions");
+}
+
+#[derive(Debug, Clone)]
+enum HostOp {
+    TrySubmit(usize),
+    Cancel(usize),
+    Connect,
+    Shutdown,
+}
+
+fn host_op() -> impl Strategy<Value = HostOp> {
+    prop_oneof![
+        8 => (0..14usize).prop_map(HostOp::TrySubmit),
+        3 => (0..16usize).prop_map(HostOp::Cancel),
+        2 => Just(HostOp::Connect),
+        1 => Just(HostOp::Shutdown),
+    ]
+}
+
+proptest! {
+    /// `try_submit` refuses a full queue without the lock: its answers (accepted with the
+    /// same id, or refused for the same reason) are the bare core's for every sequence of
+    /// submissions, cancels (which release bytes), dispatches and a shutdown, with and without
+    /// a message limit below the cap.
+    #[test]
+    fn try_submit_answers_as_the_core_does(
+        ops in proptest::collection::vec(host_op(), 1..60),
+        limit in proptest::option::of(4..12u64),
+    ) {
+        let mut config = Config::default().with_max_queued_bytes(10);
+        if let Some(limit) = limit {
+            config = config.with_max_message_bytes(limit);
+        }
+        let host = Host::new(Core::new(config.clone()));
+        let mut core = Core::new(config);
+        let mut ids = Vec::new();
+        let now = Instant::now();
+        for op in ops {
+            match op {
+                HostOp::TrySubmit(size) => {
+                    let got = host.try_submit(Task::new("f", vec![0; size]));
+                    let want = core.submit(Task::new("f", vec![0; size]), now);
+                    match (got, want) {
+                        (Ok(a), Ok(b)) => {
+                            prop_assert_eq!(a, b);
+                            ids.push(a);
+                        }
+                        (Err(a), Err(b)) => {
+                            prop_assert_eq!(a.reason, b.reason);
+                            prop_assert_eq!(a.task.payload.len(), size);
+                        }
+                        (got, want) => prop_assert!(false, "host {got:?}, core {want:?}"),
+                    }
+                }
+                HostOp::Cancel(i) => {
+                    if let Some(&id) = ids.get(i) {
+                        let a = host.cancel(id, mirai_dispatch::CancelMode::Soft);
+                        prop_assert_eq!(a, core.cancel(id, mirai_dispatch::CancelMode::Soft, now));
+                    }
+                }
+                HostOp::Connect => {
+                    host.lock().daemon_connected(true, now);
+                    core.daemon_connected(true, now);
+                }
+                HostOp::Shutdown => {
+                    host.shutdown();
+                    core.shutdown(now);
+                }
+            }
+            while core.poll_action().is_some() {}
+            let mut guard = host.lock();
+            while guard.poll_action().is_some() {}
+            drop(guard);
+            prop_assert_eq!(host.status().memory.used, core.status().memory.used);
+        }
+    }
 }
 
 /// Several host threads submit with `submit` and `try_submit` while a dispatcher thread runs

@@ -77,6 +77,29 @@ impl Core {
             .is_none_or(|cap| bytes <= cap - self.budget.used())
     }
 
+    /// The bytes a submission may take now before it is refused [`RejectReason::Full`]:
+    /// `u64::MAX` when nothing is refused for want of room (no cap, or shut down, where the
+    /// refusal has another reason). The host mirrors it in an atomic after every locked call,
+    /// so a refusal needs no lock.
+    ///
+    /// [`RejectReason::Full`]: super::RejectReason::Full
+    pub(crate) fn room_left(&self) -> u64 {
+        match self.budget.capacity() {
+            Some(cap) if !self.shut_down => cap - self.budget.used(),
+            _ => u64::MAX,
+        }
+    }
+
+    /// The largest submission that [`Core::submit`] refuses only for want of room (a larger
+    /// one is refused for its size, whatever the room): the cap or the message limit, the
+    /// smaller; 0 without a cap. Fixed for the core's life.
+    pub(crate) fn full_refusal_bound(&self) -> u64 {
+        match self.budget.capacity() {
+            Some(cap) => self.config.max_message_bytes.map_or(cap, |m| m.min(cap)),
+            None => 0,
+        }
+    }
+
     /// Takes the "bytes were released" flag the host handle uses to wake blocked submitters.
     pub(crate) fn take_host_wake(&mut self) -> bool {
         std::mem::take(&mut self.host_wake)

@@ -89,6 +89,9 @@ impl EventLoop {
             };
             let polled = self.poll.poll(&mut events, timeout);
             self.shared.sleep_until.store(0, Ordering::Relaxed);
+            // One clock read per turn: for the bytes' arrival, the core's events and the
+            // timers (a read costs about as much here as the rest of a result's handling).
+            let now = Instant::now();
             if let Err(e) = polled
                 && e.kind() != io::ErrorKind::Interrupted
             {
@@ -127,9 +130,9 @@ impl EventLoop {
             if self.listener_ready {
                 self.accept();
             }
-            self.read_ready();
+            self.read_ready(now);
             // Also carries out what host calls through [`Dispatcher::host`] left.
-            self.timers(Instant::now());
+            self.timers(now);
         }
         self.close_all();
     }
@@ -212,8 +215,8 @@ impl EventLoop {
     }
 
     /// Reads every connection that may have bytes, then feeds the results to the core under one
-    /// lock.
-    fn read_ready(&mut self) {
+    /// lock; `now` is the time of the turn.
+    fn read_ready(&mut self, now: Instant) {
         let mut inbound = Vec::new();
         let mut closing = Vec::new();
         let tokens = std::mem::take(&mut self.ready);
@@ -235,7 +238,7 @@ impl EventLoop {
             // of gigabytes takes longer than the silence limit to arrive, and the daemon's
             // heartbeats wait behind it.
             if peer.conn.bytes_received() != before {
-                peer.last_rx = Instant::now();
+                peer.last_rx = now;
             }
             // A TLS read may leave handshake records for the socket to take.
             output |= peer.conn.sender().queued() > 0 && !peer.writable;
@@ -257,7 +260,6 @@ impl EventLoop {
             }
         }
         if !inbound.is_empty() {
-            let now = Instant::now();
             let mut core = self.shared.host.lock();
             for message in inbound {
                 match message {
@@ -495,7 +497,7 @@ impl EventLoop {
                     }
                 }
             }
-            self.read_ready();
+            self.read_ready(Instant::now());
             silent_now = silent(&self.peers, Instant::now());
         }
         for token in silent_now {

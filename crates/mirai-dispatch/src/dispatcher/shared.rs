@@ -177,7 +177,15 @@ impl Shared {
         }
         let track = core.config().release_when_written;
         let actions: Vec<Action> = std::iter::from_fn(|| core.poll_action()).collect();
-        let order = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        // Only what goes to a daemon needs the core's order. A batch of resolutions alone (a
+        // result came in, nothing else to send) skips the lock: on one CPU the thread that
+        // holds it is often a host thread preempted in the middle of writing its task (the
+        // write woke the daemon, whose result is what we are delivering), and waiting for it
+        // cost two more context switches and a futex wake per round trip.
+        let order = actions
+            .iter()
+            .any(|a| !matches!(a, Action::Resolve { .. }))
+            .then(|| self.outbox.lock().unwrap_or_else(PoisonError::into_inner));
         drop(core);
         let mut resolved = Vec::new();
         let mut written = Vec::new();
