@@ -1,6 +1,6 @@
 //! The dispatcher's I/O shell: one thread owning a mio poll over the listener and the daemons'
 //! connections (nano-transport's [`Connection`](nano_transport::conn::Connection)), with a
-//! [`Waker`](mio::Waker) for host threads.
+//! [`Waker`] for host threads.
 //!
 //! Why this shape:
 //!
