@@ -213,13 +213,15 @@ pub enum SendStatus {
 /// ```
 pub type SharedBody = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
-/// One frame waiting in the send queue: copied bytes (frame and protocol headers, or the
-/// unwritten rest of a borrowed payload), then any shared bodies, kept without a copy, of which
-/// the first `skip` bytes were already written.
+/// One entry of the send queue: copied bytes (frame and protocol headers, the unwritten rest of
+/// a borrowed payload, or several whole small frames queued back to back by
+/// [`ConnSender::send_later`]), then any shared bodies, kept without a copy, of which the first
+/// `skip` bytes were already written. `msgs` is how many messages it completes.
 struct QueuedFrame {
     head: Vec<u8>,
     tail: Vec<SharedBody>,
     skip: usize,
+    msgs: usize,
 }
 
 impl QueuedFrame {
@@ -253,6 +255,9 @@ struct OutQueue {
     frames: VecDeque<QueuedFrame>,
     /// Bytes of the front frame already written.
     offset: usize,
+    /// A flush has taken the front frames out to write them without holding the lock: no
+    /// sender may write directly meanwhile (its frame would overtake them).
+    flushing: bool,
 }
 
 #[derive(Debug)]
@@ -260,7 +265,8 @@ struct ConnShared {
     stream: Stream,
     framing: Framing,
     out: Mutex<OutQueue>,
-    /// Frames waiting in `out`, readable without the lock (for "is this pipe ready").
+    /// Messages waiting in `out` (or taken out by a flush under way), readable without the lock
+    /// (for "is this pipe ready").
     queued: AtomicUsize,
     failed: AtomicBool,
     /// Writability wait for [`ConnSender::send_blocking`], created on first use.
@@ -281,7 +287,11 @@ pub struct ConnSender {
 const INLINE_PARTS: usize = 6;
 
 /// Frames up to this size are gathered into one buffer before their write.
-const SMALL_FRAME: usize = 256;
+pub(crate) const SMALL_FRAME: usize = 256;
+
+/// How large one queue entry of back-to-back small frames grows before the next one starts
+/// (see [`ConnSender::send_later`]).
+const COALESCE_BYTES: usize = 64 * 1024;
 
 impl ConnSender {
     /// Sends one message whose body is the concatenation of `parts` (typically the protocol
@@ -350,6 +360,63 @@ impl ConnSender {
         self.send_until(parts, bodies, wait)
     }
 
+    /// Queues one small frame (up to 256 bytes with its header) for the loop owner's next
+    /// [`flush`](Self::flush) instead of writing it now, behind whatever is queued already.
+    /// Frames queued this way back to back share one buffer, so a flush writes many of them
+    /// with one `writev` (and the peer reads them in one piece): for a stream of small
+    /// messages, the syscall a direct send makes per message is most of its cost. The caller
+    /// must make sure the loop owner flushes (wake it). Larger frames are sent as by
+    /// [`send`](Self::send).
+    ///
+    /// ```
+    /// use nano_transport::Protocol;
+    /// use nano_transport::conn::{Connection, SendStatus, Stream};
+    ///
+    /// let (a, b) = mio::net::UnixStream::pair()?;
+    /// let push = Connection::new(Stream::Unix(a), Protocol::Push0, 0)?;
+    /// let mut pull = Connection::new(Stream::Unix(b), Protocol::Pull0, 0)?;
+    /// for i in 0..3u8 {
+    ///     assert_eq!(push.sender().send_later(&[&[i; 8]])?, SendStatus::Queued);
+    /// }
+    /// assert_eq!(push.sender().queued(), 3);
+    /// assert!(push.sender().flush()?); // one write for the three frames
+    /// let mut got = Vec::new();
+    /// while got.len() < 3 {
+    ///     pull.on_readable(8, &mut |b| { got.push(b); true })?;
+    /// }
+    /// assert_eq!(got, [[0u8; 8], [1; 8], [2; 8]]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn send_later(&self, parts: &[&[u8]]) -> Result<SendStatus, ConnError> {
+        let body_len: usize = parts.iter().map(|p| p.len()).sum();
+        let header = FrameHeader::new(self.shared.framing, body_len as u64);
+        let total = header.as_bytes().len() + body_len;
+        if total > SMALL_FRAME {
+            return self.send(parts);
+        }
+        let mut out = self.lock_out();
+        let fits = |f: &QueuedFrame| f.tail.is_empty() && f.head.len() + total <= COALESCE_BYTES;
+        let frame = match out.frames.back_mut().filter(|f| fits(f)) {
+            Some(f) => f,
+            None => {
+                out.frames.push_back(QueuedFrame {
+                    head: Vec::with_capacity(4096),
+                    tail: Vec::new(),
+                    skip: 0,
+                    msgs: 0,
+                });
+                out.frames.back_mut().expect("just pushed")
+            }
+        };
+        frame.head.extend_from_slice(header.as_bytes());
+        for p in parts {
+            frame.head.extend_from_slice(p);
+        }
+        frame.msgs += 1;
+        self.shared.queued.fetch_add(1, Ordering::SeqCst);
+        Ok(SendStatus::Queued)
+    }
+
     fn send_until(
         &self,
         parts: &[&[u8]],
@@ -396,7 +463,8 @@ impl ConnSender {
             all
         };
         let mut out = self.lock_out();
-        let written = if out.frames.is_empty() {
+        let direct = out.frames.is_empty() && !out.flushing;
+        let written = if direct {
             match write_slices(&self.shared.stream, all, 0) {
                 Ok(w) => w,
                 Err(e) => {
@@ -408,7 +476,7 @@ impl ConnSender {
             0
         };
         let mut written = written;
-        if let (Some(deadline), true) = (wait, out.frames.is_empty()) {
+        if let (Some(deadline), true) = (wait, direct) {
             while written < total && self.wait_writable(deadline)? {
                 written += write_slices(&self.shared.stream, all, written).inspect_err(|_| {
                     self.shared.failed.store(true, Ordering::Release);
@@ -446,6 +514,7 @@ impl ConnSender {
             head,
             tail: shared.to_vec(),
             skip: written.saturating_sub(copied_end),
+            msgs: 1,
         });
         self.shared.queued.fetch_add(1, Ordering::SeqCst);
         Ok(SendStatus::Queued)
@@ -495,42 +564,64 @@ impl ConnSender {
     }
 
     fn flush_inner(&self) -> Result<bool, ConnError> {
-        let mut out = match self.shared.out.try_lock() {
-            Ok(out) => out,
-            Err(TryLockError::Poisoned(e)) => e.into_inner(),
-            // A blocking sender is writing its frame and waits for writability itself; frames
-            // queued behind it are flushed when it is done (their senders wake the loop).
-            Err(TryLockError::WouldBlock) => return Ok(false),
-        };
-        while !out.frames.is_empty() {
+        loop {
+            let mut out = match self.shared.out.try_lock() {
+                Ok(out) => out,
+                Err(TryLockError::Poisoned(e)) => e.into_inner(),
+                // A blocking sender is writing its frame and waits for writability itself;
+                // frames queued behind it are flushed when it is done (their senders wake the
+                // loop).
+                Err(TryLockError::WouldBlock) => return Ok(false),
+            };
+            if out.flushing {
+                return Ok(false);
+            }
+            if out.frames.is_empty() {
+                break;
+            }
+            // Take the front frames out and write them without the lock, so senders queueing
+            // behind them (`send_later`) do not wait for the syscall.
+            let n = out.frames.len().min(MAX_IOVECS);
+            let mut batch: VecDeque<QueuedFrame> = out.frames.drain(..n).collect();
+            let mut offset = std::mem::take(&mut out.offset);
+            out.flushing = true;
+            drop(out);
             let mut slices: Vec<&[u8]> = Vec::with_capacity(2 * MAX_IOVECS);
-            for f in out.frames.iter().take(MAX_IOVECS) {
+            for f in &batch {
                 if !f.head.is_empty() {
                     slices.push(&f.head);
                 }
                 slices.extend(f.tail());
             }
-            let written = write_slices(&self.shared.stream, &slices, out.offset)?;
+            let result = write_slices(&self.shared.stream, &slices, offset);
             drop(slices);
-            if written == 0 {
-                return Ok(false);
-            }
-            let mut left = out.offset + written;
-            out.offset = 0;
-            while let Some(front) = out.frames.front() {
+            let mut out = self.lock_out();
+            out.flushing = false;
+            let written = result?;
+            let mut left = offset + written;
+            offset = 0;
+            let mut done = 0;
+            while let Some(front) = batch.front() {
                 let len = front.len();
                 if left >= len {
                     left -= len;
-                    out.frames.pop_front();
-                    self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+                    done += front.msgs;
+                    batch.pop_front();
                 } else {
-                    out.offset = left;
+                    offset = left;
                     break;
                 }
             }
-            if out.offset != 0 {
-                return Ok(false);
+            self.shared.queued.fetch_sub(done, Ordering::SeqCst);
+            if batch.is_empty() {
+                continue;
             }
+            // The stream would block: what is left goes back in front of what was queued since.
+            while let Some(f) = batch.pop_back() {
+                out.frames.push_front(f);
+            }
+            out.offset = offset;
+            return Ok(false);
         }
         Ok(self.shared.stream.flush_pending()?)
     }
@@ -591,6 +682,7 @@ impl ConnSender {
             head: bytes.to_vec(),
             tail: Vec::new(),
             skip: 0,
+            msgs: 1,
         });
         self.shared.queued.fetch_add(1, Ordering::SeqCst);
         drop(out);
@@ -1074,6 +1166,34 @@ mod tests {
             want.extend_from_slice((**body).as_ref());
         }
         assert!(got[0] == want);
+    }
+
+    #[test]
+    fn frames_queued_for_later_keep_their_place_before_direct_sends() {
+        let (a, b) = pair();
+        let mut push = Connection::new(a, Protocol::Push0, 0).unwrap();
+        let mut pull = Connection::new(b, Protocol::Pull0, 0).unwrap();
+        assert!(drain(&mut push).is_empty());
+        assert!(drain(&mut pull).is_empty());
+        let tx = push.sender();
+        for i in 0..1000u32 {
+            tx.send_later(&[&i.to_le_bytes()]).unwrap();
+        }
+        // Too large to be queued for later: sent at once, but behind the queued frames.
+        let big = vec![5u8; 1000];
+        assert_eq!(tx.send_later(&[&big]).unwrap(), SendStatus::Queued);
+        // A direct send must not overtake them either.
+        assert_eq!(tx.send(&[b"last"]).unwrap(), SendStatus::Queued);
+        assert_eq!(tx.queued(), 1002);
+        assert!(tx.flush().unwrap());
+        assert_eq!(tx.queued(), 0);
+        let got = drain(&mut pull);
+        assert_eq!(got.len(), 1002);
+        for (i, body) in got[..1000].iter().enumerate() {
+            assert_eq!(body[..], (i as u32).to_le_bytes());
+        }
+        assert!(got[1000] == big);
+        assert_eq!(got[1001], b"last");
     }
 
     #[test]

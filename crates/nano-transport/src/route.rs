@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Condvar, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::conn::{ConnSender, SendStatus, SharedBody};
+use crate::conn::{ConnSender, SMALL_FRAME, SendStatus, SharedBody};
 use crate::io;
 use crate::proto::{MAX_FRAME_LEN, broadcast_targets};
 use crate::shared::{Command, Core, Inner, PipeSlot};
@@ -71,7 +71,21 @@ pub(crate) struct Plan {
     targets: Vec<ConnSender>,
     /// A timer this send armed (REQ resend), which the I/O thread must know about.
     timer: Option<Instant>,
+    /// Queue the frame for the I/O thread to write with others instead of writing it now (see
+    /// [`STREAM_GAP`]).
+    later: bool,
 }
+
+/// A send that follows the socket's previous send this closely, with no message received in
+/// between, is taken as part of a stream of messages: when small, it is queued for the I/O
+/// thread, which writes everything queued meanwhile with one `writev`
+/// ([`ConnSender::send_later`]), instead of costing a syscall of its own. A send after a
+/// receive (request/reply, ping-pong) or after a pause is written at once by the calling
+/// thread, so latency is unchanged where one message waits for another.
+const STREAM_GAP: Duration = Duration::from_micros(10);
+
+/// The longest frame header (ipc: a type byte and a 64-bit length).
+const FRAME_HEADER_MAX: usize = 9;
 
 #[derive(Clone, Copy)]
 pub(crate) enum Wait {
@@ -110,8 +124,31 @@ fn is_ready(inner: &Inner, slot: &PipeSlot) -> bool {
     slot.sender.queued() < inner.send_buffer.load(Ordering::SeqCst)
 }
 
-/// Decides where a message goes and with which header; `Ok(None)` means "wait for a pipe".
+/// Decides where a message goes and with which header, and whether it is queued for the I/O
+/// thread ([`STREAM_GAP`]); `Ok(None)` means "wait for a pipe".
 pub(crate) fn plan_send(
+    inner: &Inner,
+    core: &mut Core,
+    ctx: u32,
+    target: Target,
+    body: Body<'_>,
+) -> Result<Option<Plan>, Error> {
+    let Some(mut plan) = plan_route(inner, core, ctx, target, body)? else {
+        return Ok(None);
+    };
+    let now = Instant::now();
+    // Only frames `send_later` queues (a larger one, or an owned body, is written at once).
+    let frame = FRAME_HEADER_MAX + plan.header.as_slice().len() + body.len();
+    plan.later = matches!(body, Body::Parts(_))
+        && frame <= SMALL_FRAME
+        && core
+            .last_send
+            .is_some_and(|t| now.saturating_duration_since(t) < STREAM_GAP);
+    core.last_send = Some(now);
+    Ok(Some(plan))
+}
+
+fn plan_route(
     inner: &Inner,
     core: &mut Core,
     ctx: u32,
@@ -141,6 +178,7 @@ pub(crate) fn plan_send(
             header: Header::Word(1u32.to_be_bytes()),
             targets,
             timer: None,
+            later: false,
         }));
     }
     match proto {
@@ -165,6 +203,7 @@ pub(crate) fn plan_send(
                 header,
                 targets,
                 timer: None,
+                later: false,
             }))
         }
         Protocol::Rep0 | Protocol::Respondent0 => {
@@ -183,6 +222,7 @@ pub(crate) fn plan_send(
                 header: Header::Bytes(backtrace),
                 targets,
                 timer: None,
+                later: false,
             }))
         }
         _ => {
@@ -214,6 +254,7 @@ pub(crate) fn plan_send(
                 header,
                 targets,
                 timer,
+                later: false,
             }))
         }
     }
@@ -251,6 +292,7 @@ pub(crate) fn write_plan(
                     &joined
                 };
                 match wait {
+                    _ if plan.later => t.send_later(all),
                     Some(deadline) => t.send_blocking(all, deadline),
                     None => t.send(all),
                 }
@@ -271,7 +313,21 @@ pub(crate) fn write_plan(
 }
 
 /// Takes the next message for `ctx` if one is there; may shorten `deadline` (survey window).
+/// A message taken ends a stream of sends ([`STREAM_GAP`]): the next send answers it.
 pub(crate) fn take_message(
+    inner: &Inner,
+    core: &mut Core,
+    ctx: u32,
+    deadline: &mut Option<Instant>,
+) -> Result<Option<Message>, Error> {
+    let taken = take_next(inner, core, ctx, deadline);
+    if matches!(taken, Ok(Some(_))) {
+        core.last_send = None;
+    }
+    taken
+}
+
+fn take_next(
     inner: &Inner,
     core: &mut Core,
     ctx: u32,

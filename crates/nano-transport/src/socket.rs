@@ -153,6 +153,7 @@ impl Socket {
             next_dialer: 1,
             next_ctx: 1,
             reads_paused: false,
+            last_send: None,
             recv_waiting: 0,
         };
         let send_buffer = if protocol == Protocol::Pub0 { 16 } else { 128 };
