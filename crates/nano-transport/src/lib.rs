@@ -65,7 +65,11 @@
 //!   each syscall capped at 1 GiB so messages over 4 GiB work. A blocking send waits for the
 //!   stream to drain rather than copy; otherwise only bytes the kernel does not take are copied
 //!   into the pipe's queue (an owned body is queued by reference instead), which the I/O thread
-//!   flushes many frames per `writev`.
+//!   flushes many frames per `writev`. A stream of small sends (frames up to 256 bytes, each
+//!   within 10 µs of the socket's previous send with no message received in between) is
+//!   queued on purpose: the I/O thread writes all that is queued with one `writev` while the
+//!   caller goes on, instead of one syscall per message. A send after a receive or a pause is
+//!   written at once, so request/reply latency does not change.
 //! - A blocking receive on a socket with one pipe reads that pipe itself (the I/O thread's read
 //!   interest is paused for a short lease, so a request/reply loop costs one wake-up per
 //!   message, as a plain blocking socket would). Otherwise the I/O thread reads, in batches, and

@@ -9,7 +9,8 @@
 //! the mio `Poll`, the listeners, the dialers and the pipes' reading halves while nobody else
 //! reads them. Sends do not cross to that thread: the calling thread picks the pipe and writes
 //! the frame itself (one vectored write from the caller's buffer), and only wakes the I/O thread
-//! when the kernel did not take everything. Receives either take what the I/O thread queued (in
+//! when the kernel did not take everything, or for a stream of small sends, which it queues for
+//! the I/O thread to write many per `writev` (see `route::STREAM_GAP`). Receives either take what the I/O thread queued (in
 //! batches, with one condvar notification and the async `Waker`s per batch) or, for a blocking
 //! receive on a socket with a single pipe, read that pipe directly ([`DirectRead`]), which saves
 //! a thread hand-off per message.
