@@ -127,6 +127,7 @@
 
 pub mod conn;
 mod context;
+mod deliver;
 mod direct;
 mod endpoint;
 mod error;

@@ -11,7 +11,7 @@ use std::sync::{Condvar, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::conn::{ConnSender, SMALL_FRAME, SendStatus, SharedBody};
-use crate::io;
+use crate::deliver;
 use crate::proto::{MAX_FRAME_LEN, broadcast_targets};
 use crate::shared::{Command, Core, Inner, PipeSlot};
 use crate::{Error, Message, PipeId, Protocol};
@@ -370,7 +370,7 @@ fn take_next(
             };
             if core.reads_paused
                 && core.recv_q.len() <= core.opts.recv_buffer / 2
-                && core.recv_q.bytes() <= io::RECV_QUEUE_BYTES / 2
+                && core.recv_q.bytes() <= deliver::RECV_QUEUE_BYTES / 2
             {
                 core.reads_paused = false;
                 core.commands.push(Command::ResumeReads);

@@ -59,7 +59,7 @@ pub(crate) struct PipeSlot {
 }
 
 /// Received messages waiting for a receiver, with their total size (the I/O thread stops
-/// reading ahead at [`crate::io::RECV_QUEUE_BYTES`]).
+/// reading ahead at [`crate::deliver::RECV_QUEUE_BYTES`]).
 #[derive(Default)]
 pub(crate) struct RecvQueue {
     q: VecDeque<Message>,
