@@ -32,6 +32,10 @@ pub(crate) const WAKER: Token = Token(0);
 /// longest the I/O thread may take to notice a peer's close while nobody receives.
 pub(crate) const DIRECT_LEASE: Duration = Duration::from_millis(10);
 
+/// How long closing a socket waits at most for its queued messages to reach the kernel when
+/// it has no send timeout (with one, it waits up to that timeout).
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
 pub(crate) fn spawn(inner: Arc<Inner>, poll: Poll) -> stdio::Result<JoinHandle<()>> {
     let name = format!("sp-{}", inner.protocol.name());
     thread::Builder::new().name(name).spawn(move || {
@@ -676,8 +680,16 @@ impl IoLoop {
     }
 
     fn shutdown(&mut self) {
+        // Messages still queued (a stream of small sends is queued for this thread to write)
+        // are written before the pipes close, as long as the peers read within the linger.
+        let linger = self.inner.lock().opts.send_timeout.unwrap_or(CLOSE_LINGER);
+        let deadline = Instant::now() + linger;
         for (_, p) in self.pipes.drain() {
-            let _ = p.sender.flush();
+            if p.deadline.is_none() {
+                let _ = p.sender.flush_until(deadline);
+            } else {
+                let _ = p.sender.flush();
+            }
             let _ = p.sender.stream().shutdown();
         }
         for (_, src) in self.listeners.drain() {

@@ -597,7 +597,8 @@ impl Socket {
     }
 
     /// Closes the socket: every pipe, listener and dialer, and wakes blocked callers with
-    /// [`Error::Closed`]. Idempotent.
+    /// [`Error::Closed`]. Idempotent. Messages still queued on a pipe are written first, as
+    /// long as its peer takes them within the send timeout (1 s without one).
     pub fn close(&self) {
         close(&self.inner);
     }

@@ -457,6 +457,32 @@ impl ConnSender {
         Ok(self.shared.stream.flush_pending()?)
     }
 
+    /// Flushes until the queue is empty, waiting for the stream to drain in between, or until
+    /// `deadline` passes; returns whether the queue is empty. For a loop owner closing the
+    /// connection: frames still queued are written before the stream is shut down.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use nano_transport::Protocol;
+    /// use nano_transport::conn::{Connection, Stream};
+    ///
+    /// let (a, _b) = mio::net::UnixStream::pair()?;
+    /// let push = Connection::new(Stream::Unix(a), Protocol::Push0, 0)?;
+    /// push.sender().send_later(&[b"last"])?;
+    /// assert!(push.sender().flush_until(Instant::now() + Duration::from_secs(1))?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn flush_until(&self, deadline: Instant) -> Result<bool, ConnError> {
+        loop {
+            if self.flush()? {
+                return Ok(true);
+            }
+            if !self.wait_writable(Some(deadline))? {
+                return Ok(false);
+            }
+        }
+    }
+
     /// The stream this sender writes to.
     pub fn stream(&self) -> &Stream {
         &self.shared.stream
