@@ -47,9 +47,9 @@
 //!   never block; peers whose queue is full miss the message); a blocking send of a large message
 //!   waits for the stream to drain instead of copying it; closing a socket first writes the
 //!   messages still queued, waiting for its peers up to the send timeout (1 s without one);
-//!   REQ resends after 60 s (or at once when
-//!   its pipe is lost); a second PAIR0/PAIR1-mono peer is refused; a malformed header closes that
-//!   pipe and a message over the TTL is dropped, as in NNG.
+//!   REQ resends after 60 s (or at once when its pipe is lost); a second PAIR0/PAIR1-mono peer
+//!   is refused; a malformed header closes that pipe and a message over the TTL is dropped, as
+//!   in NNG.
 //!
 //! # Design
 //!
