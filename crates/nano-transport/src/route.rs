@@ -66,9 +66,25 @@ impl Header {
     }
 }
 
+/// The pipes a send goes to: one for most protocols (kept without allocating), every ready one
+/// for a broadcast.
+enum Targets {
+    One(ConnSender),
+    Many(Vec<ConnSender>),
+}
+
+impl Targets {
+    fn as_slice(&self) -> &[ConnSender] {
+        match self {
+            Self::One(t) => std::slice::from_ref(t),
+            Self::Many(v) => v,
+        }
+    }
+}
+
 pub(crate) struct Plan {
     header: Header,
-    targets: Vec<ConnSender>,
+    targets: Targets,
     /// A timer this send armed (REQ resend), which the I/O thread must know about.
     timer: Option<Instant>,
     /// Queue the frame for the I/O thread to write with others instead of writing it now (see
@@ -91,11 +107,22 @@ const FRAME_HEADER_MAX: usize = 9;
 pub(crate) enum Wait {
     Never,
     Until(Option<Instant>),
+    /// Up to the socket's own timeout for this direction, read under the lock the call takes
+    /// anyway (see [`Wait::resolve`]) rather than under one of its own.
+    Timeout,
 }
 
 impl Wait {
     pub(crate) fn until(timeout: Option<Duration>) -> Self {
         Self::Until(timeout.and_then(|t| Instant::now().checked_add(t)))
+    }
+
+    /// [`Wait::Timeout`] as a deadline `timeout` from now; other waits as they are.
+    pub(crate) fn resolve(self, timeout: Option<Duration>) -> Self {
+        match self {
+            Self::Timeout => Self::until(timeout),
+            w => w,
+        }
     }
 }
 
@@ -173,7 +200,7 @@ fn plan_route(
         if !is_ready(inner, slot) {
             return Ok(None);
         }
-        let targets = vec![slot.sender.clone()];
+        let targets = Targets::One(slot.sender.clone());
         return Ok(Some(Plan {
             header: Header::Word(1u32.to_be_bytes()),
             targets,
@@ -196,9 +223,11 @@ fn plan_route(
                 .iter()
                 .filter(|(_, s)| is_ready(inner, s))
                 .map(|(id, _)| *id);
-            let targets = broadcast_targets(ready, None)
-                .map(|id| core.pipes[&id].sender.clone())
-                .collect();
+            let targets = Targets::Many(
+                broadcast_targets(ready, None)
+                    .map(|id| core.pipes[&id].sender.clone())
+                    .collect(),
+            );
             Ok(Some(Plan {
                 header,
                 targets,
@@ -212,12 +241,10 @@ fn plan_route(
                 .remove(&ctx)
                 .ok_or(Error::State("no request to reply to"))?;
             // A reply whose requester has gone is discarded, as NNG does.
-            let targets = core
-                .pipes
-                .get(&pipe)
-                .map(|s| s.sender.clone())
-                .into_iter()
-                .collect();
+            let targets = match core.pipes.get(&pipe) {
+                Some(s) => Targets::One(s.sender.clone()),
+                None => Targets::Many(Vec::new()),
+            };
             Ok(Some(Plan {
                 header: Header::Bytes(backtrace),
                 targets,
@@ -249,7 +276,7 @@ fn plan_route(
                 }
                 _ => Header::None,
             };
-            let targets = vec![core.pipes[&pipe].sender.clone()];
+            let targets = Targets::One(core.pipes[&pipe].sender.clone());
             Ok(Some(Plan {
                 header,
                 targets,
@@ -276,7 +303,7 @@ pub(crate) fn write_plan(
         Protocol::Pub0 | Protocol::Bus0 | Protocol::Surveyor0
     );
     let mut wake = false;
-    for t in &plan.targets {
+    for t in plan.targets.as_slice() {
         let wait = wait.filter(|_| !broadcast);
         let sent = match body {
             Body::Parts(parts) => {

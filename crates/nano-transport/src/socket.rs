@@ -286,8 +286,7 @@ impl Socket {
     /// # Ok::<(), nano_transport::Error>(())
     /// ```
     pub fn send_parts(&self, parts: &[&[u8]]) -> Result<(), Error> {
-        let timeout = self.inner.lock().opts.send_timeout;
-        self.send_inner(0, Target::Route, Body::Parts(parts), Wait::until(timeout))
+        self.send_inner(0, Target::Route, Body::Parts(parts), Wait::Timeout)
     }
 
     /// Sends an owned message as [`send`](Self::send) does; when the kernel does not take it at
@@ -306,8 +305,7 @@ impl Socket {
     /// # Ok::<(), nano_transport::Error>(())
     /// ```
     pub fn send_vec(&self, body: Vec<u8>) -> Result<(), Error> {
-        let timeout = self.inner.lock().opts.send_timeout;
-        self.send_shared_inner(Target::Route, Arc::new(body), Wait::until(timeout))
+        self.send_shared_inner(Target::Route, Arc::new(body), Wait::Timeout)
     }
 
     /// Like [`send_vec`](Self::send_vec), for a body that is already shared (say a region
@@ -330,8 +328,7 @@ impl Socket {
     /// # Ok::<(), nano_transport::Error>(())
     /// ```
     pub fn send_shared(&self, body: SharedBody) -> Result<(), Error> {
-        let timeout = self.inner.lock().opts.send_timeout;
-        self.send_shared_inner(Target::Route, body, Wait::until(timeout))
+        self.send_shared_inner(Target::Route, body, Wait::Timeout)
     }
 
     /// [`send_vec`](Self::send_vec) without blocking: [`Error::WouldBlock`] when no pipe is
@@ -378,26 +375,18 @@ impl Socket {
     /// # Ok::<(), nano_transport::Error>(())
     /// ```
     pub fn send_parts_to(&self, pipe: PipeId, parts: &[&[u8]]) -> Result<(), Error> {
-        let timeout = self.inner.lock().opts.send_timeout;
-        self.send_inner(
-            0,
-            Target::Pipe(pipe),
-            Body::Parts(parts),
-            Wait::until(timeout),
-        )
+        self.send_inner(0, Target::Pipe(pipe), Body::Parts(parts), Wait::Timeout)
     }
 
     /// PAIR1 poly mode: sends an owned message to one pipe; the queue keeps it without a copy
     /// (see [`send_vec`](Self::send_vec)).
     pub fn send_vec_to(&self, pipe: PipeId, body: Vec<u8>) -> Result<(), Error> {
-        let timeout = self.inner.lock().opts.send_timeout;
-        self.send_shared_inner(Target::Pipe(pipe), Arc::new(body), Wait::until(timeout))
+        self.send_shared_inner(Target::Pipe(pipe), Arc::new(body), Wait::Timeout)
     }
 
     /// Receives a message, blocking up to the receive timeout.
     pub fn recv(&self) -> Result<Message, Error> {
-        let timeout = self.inner.lock().opts.recv_timeout;
-        self.recv_inner(0, Wait::until(timeout))
+        self.recv_inner(0, Wait::Timeout)
     }
 
     /// Receives without blocking; [`Error::WouldBlock`] when nothing is queued.
@@ -620,6 +609,7 @@ impl Socket {
     ) -> Result<(), Error> {
         let inner = &self.inner;
         let mut core = inner.lock();
+        let wait_for = wait_for.resolve(core.opts.send_timeout);
         let mut waiting: Option<SendWaiter<'_>> = None;
         let plan = loop {
             if core.closed {
@@ -642,8 +632,9 @@ impl Socket {
         drop(waiting);
         drop(core);
         let deadline = match wait_for {
-            Wait::Never => None,
             Wait::Until(d) => Some(d),
+            // (`Timeout` was resolved into `Until` above.)
+            Wait::Never | Wait::Timeout => None,
         };
         write_plan(inner, &plan, body, deadline);
         Ok(())
@@ -652,10 +643,12 @@ impl Socket {
     pub(crate) fn recv_inner(&self, ctx: u32, wait_for: Wait) -> Result<Message, Error> {
         let inner = &self.inner;
         let mut core = inner.lock();
+        let wait_for = wait_for.resolve(core.opts.recv_timeout);
         loop {
             let mut deadline = match wait_for {
-                Wait::Never => None,
                 Wait::Until(d) => d,
+                // (`Timeout` was resolved into `Until` above.)
+                Wait::Never | Wait::Timeout => None,
             };
             if let Some(m) = take_message(inner, &mut core, ctx, &mut deadline)? {
                 return Ok(m);
