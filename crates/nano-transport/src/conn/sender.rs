@@ -294,6 +294,13 @@ impl ConnSender {
             all
         };
         let mut out = self.lock_out();
+        // A flush has the last queued frames out for writing (one non-blocking `writev`): wait
+        // for it, as for the lock it used to hold, rather than copy this frame into the queue.
+        while out.flushing && out.frames.is_empty() {
+            drop(out);
+            std::thread::yield_now();
+            out = self.lock_out();
+        }
         let direct = out.frames.is_empty() && !out.flushing;
         let written = if direct {
             match write_slices(&self.shared.stream, all, 0) {
