@@ -129,19 +129,13 @@ impl Context {
     /// Sends on this context (REQ: a new request, abandoning this context's previous one;
     /// REP: the reply to the request this context received last).
     pub fn send(&self, body: &[u8]) -> Result<(), Error> {
-        let timeout = self.socket.inner.lock().opts.send_timeout;
-        self.socket.send_inner(
-            self.id,
-            Target::Route,
-            Body::Parts(&[body]),
-            Wait::until(timeout),
-        )
+        self.socket
+            .send_inner(self.id, Target::Route, Body::Parts(&[body]), Wait::Timeout)
     }
 
     /// Receives on this context, blocking up to the socket's receive timeout.
     pub fn recv(&self) -> Result<Message, Error> {
-        let timeout = self.socket.inner.lock().opts.recv_timeout;
-        self.socket.recv_inner(self.id, Wait::until(timeout))
+        self.socket.recv_inner(self.id, Wait::Timeout)
     }
 
     /// Receives, blocking at most `timeout`.

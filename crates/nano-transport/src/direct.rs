@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::conn::{ConnSender, Connection, ReadProgress};
-use crate::io;
 use crate::route::take_message;
 use crate::shared::{Core, Inner, Interests};
 use crate::{Error, Message, PipeId, Protocol};
+use crate::{deliver, io};
 
 /// How many bytes of messages a direct read hands over per batch.
 const DIRECT_BATCH_BYTES: usize = 64 * 1024;
@@ -63,7 +63,7 @@ impl DirectRead {
         let mut batch = Vec::new();
         let outcome = loop {
             if !wait_first {
-                let room = io::receive_room(inner.protocol, &inner.lock());
+                let room = deliver::receive_room(inner.protocol, &inner.lock());
                 if room == 0 {
                     break None;
                 }
@@ -80,7 +80,7 @@ impl DirectRead {
                 let yielded = matches!(progress, Ok(ReadProgress::Yielded));
                 let mut core = inner.lock();
                 let broken =
-                    io::deliver(inner, &mut core, self.pipe, &mut batch) || progress.is_err();
+                    deliver::deliver(inner, &mut core, self.pipe, &mut batch) || progress.is_err();
                 if broken {
                     self.sender.mark_failed();
                     inner.wake_io();

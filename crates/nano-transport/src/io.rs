@@ -2,7 +2,7 @@
 //! reading halves of the pipes.
 //!
 //! The thread accepts and dials, runs handshakes (with their timeout), reads frames in batches and
-//! applies the protocol's receive rules (from [`crate::proto`]) under one lock per batch, flushes
+//! applies the protocol's receive rules ([`crate::deliver`]) under one lock per batch, flushes
 //! send queues when streams become writable, redials with backoff, and fires REQ resends.
 //! User threads talk to it through [`Command`]s in the shared core and a `mio::Waker`.
 
@@ -18,11 +18,12 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::conn::{ConnError, ConnSender, Connection, ReadProgress, SendStatus, Stream};
+use crate::deliver::{BATCH, deliver, receive_room, receive_room_bytes};
 use crate::endpoint::{ListenSource, admit, connect};
-use crate::proto::{Incoming, Resend};
+use crate::proto::Resend;
 use crate::shared::{Command, Core, Inner, Interests, PipeEvent, PipeSlot};
 use crate::url::Address;
-use crate::{Message, PipeId, Protocol};
+use crate::{PipeId, Protocol};
 
 /// The token of the socket's waker.
 pub(crate) const WAKER: Token = Token(0);
@@ -31,8 +32,9 @@ pub(crate) const WAKER: Token = Token(0);
 /// longest the I/O thread may take to notice a peer's close while nobody receives.
 pub(crate) const DIRECT_LEASE: Duration = Duration::from_millis(10);
 
-/// Messages read from one pipe per turn before other pipes get theirs (fair queueing).
-const BATCH: usize = 256;
+/// How long closing a socket waits at most for its queued messages to reach the kernel when
+/// it has no send timeout (with one, it waits up to that timeout).
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 pub(crate) fn spawn(inner: Arc<Inner>, poll: Poll) -> stdio::Result<JoinHandle<()>> {
     let name = format!("sp-{}", inner.protocol.name());
@@ -678,8 +680,16 @@ impl IoLoop {
     }
 
     fn shutdown(&mut self) {
+        // Messages still queued (a stream of small sends is queued for this thread to write)
+        // are written before the pipes close, as long as the peers read within the linger.
+        let linger = self.inner.lock().opts.send_timeout.unwrap_or(CLOSE_LINGER);
+        let deadline = Instant::now() + linger;
         for (_, p) in self.pipes.drain() {
-            let _ = p.sender.flush();
+            if p.deadline.is_none() {
+                let _ = p.sender.flush_until(deadline);
+            } else {
+                let _ = p.sender.flush();
+            }
             let _ = p.sender.stream().shutdown();
         }
         for (_, src) in self.listeners.drain() {
@@ -727,121 +737,4 @@ fn resend(inner: &Inner, core: &mut Core, list: &[Resend]) {
             Err(_) => inner.wake_io(),
         }
     }
-}
-
-/// How many bytes of received messages may wait in the socket before the I/O thread stops
-/// reading ahead (besides the message count of `set_recv_buffer`).
-///
-/// Reading far ahead of the consumer only moves the backlog from the kernel's buffers into
-/// freshly faulted-in memory: with 1 MiB messages a 1,024-message queue would be a GiB. Bounded
-/// at a few MiB, the allocator keeps reusing the buffers the consumer frees (mapped, in cache),
-/// the kernel's socket buffers hold the rest, and the sender feels back-pressure as with NNG.
-pub(crate) const RECV_QUEUE_BYTES: usize = 4 << 20;
-
-/// Whether a protocol's receive queue applies back-pressure. REQ keeps at most one reply per
-/// context (`Core::replies`), and SURVEYOR and SUB bound their queues by dropping instead (see
-/// [`deliver`]): they read on so their peers never stall.
-fn receive_limited(proto: Protocol) -> bool {
-    !matches!(proto, Protocol::Sub0 | Protocol::Req0 | Protocol::Surveyor0)
-}
-
-/// Whether the receive queue is below both its bounds: [`set_recv_buffer`] messages and
-/// [`RECV_QUEUE_BYTES`] bytes.
-///
-/// [`set_recv_buffer`]: crate::Socket::set_recv_buffer
-fn queue_has_room(core: &Core) -> bool {
-    core.recv_q.len() < core.opts.recv_buffer && core.recv_q.bytes() < RECV_QUEUE_BYTES
-}
-
-/// How many messages may be taken into the receive queue now; 0 when it holds
-/// [`set_recv_buffer`](crate::Socket::set_recv_buffer) messages or [`RECV_QUEUE_BYTES`] bytes.
-pub(crate) fn receive_room(proto: Protocol, core: &Core) -> usize {
-    let room = if !receive_limited(proto) {
-        BATCH
-    } else if core.recv_q.bytes() >= RECV_QUEUE_BYTES {
-        0
-    } else {
-        core.opts.recv_buffer.saturating_sub(core.recv_q.len())
-    };
-    room.min(BATCH)
-}
-
-/// How many bytes one batch may add to the receive queue (at least one message is read).
-pub(crate) fn receive_room_bytes(proto: Protocol, core: &Core) -> usize {
-    if receive_limited(proto) {
-        RECV_QUEUE_BYTES.saturating_sub(core.recv_q.bytes()).max(1)
-    } else {
-        usize::MAX
-    }
-}
-
-/// Applies the protocol's receive rules to a batch read from `pipe`, queueing what is kept and
-/// waking receivers; returns whether the pipe must close (malformed message).
-pub(crate) fn deliver(
-    inner: &Inner,
-    core: &mut Core,
-    pipe: PipeId,
-    batch: &mut Vec<Vec<u8>>,
-) -> bool {
-    if batch.is_empty() {
-        return false;
-    }
-    let proto = inner.protocol;
-    let now = Instant::now();
-    let ttl = core.opts.max_ttl;
-    let mut close = false;
-    let mut delivered = false;
-    for body in batch.drain(..) {
-        if close {
-            continue;
-        }
-        let header_len = match Incoming::classify(proto, &body, ttl) {
-            Incoming::Deliver { header_len } => header_len,
-            Incoming::Drop => continue,
-            Incoming::Close => {
-                close = true;
-                continue;
-            }
-        };
-        let msg = Message::new(body, header_len, pipe);
-        match proto {
-            Protocol::Req0 => match core.req.on_reply(msg.header()) {
-                Ok(Some(ctx)) => {
-                    core.replies.insert(ctx, msg);
-                    delivered = true;
-                }
-                Ok(None) => {}
-                Err(_) => close = true,
-            },
-            Protocol::Surveyor0 => {
-                // Responses are read as they come (a survey's window is short, so stalling the
-                // pipe would only make them late) and those beyond the queue's bound are
-                // dropped, as NNG's surveyor does: a respondent answering the current survey
-                // over and over cannot grow the queue.
-                if core.survey.accepts(msg.header(), now) == Ok(true) && queue_has_room(core) {
-                    core.recv_q.push_back(msg);
-                    delivered = true;
-                }
-            }
-            Protocol::Sub0 => {
-                if core.topics.matches(&msg) {
-                    // Drop the oldest, by count and by bytes (a publisher of large messages
-                    // would otherwise hold `recv_buffer` of them).
-                    while !core.recv_q.is_empty() && !queue_has_room(core) {
-                        core.recv_q.pop_front();
-                    }
-                    core.recv_q.push_back(msg);
-                    delivered = true;
-                }
-            }
-            _ => {
-                core.recv_q.push_back(msg);
-                delivered = true;
-            }
-        }
-    }
-    if delivered {
-        inner.notify_recv(core);
-    }
-    close
 }

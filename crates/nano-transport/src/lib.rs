@@ -45,9 +45,11 @@
 //!   logic (handshake, framing, headers, REQ/SURVEY state, routing) lives in [`proto`].
 //! - Semantics worth knowing: sends block until a suitable pipe is ready (PUB, BUS and SURVEYOR
 //!   never block; peers whose queue is full miss the message); a blocking send of a large message
-//!   waits for the stream to drain instead of copying it; REQ resends after 60 s (or at once when
-//!   its pipe is lost); a second PAIR0/PAIR1-mono peer is refused; a malformed header closes that
-//!   pipe and a message over the TTL is dropped, as in NNG.
+//!   waits for the stream to drain instead of copying it; closing a socket first writes the
+//!   messages still queued, waiting for its peers up to the send timeout (1 s without one);
+//!   REQ resends after 60 s (or at once when its pipe is lost); a second PAIR0/PAIR1-mono peer
+//!   is refused; a malformed header closes that pipe and a message over the TTL is dropped, as
+//!   in NNG.
 //!
 //! # Design
 //!
@@ -65,7 +67,11 @@
 //!   each syscall capped at 1 GiB so messages over 4 GiB work. A blocking send waits for the
 //!   stream to drain rather than copy; otherwise only bytes the kernel does not take are copied
 //!   into the pipe's queue (an owned body is queued by reference instead), which the I/O thread
-//!   flushes many frames per `writev`.
+//!   flushes many frames per `writev`. A stream of small sends (frames up to 256 bytes, each
+//!   within 10 µs of the socket's previous send with no message received in between) is
+//!   queued on purpose: the I/O thread writes all that is queued with one `writev` while the
+//!   caller goes on, instead of one syscall per message. A send after a receive or a pause is
+//!   written at once, so request/reply latency does not change.
 //! - A blocking receive on a socket with one pipe reads that pipe itself (the I/O thread's read
 //!   interest is paused for a short lease, so a request/reply loop costs one wake-up per
 //!   message, as a plain blocking socket would). Otherwise the I/O thread reads, in batches, and
@@ -123,6 +129,7 @@
 
 pub mod conn;
 mod context;
+mod deliver;
 mod direct;
 mod endpoint;
 mod error;

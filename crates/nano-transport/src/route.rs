@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Condvar, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::conn::{ConnSender, SendStatus, SharedBody};
-use crate::io;
+use crate::conn::{ConnSender, SMALL_FRAME, SendStatus, SharedBody};
+use crate::deliver;
 use crate::proto::{MAX_FRAME_LEN, broadcast_targets};
 use crate::shared::{Command, Core, Inner, PipeSlot};
 use crate::{Error, Message, PipeId, Protocol};
@@ -66,22 +66,63 @@ impl Header {
     }
 }
 
+/// The pipes a send goes to: one for most protocols (kept without allocating), every ready one
+/// for a broadcast.
+enum Targets {
+    One(ConnSender),
+    Many(Vec<ConnSender>),
+}
+
+impl Targets {
+    fn as_slice(&self) -> &[ConnSender] {
+        match self {
+            Self::One(t) => std::slice::from_ref(t),
+            Self::Many(v) => v,
+        }
+    }
+}
+
 pub(crate) struct Plan {
     header: Header,
-    targets: Vec<ConnSender>,
+    targets: Targets,
     /// A timer this send armed (REQ resend), which the I/O thread must know about.
     timer: Option<Instant>,
+    /// Queue the frame for the I/O thread to write with others instead of writing it now (see
+    /// [`STREAM_GAP`]).
+    later: bool,
 }
+
+/// A send that follows the socket's previous send this closely, with no message received in
+/// between, is taken as part of a stream of messages: when small, it is queued for the I/O
+/// thread, which writes everything queued meanwhile with one `writev`
+/// ([`ConnSender::send_later`]), instead of costing a syscall of its own. A send after a
+/// receive (request/reply, ping-pong) or after a pause is written at once by the calling
+/// thread, so latency is unchanged where one message waits for another.
+const STREAM_GAP: Duration = Duration::from_micros(10);
+
+/// The longest frame header (ipc: a type byte and a 64-bit length).
+const FRAME_HEADER_MAX: usize = 9;
 
 #[derive(Clone, Copy)]
 pub(crate) enum Wait {
     Never,
     Until(Option<Instant>),
+    /// Up to the socket's own timeout for this direction, read under the lock the call takes
+    /// anyway (see [`Wait::resolve`]) rather than under one of its own.
+    Timeout,
 }
 
 impl Wait {
     pub(crate) fn until(timeout: Option<Duration>) -> Self {
         Self::Until(timeout.and_then(|t| Instant::now().checked_add(t)))
+    }
+
+    /// [`Wait::Timeout`] as a deadline `timeout` from now; other waits as they are.
+    pub(crate) fn resolve(self, timeout: Option<Duration>) -> Self {
+        match self {
+            Self::Timeout => Self::until(timeout),
+            w => w,
+        }
     }
 }
 
@@ -110,8 +151,31 @@ fn is_ready(inner: &Inner, slot: &PipeSlot) -> bool {
     slot.sender.queued() < inner.send_buffer.load(Ordering::SeqCst)
 }
 
-/// Decides where a message goes and with which header; `Ok(None)` means "wait for a pipe".
+/// Decides where a message goes and with which header, and whether it is queued for the I/O
+/// thread ([`STREAM_GAP`]); `Ok(None)` means "wait for a pipe".
 pub(crate) fn plan_send(
+    inner: &Inner,
+    core: &mut Core,
+    ctx: u32,
+    target: Target,
+    body: Body<'_>,
+) -> Result<Option<Plan>, Error> {
+    let Some(mut plan) = plan_route(inner, core, ctx, target, body)? else {
+        return Ok(None);
+    };
+    let now = Instant::now();
+    // Only frames `send_later` queues (a larger one, or an owned body, is written at once).
+    let frame = FRAME_HEADER_MAX + plan.header.as_slice().len() + body.len();
+    plan.later = matches!(body, Body::Parts(_))
+        && frame <= SMALL_FRAME
+        && core
+            .last_send
+            .is_some_and(|t| now.saturating_duration_since(t) < STREAM_GAP);
+    core.last_send = Some(now);
+    Ok(Some(plan))
+}
+
+fn plan_route(
     inner: &Inner,
     core: &mut Core,
     ctx: u32,
@@ -136,11 +200,12 @@ pub(crate) fn plan_send(
         if !is_ready(inner, slot) {
             return Ok(None);
         }
-        let targets = vec![slot.sender.clone()];
+        let targets = Targets::One(slot.sender.clone());
         return Ok(Some(Plan {
             header: Header::Word(1u32.to_be_bytes()),
             targets,
             timer: None,
+            later: false,
         }));
     }
     match proto {
@@ -158,13 +223,16 @@ pub(crate) fn plan_send(
                 .iter()
                 .filter(|(_, s)| is_ready(inner, s))
                 .map(|(id, _)| *id);
-            let targets = broadcast_targets(ready, None)
-                .map(|id| core.pipes[&id].sender.clone())
-                .collect();
+            let targets = Targets::Many(
+                broadcast_targets(ready, None)
+                    .map(|id| core.pipes[&id].sender.clone())
+                    .collect(),
+            );
             Ok(Some(Plan {
                 header,
                 targets,
                 timer: None,
+                later: false,
             }))
         }
         Protocol::Rep0 | Protocol::Respondent0 => {
@@ -173,16 +241,15 @@ pub(crate) fn plan_send(
                 .remove(&ctx)
                 .ok_or(Error::State("no request to reply to"))?;
             // A reply whose requester has gone is discarded, as NNG does.
-            let targets = core
-                .pipes
-                .get(&pipe)
-                .map(|s| s.sender.clone())
-                .into_iter()
-                .collect();
+            let targets = match core.pipes.get(&pipe) {
+                Some(s) => Targets::One(s.sender.clone()),
+                None => Targets::Many(Vec::new()),
+            };
             Ok(Some(Plan {
                 header: Header::Bytes(backtrace),
                 targets,
                 timer: None,
+                later: false,
             }))
         }
         _ => {
@@ -209,11 +276,12 @@ pub(crate) fn plan_send(
                 }
                 _ => Header::None,
             };
-            let targets = vec![core.pipes[&pipe].sender.clone()];
+            let targets = Targets::One(core.pipes[&pipe].sender.clone());
             Ok(Some(Plan {
                 header,
                 targets,
                 timer,
+                later: false,
             }))
         }
     }
@@ -235,7 +303,7 @@ pub(crate) fn write_plan(
         Protocol::Pub0 | Protocol::Bus0 | Protocol::Surveyor0
     );
     let mut wake = false;
-    for t in &plan.targets {
+    for t in plan.targets.as_slice() {
         let wait = wait.filter(|_| !broadcast);
         let sent = match body {
             Body::Parts(parts) => {
@@ -251,6 +319,7 @@ pub(crate) fn write_plan(
                     &joined
                 };
                 match wait {
+                    _ if plan.later => t.send_later(all),
                     Some(deadline) => t.send_blocking(all, deadline),
                     None => t.send(all),
                 }
@@ -271,7 +340,21 @@ pub(crate) fn write_plan(
 }
 
 /// Takes the next message for `ctx` if one is there; may shorten `deadline` (survey window).
+/// A message taken ends a stream of sends ([`STREAM_GAP`]): the next send answers it.
 pub(crate) fn take_message(
+    inner: &Inner,
+    core: &mut Core,
+    ctx: u32,
+    deadline: &mut Option<Instant>,
+) -> Result<Option<Message>, Error> {
+    let taken = take_next(inner, core, ctx, deadline);
+    if matches!(taken, Ok(Some(_))) {
+        core.last_send = None;
+    }
+    taken
+}
+
+fn take_next(
     inner: &Inner,
     core: &mut Core,
     ctx: u32,
@@ -314,7 +397,7 @@ pub(crate) fn take_message(
             };
             if core.reads_paused
                 && core.recv_q.len() <= core.opts.recv_buffer / 2
-                && core.recv_q.bytes() <= io::RECV_QUEUE_BYTES / 2
+                && core.recv_q.bytes() <= deliver::RECV_QUEUE_BYTES / 2
             {
                 core.reads_paused = false;
                 core.commands.push(Command::ResumeReads);

@@ -59,7 +59,7 @@ pub(crate) struct PipeSlot {
 }
 
 /// Received messages waiting for a receiver, with their total size (the I/O thread stops
-/// reading ahead at [`crate::io::RECV_QUEUE_BYTES`]).
+/// reading ahead at [`crate::deliver::RECV_QUEUE_BYTES`]).
 #[derive(Default)]
 pub(crate) struct RecvQueue {
     q: VecDeque<Message>,
@@ -124,6 +124,9 @@ pub(crate) struct Core {
     pub(crate) recv_waiting: usize,
     /// The I/O thread stopped reading some pipe because `recv_q` was full.
     pub(crate) reads_paused: bool,
+    /// When the last send was planned, unless a message was received since (see
+    /// `route::STREAM_GAP`).
+    pub(crate) last_send: Option<Instant>,
 }
 
 pub(crate) struct Inner {

@@ -9,7 +9,8 @@
 //! the mio `Poll`, the listeners, the dialers and the pipes' reading halves while nobody else
 //! reads them. Sends do not cross to that thread: the calling thread picks the pipe and writes
 //! the frame itself (one vectored write from the caller's buffer), and only wakes the I/O thread
-//! when the kernel did not take everything. Receives either take what the I/O thread queued (in
+//! when the kernel did not take everything, or for a stream of small sends, which it queues for
+//! the I/O thread to write many per `writev` (see `route::STREAM_GAP`). Receives either take what the I/O thread queued (in
 //! batches, with one condvar notification and the async `Waker`s per batch) or, for a blocking
 //! receive on a socket with a single pipe, read that pipe directly ([`DirectRead`]), which saves
 //! a thread hand-off per message.
@@ -153,6 +154,7 @@ impl Socket {
             next_dialer: 1,
             next_ctx: 1,
             reads_paused: false,
+            last_send: None,
             recv_waiting: 0,
         };
         let send_buffer = if protocol == Protocol::Pub0 { 16 } else { 128 };
@@ -284,8 +286,7 @@ impl Socket {
     /// # Ok::<(), nano_transport::Error>(())
     /// ```
     pub fn send_parts(&self, parts: &[&[u8]]) -> Result<(), Error> {
-        let timeout = self.inner.lock().opts.send_timeout;
-        self.send_inner(0, Target::Route, Body::Parts(parts), Wait::until(timeout))
+        self.send_inner(0, Target::Route, Body::Parts(parts), Wait::Timeout)
     }
 
     /// Sends an owned message as [`send`](Self::send) does; when the kernel does not take it at
@@ -304,8 +305,7 @@ impl Socket {
     /// # Ok::<(), nano_transport::Error>(())
     /// ```
     pub fn send_vec(&self, body: Vec<u8>) -> Result<(), Error> {
-        let timeout = self.inner.lock().opts.send_timeout;
-        self.send_shared_inner(Target::Route, Arc::new(body), Wait::until(timeout))
+        self.send_shared_inner(Target::Route, Arc::new(body), Wait::Timeout)
     }
 
     /// Like [`send_vec`](Self::send_vec), for a body that is already shared (say a region
@@ -328,8 +328,7 @@ impl Socket {
     /// # Ok::<(), nano_transport::Error>(())
     /// ```
     pub fn send_shared(&self, body: SharedBody) -> Result<(), Error> {
-        let timeout = self.inner.lock().opts.send_timeout;
-        self.send_shared_inner(Target::Route, body, Wait::until(timeout))
+        self.send_shared_inner(Target::Route, body, Wait::Timeout)
     }
 
     /// [`send_vec`](Self::send_vec) without blocking: [`Error::WouldBlock`] when no pipe is
@@ -376,26 +375,18 @@ impl Socket {
     /// # Ok::<(), nano_transport::Error>(())
     /// ```
     pub fn send_parts_to(&self, pipe: PipeId, parts: &[&[u8]]) -> Result<(), Error> {
-        let timeout = self.inner.lock().opts.send_timeout;
-        self.send_inner(
-            0,
-            Target::Pipe(pipe),
-            Body::Parts(parts),
-            Wait::until(timeout),
-        )
+        self.send_inner(0, Target::Pipe(pipe), Body::Parts(parts), Wait::Timeout)
     }
 
     /// PAIR1 poly mode: sends an owned message to one pipe; the queue keeps it without a copy
     /// (see [`send_vec`](Self::send_vec)).
     pub fn send_vec_to(&self, pipe: PipeId, body: Vec<u8>) -> Result<(), Error> {
-        let timeout = self.inner.lock().opts.send_timeout;
-        self.send_shared_inner(Target::Pipe(pipe), Arc::new(body), Wait::until(timeout))
+        self.send_shared_inner(Target::Pipe(pipe), Arc::new(body), Wait::Timeout)
     }
 
     /// Receives a message, blocking up to the receive timeout.
     pub fn recv(&self) -> Result<Message, Error> {
-        let timeout = self.inner.lock().opts.recv_timeout;
-        self.recv_inner(0, Wait::until(timeout))
+        self.recv_inner(0, Wait::Timeout)
     }
 
     /// Receives without blocking; [`Error::WouldBlock`] when nothing is queued.
@@ -595,7 +586,8 @@ impl Socket {
     }
 
     /// Closes the socket: every pipe, listener and dialer, and wakes blocked callers with
-    /// [`Error::Closed`]. Idempotent.
+    /// [`Error::Closed`]. Idempotent. Messages still queued on a pipe are written first, as
+    /// long as its peer takes them within the send timeout (1 s without one).
     pub fn close(&self) {
         close(&self.inner);
     }
@@ -617,6 +609,7 @@ impl Socket {
     ) -> Result<(), Error> {
         let inner = &self.inner;
         let mut core = inner.lock();
+        let wait_for = wait_for.resolve(core.opts.send_timeout);
         let mut waiting: Option<SendWaiter<'_>> = None;
         let plan = loop {
             if core.closed {
@@ -639,8 +632,9 @@ impl Socket {
         drop(waiting);
         drop(core);
         let deadline = match wait_for {
-            Wait::Never => None,
             Wait::Until(d) => Some(d),
+            // (`Timeout` was resolved into `Until` above.)
+            Wait::Never | Wait::Timeout => None,
         };
         write_plan(inner, &plan, body, deadline);
         Ok(())
@@ -649,10 +643,12 @@ impl Socket {
     pub(crate) fn recv_inner(&self, ctx: u32, wait_for: Wait) -> Result<Message, Error> {
         let inner = &self.inner;
         let mut core = inner.lock();
+        let wait_for = wait_for.resolve(core.opts.recv_timeout);
         loop {
             let mut deadline = match wait_for {
-                Wait::Never => None,
                 Wait::Until(d) => d,
+                // (`Timeout` was resolved into `Until` above.)
+                Wait::Never | Wait::Timeout => None,
             };
             if let Some(m) = take_message(inner, &mut core, ctx, &mut deadline)? {
                 return Ok(m);

@@ -616,6 +616,71 @@ fn a_tiny_receive_queue_still_delivers_every_message_in_order() {
 }
 
 #[test]
+fn a_stream_of_small_and_large_sends_then_a_close_arrives_whole_and_in_order() {
+    // Small sends back to back are queued for the I/O thread to write together; every 100th
+    // message is too large for that and its sender writes it itself, which must not overtake
+    // the small ones queued before it. The sender closes its socket right after its last send:
+    // what is still queued goes out first.
+    let msg = |i: u32| {
+        if i % 100 == 99 {
+            vec![i as u8; 1000]
+        } else {
+            i.to_le_bytes().to_vec()
+        }
+    };
+    for t in ALL {
+        let (pull, push) = (sock(Protocol::Pull0), sock(Protocol::Push0));
+        let _g = connect(t, &pull, &[&push]);
+        let sender = {
+            let push = push.clone();
+            thread::spawn(move || {
+                for i in 0..20_000u32 {
+                    push.send(&msg(i))?;
+                }
+                push.close();
+                Ok::<(), Error>(())
+            })
+        };
+        for i in 0..20_000u32 {
+            assert_eq!(&*pull.recv().unwrap(), &msg(i)[..], "{t:?}");
+        }
+        sender.join().unwrap().unwrap();
+    }
+}
+
+#[test]
+fn messages_queued_when_the_socket_closes_reach_a_peer_that_reads_late() {
+    // The receiver holds one message at a time and starts reading only after the sender has
+    // queued everything and closed: more than the kernel's buffers hold is still queued in
+    // the sender when it closes, and must reach the receiver all the same.
+    let (pull, push) = (sock(Protocol::Pull0), sock(Protocol::Push0));
+    pull.set_recv_buffer(1);
+    push.set_send_buffer(1 << 20);
+    let _g = connect(Transport::Ipc, &pull, &[&push]);
+    let msg = |i: u32| {
+        let mut m = vec![i as u8; 200];
+        m[..4].copy_from_slice(&i.to_le_bytes());
+        m
+    };
+    let count = 50_000u32;
+    let sender = {
+        let push = push.clone();
+        thread::spawn(move || {
+            for i in 0..count {
+                push.send(&msg(i))?;
+            }
+            push.close();
+            Ok::<(), Error>(())
+        })
+    };
+    thread::sleep(Duration::from_millis(200));
+    for i in 0..count {
+        assert_eq!(&*pull.recv().unwrap(), &msg(i)[..]);
+    }
+    sender.join().unwrap().unwrap();
+}
+
+#[test]
 fn order_holds_while_reading_moves_between_receiver_and_io_thread() {
     for t in ALL {
         let (pull, push) = (sock(Protocol::Pull0), sock(Protocol::Push0));
