@@ -7,8 +7,8 @@ mod util;
 use std::time::Duration;
 
 use mirai_dispatch::{
-    Action, CancelMode, Config, DaemonId, MAX_AHEAD_BYTES, Outcome, ProtocolViolation,
-    RejectReason, Reply, SHORT_TASK, Task, TaskError, UNSTARTED_GRACE, rng,
+    Action, CancelMode, Config, DEFAULT_MAX_AHEAD, DaemonId, MAX_AHEAD_BYTES, Outcome,
+    ProtocolViolation, RejectReason, Reply, SHORT_TASK, Task, TaskError, UNSTARTED_GRACE, rng,
 };
 use util::Driver;
 
@@ -848,6 +848,29 @@ fn busy_daemons_take_up_to_max_ahead_tasks_in_turn() {
     assert_eq!(d.core.status().awaiting, 1);
     d.reply(a, t[0], b"");
     assert_eq!(d.sends(), [(a, t[6])]);
+}
+
+#[test]
+fn the_depth_ahead_is_what_fits_into_the_send_ahead_bound_at_the_last_task_s_pace() {
+    let bound = Duration::from_millis(10);
+    let mut d = Driver::new(Config::default().with_send_ahead(Some(bound)));
+    let daemon = d.connect();
+    // A first task of 4 ms: two more of that length fit into 10 ms, so two go ahead.
+    let first = d.submit(1);
+    assert_eq!(d.sends(), [(daemon, first)]);
+    d.advance(4);
+    d.reply(daemon, first, b"");
+    d.drain();
+    let t: Vec<_> = (0..5).map(|_| d.submit(1)).collect();
+    assert_eq!(d.sends(), [(daemon, t[0]), (daemon, t[1]), (daemon, t[2])]);
+    assert_eq!(d.core.status().awaiting, 2);
+    // Its next one took no time at all (a trivial task): as deep as max_ahead allows.
+    d.reply(daemon, t[0], b"");
+    assert_eq!(d.sends(), [(daemon, t[3]), (daemon, t[4])]);
+    // t[1] runs, three wait ahead of it: DEFAULT_MAX_AHEAD - 3 more join them.
+    let _more: Vec<_> = (0..DEFAULT_MAX_AHEAD).map(|_| d.submit(1)).collect();
+    assert_eq!(d.sends().len(), DEFAULT_MAX_AHEAD - 3);
+    assert_eq!(d.core.status().awaiting, 3);
 }
 
 // A daemon cannot hand back, unstarted, the task it runs.

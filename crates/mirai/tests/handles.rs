@@ -202,7 +202,8 @@ fn uncollected_results_pause_dispatch_until_taken() {
         pool.status().completed >= 1
     });
     // Without the cap all ten finish within milliseconds; with it, only the first and those
-    // already sent ahead to the daemon (at most four) can.
+    // already sent ahead to the daemon can (none: nothing goes ahead of a daemon before a
+    // first result shows its tasks are short, and that result pauses dispatch).
     std::thread::sleep(Duration::from_millis(300));
     let status = pool.status();
     assert!(status.completed <= 5, "{status:?}");

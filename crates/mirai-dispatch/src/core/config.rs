@@ -20,8 +20,10 @@ pub const SHORT_TASK: Duration = Duration::from_millis(1);
 
 /// The default [`Config::max_ahead`]: enough that a daemon running trivial tasks rarely runs dry
 /// while the dispatcher wakes up to send more (a wake-up of an idle virtual CPU costs tens of
-/// microseconds, a trivial task a few).
-pub const DEFAULT_MAX_AHEAD: usize = 4;
+/// microseconds, a trivial task a few). The depth a daemon gets is also bounded by the time of
+/// its last task: no more tasks ahead than fit into [`Config::send_ahead`] at that pace, so
+/// deep queues ahead are only for tasks far shorter than that bound.
+pub const DEFAULT_MAX_AHEAD: usize = 16;
 
 /// Largest payload sent ahead ([`Config::send_ahead`]): sending ahead saves a round trip,
 /// which matters for small tasks only, while a large payload would wait in a busy daemon's
@@ -63,9 +65,10 @@ pub struct Config {
     /// sends ahead. Default: [`SHORT_TASK`]. See the rules on [`Core`].
     pub send_ahead: Option<Duration>,
     /// How many tasks a daemon may hold ahead of the one it runs, with
-    /// [`Config::send_ahead`] (default [`DEFAULT_MAX_AHEAD`]; 0 never sends ahead). Deeper
-    /// keeps a daemon fed through a slow wake-up of the dispatcher; each task ahead keeps its
-    /// bytes reserved until it starts.
+    /// [`Config::send_ahead`] (default [`DEFAULT_MAX_AHEAD`]; 0 never sends ahead), and fewer
+    /// when its last task's time fits fewer times into the `send_ahead` bound. Deeper keeps a
+    /// daemon fed through a slow wake-up of the dispatcher; each task ahead keeps its bytes
+    /// reserved until it starts.
     pub max_ahead: usize,
     /// Largest payload a task may carry, in bytes; a larger one is refused at submit
     /// ([`RejectReason::MessageTooLarge`]). `None`: no limit in the core. A

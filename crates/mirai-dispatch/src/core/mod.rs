@@ -118,19 +118,33 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Active, holding fewer than `1 + max_ahead` tasks, its current one not abandoned and
-    /// looking shorter than `short`: it may take one more ahead.
+    /// Active, holding fewer than `1 + ahead_depth(..)` tasks, its current one not abandoned
+    /// and looking shorter than `short`: it may take one more ahead.
     fn open(&self, short: Duration, max_ahead: usize, now: Instant) -> bool {
         self.state == DaemonState::Active
             && self.setups.is_empty()
             && !self.slots.is_empty()
-            && self.slots.len() <= max_ahead
             && self.slots.front().is_some_and(|s| !s.abandoned)
-            && self.last_took.is_some_and(|t| t < short)
+            && self
+                .last_took
+                .is_some_and(|t| t < short && self.slots.len() <= ahead_depth(short, max_ahead, t))
             && self
                 .started
                 .is_some_and(|s| now.saturating_duration_since(s) < short)
     }
+}
+
+/// How many tasks a daemon whose last task took `last_took` may hold ahead of its current one:
+/// as many as fit into `short` at that pace, at least one and at most `max_ahead`. So the work
+/// queued ahead of a daemon is about `short` whatever the tasks' length: deep for trivial
+/// tasks (a daemon running 10 µs tasks never runs dry while the dispatcher wakes up), one for
+/// tasks close to `short`, and what waits behind a task that turns out long stays bounded.
+pub(crate) fn ahead_depth(short: Duration, max_ahead: usize, last_took: Duration) -> usize {
+    let fit = short.as_nanos() / last_took.as_nanos().max(1);
+    usize::try_from(fit)
+        .unwrap_or(usize::MAX)
+        .max(1)
+        .min(max_ahead)
 }
 
 /// The copies of one `everywhere` call: which daemons already got one.
@@ -157,8 +171,9 @@ struct Group {
 ///   daemon that marked a result as its last is never sent new work.
 /// - **Send-ahead.** With [`Config::send_ahead`] (the default), when every daemon is busy an
 ///   ordinary task of at most [`MAX_AHEAD_BYTES`] also goes to a busy daemon whose tasks look
-///   short (by default under [`SHORT_TASK`]), up to [`Config::max_ahead`] ahead of its current
-///   task, daemons taking turns (starting with the one whose current task started first), so a
+///   short (by default under [`SHORT_TASK`]), as many ahead of its current task as its last
+///   task's time fits into that bound (at least one, at most [`Config::max_ahead`]), daemons
+///   taking turns (starting with the one whose current task started first), so a
 ///   daemon that finishes a short task starts the next without a round trip through the
 ///   dispatcher. A daemon answers its tasks in the order it got them, so a task ahead starts
 ///   exactly when the one before it is answered: its run timeout
