@@ -146,6 +146,35 @@ impl Drop for Outgoing {
     }
 }
 
+/// The largest task payload [`Shared::queue_task`] copies into a batch.
+const SMALL_TASK: usize = 128;
+
+/// Whether `job`'s payload is one piece of at most [`SMALL_TASK`] bytes.
+fn is_small(job: &crate::core::Job) -> bool {
+    let parts = job.payload.parts();
+    parts.len() <= 1 && parts.first().is_none_or(|b| b.len() <= SMALL_TASK)
+}
+
+/// The daemons that get two or more small tasks among `actions`.
+fn daemons_with_small_sends(actions: &[Action]) -> Vec<DaemonId> {
+    let mut counts: Vec<(DaemonId, usize)> = Vec::new();
+    for action in actions {
+        if let Action::Send { daemon, job, .. } = action
+            && is_small(job)
+        {
+            match counts.iter_mut().find(|(d, _)| d == daemon) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((*daemon, 1)),
+            }
+        }
+    }
+    counts
+        .into_iter()
+        .filter(|&(_, n)| n >= 2)
+        .map(|(d, _)| d)
+        .collect()
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -187,6 +216,16 @@ impl Shared {
             .any(|a| !matches!(a, Action::Resolve { .. }))
             .then(|| self.outbox.lock().unwrap_or_else(PoisonError::into_inner));
         drop(core);
+        // Daemons that get several small tasks in this batch (a turn that read several results
+        // refills their send-ahead slots at once): their tasks are queued back to back and
+        // written with one `writev` at the end, instead of one write (and one wake-up of the
+        // daemon) each.
+        let batch_to = if track {
+            Vec::new()
+        } else {
+            daemons_with_small_sends(&actions)
+        };
+        let mut batched: Vec<(DaemonId, ConnSender)> = Vec::new();
         let mut resolved = Vec::new();
         let mut written = Vec::new();
         for action in actions {
@@ -197,7 +236,22 @@ impl Shared {
                         written.push(task);
                     }
                 }
+                Action::Send { daemon, task, job }
+                    if batch_to.contains(&daemon) && is_small(&job) =>
+                {
+                    if let Some(sender) = self.queue_task(daemon, task, job)
+                        && !batched.iter().any(|(d, _)| *d == daemon)
+                    {
+                        batched.push((daemon, sender));
+                    }
+                }
                 other => self.carry_out(other),
+            }
+        }
+        for (_, sender) in batched {
+            // What the kernel does not take now, the dispatcher thread writes when it can.
+            if !matches!(sender.flush(), Ok(true)) {
+                let _ = self.waker.wake();
             }
         }
         drop(order);
@@ -385,6 +439,38 @@ impl Shared {
         drop(outgoing);
         self.after_send(&sent);
         written || sent.is_err()
+    }
+
+    /// Queues a small task behind what is queued for its daemon, to be written with the others
+    /// of the batch ([`Shared::flush_held`] flushes). Its payload is copied into the queue's
+    /// buffer: at most [`SMALL_TASK`] bytes, fewer than the write it saves costs. Returns the
+    /// daemon's sender, `None` when the daemon is gone or the message cannot be encoded (its
+    /// close or the core resolves the task, as for [`Shared::send_task`]).
+    fn queue_task(
+        &self,
+        daemon: DaemonId,
+        task: TaskId,
+        job: crate::core::Job,
+    ) -> Option<ConnSender> {
+        let _span = tracing::debug_span!("dispatch", task = task.0, daemon = daemon.0).entered();
+        let (sender, _) = self.link(daemon)?;
+        let msg = ToDaemon::Task {
+            task,
+            function: job.function,
+            trace: job.trace,
+            rng_seed: job.rng_seed,
+            attempt: job.attempt,
+        };
+        let head = encode(&msg)?;
+        let payload: &[u8] = job.payload.parts().first().map_or(&[], |b| &b[..]);
+        match sender.send_later(&[&head, payload]) {
+            Ok(SendStatus::Written | SendStatus::Queued) => Some(sender),
+            // The connection failed: the dispatcher thread closes it.
+            Err(_) => {
+                let _ = self.waker.wake();
+                None
+            }
+        }
     }
 
     /// Writes one message without a payload: `PAIR1 header + envelope`; what the kernel does
