@@ -89,8 +89,8 @@ impl EventLoop {
             };
             let polled = self.poll.poll(&mut events, timeout);
             self.shared.sleep_until.store(0, Ordering::Relaxed);
-            // One clock read per turn: for the bytes' arrival, the core's events and the
-            // timers (a read costs about as much here as the rest of a result's handling).
+            // One clock read for the bytes' arrival and the core's events of this turn (a read
+            // costs about as much here as the rest of a result's handling).
             let now = Instant::now();
             if let Err(e) = polled
                 && e.kind() != io::ErrorKind::Interrupted
@@ -131,8 +131,10 @@ impl EventLoop {
                 self.accept();
             }
             self.read_ready(now);
-            // Also carries out what host calls through [`Dispatcher::host`] left.
-            self.timers(now);
+            // Also carries out what host calls through [`Dispatcher::host`] left. A fresh
+            // reading: the reads of this turn may have taken long (a large message), and
+            // heartbeats and silence are judged by the time they are due, not the turn's start.
+            self.timers(Instant::now());
         }
         self.close_all();
     }
@@ -238,7 +240,9 @@ impl EventLoop {
             // of gigabytes takes longer than the silence limit to arrive, and the daemon's
             // heartbeats wait behind it.
             if peer.conn.bytes_received() != before {
-                peer.last_rx = now;
+                // A fresh reading, not the turn's: this read may have taken longer than the
+                // silence limit (a large message arriving), and the peer spoke until its end.
+                peer.last_rx = Instant::now();
             }
             // A TLS read may leave handshake records for the socket to take.
             output |= peer.conn.sender().queued() > 0 && !peer.writable;
