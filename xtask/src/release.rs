@@ -34,10 +34,60 @@ pub(crate) fn release_check() -> Result {
 /// `cargo package` of the library crates together. `--allow-dirty`: the check is about what the
 /// working tree would package, committed or not.
 fn package() -> Result {
+    forget_unpacked_packages()?;
     run(cargo()
         .args(["package", "--workspace"])
         .args(NOT_RELEASED)
         .arg("--allow-dirty"))
+}
+
+/// Removes this workspace's crates from the sources cargo unpacked out of earlier packaging runs.
+///
+/// Verifying a package resolves our other crates from a local registry of the packages just
+/// made, and cargo unpacks each into `$CARGO_HOME/registry/src/-<hash>/<name>-<version>` once:
+/// it takes a registry version's contents to be immutable, so an unpack left by an earlier run
+/// of the same (unreleased) version would be built instead of the package just made, and the
+/// check would verify against stale sources. Only those local registries (their directory
+/// names start with `-`) and only our crates' directories are touched.
+fn forget_unpacked_packages() -> Result {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")));
+    let Some(src) = cargo_home.map(|h| h.join("registry").join("src")) else {
+        return Ok(());
+    };
+    let Ok(registries) = fs::read_dir(&src) else {
+        return Ok(());
+    };
+    let ours: Vec<String> = fs::read_dir(root().join("crates"))
+        .map_err(|e| format!("crates/: {e}"))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    for registry in registries.filter_map(|e| e.ok()) {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        let Ok(unpacked) = fs::read_dir(registry.path()) else {
+            continue;
+        };
+        for dir in unpacked.filter_map(|e| e.ok()) {
+            let name = dir.file_name().to_string_lossy().into_owned();
+            if is_unpack_of(&name, &ours) {
+                fs::remove_dir_all(dir.path())
+                    .map_err(|e| format!("{}: {e}", dir.path().display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether `dir` (`<name>-<version>`) is an unpacked package of one of `crates`.
+fn is_unpack_of(dir: &str, crates: &[String]) -> bool {
+    crates.iter().any(|c| {
+        dir.strip_prefix(c.as_str())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|version| version.starts_with(|ch: char| ch.is_ascii_digit()))
+    })
 }
 
 fn semver_checks(baseline: &str) -> Result {
@@ -192,6 +242,16 @@ mod tests {
         assert!(!is_pinned_version(b"cargo-semver-checks 0.0.1\n"));
         let longer = format!("cargo-semver-checks {SEMVER_CHECKS_VERSION}1\n");
         assert!(!is_pinned_version(longer.as_bytes()));
+    }
+
+    #[test]
+    fn only_unpacked_packages_of_our_crates_are_forgotten() {
+        let ours = ["mirai".to_owned(), "mirai-dispatch".to_owned()];
+        assert!(is_unpack_of("mirai-0.1.0", &ours));
+        assert!(is_unpack_of("mirai-dispatch-0.2.3", &ours));
+        assert!(!is_unpack_of("mirai-extra-0.1.0", &ours));
+        assert!(!is_unpack_of("miraix-0.1.0", &ours));
+        assert!(!is_unpack_of("serde-1.0.0", &ours));
     }
 
     #[test]
