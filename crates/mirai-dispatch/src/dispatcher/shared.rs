@@ -146,6 +146,19 @@ impl Drop for Outgoing {
     }
 }
 
+/// A task's envelope (`PAIR1 header + ToDaemon::Task`), encoded, and its payload, which goes
+/// beside it without being copied into it.
+fn task_frame(task: TaskId, job: crate::core::Job) -> Option<(Vec<u8>, crate::Payload)> {
+    let msg = ToDaemon::Task {
+        task,
+        function: job.function,
+        trace: job.trace,
+        rng_seed: job.rng_seed,
+        attempt: job.attempt,
+    };
+    Some((encode(&msg)?, job.payload))
+}
+
 /// The largest task payload [`Shared::queue_task`] copies into a batch.
 const SMALL_TASK: usize = 128;
 
@@ -157,6 +170,11 @@ fn is_small(job: &crate::core::Job) -> bool {
 
 /// The daemons that get two or more small tasks among `actions`.
 fn daemons_with_small_sends(actions: &[Action]) -> Vec<DaemonId> {
+    // The common batch (one task submitted, one result in) sends at most one: nothing to count.
+    let sends = actions.iter().filter(|a| matches!(a, Action::Send { .. }));
+    if sends.count() < 2 {
+        return Vec::new();
+    }
     let mut counts: Vec<(DaemonId, usize)> = Vec::new();
     for action in actions {
         if let Action::Send { daemon, job, .. } = action
@@ -392,14 +410,7 @@ impl Shared {
             // The daemon is gone; its close resolves or requeues the task.
             return true;
         };
-        let msg = ToDaemon::Task {
-            task,
-            function: job.function,
-            trace: job.trace,
-            rng_seed: job.rng_seed,
-            attempt: job.attempt,
-        };
-        let Some(head) = encode(&msg) else {
+        let Some((head, payload)) = task_frame(task, job) else {
             return true;
         };
         let report = track.then(|| {
@@ -408,7 +419,7 @@ impl Shared {
         });
         let n = report.as_ref().map(|(_, _, n)| *n);
         let outgoing = Arc::new(Outgoing {
-            payload: job.payload,
+            payload,
             report,
             armed: AtomicBool::new(true),
         });
@@ -454,15 +465,8 @@ impl Shared {
     ) -> Option<ConnSender> {
         let _span = tracing::debug_span!("dispatch", task = task.0, daemon = daemon.0).entered();
         let (sender, _) = self.link(daemon)?;
-        let msg = ToDaemon::Task {
-            task,
-            function: job.function,
-            trace: job.trace,
-            rng_seed: job.rng_seed,
-            attempt: job.attempt,
-        };
-        let head = encode(&msg)?;
-        let payload: &[u8] = job.payload.parts().first().map_or(&[], |b| &b[..]);
+        let (head, payload) = task_frame(task, job)?;
+        let payload: &[u8] = payload.parts().first().map_or(&[], |b| &b[..]);
         match sender.send_later(&[&head, payload]) {
             Ok(SendStatus::Written | SendStatus::Queued) => Some(sender),
             // The connection failed: the dispatcher thread closes it.
