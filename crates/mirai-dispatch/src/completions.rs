@@ -96,6 +96,23 @@ impl Completions {
         }
     }
 
+    /// Whether the outcome of `task` is here and not taken.
+    pub(crate) fn is_done(&self, task: TaskId) -> bool {
+        matches!(self.lock().entries.get(&task), Some(Entry::Done(_)))
+    }
+
+    /// Takes the outcome of `task` if it is here.
+    pub(crate) fn try_take(&self, task: TaskId) -> Option<Outcome> {
+        let mut state = self.lock();
+        if !matches!(state.entries.get(&task), Some(Entry::Done(_))) {
+            return None;
+        }
+        match state.entries.remove(&task) {
+            Some(Entry::Done(outcome)) => Some(outcome),
+            _ => None,
+        }
+    }
+
     /// Waits up to `timeout` (forever with `None`) and takes the outcome; `None` if it is not
     /// there by then.
     pub(crate) fn wait(&self, task: TaskId, timeout: Option<Duration>) -> Option<Outcome> {

@@ -14,6 +14,15 @@
 //!   therefore holds only its own task: the other daemons' tasks, heartbeats and hellos go on.
 //!   With a byte cap a payload counts against it until its last byte is written, so bytes on
 //!   their way out are bounded too.
+//! - **No thread hop on the way back either.** A caller blocked on a result from a local
+//!   daemon reads that daemon's connection itself, so the result wakes the caller and nobody
+//!   else, as in a socket ping-pong: the submitter *leases* the connection before it writes the
+//!   task (the dispatcher thread's poll stops watching it for bytes: one `epoll_ctl`, no
+//!   wake-up), the waiter takes the lease over, reads, and hands what it read to the core;
+//!   while the daemon stays idle the lease is kept for its next task. A lease nobody takes over
+//!   ends within [`LEASE`](self::waiting::LEASE) (a timer in the poll), and when the task is
+//!   polled as a future, cancelled or forgotten, or its daemon gets another task. See
+//!   `lane.rs` for the rules that keep this exact.
 //! - **No polling tick.** The dispatcher thread sleeps in `epoll` until a daemon writes, a host
 //!   thread wakes it, or the earliest deadline comes: the core's next timeout, the next heartbeat,
 //!   a daemon's silence limit, an unfinished handshake's limit, or an accept retry.
@@ -61,8 +70,11 @@
 
 mod accept;
 mod event_loop;
+mod inbound;
+mod lane;
 mod shared;
 mod status;
+mod waiting;
 
 use std::collections::HashMap;
 use std::io;
@@ -79,8 +91,10 @@ use nano_transport::tls::{ClientAuth, Fingerprint, Identity, TlsError};
 
 use self::accept::{Listener, bind};
 use self::event_loop::EventLoop;
+use self::lane::Lanes;
 use self::shared::{Shared, Unwritten};
 pub use self::status::DaemonRow;
+use self::waiting::LeaseTimer;
 use crate::admission::Admission;
 use crate::core::{CancelMode, Config, Core, RejectReason, Rejected, Status};
 use crate::daemon::ExitReason;
@@ -106,7 +120,8 @@ const PRE_ADMISSION_LIMIT: u64 = (crate::protocol::MAX_TOKEN + 256 + PAIR1_HEADE
 
 const WAKER: Token = Token(0);
 const LISTENER: Token = Token(1);
-const FIRST_PEER: usize = 2;
+const LEASE_TIMER: Token = Token(2);
+const FIRST_PEER: usize = 3;
 
 /// How many connections may wait for their hello at once, by default (see
 /// [`DispatcherConfig::max_unauthenticated`]).
@@ -468,6 +483,13 @@ impl Dispatcher {
         };
         let (tx, rx) = mpsc::sync_channel(EVENT_CAPACITY);
         let unwritten = Arc::new(Unwritten::new(Arc::clone(&waker)));
+        let lanes = Arc::new(Lanes::new(Arc::clone(&waker)));
+        let lease_timer = LeaseTimer::new()?;
+        poll.registry().register(
+            &mut mio::unix::SourceFd(&lease_timer.raw_fd()),
+            LEASE_TIMER,
+            Interest::READABLE,
+        )?;
         let shared = Arc::new(Shared {
             host,
             links: Mutex::new(HashMap::new()),
@@ -485,6 +507,9 @@ impl Dispatcher {
             track_collected,
             epoch: Instant::now(),
             sleep_until: AtomicU64::new(0),
+            registry: poll.registry().try_clone()?,
+            lanes,
+            lease_timer,
         });
         let event_loop = EventLoop {
             shared: Arc::clone(&shared),
@@ -555,6 +580,7 @@ impl Dispatcher {
         let (result, core) = self.shared.host.submit_held(task, deadline);
         if let Ok(id) = &result {
             tracing::trace!(task = id.0, "queued");
+            self.shared.lease_for(&core, *id);
         }
         self.shared.flush_held(core);
         result
@@ -577,6 +603,9 @@ impl Dispatcher {
         let task = self.shared.host.refuse_if_full(task)?;
         let mut core = self.shared.host.lock();
         let result = core.submit(task, Instant::now());
+        if let Ok(id) = &result {
+            self.shared.lease_for(&core, *id);
+        }
         self.shared.flush_held(core);
         result
     }
@@ -595,6 +624,8 @@ impl Dispatcher {
 
     /// [`Host::cancel`]; the task's outcome ([`Outcome::Cancelled`]) is ready at once.
     pub fn cancel(&self, task: TaskId, mode: CancelMode) -> bool {
+        // The daemon's answer frees its slot: the dispatcher thread reads it.
+        self.shared.end_lease(task);
         let mut core = self.shared.host.lock();
         let found = core.cancel(task, mode, Instant::now());
         self.shared.flush_held(core);
@@ -604,8 +635,26 @@ impl Dispatcher {
     /// Waits up to `timeout` (forever with `None`) for the task's outcome and takes it; `None`
     /// if it is not ready by then (or was already taken). Outcomes are kept until taken or
     /// forgotten ([`Dispatcher::forget`]).
+    ///
+    /// A wait for a task running on a local daemon reads that daemon's connection itself for
+    /// a moment (two milliseconds at most) instead of waiting to be woken by the dispatcher
+    /// thread: the result wakes this thread directly, as in a socket ping-pong.
     pub fn wait(&self, task: TaskId, timeout: Option<Duration>) -> Option<Outcome> {
-        let outcome = self.shared.completions.wait(task, timeout)?;
+        let outcome = match self.shared.completions.try_take(task) {
+            Some(outcome) => {
+                // Read by the dispatcher thread meanwhile: nobody needs the lease now.
+                self.shared.end_lease(task);
+                outcome
+            }
+            None if timeout.is_some_and(|t| t.is_zero()) => return None,
+            None => {
+                let start = Instant::now();
+                let deadline = timeout.and_then(|t| start.checked_add(t));
+                self.shared.read_for(task, start, deadline);
+                let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
+                self.shared.completions.wait(task, left)?
+            }
+        };
         self.shared.taken(task, &outcome);
         Some(outcome)
     }
@@ -625,6 +674,8 @@ impl Dispatcher {
     /// # Ok::<(), mirai_dispatch::StartError>(())
     /// ```
     pub fn poll_outcome(&self, task: TaskId, waker: &std::task::Waker) -> Option<Outcome> {
+        // A future is woken by the dispatcher thread, which must read the result.
+        self.shared.end_lease(task);
         let outcome = self.shared.completions.poll(task, waker)?;
         self.shared.taken(task, &outcome);
         Some(outcome)
@@ -652,6 +703,7 @@ impl Dispatcher {
     pub fn forget(&self, task: TaskId) {
         // Either order is exact: the core stops counting the value whether it resolved yet or
         // not, and the table drops the outcome whether it was delivered yet or not.
+        self.shared.end_lease(task);
         let mut core = self.shared.host.lock();
         core.forget(task, Instant::now());
         self.shared.flush_held(core);

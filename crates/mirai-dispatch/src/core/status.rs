@@ -3,8 +3,8 @@
 //!
 //! Read-only views of the core's state, apart from the events that change it.
 
-use super::Core;
-use crate::task::NoDaemons;
+use super::{Core, TaskState};
+use crate::task::{DaemonId, NoDaemons, TaskId};
 
 #[cfg(doc)]
 use crate::task::Outcome;
@@ -49,6 +49,35 @@ pub struct Status {
 }
 
 impl Core {
+    /// The daemon `task` was sent to, while it runs there or waits there behind another task;
+    /// `None` while it is queued, and once it resolved.
+    pub(crate) fn daemon_of(&self, task: TaskId) -> Option<DaemonId> {
+        match self.tasks.get(&task)?.state {
+            TaskState::Queued => None,
+            TaskState::Ahead(daemon) | TaskState::Running(daemon) => Some(daemon),
+        }
+    }
+
+    /// The daemon `task` runs on, when it is that daemon's current task (nothing before it).
+    pub(crate) fn running_on(&self, task: TaskId) -> Option<DaemonId> {
+        match self.tasks.get(&task)?.state {
+            TaskState::Running(daemon) => Some(daemon),
+            TaskState::Queued | TaskState::Ahead(_) => None,
+        }
+    }
+
+    /// Whether `task` is the core's: queued or on a daemon, not resolved.
+    pub(crate) fn knows(&self, task: TaskId) -> bool {
+        self.tasks.contains_key(&task)
+    }
+
+    /// Whether `daemon` is connected, taking work, and holds no task.
+    pub(crate) fn is_idle(&self, daemon: DaemonId) -> bool {
+        self.daemons.get(&daemon).is_some_and(|d| {
+            d.slots.is_empty() && d.setups.is_empty() && d.state == super::DaemonState::Active
+        })
+    }
+
     /// The counters now.
     pub fn status(&self) -> Status {
         Status {

@@ -23,14 +23,13 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
-use mio::{Interest, Token};
+use mio::Token;
 use nano_transport::conn::{Connection, Stream};
 use nano_transport::peer::{PeerError, check_same_user};
 #[cfg(feature = "tls")]
@@ -38,6 +37,7 @@ use nano_transport::tls::TlsConfig;
 use nano_transport::{Address, Protocol};
 
 use super::event_loop::{EventLoop, Peer, drop_unauthenticated};
+use super::lane::Lane;
 use super::{DaemonEvent, PRE_ADMISSION_LIMIT, StartError};
 use crate::security::check_socket_dir;
 
@@ -203,15 +203,10 @@ impl EventLoop {
         };
         let token = Token(self.next_token);
         self.next_token += 1;
-        let fd = conn.stream().as_raw_fd();
-        if self
-            .poll
-            .registry()
-            .register(&mut SourceFd(&fd), token, Interest::READABLE)
-            .is_err()
-        {
+        let lanes = Arc::clone(&self.shared.lanes);
+        let Ok(lane) = Lane::register(conn, token, self.poll.registry(), lanes) else {
             return;
-        }
+        };
         let now = Instant::now();
         if let Some(oldest) = self.admission.added(token, now) {
             drop_unauthenticated(
@@ -223,10 +218,11 @@ impl EventLoop {
         self.peers.insert(
             token,
             Peer {
-                conn,
+                lane: Arc::new(lane),
                 addr,
                 daemon: None,
                 last_rx: now,
+                seen: 0,
                 writable: false,
                 refused: false,
             },

@@ -2,55 +2,41 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token};
-use nano_transport::conn::{Connection, ReadProgress};
+use mio::{Events, Poll, Token};
+use nano_transport::conn::ReadProgress;
 use nano_transport::proto::{MAX_TTL_DEFAULT, pair1_hops};
 
 use super::accept::Listener;
+use super::inbound::{Inbound, decode};
+use super::lane::Lane;
 use super::shared::{Link, Shared};
-use super::{DaemonEvent, LISTENER, MISSED_BEATS, PAIR1_HEADER, READ_BATCH, WAKER};
+use super::waiting::LEASE;
+use super::{DaemonEvent, LEASE_TIMER, LISTENER, MISSED_BEATS, PAIR1_HEADER, READ_BATCH, WAKER};
 use crate::admission::Admission;
-use crate::core::Reply;
-use crate::daemon::ExitReason;
-use crate::protocol::{FromDaemon, Hello, RefuseReason, ResultStatus, ToDaemon, check_hello};
+use crate::protocol::{FromDaemon, Hello, RefuseReason, ToDaemon, check_hello};
 use crate::secret::Secret;
-use crate::task::{DaemonId, Payload, TaskId};
+use crate::task::DaemonId;
 
 /// One accepted connection, admitted or not yet.
 pub(super) struct Peer {
-    pub(super) conn: Connection,
+    pub(super) lane: Arc<Lane>,
     /// The peer's address, on TCP.
     pub(super) addr: Option<std::net::SocketAddr>,
     pub(super) daemon: Option<DaemonId>,
+    /// When bytes last came from it, as far as this thread has seen: its own reads, and the
+    /// byte count moving under a caller's borrow ([`EventLoop::refresh_rx`]).
     pub(super) last_rx: Instant,
+    /// The byte count `last_rx` goes with.
+    pub(super) seen: u64,
     /// Registered for writability (only while its sender has bytes queued).
     pub(super) writable: bool,
     /// Refused: closed as soon as the refusal is written, and read no more.
     pub(super) refused: bool,
-}
-
-/// A daemon message after decoding, waiting for the core.
-enum Inbound {
-    Result {
-        daemon: DaemonId,
-        token: Token,
-        task: TaskId,
-        reply: Reply,
-        last: bool,
-    },
-    /// [`FromDaemon::Retiring`].
-    Retiring {
-        daemon: DaemonId,
-        token: Token,
-        reason: ExitReason,
-    },
 }
 
 /// The dispatcher thread's state.
@@ -101,16 +87,21 @@ impl EventLoop {
             for event in &events {
                 match event.token() {
                     WAKER => woken = true,
+                    LEASE_TIMER => self.expire_leases(),
                     LISTENER => self.listener_ready = true,
                     token => {
                         if (event.is_readable() || event.is_read_closed() || event.is_error())
                             && let Some(peer) = self.peers.get_mut(&token)
                         {
-                            peer.conn.note_readable();
-                            if event.is_read_closed() {
-                                // The daemon's last frame and its close may both be in this
-                                // event: read until the close shows.
-                                peer.conn.note_read_closed();
+                            // A connection a caller borrowed is read by that caller (which
+                            // hands it back if it leaves anything).
+                            if let Some(mut conn) = peer.lane.try_conn() {
+                                conn.note_readable();
+                                if event.is_read_closed() {
+                                    // The daemon's last frame and its close may both be in
+                                    // this event: read until the close shows.
+                                    conn.note_read_closed();
+                                }
                             }
                             if !self.ready.contains(&token) {
                                 self.ready.push(token);
@@ -124,6 +115,7 @@ impl EventLoop {
             }
             if woken {
                 self.flush_queues();
+                self.take_returned();
             }
             // Payloads that left their connection's queue leave the budget.
             self.shared.release_written();
@@ -170,11 +162,64 @@ impl EventLoop {
         next
     }
 
+    /// Takes back the connections callers returned with something left: bytes read and not
+    /// decoded (read on), or a failure (closed).
+    fn take_returned(&mut self) {
+        for token in self.shared.lanes.take() {
+            let Some(peer) = self.peers.get(&token) else {
+                continue;
+            };
+            if peer.lane.failed() {
+                self.close(token);
+            } else {
+                if let Some(mut conn) = peer.lane.try_conn() {
+                    conn.note_readable();
+                }
+                if !self.ready.contains(&token) {
+                    self.ready.push(token);
+                }
+            }
+        }
+    }
+
+    /// Ends the leases older than [`LEASE`] (their submitters did not come to wait), and arms
+    /// the timer again for the younger ones.
+    fn expire_leases(&mut self) {
+        self.shared.lease_timer.fired();
+        let now = Instant::now();
+        let cutoff = now.checked_sub(LEASE);
+        let mut oldest_left: Option<Instant> = None;
+        for peer in self.peers.values() {
+            if let Some(taken) =
+                peer.lane
+                    .end_lease(&self.shared.registry, None, cutoff.or(Some(now)))
+            {
+                oldest_left = Some(oldest_left.map_or(taken, |t| t.min(taken)));
+            }
+        }
+        if let Some(taken) = oldest_left {
+            let due = (taken + LEASE).saturating_duration_since(now);
+            self.shared.lease_timer.arm(due);
+        }
+    }
+
+    /// Notes the bytes a caller read under a borrow as a sign of life (their arrival time is
+    /// not known here: now is later, so this never judges a daemon silent early).
+    fn refresh_rx(&mut self, now: Instant) {
+        for peer in self.peers.values_mut() {
+            let received = peer.lane.sender().bytes_received();
+            if received != peer.seen {
+                peer.seen = received;
+                peer.last_rx = now;
+            }
+        }
+    }
+
     /// Flushes connections with queued bytes; watches for writability only while some remain.
     fn flush_queues(&mut self) {
         let mut failed = Vec::new();
         for (&token, peer) in &mut self.peers {
-            let sender = peer.conn.sender();
+            let sender = peer.lane.sender();
             if sender.has_failed() {
                 failed.push(token);
                 continue;
@@ -193,18 +238,7 @@ impl EventLoop {
             }
             let want = !done;
             if want != peer.writable {
-                let interest = if want {
-                    Interest::READABLE | Interest::WRITABLE
-                } else {
-                    Interest::READABLE
-                };
-                let fd = peer.conn.stream().as_raw_fd();
-                if self
-                    .poll
-                    .registry()
-                    .reregister(&mut SourceFd(&fd), token, interest)
-                    .is_err()
-                {
+                if peer.lane.want_write(self.poll.registry(), want).is_err() {
                     failed.push(token);
                     continue;
                 }
@@ -223,6 +257,9 @@ impl EventLoop {
         let mut closing = Vec::new();
         let tokens = std::mem::take(&mut self.ready);
         let mut output = false;
+        // Connections whose messages were read and are not yet with the core: no caller may
+        // borrow them until they are (see `Lane::borrow`), so the core hears them in order.
+        let mut unapplied: Vec<Arc<Lane>> = Vec::new();
         for token in tokens {
             let Some(peer) = self.peers.get_mut(&token) else {
                 continue;
@@ -230,22 +267,33 @@ impl EventLoop {
             if peer.refused {
                 continue;
             }
+            let lane = Arc::clone(&peer.lane);
+            // Borrowed: the caller reads it, and hands it back if it leaves anything.
+            let Some(mut conn) = lane.try_conn() else {
+                continue;
+            };
             let mut bodies = Vec::new();
-            let before = peer.conn.bytes_received();
-            let progress = peer.conn.on_readable(READ_BATCH, &mut |b| {
+            let progress = conn.on_readable(READ_BATCH, &mut |b| {
                 bodies.push(b);
                 true
             });
+            if !bodies.is_empty() && peer.daemon.is_some() {
+                lane.hold_for_core();
+                unapplied.push(Arc::clone(&lane));
+            }
+            drop(conn);
             // Bytes arriving are a sign of life even before they complete a message: a result
             // of gigabytes takes longer than the silence limit to arrive, and the daemon's
             // heartbeats wait behind it.
-            if peer.conn.bytes_received() != before {
+            let received = lane.sender().bytes_received();
+            if received != peer.seen {
                 // A fresh reading, not the turn's: this read may have taken longer than the
                 // silence limit (a large message arriving), and the peer spoke until its end.
+                peer.seen = received;
                 peer.last_rx = Instant::now();
             }
             // A TLS read may leave handshake records for the socket to take.
-            output |= peer.conn.sender().queued() > 0 && !peer.writable;
+            output |= lane.sender().queued() > 0 && !peer.writable;
             match progress {
                 Ok(ReadProgress::Drained) => {}
                 Ok(ReadProgress::HandshakeDone | ReadProgress::Yielded) => self.ready.push(token),
@@ -263,45 +311,9 @@ impl EventLoop {
                 }
             }
         }
-        if !inbound.is_empty() {
-            let mut core = self.shared.host.lock();
-            for message in inbound {
-                match message {
-                    Inbound::Result {
-                        daemon,
-                        token,
-                        task,
-                        reply,
-                        last,
-                    } => {
-                        if core.on_result(daemon, task, reply, last, now).is_err() {
-                            // A result for a task the daemon was not running: drop the daemon.
-                            closing.push(token);
-                        }
-                    }
-                    Inbound::Retiring {
-                        daemon,
-                        token,
-                        reason,
-                    } => {
-                        // Noted before the core hears of it, so the departure that follows
-                        // is reported as a retirement however soon the connection closes.
-                        if let Some(link) = self
-                            .shared
-                            .links
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .get_mut(&daemon)
-                        {
-                            link.retired = Some(reason);
-                        }
-                        if core.daemon_retiring(daemon, now).is_err() {
-                            closing.push(token);
-                        }
-                    }
-                }
-            }
-            self.shared.flush_held(core);
+        closing.extend(self.shared.apply(inbound, now, None).closing);
+        for lane in unapplied {
+            lane.release_for_core();
         }
         for token in closing {
             self.close(token);
@@ -313,62 +325,26 @@ impl EventLoop {
 
     /// Handles one message body; `false` closes the connection.
     fn on_body(&mut self, token: Token, body: Vec<u8>, inbound: &mut Vec<Inbound>) -> bool {
+        let Some(peer) = self.peers.get(&token) else {
+            return false;
+        };
+        if let Some(daemon) = peer.daemon {
+            return decode(body, daemon, token, &self.shared.limits, inbound);
+        }
         match pair1_hops(&body, MAX_TTL_DEFAULT) {
             Ok(_) => {}
             Err(e) => return !e.closes_pipe(),
         }
         let frame = &body[PAIR1_HEADER.len()..];
-        let Some(peer) = self.peers.get(&token) else {
-            return false;
-        };
-        let admitted = peer.daemon.is_some();
-        let Ok((msg, payload)) = FromDaemon::decode(frame, &self.shared.limits) else {
-            // A malformed message: this daemon cannot be trusted, the others carry on.
-            if !admitted {
-                drop_unauthenticated(token, "malformed message before the hello");
-            }
-            return false;
-        };
-        let payload_len = payload.len();
-        match (msg, peer.daemon) {
-            (FromDaemon::Hello(hello), None) => self.on_hello(token, &hello),
-            (_, None) => {
+        match FromDaemon::decode(frame, &self.shared.limits) {
+            Ok((FromDaemon::Hello(hello), _)) => self.on_hello(token, &hello),
+            Ok(_) => {
                 drop_unauthenticated(token, "message before the hello");
                 false
             }
-            // A second hello: not our protocol.
-            (FromDaemon::Hello(_), Some(_)) => false,
-            (FromDaemon::Heartbeat, Some(_)) => true,
-            (FromDaemon::Retiring { reason }, Some(daemon)) => {
-                inbound.push(Inbound::Retiring {
-                    daemon,
-                    token,
-                    reason,
-                });
-                true
-            }
-            (FromDaemon::Result { task, status, last }, Some(daemon)) => {
-                let reply = match status {
-                    ResultStatus::Ok => {
-                        let start = body.len() - payload_len;
-                        match Payload::from_frame(body, start) {
-                            Some(p) => Reply::Value(p),
-                            None => return false,
-                        }
-                    }
-                    ResultStatus::Err(e) => Reply::Error(e),
-                    ResultStatus::Interrupted => Reply::Interrupted,
-                    ResultStatus::NotStarted => Reply::NotStarted,
-                    ResultStatus::TooLarge { size, limit } => Reply::TooLarge { size, limit },
-                };
-                inbound.push(Inbound::Result {
-                    daemon,
-                    token,
-                    task,
-                    reply,
-                    last,
-                });
-                true
+            Err(_) => {
+                drop_unauthenticated(token, "malformed message before the hello");
+                false
             }
         }
     }
@@ -389,7 +365,7 @@ impl EventLoop {
         let Some(peer) = self.peers.get_mut(&token) else {
             return false;
         };
-        let sender = peer.conn.sender().clone();
+        let sender = peer.lane.sender().clone();
         let mut core = self.shared.host.lock();
         let refusal = match check_hello(hello, &self.token) {
             Err(e) => Some(e.refuse_reason()),
@@ -420,7 +396,7 @@ impl EventLoop {
             return sender.queued() > 0;
         }
         self.admission.admit(token);
-        peer.conn.set_recv_limit(full_limit);
+        peer.lane.conn().set_recv_limit(full_limit);
         let daemon = core.daemon_connected(self.shared.local, Instant::now());
         // Linked before the core's lock is released, so whoever carries out the init finds it.
         self.shared
@@ -431,6 +407,7 @@ impl EventLoop {
                 daemon,
                 Link {
                     sender,
+                    lane: Arc::clone(&peer.lane),
                     launch_id: hello.launch_id,
                     retired: None,
                     addr: peer.addr,
@@ -469,7 +446,7 @@ impl EventLoop {
             self.next_beat = Some(now + h);
             for peer in self.peers.values() {
                 if peer.daemon.is_some() {
-                    self.shared.send(peer.conn.sender(), &ToDaemon::Heartbeat);
+                    self.shared.send(peer.lane.sender(), &ToDaemon::Heartbeat);
                 }
             }
         }
@@ -482,6 +459,8 @@ impl EventLoop {
         let Some(h) = heartbeat else {
             return;
         };
+        // Bytes a caller read under a borrow count as the daemon's word too.
+        self.refresh_rx(now);
         let silent = |peers: &HashMap<Token, Peer>, now: Instant| -> Vec<Token> {
             peers
                 .iter()
@@ -495,14 +474,18 @@ impl EventLoop {
             // thread from reading what the daemon sent meanwhile: look before judging.
             for token in &silent_now {
                 if let Some(peer) = self.peers.get_mut(token) {
-                    peer.conn.note_readable();
+                    if let Some(mut conn) = peer.lane.try_conn() {
+                        conn.note_readable();
+                    }
                     if !self.ready.contains(token) {
                         self.ready.push(*token);
                     }
                 }
             }
             self.read_ready(Instant::now());
-            silent_now = silent(&self.peers, Instant::now());
+            let now = Instant::now();
+            self.refresh_rx(now);
+            silent_now = silent(&self.peers, now);
         }
         for token in silent_now {
             self.close(token);
@@ -516,9 +499,9 @@ impl EventLoop {
         };
         self.admission.removed(token);
         self.ready.retain(|&t| t != token);
-        let fd = peer.conn.stream().as_raw_fd();
-        let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
-        let _ = peer.conn.stream().shutdown();
+        peer.lane.deregister(self.poll.registry());
+        // Also wakes a caller that borrowed the connection and waits on it.
+        let _ = peer.lane.sender().stream().shutdown();
         if let Some(daemon) = peer.daemon {
             self.by_daemon.remove(&daemon);
             self.launches.retain(|_, t| *t != token);
@@ -531,7 +514,7 @@ impl EventLoop {
     /// At stop: push out what is queued (the exit messages), then close everything.
     fn close_all(&mut self) {
         for peer in self.peers.values() {
-            let _ = peer.conn.sender().flush();
+            let _ = peer.lane.sender().flush();
         }
         let tokens: Vec<Token> = self.peers.keys().copied().collect();
         for token in tokens {

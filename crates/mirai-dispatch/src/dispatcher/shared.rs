@@ -15,9 +15,11 @@ use std::sync::mpsc::{self, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use mio::Waker;
+use mio::{Registry, Waker};
 use nano_transport::conn::{ConnSender, SendStatus, SharedBody};
 
+use super::lane::{Lane, Lanes};
+use super::waiting::LeaseTimer;
 use super::{DaemonEvent, PAIR1_HEADER};
 use crate::completions::Completions;
 use crate::core::Action;
@@ -29,6 +31,8 @@ use crate::task::{DaemonId, Outcome, Payload, TaskId};
 /// How host threads reach a daemon.
 pub(super) struct Link {
     pub(super) sender: ConnSender,
+    /// The connection, for a caller waiting on a task of this daemon to read it itself.
+    pub(super) lane: Arc<Lane>,
     pub(super) launch_id: u64,
     /// Why the daemon leaves, if by its rules ([`FromDaemon::Retiring`]) or because it was
     /// released (last result, shutdown): what [`DaemonEvent::Left`] reports.
@@ -65,6 +69,12 @@ pub(super) struct Shared {
     /// (`u64::MAX`: not before an event; 0: it is awake). Written and read under the core's lock,
     /// so a host call that arms an earlier core timer knows to wake it.
     pub(super) sleep_until: AtomicU64,
+    /// The dispatcher thread's poll registry, for borrows of connections ([`Lane::borrow`]).
+    pub(super) registry: Registry,
+    /// Connections borrowers handed back with something left to do; the lease count.
+    pub(super) lanes: Arc<Lanes>,
+    /// Goes off in the dispatcher thread's poll when leases may have run out.
+    pub(super) lease_timer: LeaseTimer,
 }
 
 /// The payloads of tracked tasks (with a byte cap) that are still queued on their connection.
@@ -410,6 +420,7 @@ impl Shared {
             // The daemon is gone; its close resolves or requeues the task.
             return true;
         };
+        self.lease_only_for(daemon, task);
         let Some((head, payload)) = task_frame(task, job) else {
             return true;
         };
@@ -465,6 +476,7 @@ impl Shared {
     ) -> Option<ConnSender> {
         let _span = tracing::debug_span!("dispatch", task = task.0, daemon = daemon.0).entered();
         let (sender, _) = self.link(daemon)?;
+        self.lease_only_for(daemon, task);
         let (head, payload) = task_frame(task, job)?;
         let payload: &[u8] = payload.parts().first().map_or(&[], |b| &b[..]);
         match sender.send_later(&[&head, payload]) {

@@ -245,6 +245,38 @@ impl Connection {
         self.sender.bytes_received()
     }
 
+    /// Blocks until the stream has bytes to read (or reports its close or an error), for at
+    /// most `timeout` (no limit with `None`); `false` when the time ran out. For a thread that
+    /// reads this connection outside the mio loop, while the loop does not watch it for bytes:
+    /// wait here, then call [`on_readable`](Self::on_readable) after
+    /// [`note_readable`](Self::note_readable).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nano_transport::Protocol;
+    /// use nano_transport::conn::{Connection, Stream};
+    ///
+    /// let (a, b) = mio::net::UnixStream::pair()?;
+    /// let ours = Connection::new(Stream::Unix(a), Protocol::Pair1, 0)?;
+    /// assert!(!ours.wait_readable(Some(Duration::ZERO))?, "nothing sent to us yet");
+    /// let _theirs = Connection::new(Stream::Unix(b), Protocol::Pair1, 0)?; // sends its header
+    /// assert!(ours.wait_readable(Some(Duration::from_secs(5)))?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn wait_readable(&self, timeout: Option<std::time::Duration>) -> io::Result<bool> {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let timeout = timeout.map(|t| Timespec {
+            tv_sec: i64::try_from(t.as_secs()).unwrap_or(i64::MAX),
+            tv_nsec: t.subsec_nanos().into(),
+        });
+        let mut fds = [PollFd::new(self.stream(), PollFlags::IN)];
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(n) => Ok(n > 0),
+            Err(rustix::io::Errno::INTR) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Whether the handshake has completed.
     pub fn is_open(&self) -> bool {
         self.peer.is_some()

@@ -2,7 +2,7 @@
 //! operations the connection needs from them.
 
 use std::io::{self, IoSlice, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use crate::proto::Framing;
 
@@ -110,6 +110,17 @@ impl Stream {
             #[cfg(feature = "tls")]
             Self::Tls(s) => s.flush_pending(),
             _ => Ok(true),
+        }
+    }
+}
+
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Self::Tcp(s) => s.as_fd(),
+            Self::Unix(s) => s.as_fd(),
+            #[cfg(feature = "tls")]
+            Self::Tls(s) => s.tcp().as_fd(),
         }
     }
 }
