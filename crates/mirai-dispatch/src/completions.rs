@@ -7,12 +7,11 @@
 //! thread is actually blocked. A handle dropped before its outcome arrives leaves a
 //! `Forgotten` mark, so the late outcome is dropped on arrival instead of kept for good.
 
-use std::collections::HashMap;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use crate::task::{Outcome, TaskId};
+use crate::task::{IdMap, Outcome, TaskId};
 
 /// Per-task state; a task without an entry has no waiter and no outcome yet.
 enum Entry {
@@ -26,7 +25,7 @@ enum Entry {
 
 #[derive(Default)]
 struct State {
-    entries: HashMap<TaskId, Entry>,
+    entries: IdMap<TaskId, Entry>,
     /// Threads blocked in [`Completions::wait`] now.
     blocked: usize,
 }

@@ -76,7 +76,6 @@ mod shared;
 mod status;
 mod waiting;
 
-use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -102,7 +101,7 @@ use crate::host::Host;
 use crate::protocol::{Limits, RefuseReason};
 use crate::secret::{MIN_TOKEN_LEN, Secret};
 use crate::security::{PolicyError, check_listen_url, listener_tls};
-use crate::task::{DaemonId, NoDaemons, Outcome, Task, TaskId};
+use crate::task::{DaemonId, IdMap, NoDaemons, Outcome, Task, TaskId};
 
 /// How many heartbeat intervals of silence mean a peer is lost (both sides use this rule).
 pub const MISSED_BEATS: u32 = 4;
@@ -492,7 +491,7 @@ impl Dispatcher {
         )?;
         let shared = Arc::new(Shared {
             host,
-            links: Mutex::new(HashMap::new()),
+            links: Mutex::new(IdMap::default()),
             outbox: Mutex::new(()),
             completions: Default::default(),
             events: tx,
@@ -517,9 +516,9 @@ impl Dispatcher {
             listener,
             ipc_path,
             token: config.token,
-            peers: HashMap::new(),
-            by_daemon: HashMap::new(),
-            launches: HashMap::new(),
+            peers: IdMap::default(),
+            by_daemon: IdMap::default(),
+            launches: IdMap::default(),
             next_token: FIRST_PEER,
             ready: Vec::new(),
             listener_ready: false,

@@ -26,10 +26,10 @@ mod status;
 mod submit;
 mod timers;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::task::{DaemonId, NoDaemons, Outcome, TaskId};
+use crate::task::{DaemonId, IdMap, NoDaemons, Outcome, TaskId};
 use budget::Budget;
 use timers::Timers;
 
@@ -241,7 +241,7 @@ pub struct Core {
     /// Task ids in FIFO order; ids of tasks that left the queue by cancel or timeout stay here
     /// until they reach the front (lazy removal keeps cancel O(1)).
     queue: VecDeque<TaskId>,
-    tasks: HashMap<TaskId, Entry>,
+    tasks: IdMap<TaskId, Entry>,
     daemons: BTreeMap<DaemonId, Daemon>,
     /// Idle daemons, the one idle longest first.
     idle: VecDeque<DaemonId>,
@@ -250,10 +250,10 @@ pub struct Core {
     open: VecDeque<DaemonId>,
     /// Tasks sent ahead, not yet started, abandoned or recalled.
     recallable: usize,
-    groups: HashMap<u64, Group>,
+    groups: IdMap<u64, Group>,
     timers: Timers,
     actions: VecDeque<Action>,
-    uncollected: HashMap<TaskId, u64>,
+    uncollected: IdMap<TaskId, u64>,
     uncollected_bytes: u64,
     next_task: u64,
     next_daemon: u64,
@@ -282,15 +282,15 @@ impl Core {
             budget: Budget::new(config.max_queued_bytes),
             config,
             queue: VecDeque::new(),
-            tasks: HashMap::new(),
+            tasks: IdMap::default(),
             daemons: BTreeMap::new(),
             idle: VecDeque::new(),
             open: VecDeque::new(),
             recallable: 0,
-            groups: HashMap::new(),
+            groups: IdMap::default(),
             timers: Timers::default(),
             actions: VecDeque::new(),
-            uncollected: HashMap::new(),
+            uncollected: IdMap::default(),
             uncollected_bytes: 0,
             next_task: 0,
             next_daemon: 0,

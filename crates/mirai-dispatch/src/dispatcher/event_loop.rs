@@ -1,6 +1,5 @@
 //! The dispatcher thread: one mio poll over the listener, the connections and a waker.
 
-use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -20,7 +19,7 @@ use super::{DaemonEvent, LEASE_TIMER, LISTENER, MISSED_BEATS, PAIR1_HEADER, READ
 use crate::admission::Admission;
 use crate::protocol::{FromDaemon, Hello, RefuseReason, ToDaemon, check_hello};
 use crate::secret::Secret;
-use crate::task::DaemonId;
+use crate::task::{DaemonId, IdMap};
 
 /// One accepted connection, admitted or not yet.
 pub(super) struct Peer {
@@ -46,11 +45,11 @@ pub(super) struct EventLoop {
     pub(super) listener: Listener,
     pub(super) ipc_path: Option<PathBuf>,
     pub(super) token: Secret,
-    pub(super) peers: HashMap<Token, Peer>,
-    pub(super) by_daemon: HashMap<DaemonId, Token>,
+    pub(super) peers: IdMap<Token, Peer>,
+    pub(super) by_daemon: IdMap<DaemonId, Token>,
     /// The nonzero launch ids of the admitted daemons: each credential admits one daemon at a
     /// time.
-    pub(super) launches: HashMap<u64, Token>,
+    pub(super) launches: IdMap<u64, Token>,
     pub(super) next_token: usize,
     /// Connections that may hold unread bytes no readiness event will announce.
     pub(super) ready: Vec<Token>,
@@ -461,7 +460,7 @@ impl EventLoop {
         };
         // Bytes a caller read under a borrow count as the daemon's word too.
         self.refresh_rx(now);
-        let silent = |peers: &HashMap<Token, Peer>, now: Instant| -> Vec<Token> {
+        let silent = |peers: &IdMap<Token, Peer>, now: Instant| -> Vec<Token> {
             peers
                 .iter()
                 .filter(|(_, p)| p.daemon.is_some() && now >= p.last_rx + h * MISSED_BEATS)

@@ -9,7 +9,6 @@
 //! an [`Outgoing`] whose drop reports the task written, and the dispatcher thread tells the
 //! core ([`Core::written`](crate::Core::written)).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,7 +25,7 @@ use crate::core::Action;
 use crate::daemon::ExitReason;
 use crate::host::{CoreGuard, Host};
 use crate::protocol::{Init, Limits, ToDaemon};
-use crate::task::{DaemonId, Outcome, Payload, TaskId};
+use crate::task::{DaemonId, IdMap, Outcome, Payload, TaskId};
 
 /// How host threads reach a daemon.
 pub(super) struct Link {
@@ -46,7 +45,7 @@ pub(super) struct Link {
 /// What host threads and the dispatcher thread share.
 pub(super) struct Shared {
     pub(super) host: Host,
-    pub(super) links: Mutex<HashMap<DaemonId, Link>>,
+    pub(super) links: Mutex<IdMap<DaemonId, Link>>,
     /// Held while actions are carried out, so they go out in the order the core made them.
     pub(super) outbox: Mutex<()>,
     pub(super) completions: Completions,
@@ -85,7 +84,7 @@ pub(super) struct Shared {
 /// task sent again since (recalled, or requeued after its daemon left) is not released by its
 /// old copy's report.
 pub(super) struct Unwritten {
-    sends: Mutex<HashMap<TaskId, u64>>,
+    sends: Mutex<IdMap<TaskId, u64>>,
     done: Mutex<Vec<(TaskId, u64)>>,
     next: AtomicU64,
     waker: Arc<Waker>,
@@ -94,7 +93,7 @@ pub(super) struct Unwritten {
 impl Unwritten {
     pub(super) fn new(waker: Arc<Waker>) -> Self {
         Self {
-            sends: Mutex::new(HashMap::new()),
+            sends: Mutex::new(IdMap::default()),
             done: Mutex::new(Vec::new()),
             next: AtomicU64::new(0),
             waker,
