@@ -40,7 +40,7 @@ pub(super) fn decode(
     daemon: DaemonId,
     token: Token,
     limits: &Limits,
-    inbound: &mut Vec<Inbound>,
+    inbound: &mut impl Extend<Inbound>,
 ) -> bool {
     match pair1_hops(&body, MAX_TTL_DEFAULT) {
         Ok(_) => {}
@@ -57,11 +57,11 @@ pub(super) fn decode(
         FromDaemon::Hello(_) => false,
         FromDaemon::Heartbeat => true,
         FromDaemon::Retiring { reason } => {
-            inbound.push(Inbound::Retiring {
+            inbound.extend([Inbound::Retiring {
                 daemon,
                 token,
                 reason,
-            });
+            }]);
             true
         }
         FromDaemon::Result { task, status, last } => {
@@ -78,13 +78,13 @@ pub(super) fn decode(
                 ResultStatus::NotStarted => Reply::NotStarted,
                 ResultStatus::TooLarge { size, limit } => Reply::TooLarge { size, limit },
             };
-            inbound.push(Inbound::Result {
+            inbound.extend([Inbound::Result {
                 daemon,
                 token,
                 task,
                 reply,
                 last,
-            });
+            }]);
             true
         }
     }
@@ -107,12 +107,13 @@ impl Shared {
     /// is idle. Nothing to feed: nothing is looked at.
     pub(super) fn apply(
         &self,
-        inbound: Vec<Inbound>,
+        inbound: impl IntoIterator<Item = Inbound>,
         now: Instant,
         watch: Option<(TaskId, DaemonId)>,
     ) -> Applied {
         let mut closing = Vec::new();
-        if inbound.is_empty() {
+        let mut inbound = inbound.into_iter().peekable();
+        if inbound.peek().is_none() {
             return Applied::default();
         }
         let mut core = self.host.lock();

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Registry, Waker};
 use nano_transport::conn::{ConnSender, SendStatus, SharedBody};
+use smallvec::SmallVec;
 
 use super::lane::{Lane, Lanes};
 use super::waiting::LeaseTimer;
@@ -232,7 +233,7 @@ impl Shared {
             return;
         }
         let track = core.config().release_when_written;
-        let actions: Vec<Action> = std::iter::from_fn(|| core.poll_action()).collect();
+        let actions: SmallVec<[Action; 4]> = std::iter::from_fn(|| core.poll_action()).collect();
         // Only what goes to a daemon needs the core's order. A batch of resolutions alone (a
         // result came in, nothing else to send) skips the lock: on one CPU the thread that
         // holds it is often a host thread preempted in the middle of writing its task (the
@@ -253,7 +254,7 @@ impl Shared {
             daemons_with_small_sends(&actions)
         };
         let mut batched: Vec<(DaemonId, ConnSender)> = Vec::new();
-        let mut resolved = Vec::new();
+        let mut resolved: SmallVec<[(TaskId, Outcome); 2]> = SmallVec::new();
         let mut written = Vec::new();
         for action in actions {
             match action {

@@ -12,8 +12,10 @@ use rustix::time::{
     timerfd_settime,
 };
 
+use smallvec::SmallVec;
+
 use super::READ_BATCH;
-use super::inbound::decode;
+use super::inbound::{Inbound, decode};
 use super::lane::Lane;
 use super::shared::Shared;
 use crate::host::CoreGuard;
@@ -163,7 +165,7 @@ impl Shared {
         let mut now = start;
         let slice_end = start + BORROW_SLICE;
         let until = deadline.map_or(slice_end, |d| d.min(slice_end));
-        let mut inbound = Vec::new();
+        let mut inbound: SmallVec<[Inbound; 2]> = SmallVec::new();
         // When the daemon answered before this thread came to wait last time (one CPU: the
         // task's write let the daemon run at once), look before waiting: a `poll(2)` saved.
         // Otherwise wait first, and look first now and then to learn whether that changed.
@@ -183,25 +185,22 @@ impl Shared {
                     }
                 }
             }
-            let mut bodies = Vec::new();
-            let progress = borrow.conn().on_readable(READ_BATCH, &mut |b| {
-                bodies.push(b);
-                true
+            // Decoded as they come (a message that breaks the protocol stops the read).
+            let (mut read, mut sound) = (0usize, true);
+            let token = lane.token();
+            let progress = borrow.conn().on_readable(READ_BATCH, &mut |body| {
+                read += 1;
+                sound = decode(body, daemon, token, &self.limits, &mut inbound);
+                sound
             });
             if std::mem::take(&mut first) {
-                lane.set_answers_first(!bodies.is_empty());
+                lane.set_answers_first(read > 0);
             }
-            healthy = progress.is_ok();
-            for body in bodies {
-                if !decode(body, daemon, lane.token(), &self.limits, &mut inbound) {
-                    healthy = false;
-                    break;
-                }
-            }
+            healthy = progress.is_ok() && sound;
             now = Instant::now();
             // What decoded before a failure still counts, as on the dispatcher thread.
             let fed = !inbound.is_empty();
-            let applied = self.apply(std::mem::take(&mut inbound), now, Some((task, daemon)));
+            let applied = self.apply(inbound.drain(..), now, Some((task, daemon)));
             if !healthy || !applied.closing.is_empty() {
                 // The dispatcher thread closes it (the borrow's end hands it back).
                 borrow.fail();
