@@ -23,7 +23,7 @@ pub const SHORT_TASK: Duration = Duration::from_millis(1);
 /// microseconds, a trivial task a few). The depth a daemon gets is also bounded by the time of
 /// its last task: no more tasks ahead than fit into [`Config::send_ahead`] at that pace, so
 /// deep queues ahead are only for tasks far shorter than that bound.
-pub const DEFAULT_MAX_AHEAD: usize = 4;
+pub const DEFAULT_MAX_AHEAD: usize = 16;
 
 /// Largest payload sent ahead ([`Config::send_ahead`]): sending ahead saves a round trip,
 /// which matters for small tasks only, while a large payload would wait in a busy daemon's
