@@ -180,8 +180,11 @@ impl Lane {
         self.reregister(registry, &interests)
     }
 
-    /// Takes the connection out of the poll for good (it is being closed).
+    /// Takes the connection out of the poll for good (it is being closed); a lease on it ends.
     pub(super) fn deregister(&self, registry: &Registry) {
+        if lock(&self.lease).take().is_some() {
+            self.lanes.leases.fetch_sub(1, Ordering::AcqRel);
+        }
         let mut interests = lock(&self.interests);
         interests.gone = true;
         let _ = registry.deregister(&mut SourceFd(&self.fd));
@@ -406,7 +409,8 @@ impl Borrow<'_> {
         if keep && let Some(conn) = self.conn.take() {
             if !conn.may_have_more() && !self.lane.failed() {
                 let mut lease = lock(&self.lane.lease);
-                if lease.is_none() {
+                // Under the lease's lock, which a close takes first: no lease outlives it.
+                if lease.is_none() && !lock(&self.lane.interests).gone {
                     *lease = Some(Lease {
                         task: None,
                         taken: now,
@@ -546,8 +550,10 @@ mod tests {
         drop(borrow);
         assert!(readable(&mut poll, Duration::from_secs(5)));
 
-        // Closed: nothing registers it again.
+        // Closed: its lease ends, and nothing registers it again.
+        assert!(lane.lease(&registry, TaskId(6), Instant::now()));
         lane.deregister(&registry);
+        assert!(!lanes.any_lease());
         assert!(!lane.lease(&registry, TaskId(6), Instant::now()));
         assert!(lane.borrow(&registry, TaskId(6)).is_none());
     }
