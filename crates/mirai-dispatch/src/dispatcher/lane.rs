@@ -27,7 +27,7 @@
 //!   those connections stay with the dispatcher thread.
 
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Instant;
 
@@ -106,10 +106,6 @@ pub(super) struct Lane {
     unapplied: AtomicBool,
     /// A hold on the poll's interest that no thread is reading under ([`Lane::lease`]).
     lease: Mutex<Option<Lease>>,
-    /// The last borrow that looked before waiting found the daemon's answer there.
-    answers_first: AtomicBool,
-    /// Borrows so far, to look first now and then when the answer was not there.
-    borrows: AtomicU32,
     /// The connection failed while borrowed (closed, a bad frame, a protocol violation).
     failed: AtomicBool,
 }
@@ -138,8 +134,6 @@ impl Lane {
             lendable,
             lanes,
             unapplied: AtomicBool::new(false),
-            answers_first: AtomicBool::new(false),
-            borrows: AtomicU32::new(0),
             lease: Mutex::new(None),
             failed: AtomicBool::new(false),
         })
@@ -361,21 +355,6 @@ impl Lane {
     /// The core has heard what the dispatcher thread read: callers may borrow again.
     pub(super) fn release_for_core(&self) {
         self.unapplied.store(false, Ordering::Release);
-    }
-
-    /// Whether a borrow should read before it waits: when the last one that did found the
-    /// daemon's answer there, and every sixteenth borrow anyway (to notice a change).
-    pub(super) fn read_first(&self) -> bool {
-        self.answers_first.load(Ordering::Relaxed)
-            || self
-                .borrows
-                .fetch_add(1, Ordering::Relaxed)
-                .is_multiple_of(16)
-    }
-
-    /// What a borrow that read before waiting found.
-    pub(super) fn set_answers_first(&self, yes: bool) {
-        self.answers_first.store(yes, Ordering::Relaxed);
     }
 
     /// Whether the connection failed under a borrower: the dispatcher thread closes it.

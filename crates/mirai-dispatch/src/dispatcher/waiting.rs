@@ -166,13 +166,6 @@ impl Shared {
         let slice_end = start + BORROW_SLICE;
         let until = deadline.map_or(slice_end, |d| d.min(slice_end));
         let mut inbound: SmallVec<[Inbound; 2]> = SmallVec::new();
-        // When the daemon answered before this thread came to wait last time (one CPU: the
-        // task's write let the daemon run at once), look before waiting: a `poll(2)` saved.
-        // Otherwise wait first, and look first now and then to learn whether that changed.
-        let mut first = lane.read_first();
-        if first {
-            borrow.conn().note_readable();
-        }
         loop {
             if !borrow.conn().may_have_more() {
                 let left = until.saturating_duration_since(now);
@@ -186,16 +179,12 @@ impl Shared {
                 }
             }
             // Decoded as they come (a message that breaks the protocol stops the read).
-            let (mut read, mut sound) = (0usize, true);
+            let mut sound = true;
             let token = lane.token();
             let progress = borrow.conn().on_readable(READ_BATCH, &mut |body| {
-                read += 1;
                 sound = decode(body, daemon, token, &self.limits, &mut inbound);
                 sound
             });
-            if std::mem::take(&mut first) {
-                lane.set_answers_first(read > 0);
-            }
             healthy = progress.is_ok() && sound;
             now = Instant::now();
             // What decoded before a failure still counts, as on the dispatcher thread.
