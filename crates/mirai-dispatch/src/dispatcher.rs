@@ -485,7 +485,7 @@ impl Dispatcher {
     /// forgotten ([`Dispatcher::forget`]).
     ///
     /// A wait for a task running on a local daemon reads that daemon's connection itself for
-    /// a moment (two milliseconds at most) instead of waiting to be woken by the dispatcher
+    /// a while (50 ms at most, then it waits as before) instead of waiting to be woken by the dispatcher
     /// thread: the result wakes this thread directly, as in a socket ping-pong.
     pub fn wait(&self, task: TaskId, timeout: Option<Duration>) -> Option<Outcome> {
         let outcome = match self.shared.completions.try_take(task) {
