@@ -3,8 +3,13 @@
 //!
 //! Read-only views of the core's state, apart from the events that change it.
 
-use super::{Core, TaskState};
-use crate::task::{DaemonId, NoDaemons, TaskId};
+use super::Core;
+use crate::task::NoDaemons;
+#[cfg(feature = "shell")]
+use {
+    super::{DaemonState, TaskState},
+    crate::task::{DaemonId, TaskId},
+};
 
 #[cfg(doc)]
 use crate::task::Outcome;
@@ -51,6 +56,7 @@ pub struct Status {
 impl Core {
     /// The daemon `task` was sent to, while it runs there or waits there behind another task;
     /// `None` while it is queued, and once it resolved.
+    #[cfg(feature = "shell")]
     pub(crate) fn daemon_of(&self, task: TaskId) -> Option<DaemonId> {
         match self.tasks.get(&task)?.state {
             TaskState::Queued => None,
@@ -59,6 +65,7 @@ impl Core {
     }
 
     /// The daemon `task` runs on, when it is that daemon's current task (nothing before it).
+    #[cfg(feature = "shell")]
     pub(crate) fn running_on(&self, task: TaskId) -> Option<DaemonId> {
         match self.tasks.get(&task)?.state {
             TaskState::Running(daemon) => Some(daemon),
@@ -67,14 +74,16 @@ impl Core {
     }
 
     /// Whether `task` is the core's: queued or on a daemon, not resolved.
+    #[cfg(feature = "shell")]
     pub(crate) fn knows(&self, task: TaskId) -> bool {
         self.tasks.contains_key(&task)
     }
 
     /// Whether `daemon` is connected, taking work, and holds no task.
+    #[cfg(feature = "shell")]
     pub(crate) fn is_idle(&self, daemon: DaemonId) -> bool {
         self.daemons.get(&daemon).is_some_and(|d| {
-            d.slots.is_empty() && d.setups.is_empty() && d.state == super::DaemonState::Active
+            d.slots.is_empty() && d.setups.is_empty() && d.state == DaemonState::Active
         })
     }
 
