@@ -603,6 +603,60 @@ fn the_run_timeout_of_a_task_ahead_starts_when_it_starts_and_its_queue_timeout_h
 }
 
 #[test]
+fn the_task_asked_back_is_the_one_farthest_from_starting_and_the_idle_daemon_gets_a_share() {
+    // Eight tasks ahead on one daemon while its neighbour finishes a long one (the shape of a
+    // burst submitted while every daemon is busy). Each time the neighbour falls idle the core
+    // asks back the last task waiting, which the busy daemon cannot have started yet: the one
+    // next in line it starts the moment it answers the task before, which is also when the
+    // neighbour's idleness is usually noticed, so asking for that one gave nothing back.
+    let mut d = Driver::new(Config::default());
+    let b = d.connect();
+    let long = d.submit(0);
+    assert_eq!(d.sends(), [(b, long)]);
+    let a = d.connect();
+    warm(&mut d, a);
+    let burst: Vec<_> = (0..8).map(|_| d.submit(10)).collect();
+    let sent = d.sends();
+    assert_eq!(sent.len(), 8, "{sent:?}");
+    assert!(
+        sent.iter().all(|&(to, _)| to == a),
+        "all on the warm daemon, seven of them ahead: {sent:?}"
+    );
+    // The neighbour finishes: the last of the burst is asked back.
+    d.reply(b, long, b"");
+    let recalls: Vec<_> = d
+        .drain()
+        .into_iter()
+        .filter(|x| matches!(x, Action::Recall { .. }))
+        .collect();
+    assert_eq!(
+        recalls,
+        [Action::Recall {
+            daemon: a,
+            task: burst[7]
+        }]
+    );
+    answer(&mut d, a, burst[7], Reply::NotStarted);
+    assert_eq!(d.sends(), [(b, burst[7])]);
+    // The busy daemon answers its first; the neighbour answers its one and falls idle again:
+    // the next asked back is again the last waiting, not the one the busy daemon starts now.
+    d.reply(a, burst[0], b"");
+    d.reply(b, burst[7], b"");
+    let recalls: Vec<_> = d
+        .drain()
+        .into_iter()
+        .filter(|x| matches!(x, Action::Recall { .. }))
+        .collect();
+    assert_eq!(
+        recalls,
+        [Action::Recall {
+            daemon: a,
+            task: burst[6]
+        }]
+    );
+}
+
+#[test]
 fn a_task_ahead_is_asked_back_for_an_idle_daemon_and_requeued_if_not_started() {
     let mut d = Driver::new(Config::default().with_max_queued_bytes(100));
     let a = d.connect();

@@ -211,27 +211,44 @@ impl Core {
     /// A daemon idles with nothing queued: ask tasks waiting ahead on busy daemons back, one per
     /// idle daemon. A daemon that has not started the task answers [`Reply::NotStarted`] and the
     /// task is queued again at the front; one that already started it just runs it.
+    ///
+    /// The task asked back is the one farthest from starting: the last waiting on the daemon
+    /// with the most waiting. The one next in line is the wrong choice: its daemon starts it the
+    /// moment it has answered the task before, and that answer is what usually makes the idle
+    /// daemon look for work, so the request arrives after the start and gives nothing back,
+    /// every time (the idle daemon then waits while its neighbour runs everything).
     fn recall(&mut self) {
-        let mut wanted = self.idle.len().min(self.recallable);
+        let wanted = self.idle.len().min(self.recallable);
+        // Per busy daemon, the tasks it holds that may be asked back, in the order it runs them.
+        let mut waiting: Vec<(DaemonId, Vec<TaskId>)> = self
+            .daemons
+            .iter()
+            .filter(|(_, d)| d.state == DaemonState::Active)
+            .map(|(&daemon, d)| {
+                let tasks = d
+                    .slots
+                    .iter()
+                    .skip(1)
+                    .filter(|s| !s.abandoned)
+                    .map(|s| s.task)
+                    .filter(|t| {
+                        self.tasks
+                            .get(t)
+                            .is_some_and(|e| e.state == TaskState::Ahead(daemon) && !e.recalled)
+                    })
+                    .collect();
+                (daemon, tasks)
+            })
+            .collect();
         let mut recalls = Vec::new();
-        for (&daemon, d) in &self.daemons {
-            if wanted == 0 {
+        for _ in 0..wanted {
+            let Some((daemon, tasks)) = waiting.iter_mut().max_by_key(|(_, t)| t.len()) else {
                 break;
-            }
-            if d.state != DaemonState::Active {
-                continue;
-            }
-            for slot in d.slots.iter().skip(1).filter(|s| !s.abandoned) {
-                if self
-                    .tasks
-                    .get(&slot.task)
-                    .is_some_and(|e| e.state == TaskState::Ahead(daemon) && !e.recalled)
-                    && wanted > 0
-                {
-                    recalls.push((daemon, slot.task));
-                    wanted -= 1;
-                }
-            }
+            };
+            let Some(task) = tasks.pop() else {
+                break;
+            };
+            recalls.push((*daemon, task));
         }
         for (daemon, task) in recalls {
             if let Some(entry) = self.tasks.get_mut(&task) {
