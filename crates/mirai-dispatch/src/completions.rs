@@ -30,6 +30,19 @@ struct State {
     blocked: usize,
 }
 
+impl State {
+    /// Takes `task`'s outcome if it arrived; any other entry stays.
+    fn take_done(&mut self, task: TaskId) -> Option<Outcome> {
+        if !matches!(self.entries.get(&task), Some(Entry::Done(_))) {
+            return None;
+        }
+        match self.entries.remove(&task) {
+            Some(Entry::Done(outcome)) => Some(outcome),
+            _ => None,
+        }
+    }
+}
+
 /// The outcome table shared by the dispatcher thread and host threads.
 #[derive(Default)]
 pub(crate) struct Completions {
@@ -102,14 +115,7 @@ impl Completions {
 
     /// Takes the outcome of `task` if it is here.
     pub(crate) fn try_take(&self, task: TaskId) -> Option<Outcome> {
-        let mut state = self.lock();
-        if !matches!(state.entries.get(&task), Some(Entry::Done(_))) {
-            return None;
-        }
-        match state.entries.remove(&task) {
-            Some(Entry::Done(outcome)) => Some(outcome),
-            _ => None,
-        }
+        self.lock().take_done(task)
     }
 
     /// Waits up to `timeout` (forever with `None`) and takes the outcome; `None` if it is not
@@ -121,9 +127,7 @@ impl Completions {
         let mut deadline: Option<Option<Instant>> = None;
         let mut state = self.lock();
         loop {
-            if matches!(state.entries.get(&task), Some(Entry::Done(_)))
-                && let Some(Entry::Done(outcome)) = state.entries.remove(&task)
-            {
+            if let Some(outcome) = state.take_done(task) {
                 return Some(outcome);
             }
             let wait_for = match timeout {

@@ -489,11 +489,7 @@ impl Dispatcher {
     /// thread: the result wakes this thread directly, as in a socket ping-pong.
     pub fn wait(&self, task: TaskId, timeout: Option<Duration>) -> Option<Outcome> {
         let outcome = match self.shared.completions.try_take(task) {
-            Some(outcome) => {
-                // Read by the dispatcher thread meanwhile: nobody needs the lease now.
-                self.shared.end_lease(task);
-                outcome
-            }
+            Some(outcome) => outcome,
             None if timeout.is_some_and(|t| t.is_zero()) => return None,
             None => {
                 let start = Instant::now();

@@ -14,7 +14,9 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use mirai_dispatch::protocol::ToDaemon;
-use mirai_dispatch::{CancelMode, DaemonEvent, Dispatcher, DispatcherConfig, Outcome, Task};
+use mirai_dispatch::{
+    CancelMode, DaemonEvent, Dispatcher, DispatcherConfig, Outcome, Task, TaskId,
+};
 use util::shell::{DemoDaemon, PATIENCE, RawPeer, TOKEN, credential, eventually, wait_event};
 
 fn start(heartbeat: Option<Duration>) -> (Dispatcher, Receiver<DaemonEvent>) {
@@ -30,6 +32,25 @@ fn start(heartbeat: Option<Duration>) -> (Dispatcher, Receiver<DaemonEvent>) {
 
 fn joined(events: &Receiver<DaemonEvent>) {
     wait_event(events, |e| matches!(e, DaemonEvent::Joined { .. }));
+}
+
+/// A task that sleeps a minute without looking at its cancel token.
+fn long_task(d: &Dispatcher) -> TaskId {
+    let minute = postcard::to_allocvec(&60_000u64).unwrap();
+    d.submit(Task::new("sleep_ms", minute), None).unwrap()
+}
+
+/// Waits for `id` on a thread of its own (at most `timeout`); the outcome and how long it took.
+fn wait_in_thread(
+    d: &Arc<Dispatcher>,
+    id: TaskId,
+    timeout: Duration,
+) -> std::thread::JoinHandle<(Option<Outcome>, Duration)> {
+    let d = Arc::clone(d);
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        (d.wait(id, Some(timeout)), t.elapsed())
+    })
 }
 
 #[test]
@@ -162,19 +183,8 @@ fn a_waiter_sees_its_task_cancelled_by_another_thread() {
     joined(&events);
     util::shell::run_echo_tasks(&d, 2);
     let d = Arc::new(d);
-    let id = d
-        .submit(
-            Task::new("sleep_ms", postcard::to_allocvec(&60_000u64).unwrap()),
-            None,
-        )
-        .unwrap();
-    let waiter = {
-        let d = Arc::clone(&d);
-        std::thread::spawn(move || {
-            let t = Instant::now();
-            (d.wait(id, Some(PATIENCE)), t.elapsed())
-        })
-    };
+    let id = long_task(&d);
+    let waiter = wait_in_thread(&d, id, PATIENCE);
     std::thread::sleep(Duration::from_millis(100));
     assert!(d.cancel(id, CancelMode::Soft));
     let (outcome, took) = waiter.join().expect("the waiter");
@@ -199,21 +209,13 @@ fn a_waiter_on_a_daemon_that_dies_hears_of_the_loss_and_the_pool_serves_on() {
         other => panic!("{other:?}"),
     };
     assert_eq!(first_pid, first.0.id());
-    let id = d
-        .submit(
-            Task::new("sleep_ms", postcard::to_allocvec(&60_000u64).unwrap()),
-            None,
-        )
-        .unwrap();
-    let waiter = {
-        let d = Arc::clone(&d);
-        std::thread::spawn(move || d.wait(id, Some(PATIENCE)))
-    };
+    let id = long_task(&d);
+    let waiter = wait_in_thread(&d, id, PATIENCE);
     std::thread::sleep(Duration::from_millis(100));
     // Killed while a caller may be waiting on its connection: the close reaches the dispatcher
     // thread, which resolves the task (a started task is not run twice).
     first.0.kill().expect("kill the daemon");
-    let outcome = waiter.join().expect("the waiter");
+    let (outcome, _) = waiter.join().expect("the waiter");
     assert_eq!(outcome, Some(Outcome::ConnectionLost));
     wait_event(&events, |e| matches!(e, DaemonEvent::Left { .. }));
     let _second = DemoDaemon::launch(d.url(), 2);
@@ -233,11 +235,9 @@ fn a_malformed_message_a_waiter_reads_drops_the_daemon() {
     let id = d.submit(Task::new("echo", vec![9]), None).unwrap();
     assert!(matches!(peer.read_message(), Some(ToDaemon::Task { .. })));
     let d = Arc::new(d);
-    let waiter = {
-        let d = Arc::clone(&d);
-        std::thread::spawn(move || d.wait(id, Some(Duration::from_secs(5))))
-    };
-    std::thread::sleep(Duration::from_millis(50));
+    let waiter = wait_in_thread(&d, id, Duration::from_secs(5));
+    // Well within the waiter's first read of the connection (it reads for up to 50 ms).
+    std::thread::sleep(Duration::from_millis(10));
     // A well-framed message that is not our protocol.
     use std::io::Write;
     let body = [0u8, 0, 0, 1, 0xff, 0xff, 0xff, 0xff];

@@ -602,6 +602,14 @@ fn the_run_timeout_of_a_task_ahead_starts_when_it_starts_and_its_queue_timeout_h
     );
 }
 
+/// The recall requests among the core's actions since the last drain.
+fn recalls(d: &mut Driver) -> Vec<Action> {
+    d.drain()
+        .into_iter()
+        .filter(|x| matches!(x, Action::Recall { .. }))
+        .collect()
+}
+
 #[test]
 fn the_task_asked_back_is_the_one_farthest_from_starting_and_the_idle_daemon_gets_a_share() {
     // Eight tasks ahead on one daemon while its neighbour finishes a long one (the shape of a
@@ -624,13 +632,8 @@ fn the_task_asked_back_is_the_one_farthest_from_starting_and_the_idle_daemon_get
     );
     // The neighbour finishes: the last of the burst is asked back.
     d.reply(b, long, b"");
-    let recalls: Vec<_> = d
-        .drain()
-        .into_iter()
-        .filter(|x| matches!(x, Action::Recall { .. }))
-        .collect();
     assert_eq!(
-        recalls,
+        recalls(&mut d),
         [Action::Recall {
             daemon: a,
             task: burst[7]
@@ -642,13 +645,8 @@ fn the_task_asked_back_is_the_one_farthest_from_starting_and_the_idle_daemon_get
     // the next asked back is again the last waiting, not the one the busy daemon starts now.
     d.reply(a, burst[0], b"");
     d.reply(b, burst[7], b"");
-    let recalls: Vec<_> = d
-        .drain()
-        .into_iter()
-        .filter(|x| matches!(x, Action::Recall { .. }))
-        .collect();
     assert_eq!(
-        recalls,
+        recalls(&mut d),
         [Action::Recall {
             daemon: a,
             task: burst[6]

@@ -89,22 +89,10 @@ impl EventLoop {
                     LEASE_TIMER => self.expire_leases(),
                     LISTENER => self.listener_ready = true,
                     token => {
-                        if (event.is_readable() || event.is_read_closed() || event.is_error())
-                            && let Some(peer) = self.peers.get_mut(&token)
-                        {
-                            // A connection a caller borrowed is read by that caller (which
-                            // hands it back if it leaves anything).
-                            if let Some(mut conn) = peer.lane.try_conn() {
-                                conn.note_readable();
-                                if event.is_read_closed() {
-                                    // The daemon's last frame and its close may both be in
-                                    // this event: read until the close shows.
-                                    conn.note_read_closed();
-                                }
-                            }
-                            if !self.ready.contains(&token) {
-                                self.ready.push(token);
-                            }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            // The daemon's last frame and its close may both be in this
+                            // event: then it is read until the close shows.
+                            self.mark_ready(token, event.is_read_closed());
                         }
                         if event.is_writable() {
                             woken = true;
@@ -171,13 +159,26 @@ impl EventLoop {
             if peer.lane.failed() {
                 self.close(token);
             } else {
-                if let Some(mut conn) = peer.lane.try_conn() {
-                    conn.note_readable();
-                }
-                if !self.ready.contains(&token) {
-                    self.ready.push(token);
-                }
+                self.mark_ready(token, false);
             }
+        }
+    }
+
+    /// Notes that `token`'s connection may have bytes (and, with `closed`, that its peer's
+    /// close was reported), and queues it for reading. A connection a caller borrowed is read by
+    /// that caller, which hands it back if it leaves anything.
+    fn mark_ready(&mut self, token: Token, closed: bool) {
+        let Some(peer) = self.peers.get(&token) else {
+            return;
+        };
+        if let Some(mut conn) = peer.lane.try_conn() {
+            conn.note_readable();
+            if closed {
+                conn.note_read_closed();
+            }
+        }
+        if !self.ready.contains(&token) {
+            self.ready.push(token);
         }
     }
 
@@ -405,7 +406,6 @@ impl EventLoop {
             .insert(
                 daemon,
                 Link {
-                    sender,
                     lane: Arc::clone(&peer.lane),
                     launch_id: hello.launch_id,
                     retired: None,
@@ -471,15 +471,8 @@ impl EventLoop {
         if !silent_now.is_empty() {
             // A long write (a large task flushed as the daemon read it) may have kept this
             // thread from reading what the daemon sent meanwhile: look before judging.
-            for token in &silent_now {
-                if let Some(peer) = self.peers.get_mut(token) {
-                    if let Some(mut conn) = peer.lane.try_conn() {
-                        conn.note_readable();
-                    }
-                    if !self.ready.contains(token) {
-                        self.ready.push(*token);
-                    }
-                }
+            for &token in &silent_now {
+                self.mark_ready(token, false);
             }
             self.read_ready(Instant::now());
             let now = Instant::now();

@@ -96,10 +96,7 @@ pub(super) struct Lane {
     conn: Mutex<Connection>,
     sender: ConnSender,
     token: Token,
-    fd: RawFd,
     interests: Mutex<Interests>,
-    /// Whether host threads may read it: a plain stream, not TLS.
-    lendable: bool,
     lanes: Arc<Lanes>,
     /// The dispatcher thread read messages of it that the core has not heard yet: no borrow
     /// until it has, so the core hears a daemon's messages in order.
@@ -122,21 +119,30 @@ impl Lane {
         registry: &Registry,
         lanes: Arc<Lanes>,
     ) -> std::io::Result<Self> {
-        let fd = conn.stream().as_raw_fd();
-        registry.register(&mut SourceFd(&fd), token, Interest::READABLE)?;
-        let lendable = matches!(conn.stream(), Stream::Unix(_) | Stream::Tcp(_));
+        registry.register(
+            &mut SourceFd(&conn.stream().as_raw_fd()),
+            token,
+            Interest::READABLE,
+        )?;
         Ok(Self {
             sender: conn.sender().clone(),
             conn: Mutex::new(conn),
             token,
-            fd,
             interests: Mutex::default(),
-            lendable,
             lanes,
             unapplied: AtomicBool::new(false),
             lease: Mutex::new(None),
             failed: AtomicBool::new(false),
         })
+    }
+
+    fn fd(&self) -> RawFd {
+        self.sender.stream().as_raw_fd()
+    }
+
+    /// Whether host threads may read it: a plain stream, not TLS.
+    fn lendable(&self) -> bool {
+        matches!(self.sender.stream(), Stream::Unix(_) | Stream::Tcp(_))
     }
 
     pub(super) fn token(&self) -> Token {
@@ -181,7 +187,7 @@ impl Lane {
         }
         let mut interests = lock(&self.interests);
         interests.gone = true;
-        let _ = registry.deregister(&mut SourceFd(&self.fd));
+        let _ = registry.deregister(&mut SourceFd(&self.fd()));
     }
 
     fn reregister(&self, registry: &Registry, interests: &Interests) -> std::io::Result<()> {
@@ -191,7 +197,7 @@ impl Lane {
             } else {
                 Interest::READABLE
             };
-            return registry.reregister(&mut SourceFd(&self.fd), self.token, interest);
+            return registry.reregister(&mut SourceFd(&self.fd()), self.token, interest);
         }
         // Borrowed: watch for the peer's hang-up (and for room to write, if wanted), never for
         // bytes. mio has no such interest: its nearest, `PRIORITY`, is in the wake-up a socket
@@ -214,7 +220,7 @@ impl Lane {
     /// dispatcher thread's lease timer); `false` when it cannot be taken (another task's lease,
     /// a connection not lent or closing).
     pub(super) fn lease(&self, registry: &Registry, task: TaskId, now: Instant) -> bool {
-        if !self.lendable || self.failed() {
+        if !self.lendable() || self.failed() {
             return false;
         }
         let mut lease = lock(&self.lease);
@@ -321,7 +327,7 @@ impl Lane {
                 _ => false,
             }
         };
-        let conn = if !self.lendable || self.failed() {
+        let conn = if !self.lendable() || self.failed() {
             None
         } else {
             match self.conn.try_lock() {

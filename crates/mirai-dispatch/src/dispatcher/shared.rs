@@ -30,8 +30,8 @@ use crate::task::{DaemonId, IdMap, Outcome, Payload, TaskId};
 
 /// How host threads reach a daemon.
 pub(super) struct Link {
-    pub(super) sender: ConnSender,
-    /// The connection, for a caller waiting on a task of this daemon to read it itself.
+    /// The connection: its writing half, and its reading half for a caller waiting on a task of
+    /// this daemon to read it itself.
     pub(super) lane: Arc<Lane>,
     pub(super) launch_id: u64,
     /// Why the daemon leaves, if by its rules ([`FromDaemon::Retiring`]) or because it was
@@ -319,18 +319,19 @@ impl Shared {
             .max(1)
     }
 
-    fn link(&self, daemon: DaemonId) -> Option<(ConnSender, u64)> {
+    /// The daemon's connection and launch id, while it is linked.
+    pub(super) fn link(&self, daemon: DaemonId) -> Option<(Arc<Lane>, u64)> {
         self.links
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&daemon)
-            .map(|l| (l.sender.clone(), l.launch_id))
+            .map(|l| (Arc::clone(&l.lane), l.launch_id))
     }
 
     fn carry_out(&self, action: Action) {
         match action {
             Action::Joined { daemon, rng_stream } => {
-                if let Some((sender, _)) = self.link(daemon) {
+                if let Some((lane, _)) = self.link(daemon) {
                     let init = Init {
                         daemon,
                         rng_stream,
@@ -340,25 +341,25 @@ impl Shared {
                             .map_or(0, |h| u64::try_from(h.as_millis()).unwrap_or(u64::MAX)),
                         settings: self.settings.clone(),
                     };
-                    self.send(&sender, &ToDaemon::Init(init));
+                    self.send(lane.sender(), &ToDaemon::Init(init));
                 }
             }
             Action::Send { daemon, task, job } => {
                 self.send_task(daemon, task, job, false);
             }
             Action::Cancel { daemon, task } => {
-                if let Some((sender, _)) = self.link(daemon) {
-                    self.send(&sender, &ToDaemon::Cancel { task });
+                if let Some((lane, _)) = self.link(daemon) {
+                    self.send(lane.sender(), &ToDaemon::Cancel { task });
                 }
             }
             Action::Recall { daemon, task } => {
-                if let Some((sender, _)) = self.link(daemon) {
-                    self.send(&sender, &ToDaemon::Recall { task });
+                if let Some((lane, _)) = self.link(daemon) {
+                    self.send(lane.sender(), &ToDaemon::Recall { task });
                 }
             }
             Action::Kill { daemon } => {
-                if let Some((sender, launch_id)) = self.link(daemon) {
-                    self.send(&sender, &ToDaemon::Exit);
+                if let Some((lane, launch_id)) = self.link(daemon) {
+                    self.send(lane.sender(), &ToDaemon::Exit);
                     self.event(DaemonEvent::KillRequested { daemon, launch_id });
                 }
             }
@@ -373,8 +374,8 @@ impl Shared {
                 {
                     link.retired.get_or_insert(ExitReason::HostGone);
                 }
-                if let Some((sender, _)) = self.link(daemon) {
-                    self.send(&sender, &ToDaemon::Exit);
+                if let Some((lane, _)) = self.link(daemon) {
+                    self.send(lane.sender(), &ToDaemon::Exit);
                 }
             }
             Action::Left { daemon } => {
@@ -416,11 +417,12 @@ impl Shared {
         track: bool,
     ) -> bool {
         let _span = tracing::debug_span!("dispatch", task = task.0, daemon = daemon.0).entered();
-        let Some((sender, _)) = self.link(daemon) else {
+        let Some((lane, _)) = self.link(daemon) else {
             // The daemon is gone; its close resolves or requeues the task.
             return true;
         };
-        self.lease_only_for(daemon, task);
+        self.lease_only_for(&lane, task);
+        let sender = lane.sender();
         let Some((head, payload)) = task_frame(task, job) else {
             return true;
         };
@@ -475,8 +477,9 @@ impl Shared {
         job: crate::core::Job,
     ) -> Option<ConnSender> {
         let _span = tracing::debug_span!("dispatch", task = task.0, daemon = daemon.0).entered();
-        let (sender, _) = self.link(daemon)?;
-        self.lease_only_for(daemon, task);
+        let (lane, _) = self.link(daemon)?;
+        self.lease_only_for(&lane, task);
+        let sender = lane.sender().clone();
         let (head, payload) = task_frame(task, job)?;
         let payload: &[u8] = payload.parts().first().map_or(&[], |b| &b[..]);
         match sender.send_later(&[&head, payload]) {

@@ -4,7 +4,6 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::time::{
@@ -19,7 +18,7 @@ use super::inbound::{Inbound, decode};
 use super::lane::Lane;
 use super::shared::Shared;
 use crate::host::CoreGuard;
-use crate::task::{DaemonId, TaskId};
+use crate::task::TaskId;
 
 /// The longest a caller reads its daemon's connection before handing it back and waiting like
 /// any other caller. A task resolved another way while its daemon says nothing (cancelled by
@@ -105,7 +104,7 @@ impl Shared {
         let Some(daemon) = core.running_on(task) else {
             return;
         };
-        let Some(lane) = self.lane(daemon) else {
+        let Some((lane, _)) = self.link(daemon) else {
             return;
         };
         if lane.lease(&self.registry, task, Instant::now()) {
@@ -113,44 +112,29 @@ impl Shared {
         }
     }
 
-    /// Ends `task`'s lease if it holds one (its outcome was taken, it is polled, cancelled or
-    /// forgotten): from now on the dispatcher thread reads its daemon's connection again.
+    /// Ends `task`'s lease if it holds one (it is polled, cancelled or forgotten, or its outcome
+    /// was taken): from now on the dispatcher thread reads its daemon's connection again. A task
+    /// that has resolved needs nothing read for it any more; its lease, if any is left, ends with
+    /// the timer or the daemon's next task.
     pub(super) fn end_lease(&self, task: TaskId) {
         if !self.lanes.any_lease() {
             return;
         }
-        // The task may have resolved already, so its daemon is not the core's to say; leases
-        // are few (one per idle daemon at most).
-        let lanes: Vec<Arc<Lane>> = self
-            .links
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .map(|link| Arc::clone(&link.lane))
-            .collect();
-        for lane in lanes {
+        let Some(daemon) = self.host.lock().daemon_of(task) else {
+            return;
+        };
+        if let Some((lane, _)) = self.link(daemon) {
             lane.end_lease(&self.registry, Some(task), None);
         }
     }
 
-    /// `task` goes to `daemon`: a lease on its connection for anything else ends (a lease
-    /// lives only while its daemon holds just the leased task, so the dispatcher thread reads a
-    /// daemon with more work).
-    pub(super) fn lease_only_for(&self, daemon: DaemonId, task: TaskId) {
-        if !self.lanes.any_lease() {
-            return;
-        }
-        if let Some(lane) = self.lane(daemon) {
+    /// `task` goes to the daemon of `lane`: a lease on its connection for anything else ends
+    /// (a lease lives only while its daemon holds just the leased task, so the dispatcher thread
+    /// reads a daemon with more work).
+    pub(super) fn lease_only_for(&self, lane: &Lane, task: TaskId) {
+        if self.lanes.any_lease() {
             lane.end_lease_unless(&self.registry, task);
         }
-    }
-
-    fn lane(&self, daemon: DaemonId) -> Option<Arc<Lane>> {
-        self.links
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&daemon)
-            .map(|link| Arc::clone(&link.lane))
     }
 
     /// Reads the connection of the daemon that runs `task` until the task has its outcome,
@@ -161,7 +145,7 @@ impl Shared {
         let Some(daemon) = self.host.lock().daemon_of(task) else {
             return;
         };
-        let Some(lane) = self.lane(daemon) else {
+        let Some((lane, _)) = self.link(daemon) else {
             return;
         };
         let Some(mut borrow) = lane.borrow(&self.registry, task) else {
